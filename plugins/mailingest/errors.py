@@ -1,0 +1,38 @@
+"""The exceptions mailingest raises.
+
+Protocol modules translate library errors (imaplib, poplib, ssl, OSError) into these at the
+edge, so the sr3 entry points catch one family and log each failure once.  Messages say what
+failed, where (the account without its secret), and what to check next.
+"""
+
+
+class MailError(Exception):
+    """Base class of every mailingest error."""
+
+
+class ConfigError(MailError):
+    """An option or URL is missing or wrong; fix the configuration."""
+
+
+class MailConnectionError(MailError):
+    """The server could not be reached or the connection broke (transient, retried)."""
+
+
+class MailAuthError(MailError):
+    """The server refused the login (wrong password, expired token, ...)."""
+
+
+class MailboxError(MailError):
+    """A folder could not be selected or listed."""
+
+
+class MessageGoneError(MailError):
+    """The message a notice names is no longer on the server (expunged, moved, UIDVALIDITY changed)."""
+
+
+class MimeError(MailError):
+    """A message could not be decoded at all."""
+
+
+class DecodeLimitError(MimeError):
+    """A message exceeds a decoding bound (depth, parts, bytes); its raw .eml is kept."""
