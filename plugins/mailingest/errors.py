@@ -18,6 +18,10 @@ class MailConnectionError(MailError):
     """The server could not be reached or the connection broke (transient, retried)."""
 
 
+class TlsError(MailError):
+    """TLS could not be set up or the server certificate is not trusted; fix the CA or tlsRigour."""
+
+
 class MailAuthError(MailError):
     """The server refused the login (wrong password, expired token, ...)."""
 

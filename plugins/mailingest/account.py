@@ -1,0 +1,231 @@
+"""Mail accounts: a pollUrl or notice baseUrl plus sr3 credentials.conf becomes a :class:`MailAccount`.
+
+This is the only module that reads secrets.  Order of lookup for the password:
+
+1. sr3's ``credentials.conf`` (the URL as written, then with/without the scheme's default port,
+   because sr3 matches ports literally);
+2. the system keyring (``keyring`` package): service ``mailingest:<scheme>://<host>:<port>``,
+   user name = the account's user name.
+
+A :class:`MailAccount` never shows its secrets: ``repr``/``str``/``display`` name only
+``scheme://user@host:port``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
+
+from mailingest.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: scheme -> (protocol, default port, implicit TLS)
+SCHEMES = {
+    "imap": ("imap", 143, False),
+    "imaps": ("imap", 993, True),
+    "pop": ("pop3", 110, False),
+    "pop3": ("pop3", 110, False),
+    "pops": ("pop3", 995, True),
+    "pop3s": ("pop3", 995, True),
+}
+
+KEYRING_SERVICE_PREFIX = "mailingest:"
+
+
+@dataclass(frozen=True)
+class MailAccount:
+    """Everything needed to log in to one mailbox.  Secrets are excluded from ``repr``."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str
+    password: Optional[str] = field(default=None, repr=False, compare=False)
+    bearer_token: Optional[str] = field(default=None, repr=False, compare=False)
+    login_method: Optional[str] = None
+    starttls_requested: bool = False
+    #: the URL as the operator wrote it, minus password and path: used as the notice baseUrl
+    base_url: str = ""
+
+    @property
+    def protocol(self) -> str:
+        """``imap`` or ``pop3``."""
+        return SCHEMES[self.scheme][0]
+
+    @property
+    def implicit_tls(self) -> bool:
+        return SCHEMES[self.scheme][2]
+
+    @property
+    def display(self) -> str:
+        """``scheme://user@host:port``: safe to log."""
+        return f"{self.scheme}://{self.username}@{self.host}:{self.port}"
+
+    @property
+    def keyring_service(self) -> str:
+        return f"{KEYRING_SERVICE_PREFIX}{self.scheme}://{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.display
+
+
+@dataclass(frozen=True)
+class MailUrl:
+    """A parsed mail URL without any secret."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str
+    path: str
+    explicit_port: bool
+    has_password: bool
+
+    @property
+    def base_url(self) -> str:
+        """The URL without password and path, port only when the operator wrote one."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.explicit_port else ""
+        user = urllib.parse.quote(self.username, safe="") + "@" if self.username else ""
+        return f"{self.scheme}://{user}{host}{port}/"
+
+    def variants(self) -> Tuple[str, ...]:
+        """Spellings of this URL to look up in credentials.conf (sr3 matches the port literally)."""
+        user = urllib.parse.quote(self.username, safe="")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        with_port = f"{self.scheme}://{user}@{host}:{self.port}/"
+        without_port = f"{self.scheme}://{user}@{host}/"
+        default_port = SCHEMES[self.scheme][1]
+        if self.explicit_port and self.port != default_port:
+            return (with_port,)
+        return (with_port, without_port) if self.explicit_port else (without_port, with_port)
+
+
+def parse_mail_url(url: str) -> MailUrl:
+    """Parse ``imap[s]://user@host[:port]/path`` or ``pop[s]://...``.
+
+    :raises ConfigError: unknown scheme, no host or no user name.
+    """
+    if not url:
+        raise ConfigError("no mail URL given: set pollUrl (e.g. pollUrl imaps://user@mail.example.com/)")
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"unsupported mail URL scheme {scheme!r} in {redact_url(url)}: "
+            f"use one of imap, imaps, pop, pops"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"bad port in mail URL {redact_url(url)}: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(f"mail URL {redact_url(url)} has no host name")
+    if not parts.username:
+        raise ConfigError(
+            f"mail URL {redact_url(url)} has no user name: write {scheme}://USER@{parts.hostname}/ "
+            f"and put the password in credentials.conf"
+        )
+    return MailUrl(
+        scheme=scheme,
+        host=parts.hostname,
+        port=port or SCHEMES[scheme][1],
+        username=urllib.parse.unquote(parts.username),
+        path=urllib.parse.unquote(parts.path or ""),
+        explicit_port=port is not None,
+        has_password=bool(parts.password),
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to log)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+
+
+def _from_credentials_db(credentials: Any, mail_url: MailUrl) -> Any:
+    """The sr3 Credential for this URL, or None."""
+    if credentials is None:
+        return None
+    for variant in mail_url.variants():
+        _cached, details = credentials.get(variant)
+        if details is not None and getattr(details.url, "password", None) or (
+            details is not None and getattr(details, "bearer_token", None)
+        ):
+            return details
+    return None
+
+
+def _from_keyring(service: str, username: str) -> Optional[str]:
+    try:
+        import keyring  # imported lazily: a broken keyring must not stop the plugin loading
+        from keyring.errors import KeyringError
+    except ImportError:
+        logger.debug("keyring package not installed: skipping keyring lookup")
+        return None
+    try:
+        return keyring.get_password(service, username)
+    except KeyringError as exc:
+        logger.warning("keyring lookup for %s user %s failed: %s", service, username, exc)
+        return None
+
+
+def resolve_account(url: str, credentials: Any) -> MailAccount:
+    """Turn a URL plus sr3's credential DB into a :class:`MailAccount`.
+
+    :param url: pollUrl or notice baseUrl; a password in it is used but never shown.
+    :param credentials: ``options.credentials`` (a sarracenia CredentialDB) or None.
+    :raises ConfigError: bad URL, or no password/token anywhere.
+    """
+    mail_url = parse_mail_url(url)
+    password: Optional[str] = None
+    bearer_token: Optional[str] = None
+    login_method: Optional[str] = None
+    starttls = False
+
+    if mail_url.has_password:
+        password = urllib.parse.unquote(urllib.parse.urlsplit(url).password or "")
+    details = _from_credentials_db(credentials, mail_url)
+    if details is not None:
+        password = password or details.url.password
+        bearer_token = getattr(details, "bearer_token", None)
+        login_method = getattr(details, "login_method", None)
+        starttls = bool(getattr(details, "tls", False))
+    service = f"{KEYRING_SERVICE_PREFIX}{mail_url.scheme}://{mail_url.host}:{mail_url.port}"
+    if not password and not bearer_token:
+        password = _from_keyring(service, mail_url.username)
+    if not password and not bearer_token:
+        raise ConfigError(
+            f"no password for {mail_url.scheme}://{mail_url.username}@{mail_url.host}:{mail_url.port}: "
+            f"add a line '{mail_url.scheme}://{mail_url.username}:PASSWORD@{mail_url.host}/' to "
+            f"credentials.conf, or store it with 'keyring set {service} {mail_url.username}'"
+        )
+    return MailAccount(
+        scheme=mail_url.scheme,
+        host=mail_url.host,
+        port=mail_url.port,
+        username=mail_url.username,
+        password=password,
+        bearer_token=bearer_token,
+        login_method=login_method,
+        starttls_requested=starttls,
+        base_url=mail_url.base_url,
+    )
+
+
+def credentials_path() -> str:
+    """Where sr3 reads credentials.conf (honours XDG_CONFIG_HOME)."""
+    import sarracenia.config
+
+    return os.path.join(sarracenia.config.get_user_config_dir(), "credentials.conf")

@@ -1,0 +1,95 @@
+"""Write a file so that a crash at any moment leaves either no file or the whole file.
+
+Bytes go to a hidden temporary name in the target directory, are fsynced, renamed onto the final
+name, and the directory is fsynced so the rename itself survives a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Iterable, Optional
+
+TEMP_MARK = ".mailingest-"
+
+
+def _host_tag() -> str:
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def temp_name(final_path: str) -> str:
+    """``.<name>.mailingest-<host>-<pid>.tmp`` beside the final file (hidden, unique per writer)."""
+    directory, name = os.path.split(final_path)
+    return os.path.join(directory, f".{name}{TEMP_MARK}{_host_tag()}-{os.getpid()}.tmp")
+
+
+def write_atomically(final_path: str, chunks: Iterable[bytes], mtime: Optional[float] = None) -> int:
+    """Write ``chunks`` to ``final_path`` atomically; returns the byte count.
+
+    The final name appears only once the data is durable.  ``mtime`` (epoch seconds) is set
+    before the rename.
+    """
+    tmp = temp_name(final_path)
+    written = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                written += len(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, final_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_directory(os.path.dirname(final_path) or ".")
+    return written
+
+
+def fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(directory: str) -> int:
+    """Delete this host's temp files whose writer no longer runs (after a kill -9); returns the count.
+
+    Temp files of other hosts sharing the directory are left alone.
+    """
+    removed = 0
+    mine = f"{TEMP_MARK}{_host_tag()}-"
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if not (name.startswith(".") and mine in name and name.endswith(".tmp")):
+            continue
+        pid_text = name.rsplit(mine, 1)[1][: -len(".tmp")]
+        if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != os.getpid():
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,277 @@
+"""IMAP access through imapclient: UID commands only, never a flag change unless asked.
+
+Listing uses ``UID SEARCH`` and fetches metadata with ``BODY.PEEK[HEADER.FIELDS ...]``;
+downloading uses ``BODY.PEEK[]``, so neither sets ``\\Seen``.  Folders are opened read-only
+(EXAMINE) for both.  Library errors become :mod:`mailingest.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from datetime import datetime
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import imapclient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from mailingest.account import MailAccount
+from mailingest.connection import ConnectionSettings, connection_error
+from mailingest.errors import (
+    MailAuthError,
+    MailboxError,
+    MailConnectionError,
+    MessageGoneError,
+    TlsError,
+)
+from mailingest.refs import MessageRef, summary_headers
+
+logger = logging.getLogger(__name__)
+
+HEADER_FIELDS = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT FROM DATE)]"
+META_ITEMS = [b"RFC822.SIZE", b"INTERNALDATE", HEADER_FIELDS]
+FETCH_BATCH = 500
+
+_TRANSIENT = (IMAPClientAbortError, OSError, socket.timeout, ssl.SSLError)
+
+
+class ImapMailbox:
+    """One logged-in IMAP connection to one account.  Use as a context manager."""
+
+    def __init__(self, account: MailAccount, settings: ConnectionSettings) -> None:
+        self.account = account
+        self.settings = settings
+        self._client: Optional[imapclient.IMAPClient] = None
+        self._selected: Optional[str] = None
+        self.tls_version: Optional[str] = None
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self) -> "ImapMailbox":
+        """Connect, secure (implicit TLS or STARTTLS) and log in.
+
+        :raises MailConnectionError, TlsError, MailAuthError:
+        """
+        account, settings = self.account, self.settings
+        try:
+            client = imapclient.IMAPClient(
+                account.host,
+                port=account.port,
+                ssl=account.implicit_tls,
+                ssl_context=settings.ssl_context,
+                timeout=imapclient.SocketTimeout(connect=settings.timeout, read=settings.timeout),
+            )
+        except (OSError, IMAPClientError) as exc:
+            raise connection_error(account, exc) from None
+        self._client = client
+        try:
+            if not account.implicit_tls:
+                self._starttls(client)
+            self.tls_version = _tls_version(client)
+            self._login(client)
+        except BaseException:
+            self._drop()
+            raise
+        logger.debug("logged in to %s (%s)", account.display, self.tls_version or "no TLS")
+        return self
+
+    def _starttls(self, client: imapclient.IMAPClient) -> None:
+        try:
+            offered = client.has_capability("STARTTLS")
+        except _TRANSIENT as exc:
+            raise connection_error(self.account, exc) from None
+        if offered:
+            try:
+                client.starttls(self.settings.ssl_context)
+            except (OSError, IMAPClientError) as exc:
+                raise connection_error(self.account, exc, "start TLS with") from None
+        elif not self.settings.allow_plaintext:
+            raise TlsError(
+                f"{self.account.display} offers no STARTTLS: refusing to send the password unencrypted; "
+                f"use imaps://, or set mailAllowPlaintext on if this network is trusted"
+            )
+        else:
+            logger.warning("%s offers no STARTTLS: logging in without encryption (mailAllowPlaintext on)",
+                           self.account.display)
+
+    def _login(self, client: imapclient.IMAPClient) -> None:
+        account = self.account
+        try:
+            if account.bearer_token:
+                mech = (account.login_method or "XOAUTH2").upper()
+                client.oauth2_login(account.username, account.bearer_token, mech=mech)
+            else:
+                client.login(account.username, account.password or "")
+        except LoginError as exc:
+            raise MailAuthError(f"login refused for {account.display}: {_server_text(exc)}") from None
+        except IMAPClientError as exc:
+            raise MailAuthError(f"login failed for {account.display}: {_server_text(exc)}") from None
+        except _TRANSIENT as exc:
+            raise connection_error(account, exc, "log in to") from None
+
+    def is_alive(self) -> bool:
+        """True when a NOOP succeeds on the kept connection."""
+        if self._client is None:
+            return False
+        try:
+            self._client.noop()
+            return True
+        except (IMAPClientError, OSError):
+            return False
+
+    def close(self) -> None:
+        """Log out (best effort) and drop the connection."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            client.logout()
+        except (IMAPClientError, OSError) as exc:
+            logger.debug("logout from %s: %s", self.account.display, exc)
+        self._drop()
+
+    def _drop(self) -> None:
+        client, self._client, self._selected = self._client, None, None
+        if client is not None:
+            try:
+                client.shutdown()
+            except (IMAPClientError, OSError):
+                pass
+
+    def __enter__(self) -> "ImapMailbox":
+        return self.connect() if self._client is None else self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    @property
+    def client(self) -> imapclient.IMAPClient:
+        if self._client is None:
+            raise MailConnectionError(f"not connected to {self.account.display}")
+        return self._client
+
+    # -- folders ----------------------------------------------------------------------------
+    def examine(self, folder: str) -> Dict[str, int]:
+        """Open ``folder`` read-only; returns uidvalidity, uidnext and exists.
+
+        :raises MailboxError: the folder does not exist or cannot be opened.
+        """
+        try:
+            info = self.client.select_folder(folder, readonly=True)
+        except IMAPClientError as exc:
+            if isinstance(exc, IMAPClientAbortError):
+                raise connection_error(self.account, exc, "examine a folder on") from None
+            raise MailboxError(f"cannot open folder {folder!r} on {self.account.display}: {_server_text(exc)}") from None
+        except OSError as exc:
+            raise connection_error(self.account, exc, "examine a folder on") from None
+        self._selected = folder
+        return {
+            "uidvalidity": int(info.get(b"UIDVALIDITY", 0)),
+            "uidnext": int(info.get(b"UIDNEXT", 0)),
+            "exists": int(info.get(b"EXISTS", 0)),
+        }
+
+    # -- listing ----------------------------------------------------------------------------
+    def search_uids(self, criteria: str, above_uid: int = 0) -> List[int]:
+        """UIDs in the examined folder matching IMAP SEARCH ``criteria`` with UID > ``above_uid``."""
+        query = f"UID {above_uid + 1}:* {criteria}" if above_uid else criteria
+        try:
+            uids = self.client.search(query)
+        except IMAPClientError as exc:
+            if isinstance(exc, IMAPClientAbortError):
+                raise connection_error(self.account, exc, "search on") from None
+            raise MailboxError(f"SEARCH {criteria!r} failed on {self.account.display}: {_server_text(exc)}") from None
+        except OSError as exc:
+            raise connection_error(self.account, exc, "search on") from None
+        # "n:*" always matches the highest UID, even when it is below n.
+        return sorted(uid for uid in uids if uid > above_uid)
+
+    def fetch_refs(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> Iterator[MessageRef]:
+        """Metadata of ``uids`` (batched, no bodies, no flag changes) as :class:`MessageRef`."""
+        for start in range(0, len(uids), FETCH_BATCH):
+            batch = list(uids[start:start + FETCH_BATCH])
+            try:
+                answer = self.client.fetch(batch, META_ITEMS)
+            except (IMAPClientAbortError, OSError) as exc:
+                raise connection_error(self.account, exc, "fetch from") from None
+            except IMAPClientError as exc:
+                raise MailboxError(f"FETCH failed in {folder!r} on {self.account.display}: {_server_text(exc)}") from None
+            for uid in batch:
+                data = answer.get(uid)
+                if data is None:  # expunged meanwhile
+                    continue
+                yield MessageRef(
+                    folder=folder,
+                    uid=uid,
+                    uidvalidity=uidvalidity,
+                    size=int(data.get(b"RFC822.SIZE", 0)),
+                    internaldate=_aware(data.get(b"INTERNALDATE")),
+                    headers=summary_headers(_header_block(data)),
+                )
+
+    # -- download ---------------------------------------------------------------------------
+    def fetch_raw(self, ref: MessageRef) -> Tuple[bytes, Optional[datetime]]:
+        """The exact bytes the server stores for ``ref``, and its INTERNALDATE.
+
+        :raises MessageGoneError: the folder's UIDVALIDITY changed or the UID no longer exists.
+        """
+        if self._selected != ref.folder:
+            self._examine_for_download(ref)
+        data = self._fetch_body(ref)
+        if data is None:
+            # The kept session may not have seen the message arrive, or the folder may have been
+            # recreated: re-open it (which also re-checks UIDVALIDITY) and try once more.
+            self._examine_for_download(ref)
+            data = self._fetch_body(ref)
+        if data is None:
+            raise MessageGoneError(
+                f"{self.account.display} folder {ref.folder!r} UID {ref.uid}: message no longer on the server"
+            )
+        return bytes(data[b"BODY[]"]), _aware(data.get(b"INTERNALDATE"))
+
+    def _fetch_body(self, ref: MessageRef) -> Optional[Dict[bytes, Any]]:
+        try:
+            answer = self.client.fetch([ref.uid], [b"BODY.PEEK[]", b"INTERNALDATE"])
+        except (IMAPClientAbortError, OSError) as exc:
+            raise connection_error(self.account, exc, "fetch from") from None
+        except IMAPClientError as exc:
+            raise MailboxError(f"FETCH of UID {ref.uid} failed on {self.account.display}: {_server_text(exc)}") from None
+        data = answer.get(ref.uid)
+        return data if data and b"BODY[]" in data else None
+
+    def _examine_for_download(self, ref: MessageRef) -> None:
+        try:
+            status = self.examine(ref.folder)
+        except MailboxError as exc:
+            raise MessageGoneError(str(exc)) from None
+        if status["uidvalidity"] != ref.uidvalidity:
+            raise MessageGoneError(
+                f"{self.account.display} folder {ref.folder!r}: UIDVALIDITY is {status['uidvalidity']}, "
+                f"the notice names {ref.uidvalidity} (folder recreated); UID {ref.uid} cannot be identified"
+            )
+
+
+def _header_block(data: Dict[bytes, Any]) -> bytes:
+    for key, value in data.items():
+        if key.startswith(b"BODY[HEADER") and isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+    return b""
+
+
+def _aware(value: Any) -> Optional[datetime]:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.astimezone()
+    return None
+
+
+def _server_text(exc: BaseException) -> str:
+    text = str(exc)
+    if text.startswith("b'") or text.startswith('b"'):
+        text = text[2:-1]
+    return text.strip() or exc.__class__.__name__
+
+
+def _tls_version(client: imapclient.IMAPClient) -> Optional[str]:
+    sock = getattr(getattr(client, "_imap", None), "sock", None)
+    version = getattr(sock, "version", None)
+    return version() if callable(version) else None

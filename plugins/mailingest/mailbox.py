@@ -1,0 +1,35 @@
+"""Open the right mailbox class for an account (IMAP or POP3).
+
+Protocol modules are imported here, lazily, so a missing optional library shows up as a clear
+error at connect time instead of sr3's misleading "plugin did not load".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailingest.account import MailAccount
+from mailingest.connection import ConnectionSettings
+from mailingest.errors import ConfigError
+
+
+def open_mailbox(account: MailAccount, settings: ConnectionSettings) -> Any:
+    """A connected, logged-in mailbox (``ImapMailbox`` or ``Pop3Mailbox``); caller closes it."""
+    return new_mailbox(account, settings).connect()
+
+
+def new_mailbox(account: MailAccount, settings: ConnectionSettings) -> Any:
+    """An unconnected mailbox object for ``account``."""
+    if account.protocol == "imap":
+        try:
+            from mailingest.imap import ImapMailbox
+        except ImportError as exc:
+            raise ConfigError(f"IMAP support needs the imapclient package: pip install imapclient ({exc})") from None
+        return ImapMailbox(account, settings)
+    if account.protocol == "pop3":
+        try:
+            from mailingest.pop3 import Pop3Mailbox
+        except ImportError as exc:
+            raise ConfigError(f"POP3 support is not available: {exc}") from None
+        return Pop3Mailbox(account, settings)
+    raise ConfigError(f"no mailbox support for protocol {account.protocol!r}")

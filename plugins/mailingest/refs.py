@@ -1,0 +1,111 @@
+"""Message identity: what a notice names, and how that becomes a stable, safe relPath.
+
+IMAP: ``<folder token>/<UIDVALIDITY>.<UID>.eml``; POP3: ``<maildrop token>/<UIDL token>.eml``.
+Tokens keep ``A-Z a-z 0-9 - _ +`` and inner dots; every other byte of the UTF-8 name becomes
+``=XX`` (hex), so ``Archive/2024`` is ``Archive=2F2024`` and no token is ``.``/``..`` or holds a
+path separator.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy
+from email.parser import BytesHeaderParser
+from typing import Any, Dict, Optional
+
+_SAFE = re.compile(rb"[A-Za-z0-9_+\-]")
+_HEADER_TEXT_MAX = 998
+
+
+def safe_token(name: str) -> str:
+    """A reversible, file-name-safe spelling of ``name`` (see module doc)."""
+    out = []
+    raw = name.encode("utf-8", "surrogateescape")
+    for index, byte in enumerate(raw):
+        char = bytes([byte])
+        if _SAFE.match(char) or (char == b"." and 0 < index < len(raw) - 1):
+            out.append(char.decode("ascii"))
+        else:
+            out.append(f"={byte:02X}")
+    return "".join(out) or "=00"
+
+
+@dataclass
+class MessageRef:
+    """One message as listed by a poll: identity plus the metadata a notice carries."""
+
+    folder: str
+    uid: int = 0
+    uidvalidity: int = 0
+    uidl: Optional[str] = None
+    size: int = 0
+    internaldate: Optional[datetime] = None
+    headers: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rel_path(self) -> str:
+        if self.uidl is not None:
+            return f"{safe_token(self.folder)}/{safe_token(self.uidl)}.eml"
+        return f"{safe_token(self.folder)}/{self.uidvalidity}.{self.uid}.eml"
+
+    def notice_fields(self) -> Dict[str, Any]:
+        """The ``mail`` field of the notice (JSON-serialisable)."""
+        fields: Dict[str, Any] = {"folder": self.folder}
+        if self.uidl is not None:
+            fields["uidl"] = self.uidl
+        else:
+            fields["uidvalidity"] = self.uidvalidity
+            fields["uid"] = self.uid
+        fields["size"] = self.size
+        if self.internaldate is not None:
+            fields["internalDate"] = self.internaldate.isoformat()
+        fields.update(self.headers)
+        return fields
+
+
+def parse_notice_fields(mail: Any) -> MessageRef:
+    """The :class:`MessageRef` a notice's ``mail`` field names.
+
+    :raises ValueError: the field is missing or incomplete.
+    """
+    if not isinstance(mail, dict) or "folder" not in mail:
+        raise ValueError("notice has no 'mail' field with a folder: was it published by mailingest.poll?")
+    if "uidl" in mail:
+        return MessageRef(folder=str(mail["folder"]), uidl=str(mail["uidl"]), size=int(mail.get("size", 0)))
+    try:
+        return MessageRef(
+            folder=str(mail["folder"]),
+            uid=int(mail["uid"]),
+            uidvalidity=int(mail["uidvalidity"]),
+            size=int(mail.get("size", 0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"notice 'mail' field lacks uid/uidvalidity: {exc}") from None
+
+
+_HEADER_PARSER = BytesHeaderParser(policy=policy.default)
+
+
+def summary_headers(header_block: bytes) -> Dict[str, str]:
+    """Message-ID, Subject, From and Date, decoded (RFC 2047) and length-capped, from raw headers."""
+    parsed = _HEADER_PARSER.parsebytes(header_block)
+    wanted = {"messageId": "Message-ID", "subject": "Subject", "from": "From", "date": "Date"}
+    out: Dict[str, str] = {}
+    for key, name in wanted.items():
+        try:
+            value = parsed.get(name)
+        except (ValueError, IndexError, AttributeError):  # header the parser cannot make sense of
+            value = None
+        if value is None:
+            continue
+        text = " ".join(str(value).split())
+        out[key] = text[:_HEADER_TEXT_MAX]
+    if "date" in out:
+        try:
+            out["date"] = email.utils.parsedate_to_datetime(out["date"]).isoformat()
+        except (TypeError, ValueError):
+            pass
+    return out
