@@ -29,6 +29,11 @@ from mailingest.refs import MessageRef, summary_headers
 
 logger = logging.getLogger(__name__)
 
+# imapclient logs every connection close at INFO; keep sr3 logs to what matters unless asked.
+_imapclient_logger = logging.getLogger("imapclient")
+if _imapclient_logger.level == logging.NOTSET:
+    _imapclient_logger.setLevel(logging.WARNING)
+
 HEADER_FIELDS = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT FROM DATE)]"
 META_ITEMS = [b"RFC822.SIZE", b"INTERNALDATE", HEADER_FIELDS]
 FETCH_BATCH = 500

@@ -1,0 +1,187 @@
+"""Walking skeleton, end to end: real Dovecot → real `sr3 foreground` poll → real RabbitMQ →
+real `sr3 foreground` subscriber → files; notices checked with an independent pika consumer."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Dict, Tuple
+
+import imapclient
+import pytest
+
+from tests.mailgen import eight_bit_message, sample_message
+from tests.sr3env import NoticeCollector, Sr3Home
+
+pytestmark = pytest.mark.integration
+
+EXCHANGE = "xs_mail"  # as in examples/poll/mail.conf
+
+
+def server_state(account, folder: str = "INBOX") -> Dict[int, Tuple[bytes, ...]]:
+    """UID → flags, read with an independent IMAP client."""
+    server = account.server
+    with imapclient.IMAPClient(server.host, port=server.imap_port, ssl=False) as client:
+        client.login(account.user, account.password)
+        client.select_folder(folder, readonly=True)
+        return {uid: tuple(sorted(data[b"FLAGS"])) for uid, data in client.fetch(client.search("ALL"), ["FLAGS"]).items()}
+
+
+def server_raw(account, folder: str = "INBOX") -> Dict[int, bytes]:
+    server = account.server
+    with imapclient.IMAPClient(server.host, port=server.imap_port, ssl=False) as client:
+        client.login(account.user, account.password)
+        client.select_folder(folder, readonly=True)
+        return {uid: data[b"BODY[]"] for uid, data in client.fetch(client.search("ALL"), ["BODY.PEEK[]"]).items()}
+
+
+def make_home(tmp_path: Path, rabbitmq, account, *, password: str | None = None) -> Sr3Home:
+    """sr3 home wired to the examples: default.conf declares their variables."""
+    server = account.server
+    home = Sr3Home(tmp_path / "sr3", rabbitmq.url, f"{rabbitmq.host}:{rabbitmq.port}")
+    home.declarations.update(
+        AMQP_USER=rabbitmq.user,
+        MAIL_USER=account.user,
+        MAIL_HOST=f"{server.host}:{server.imaps_port}",
+        MAIL_DIR=str(tmp_path / "mail"),
+    )
+    home.defaults.append(f"mailCaFile {server.ca_pem}")
+    home.add_credential(f"imaps://{account.user}:{password or account.password}@{server.host}:{server.imaps_port}/")
+    return home
+
+
+def deliver_mix(account, total: int = 50, seen: int = 10) -> None:
+    for i in range(total):
+        raw = eight_bit_message(i) if i % 5 == 0 else sample_message(i)
+        account.server.deliver(account.user, raw, seen=i < seen)
+
+
+def test_one_poll_cycle_announces_exactly_the_unseen_mail_and_changes_no_flag(tmp_path, rabbitmq, mail_account):
+    deliver_mix(mail_account, total=50, seen=10)
+    flags_before = server_state(mail_account)
+    assert len(flags_before) == 50
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    home.add_example("examples/poll/mail.conf")
+    collector = NoticeCollector(rabbitmq.url, EXCHANGE)
+    try:
+        with home.foreground("poll/mail") as poll:
+            collector.wait_for(40, timeout=90)
+            poll.wait_for_log("40 new message(s) to announce")
+            time.sleep(2)
+            notices = collector.drain(settle=1.0)
+        assert len(notices) == 40
+        assert len({n["relPath"] for n in notices}) == 40
+        unseen_uids = {uid for uid, flags in flags_before.items() if b"\\Seen" not in flags}
+        assert {n["mail"]["uid"] for n in notices} == unseen_uids
+        sample = notices[0]
+        assert sample["relPath"].startswith("INBOX/") and sample["relPath"].endswith(".eml")
+        assert sample["baseUrl"] == f"imaps://{mail_account.user}@{mail_account.server.host}:{mail_account.server.imaps_port}/"
+        assert {"folder", "uidvalidity", "uid", "size", "messageId", "subject", "from", "date"} <= set(sample["mail"])
+        assert set(collector.routing_keys) == {"v03.INBOX"}
+        assert server_state(mail_account) == flags_before, "the poll changed flags on the server"
+
+        # A restarted poll announces nothing new.
+        with home.foreground("poll/mail", log_name="poll_restart.log") as poll:
+            poll.wait_for_log("0 new message(s) to announce")
+            time.sleep(1)
+        assert len(collector.drain(settle=1.0)) == 40
+        assert mail_account.password not in (poll.log_text() + str(notices))
+    finally:
+        collector.close()
+
+
+def test_later_cycles_announce_only_new_mail(tmp_path, rabbitmq, mail_account):
+    deliver_mix(mail_account, total=5, seen=0)
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    installed = home.add_example("examples/poll/mail.conf")
+    installed.write_text(installed.read_text().replace("scheduled_interval 60", "scheduled_interval 1"))
+    collector = NoticeCollector(rabbitmq.url, EXCHANGE)
+    try:
+        with home.foreground("poll/mail") as poll:
+            collector.wait_for(5, timeout=60)
+            poll.wait_for_log("0 new message(s) to announce", timeout=30)  # a cycle with nothing new
+            mail_account.server.deliver(mail_account.user, sample_message(99))
+            collector.wait_for(6, timeout=30)
+            poll.wait_for_log("0 new message(s) to announce", timeout=30, count=3)
+        assert len(collector.drain(settle=1.0)) == 6
+    finally:
+        collector.close()
+
+
+def test_subscriber_writes_byte_identical_files(tmp_path, rabbitmq, mail_account):
+    deliver_mix(mail_account, total=50, seen=10)
+    flags_before = server_state(mail_account)
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    home.add_example("examples/poll/mail.conf")
+    home.add_example("examples/subscribe/downloademail.conf")
+    declared = home.run("declare", "subscribe/downloademail")
+    assert declared.returncode == 0, declared.stdout + declared.stderr
+    with home.foreground("subscribe/downloademail") as subscriber:
+        with home.foreground("poll/mail") as poll:
+            poll.wait_for_log("40 new message(s) to announce")
+        mail_dir = tmp_path / "mail"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(mail_dir.glob("*.eml"))) < 40:
+            time.sleep(0.5)
+        time.sleep(1)
+        log = subscriber.log_text()
+    files = sorted(mail_dir.glob("*.eml"))
+    assert len(files) == 40, log[-3000:]
+    assert not [p for p in mail_dir.iterdir() if not p.name.endswith(".eml")], "temp files left behind"
+    raw = server_raw(mail_account)
+    for path in files:
+        uid = int(path.name.split(".")[1])
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(raw[uid]).hexdigest(), path.name
+    assert server_state(mail_account) == flags_before, "the download changed flags (this issue's download must not)"
+    assert mail_account.password not in log
+
+
+def test_wrong_password_gives_one_clear_line_and_recovers(tmp_path, rabbitmq, mail_account):
+    deliver_mix(mail_account, total=3, seen=0)
+    wrong = "not-" + mail_account.password
+    home = make_home(tmp_path, rabbitmq, mail_account, password=wrong)
+    installed = home.add_example("examples/poll/mail.conf")
+    installed.write_text(installed.read_text().replace("scheduled_interval 60", "scheduled_interval 1"))
+    collector = NoticeCollector(rabbitmq.url, EXCHANGE)
+    try:
+        with home.foreground("poll/mail") as poll:
+            text = poll.wait_for_log("login refused for", timeout=60)
+            time.sleep(4)  # several more cycles fail
+            text = poll.log_text()
+            assert poll.alive()
+            line = next(l for l in text.splitlines() if "login refused for" in l)
+            assert f"imaps://{mail_account.user}@{mail_account.server.host}:{mail_account.server.imaps_port}" in line
+            assert "uthentication" in line  # the server's reason
+            assert text.count("login refused for") == 1, "the same failure is logged once, not every cycle"
+            # The operator fixes the account: the server now accepts what credentials.conf says.
+            mail_account.server.add_user(mail_account.user, wrong)
+            collector.wait_for(3, timeout=60)
+            poll.wait_for_log("reachable again")
+        log = poll.log_text()
+        assert wrong not in log and mail_account.password not in log
+    finally:
+        collector.close()
+
+
+def test_unreachable_server_gives_one_clear_line_and_recovers(tmp_path, rabbitmq, dovecot, mail_account):
+    deliver_mix(mail_account, total=2, seen=0)
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    installed = home.add_example("examples/poll/mail.conf")
+    installed.write_text(installed.read_text().replace("scheduled_interval 60", "scheduled_interval 1"))
+    collector = NoticeCollector(rabbitmq.url, EXCHANGE)
+    dovecot.stop()
+    restarted = False
+    try:
+        with home.foreground("poll/mail") as poll:
+            text = poll.wait_for_log("connection refused", timeout=60)
+            line = next(l for l in text.splitlines() if "connection refused" in l)
+            assert f"{mail_account.user}@{dovecot.host}:{dovecot.imaps_port}" in line
+            assert poll.alive()
+            dovecot.start()
+            restarted = True
+            collector.wait_for(2, timeout=60)
+    finally:
+        if not restarted:
+            dovecot.start()
+        collector.close()

@@ -1,0 +1,192 @@
+"""Run real sr3 components against the test servers, and watch what they publish with pika.
+
+Not a pytest module: the demo and the benchmarks use it too.
+
+* :class:`Sr3Home` is a private sr3 home (``XDG_CONFIG_HOME``/``XDG_CACHE_HOME``) with
+  credentials.conf and a default.conf whose ``declare env`` lines fill the examples' variables.
+* :meth:`Sr3Home.foreground` runs ``sr3 foreground component/config`` in its own process group,
+  logging to a file, and stops it (SIGTERM, then SIGKILL) on exit.
+* :class:`NoticeCollector` is an independent AMQP consumer (pika) bound to an exchange.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import pika
+
+REPO = Path(__file__).resolve().parent.parent
+SR3 = str(Path(sys.executable).parent / "sr3")
+
+
+class Sr3Home:
+    """A throw-away sr3 configuration and cache tree."""
+
+    def __init__(self, base: Path, amqp_url_with_password: str, amqp_host: str) -> None:
+        self.base = base
+        self.config_dir = base / "config" / "sr3"
+        self.cache_dir = base / "cache" / "sr3"
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.logs = base / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.credentials: List[str] = [amqp_url_with_password]
+        self.declarations: Dict[str, str] = {"AMQP_HOST": amqp_host}
+        self.defaults: List[str] = []
+
+    # -- files --------------------------------------------------------------------------------
+    @property
+    def env(self) -> Dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            XDG_CONFIG_HOME=str(self.base / "config"),
+            XDG_CACHE_HOME=str(self.base / "cache"),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def write(self) -> None:
+        cred = self.config_dir / "credentials.conf"
+        cred.write_text("\n".join(self.credentials) + "\n")
+        cred.chmod(0o600)
+        lines = [f"declare env {k}={v}" for k, v in self.declarations.items()] + self.defaults
+        (self.config_dir / "default.conf").write_text("\n".join(lines) + "\n")
+
+    def add_credential(self, line: str) -> None:
+        self.credentials.append(line)
+        self.write()
+
+    def add_example(self, relative: str) -> Path:
+        """``sr3 add <repo>/<relative>`` exactly as the README says; returns the installed config."""
+        self.write()
+        subprocess.run([SR3, "add", relative], cwd=REPO, env=self.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        component, name = Path(relative).parent.name, Path(relative).name
+        installed = self.config_dir / component / name
+        if not installed.exists():
+            raise RuntimeError(f"sr3 add {relative} did not install {installed}")
+        return installed
+
+    def write_config(self, component: str, name: str, text: str) -> Path:
+        self.write()
+        path = self.config_dir / component / f"{name}.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([SR3, *args], cwd=REPO, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    # -- processes ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def foreground(self, target: str, log_name: Optional[str] = None) -> Iterator["Sr3Process"]:
+        """``sr3 foreground target`` until the block ends."""
+        self.write()
+        log = self.logs / (log_name or target.replace("/", "_") + ".log")
+        process = Sr3Process(target, log, self.env)
+        try:
+            yield process
+        finally:
+            process.stop()
+
+
+class Sr3Process:
+    def __init__(self, target: str, log: Path, env: Dict[str, str]) -> None:
+        self.target = target
+        self.log_path = log
+        self._log = open(log, "ab")
+        self.popen = subprocess.Popen([SR3, "foreground", target], cwd=REPO, env=env,
+                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait_for_log(self, needle: str, timeout: float = 60, count: int = 1) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text()
+            if text.count(needle) >= count:
+                return text
+            if not self.alive():
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"{self.target}: {needle!r} not seen {count}x in {timeout}s "
+                             f"(alive={self.alive()}); log {self.log_path}:\n{self.log_text()[-3000:]}")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        # instance children may outlive the leader
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self._log.close()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+        self._log.close()
+
+
+class NoticeCollector:
+    """Independent pika consumer: binds a private queue to ``exchange`` with ``#`` and collects bodies."""
+
+    def __init__(self, amqp_url: str, exchange: str) -> None:
+        self.exchange = exchange
+        self.notices: List[Dict[str, Any]] = []
+        self.routing_keys: List[str] = []
+        self._lock = threading.Lock()
+        params = pika.URLParameters(amqp_url)
+        self._connection = pika.BlockingConnection(params)
+        channel = self._connection.channel()
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        result = channel.queue_declare("", exclusive=True)
+        channel.queue_bind(result.method.queue, exchange, routing_key="#")
+        self._queue = result.method.queue
+        self._channel = channel
+
+    def drain(self, settle: float = 0.3) -> List[Dict[str, Any]]:
+        """Pull everything queued now (waiting ``settle`` s for stragglers); returns all collected so far."""
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < settle:
+            method, _props, body = self._channel.basic_get(self._queue, auto_ack=True)
+            if method is None:
+                self._connection.sleep(0.05)
+                continue
+            idle_since = time.monotonic()
+            self.notices.append(json.loads(body))
+            self.routing_keys.append(method.routing_key)
+        return self.notices
+
+    def wait_for(self, count: int, timeout: float = 60, predicate: Callable[[], bool] = lambda: True) -> List[Dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain(settle=0.2)
+            if len(self.notices) >= count and predicate():
+                return self.notices
+        raise AssertionError(f"exchange {self.exchange}: {len(self.notices)} notices after {timeout}s, wanted {count}")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.close()
