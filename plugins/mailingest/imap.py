@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import imapclient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailingest.account import MailAccount
+from mailingest.auth import imap_login, server_text
 from mailingest.connection import ConnectionSettings, connection_error
 from mailingest.errors import (
-    MailAuthError,
     MailboxError,
     MailConnectionError,
     MessageGoneError,
@@ -100,19 +101,10 @@ class ImapMailbox:
                            self.account.display)
 
     def _login(self, client: imapclient.IMAPClient) -> None:
-        account = self.account
         try:
-            if account.bearer_token:
-                mech = (account.login_method or "XOAUTH2").upper()
-                client.oauth2_login(account.username, account.bearer_token, mech=mech)
-            else:
-                client.login(account.username, account.password or "")
-        except LoginError as exc:
-            raise MailAuthError(f"login refused for {account.display}: {_server_text(exc)}") from None
-        except IMAPClientError as exc:
-            raise MailAuthError(f"login failed for {account.display}: {_server_text(exc)}") from None
+            imap_login(client, self.account)
         except _TRANSIENT as exc:
-            raise connection_error(account, exc, "log in to") from None
+            raise connection_error(self.account, exc, "log in to") from None
 
     def is_alive(self) -> bool:
         """True when a NOOP succeeds on the kept connection."""
@@ -166,7 +158,7 @@ class ImapMailbox:
         except IMAPClientError as exc:
             if isinstance(exc, IMAPClientAbortError):
                 raise connection_error(self.account, exc, "examine a folder on") from None
-            raise MailboxError(f"cannot open folder {folder!r} on {self.account.display}: {_server_text(exc)}") from None
+            raise MailboxError(f"cannot open folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
         except OSError as exc:
             raise connection_error(self.account, exc, "examine a folder on") from None
         self._selected = folder
@@ -185,7 +177,7 @@ class ImapMailbox:
         except IMAPClientError as exc:
             if isinstance(exc, IMAPClientAbortError):
                 raise connection_error(self.account, exc, "search on") from None
-            raise MailboxError(f"SEARCH {criteria!r} failed on {self.account.display}: {_server_text(exc)}") from None
+            raise MailboxError(f"SEARCH {criteria!r} failed on {self.account.display}: {server_text(exc)}") from None
         except OSError as exc:
             raise connection_error(self.account, exc, "search on") from None
         # "n:*" always matches the highest UID, even when it is below n.
@@ -200,7 +192,7 @@ class ImapMailbox:
             except (IMAPClientAbortError, OSError) as exc:
                 raise connection_error(self.account, exc, "fetch from") from None
             except IMAPClientError as exc:
-                raise MailboxError(f"FETCH failed in {folder!r} on {self.account.display}: {_server_text(exc)}") from None
+                raise MailboxError(f"FETCH failed in {folder!r} on {self.account.display}: {server_text(exc)}") from None
             for uid in batch:
                 data = answer.get(uid)
                 if data is None:  # expunged meanwhile
@@ -240,7 +232,7 @@ class ImapMailbox:
         except (IMAPClientAbortError, OSError) as exc:
             raise connection_error(self.account, exc, "fetch from") from None
         except IMAPClientError as exc:
-            raise MailboxError(f"FETCH of UID {ref.uid} failed on {self.account.display}: {_server_text(exc)}") from None
+            raise MailboxError(f"FETCH of UID {ref.uid} failed on {self.account.display}: {server_text(exc)}") from None
         data = answer.get(ref.uid)
         return data if data and b"BODY[]" in data else None
 
@@ -256,6 +248,97 @@ class ImapMailbox:
             )
 
 
+    # -- IDLE -------------------------------------------------------------------------------
+    def supports_idle(self) -> bool:
+        try:
+            return bool(self.client.has_capability("IDLE"))
+        except (IMAPClientError, OSError):
+            return False
+
+    def idle_wait(self, seconds: float, should_stop: Callable[[], bool], slice_seconds: float = 1.0) -> bool:
+        """IDLE on the examined folder until the server reports new mail, ``seconds`` pass or
+        ``should_stop()`` is true (checked every ``slice_seconds``).  True when mail arrived."""
+        client = self.client
+        deadline = time.monotonic() + seconds
+        arrived = False
+        try:
+            client.idle()
+            while not arrived and not should_stop():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                for response in client.idle_check(timeout=min(slice_seconds, remaining)):
+                    if isinstance(response, tuple) and len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT"):
+                        arrived = True
+            client.idle_done()
+        except (IMAPClientAbortError, OSError, ssl.SSLError) as exc:
+            self._drop()
+            raise connection_error(self.account, exc, "IDLE on") from None
+        except IMAPClientError as exc:
+            raise MailboxError(f"IDLE failed on {self.account.display}: {server_text(exc)}") from None
+        return arrived
+
+    # -- changes (only when configured: quarantine, after-download actions) --------------------
+    def _select_writable(self, folder: str, uidvalidity: int) -> None:
+        try:
+            info = self.client.select_folder(folder, readonly=False)
+        except IMAPClientError as exc:
+            if isinstance(exc, IMAPClientAbortError):
+                raise connection_error(self.account, exc, "select a folder on") from None
+            raise MailboxError(f"cannot open folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
+        except OSError as exc:
+            raise connection_error(self.account, exc, "select a folder on") from None
+        self._selected = None  # the read-only view is gone
+        if uidvalidity and int(info.get(b"UIDVALIDITY", 0)) != uidvalidity:
+            raise MessageGoneError(f"{self.account.display} folder {folder!r}: UIDVALIDITY changed; not modifying it")
+
+    def add_flags(self, folder: str, uidvalidity: int, uids: Sequence[int], flags: Sequence[str]) -> None:
+        """UID STORE +FLAGS."""
+        self._select_writable(folder, uidvalidity)
+        self._change("STORE", lambda: self.client.add_flags(list(uids), [f.encode() for f in flags], silent=True))
+
+    def move(self, folder: str, uidvalidity: int, uids: Sequence[int], target: str) -> None:
+        """UID MOVE where the server has it, else UID COPY + \\Deleted + UID EXPUNGE."""
+        self._select_writable(folder, uidvalidity)
+        client = self.client
+        if client.has_capability("MOVE"):
+            self._change("MOVE", lambda: client.move(list(uids), target))
+            return
+        self._change("COPY", lambda: client.copy(list(uids), target))
+        self._delete_selected(uids)
+
+    def delete(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> None:
+        """UID STORE \\Deleted, then UID EXPUNGE (only those UIDs) where UIDPLUS exists."""
+        self._select_writable(folder, uidvalidity)
+        self._delete_selected(uids)
+
+    def create_folder(self, folder: str) -> None:
+        """CREATE ``folder`` unless it exists."""
+        try:
+            if not self.client.folder_exists(folder):
+                self.client.create_folder(folder)
+        except (IMAPClientAbortError, OSError) as exc:
+            raise connection_error(self.account, exc, "create a folder on") from None
+        except IMAPClientError as exc:
+            raise MailboxError(f"cannot create folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
+
+    def _delete_selected(self, uids: Sequence[int]) -> None:
+        client = self.client
+        self._change("STORE", lambda: client.add_flags(list(uids), [b"\\Deleted"], silent=True))
+        if client.has_capability("UIDPLUS"):
+            self._change("UID EXPUNGE", lambda: client.uid_expunge(list(uids)))
+        else:
+            self._change("EXPUNGE", client.expunge)
+
+    def _change(self, what: str, action: Any) -> None:
+        try:
+            action()
+        except (IMAPClientAbortError, OSError) as exc:
+            raise connection_error(self.account, exc, f"{what} on") from None
+        except IMAPClientError as exc:
+            raise MailboxError(f"{what} failed on {self.account.display}: {server_text(exc)}") from None
+
+
 def _header_block(data: Dict[bytes, Any]) -> bytes:
     for key, value in data.items():
         if key.startswith(b"BODY[HEADER") and isinstance(value, (bytes, bytearray)):
@@ -267,13 +350,6 @@ def _aware(value: Any) -> Optional[datetime]:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.astimezone()
     return None
-
-
-def _server_text(exc: BaseException) -> str:
-    text = str(exc)
-    if text.startswith("b'") or text.startswith('b"'):
-        text = text[2:-1]
-    return text.strip() or exc.__class__.__name__
 
 
 def _tls_version(client: imapclient.IMAPClient) -> Optional[str]:

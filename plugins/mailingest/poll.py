@@ -1,31 +1,38 @@
-"""mailingest.poll: announce unread mail, one sr3 notice per message, without touching the mailbox.
+"""mailingest.poll: announce new mail, one sr3 notice per message, without touching the mailbox.
 
 Config (sr3 poll)::
 
     post_broker amqp://feeder@localhost/
     post_exchange xs_mail
-    pollUrl imaps://alice@mail.example.com/
+    pollUrl imaps://alice@mail.example.com/      # or imap:// (STARTTLS), pop://, pops://
     callback mailingest.poll
     scheduled_interval 60
-    nodupe_ttl 0            # mailingest keeps its own state (see below)
+    nodupe_ttl 0                                 # mailingest keeps its own state
+    fileAgeMax 0
 
-Each cycle logs in, opens every ``mailFolder`` read-only (EXAMINE), searches for
-``mailSearch`` (default ``UNSEEN``) among the UIDs above the folder's high-water mark, fetches
-only metadata (``BODY.PEEK`` of four headers, size, INTERNALDATE) and returns one notice per
-message:
+IMAP: each cycle opens every ``mailFolder`` read-only (EXAMINE), searches ``mailSearch``
+(default ``UNSEEN``) among the UIDs above the folder's high-water mark, fetches only metadata
+(size, INTERNALDATE, four headers with ``BODY.PEEK``) in batches, and returns one notice per
+message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies are never
+fetched and no flag changes, so the poll is read-only unless ``mailQuarantineFolder`` is set.
 
-* ``relPath``: ``<folder>/<UIDVALIDITY>.<UID>.eml`` (see :mod:`mailingest.refs`);
-* ``baseUrl``: ``pollUrl`` without password and path;
-* ``mtime``: the server's INTERNALDATE; ``size``: RFC822.SIZE;
-* ``mail``: folder, uidvalidity, uid, size, internalDate, messageId, subject, from, date.
+Notice: ``relPath`` ``<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3 ``INBOX/<UIDL>.eml``, see
+:mod:`mailingest.refs`); ``baseUrl`` the pollUrl without password or path; ``mtime`` the
+INTERNALDATE (POP3: the Date header); ``mail`` folder, uidvalidity, uid (or uidl), size,
+internalDate, messageId, subject, from, date.
 
-The high-water mark is saved (``mailingest_state.json`` in the poll's cache dir) only after
-sr3 has posted the notices (``after_post``), so a crash re-announces rather than loses.
-A UIDVALIDITY change re-announces the folder, with a warning.
+State (``mailingest_state.json`` in the poll's cache dir) is saved in ``after_post``, once sr3
+has posted the notices (or queued them for retry): a crash re-announces, never loses.
 
-Options (documented in docs/configuration.md): ``mailFolder`` (list, default: pollUrl path or
-INBOX), ``mailSearch`` (str, UNSEEN), ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``,
-``timeout``.
+With ``mailIdle on`` (IMAP IDLE), a cycle that finds nothing waits in IDLE on the first folder
+for up to ``mailIdleMax`` and returns as soon as mail arrives; use ``scheduled_interval 1`` so
+the next IDLE starts right away.  The connection is kept between cycles, checked with NOOP, and
+re-opened with a growing backoff after a failure; what arrived meanwhile is caught up by the
+next search.
+
+Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
+mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailCaFile,
+mailAllowPlaintext, tlsRigour, timeout.
 """
 
 from __future__ import annotations
@@ -34,15 +41,17 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import sarracenia
 import sarracenia.filemetadata
 from sarracenia.flowcb import FlowCB
 
 from mailingest.account import MailAccount, parse_mail_url, resolve_account
-from mailingest.errors import ConfigError, MailError
-from mailingest.mailbox import open_mailbox
+from mailingest.errors import ConfigError, MailConnectionError, MailError
+from mailingest.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
+from mailingest.mailbox import new_mailbox
 from mailingest.options import as_list, connection_settings, declare_connection_options
 from mailingest.refs import MessageRef
 from mailingest.state import STATE_FILE, FolderState, PollState
@@ -51,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 #: an unchanged failure is logged again (at error level) after this long
 REPEAT_ERROR_SECONDS = 600.0
+RECONNECT_BACKOFF_MAX = 60.0
+UIDVALIDITY_CHOICES = ("reannounce", "skip")
 
 
 @dataclass(frozen=True)
@@ -58,16 +69,39 @@ class PollSettings:
     poll_url: str
     folders: Tuple[str, ...]
     search: str
+    since: Optional[Since]
+    max_size: int
+    quarantine_folder: Optional[str]
+    uidvalidity_change: str
+    idle: bool
+    idle_max: float
 
     @classmethod
     def from_options(cls, options: Any) -> "PollSettings":
+        """:raises ConfigError: a bad pollUrl or option value."""
         poll_url = getattr(options, "pollUrl", None)
         mail_url = parse_mail_url(poll_url)
-        folders = as_list(getattr(options, "mailFolder", None))
-        if not folders:
-            folders = [mail_url.path.strip("/") or "INBOX"]
-        search = (getattr(options, "mailSearch", None) or "UNSEEN").strip()
-        return cls(poll_url=poll_url, folders=tuple(folders), search=search)
+        folders = as_list(getattr(options, "mailFolder", None)) or [mail_url.path.strip("/") or "INBOX"]
+        uidvalidity_change = str(getattr(options, "mailUidValidityChange", None) or "reannounce").lower()
+        if uidvalidity_change not in UIDVALIDITY_CHOICES:
+            raise ConfigError(f"mailUidValidityChange {uidvalidity_change!r}: use reannounce or skip")
+        quarantine = getattr(options, "mailQuarantineFolder", None) or None
+        pop3 = mail_url.scheme.startswith("pop")
+        if pop3 and folders != ["INBOX"]:
+            raise ConfigError(f"POP3 has only one folder (INBOX); mailFolder {','.join(folders)} cannot be polled")
+        if pop3 and quarantine:
+            raise ConfigError("mailQuarantineFolder needs IMAP: POP3 has no folders to move mail to")
+        return cls(
+            poll_url=poll_url,
+            folders=tuple(folders),
+            search=(getattr(options, "mailSearch", None) or "UNSEEN").strip(),
+            since=Since.parse(getattr(options, "mailSince", None)),
+            max_size=int(getattr(options, "mailMaxSize", 0) or 0),
+            quarantine_folder=quarantine,
+            uidvalidity_change=uidvalidity_change,
+            idle=bool(getattr(options, "mailIdle", False)) and not pop3,
+            idle_max=float(getattr(options, "mailIdleMax", 20.0) or 20.0),
+        )
 
 
 class Poll(FlowCB):
@@ -77,86 +111,194 @@ class Poll(FlowCB):
         super().__init__(options, logger)
         self.o.add_option("mailFolder", "list", [])
         self.o.add_option("mailSearch", "str", "UNSEEN")
+        self.o.add_option("mailSince", "str", None)
+        self.o.add_option("mailMaxSize", "size", 0)
+        self.o.add_option("mailQuarantineFolder", "str", None)
+        self.o.add_option("mailUidValidityChange", "str", "reannounce")
+        self.o.add_option("mailIdle", "flag", False)
+        self.o.add_option("mailIdleMax", "duration", 20.0)
         declare_connection_options(self.o)
         self.settings = PollSettings.from_options(self.o)
         self.connection = connection_settings(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
         self.state = PollState(os.path.join(run_dir, STATE_FILE))
-        self._staged: Dict[Tuple[str, str], FolderState] = {}
+        self._staged_folders: Dict[Tuple[str, str], FolderState] = {}
+        self._staged_uidls: Dict[str, Set[str]] = {}
+        self._mailbox: Any = None
+        self._idle_unsupported_logged = False
+        self._failures = 0
+        self._retry_at = 0.0
         self._last_error = ""
         self._last_error_logged = 0.0
-        self.metrics: Dict[str, Any] = {"listed": 0, "announced": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0}
+        self.metrics: Dict[str, Any] = {
+            "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0,
+            "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0,
+        }
+        if self.settings.idle and float(getattr(self.o, "scheduled_interval", 0) or 0) > 5:
+            logger.warning("mailIdle on with scheduled_interval %s: IDLE pauses between cycles; "
+                           "set scheduled_interval 1 for continuous IDLE", self.o.scheduled_interval)
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def poll(self) -> List[sarracenia.Message]:
+        if time.monotonic() < self._retry_at:
+            return []
         started = time.monotonic()
         notices: List[sarracenia.Message] = []
+        account: Optional[MailAccount] = None
         try:
             account = resolve_account(self.settings.poll_url, getattr(self.o, "credentials", None))
-            notices = self._poll_account(account)
+            notices = self._cycle(account)
+            if not notices and self.settings.idle and not self.stop_requested:
+                notices = self._idle(account)
+            self._recovered(account)
         except MailError as exc:
-            self._report_failure(exc)
+            self._failed(exc)
         except Exception:  # outermost guard: one log line, never a crash loop
-            logger.exception("poll of %s failed unexpectedly", self.settings.poll_url.split("@")[-1])
+            logger.exception("poll of %s failed unexpectedly", account.display if account else "pollUrl")
+            self._close()
+        self.metrics["cycles"] += 1
         self.metrics["lastPollSeconds"] = round(time.monotonic() - started, 3)
         return notices
 
     def after_post(self, worklist: Any) -> None:
         """The notices of the last poll() are posted (or queued for retry): remember them."""
-        if not self._staged:
+        if not (self._staged_folders or self._staged_uidls):
             return
-        for (account, folder), folder_state in self._staged.items():
+        for (account, folder), folder_state in self._staged_folders.items():
             self.state.set_folder(account, folder, folder_state)
-        self._staged.clear()
+        for account, uidls in self._staged_uidls.items():
+            self.state.set_uidls(account, uidls)
+        self._staged_folders.clear()
+        self._staged_uidls.clear()
         try:
             self.state.save()
         except OSError as exc:
             logger.error("cannot save poll state %s: %s; mail may be announced again", self.state.path, exc)
 
+    def on_stop(self) -> None:
+        self._close()
+
     def metricsReport(self) -> Dict[str, Any]:
         return dict(self.metrics)
 
-    # -- work ---------------------------------------------------------------------------------
-    def _poll_account(self, account: MailAccount) -> List[sarracenia.Message]:
+    # -- one cycle ----------------------------------------------------------------------------
+    def _cycle(self, account: MailAccount, folders: Optional[Tuple[str, ...]] = None) -> List[sarracenia.Message]:
+        mailbox = self._connected(account)
         notices: List[sarracenia.Message] = []
-        mailbox = open_mailbox(account, self.connection)
-        try:
-            for folder in self.settings.folders:
-                if self.stop_requested:
-                    break
-                notices.extend(self._poll_folder(mailbox, account, folder))
-        finally:
+        for folder in folders or self.settings.folders:
+            if self.stop_requested:
+                break
+            listing = self._list(mailbox, account, folder)
+            notices.extend(self._notice(account, ref) for ref in listing.announce)
+            self._handle_too_large(mailbox, account, folder, listing)
+            self._count(listing)
+            logger.info("%s folder %r: %d new message(s) to announce (%d in folder)",
+                        account.display, folder, len(listing.announce), listing.exists)
+        if not self.settings.idle:
+            self._close()  # a plain poll does not hold the server's connection between cycles
+        return notices
+
+    def _list(self, mailbox: Any, account: MailAccount, folder: str) -> Listing:
+        settings = self.settings
+        if account.protocol == "pop3":
+            known = self._staged_uidls.get(account.display)
+            if known is None:
+                known = self.state.uidls(account.display)
+            listing = list_pop3_maildrop(mailbox, known, settings.since, settings.max_size)
+            self._staged_uidls[account.display] = listing.pop3_uidls or set()
+            return listing
+        key = (account.display, folder)
+        known_folder = self._staged_folders.get(key) or self.state.folder(account.display, folder)
+        listing = list_imap_folder(mailbox, folder, known_folder, settings.search, settings.since,
+                                   settings.max_size, settings.uidvalidity_change, account.display)
+        if listing.imap_state is not None:
+            self._staged_folders[key] = listing.imap_state
+        return listing
+
+    def _handle_too_large(self, mailbox: Any, account: MailAccount, folder: str, listing: Listing) -> None:
+        for ref in listing.too_large:
+            logger.warning("%s folder %r message %s is %d bytes, over mailMaxSize %d: not announced%s",
+                           account.display, folder, ref.uidl or f"UID {ref.uid}", ref.size, self.settings.max_size,
+                           f"; moving it to {self.settings.quarantine_folder!r}" if self.settings.quarantine_folder else "")
+        target = self.settings.quarantine_folder
+        if not (listing.too_large and target):
+            return
+        mailbox.create_folder(target)
+        mailbox.move(folder, listing.too_large[0].uidvalidity, [r.uid for r in listing.too_large], target)
+        self.metrics["quarantined"] += len(listing.too_large)
+
+    def _count(self, listing: Listing) -> None:
+        self.metrics["listed"] += listing.exists
+        self.metrics["announced"] += len(listing.announce)
+        self.metrics["skippedTooLarge"] += len(listing.too_large)
+        self.metrics["skippedKnown"] += max(0, listing.exists - listing.candidates)
+        dates = [r.internaldate for r in listing.announce if r.internaldate is not None]
+        if dates:
+            self.metrics["lagSeconds"] = round((datetime.now(timezone.utc) - min(dates)).total_seconds(), 3)
+
+    # -- IDLE ---------------------------------------------------------------------------------
+    def _idle(self, account: MailAccount) -> List[sarracenia.Message]:
+        mailbox = self._connected(account)
+        if not mailbox.supports_idle():
+            if not self._idle_unsupported_logged:
+                logger.warning("%s does not offer IDLE: polling every scheduled_interval instead", account.display)
+                self._idle_unsupported_logged = True
+            return []
+        first = self.settings.folders[0]
+        deadline = time.monotonic() + self.settings.idle_max
+        while not self.stop_requested:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            mailbox.examine(first)
+            if mailbox.idle_wait(remaining, lambda: self.stop_requested):
+                notices = self._cycle(account, (first,))
+                if notices:
+                    return notices
+        return []
+
+    # -- connection ---------------------------------------------------------------------------
+    def _connected(self, account: MailAccount) -> Any:
+        mailbox = self._mailbox
+        if mailbox is not None and (mailbox.account != account or not mailbox.is_alive()):
+            self._close()
+            mailbox = None
+        if mailbox is None:
+            mailbox = new_mailbox(account, self.connection).connect()
+            self.metrics["logins"] += 1
+            self._mailbox = mailbox
+        return mailbox
+
+    def _close(self) -> None:
+        mailbox, self._mailbox = self._mailbox, None
+        if mailbox is not None:
             mailbox.close()
+
+    def _recovered(self, account: MailAccount) -> None:
         if self._last_error:
             logger.info("%s: reachable again", account.display)
-            self._last_error = ""
-        return notices
+        self._last_error = ""
+        self._failures = 0
+        self._retry_at = 0.0
 
-    def _poll_folder(self, mailbox: Any, account: MailAccount, folder: str) -> List[sarracenia.Message]:
-        status = mailbox.examine(folder)
-        uidvalidity = status["uidvalidity"]
-        known = self.state.folder(account.display, folder)
-        above = 0
-        if known is not None:
-            if known.uidvalidity == uidvalidity:
-                above = known.last_uid
-            else:
-                logger.warning(
-                    "%s folder %r: UIDVALIDITY changed from %d to %d (folder recreated); "
-                    "announcing its messages again", account.display, folder, known.uidvalidity, uidvalidity)
-        uids = mailbox.search_uids(self.settings.search, above)
-        refs = list(mailbox.fetch_refs(folder, uidvalidity, uids))
-        notices = [self._notice(account, ref) for ref in refs]
-        high_water = max([above, status["uidnext"] - 1] + uids)
-        self._staged[(account.display, folder)] = FolderState(uidvalidity=uidvalidity, last_uid=high_water)
-        self.metrics["listed"] += status["exists"]
-        self.metrics["announced"] += len(notices)
-        if refs and refs[0].internaldate is not None:
-            self.metrics["lagSeconds"] = round(time.time() - refs[0].internaldate.timestamp(), 3)
-        logger.info("%s folder %r: %d new message(s) to announce (%d in folder)",
-                    account.display, folder, len(notices), status["exists"])
-        return notices
+    def _failed(self, exc: MailError) -> None:
+        """One error line per distinct failure, repeated at most every REPEAT_ERROR_SECONDS."""
+        self._close()
+        self._staged_folders.clear()
+        self._staged_uidls.clear()
+        self._failures += 1
+        if isinstance(exc, MailConnectionError):
+            self._retry_at = time.monotonic() + min(RECONNECT_BACKOFF_MAX, 2.0 ** (self._failures - 1))
+        text = str(exc)
+        now = time.monotonic()
+        if text != self._last_error or now - self._last_error_logged >= REPEAT_ERROR_SECONDS:
+            logger.error("poll failed, will retry: %s", text)
+            self._last_error_logged = now
+        else:
+            logger.debug("still failing: %s", text)
+        self._last_error = text
 
+    # -- notices ------------------------------------------------------------------------------
     def _notice(self, account: MailAccount, ref: MessageRef) -> sarracenia.Message:
         stat = sarracenia.filemetadata.FmdStat()
         stat.st_mode = 0o100644
@@ -169,14 +311,3 @@ class Poll(FlowCB):
         msg["nodupe_override"] = {"key": f"{account.display}|{ref.rel_path}", "path": ref.rel_path}
         msg["_deleteOnPost"] |= {"nodupe_override"}
         return msg
-
-    def _report_failure(self, exc: MailError) -> None:
-        """One error line per distinct failure, repeated at most every REPEAT_ERROR_SECONDS."""
-        text = str(exc)
-        now = time.monotonic()
-        if text != self._last_error or now - self._last_error_logged >= REPEAT_ERROR_SECONDS:
-            logger.error("poll failed, will retry next cycle: %s", text)
-            self._last_error_logged = now
-        else:
-            logger.debug("still failing: %s", text)
-        self._last_error = text

@@ -1,0 +1,147 @@
+"""What is new in a folder: the pure part of a poll cycle, for IMAP and POP3.
+
+IMAP: ``UID SEARCH`` for the configured criteria among UIDs above the folder's high-water
+mark, then metadata for those UIDs only.  POP3: UIDLs not announced before.  Both apply the
+start date (``mailSince``) and the size cap (``mailMaxSize``); neither changes the mailbox.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, List, Optional, Set
+
+from mailingest.errors import ConfigError
+from mailingest.refs import MessageRef
+from mailingest.state import FolderState
+
+logger = logging.getLogger(__name__)
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True)
+class Since:
+    """``mailSince``: an absolute date/time, or an age relative to each cycle (``365d``)."""
+
+    absolute: Optional[datetime] = None
+    age: Optional[timedelta] = None
+
+    @classmethod
+    def parse(cls, text: Optional[str]) -> Optional["Since"]:
+        """:raises ConfigError: neither an age (``30d``, ``12h``, ``2w``) nor a date."""
+        if not text or not str(text).strip():
+            return None
+        text = str(text).strip()
+        match = _RELATIVE.match(text)
+        if match:
+            return cls(age=timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()]))
+        try:
+            from dateutil import parser as date_parser
+
+            moment = date_parser.parse(text)
+        except (ImportError, ValueError, OverflowError) as exc:
+            raise ConfigError(f"mailSince {text!r} is neither an age like 365d nor a date like 2026-01-31: {exc}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return cls(absolute=moment)
+
+    def moment(self, now: Optional[datetime] = None) -> datetime:
+        if self.absolute is not None:
+            return self.absolute
+        now = now or datetime.now(timezone.utc)
+        assert self.age is not None
+        return now - self.age
+
+    def imap_criterion(self, now: Optional[datetime] = None) -> str:
+        """``SINCE d-Mon-yyyy`` (IMAP compares dates only; refs are refined by :meth:`admits`)."""
+        day = self.moment(now)
+        return f"SINCE {day.day}-{_MONTHS[day.month - 1]}-{day.year}"
+
+    def admits(self, when: Optional[datetime], now: Optional[datetime] = None) -> bool:
+        return when is None or when >= self.moment(now)
+
+
+@dataclass
+class Listing:
+    """The outcome of listing one folder."""
+
+    announce: List[MessageRef] = field(default_factory=list)
+    too_large: List[MessageRef] = field(default_factory=list)
+    exists: int = 0
+    candidates: int = 0
+    imap_state: Optional[FolderState] = None
+    pop3_uidls: Optional[Set[str]] = None
+
+
+def split_by_size(refs: List[MessageRef], max_size: int) -> tuple:
+    if not max_size:
+        return refs, []
+    return [r for r in refs if r.size <= max_size], [r for r in refs if r.size > max_size]
+
+
+def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], criteria: str,
+                     since: Optional[Since], max_size: int, on_uidvalidity_change: str,
+                     account_display: str) -> Listing:
+    """New messages of one IMAP folder (see module doc)."""
+    status = mailbox.examine(folder)
+    uidvalidity = status["uidvalidity"]
+    above = 0
+    if known is not None:
+        if known.uidvalidity == uidvalidity:
+            above = known.last_uid
+        elif on_uidvalidity_change == "skip":
+            logger.warning("%s folder %r: UIDVALIDITY changed from %d to %d (folder recreated); "
+                           "mailUidValidityChange skip: its %d present messages are NOT announced",
+                           account_display, folder, known.uidvalidity, uidvalidity, status["exists"])
+            return Listing(exists=status["exists"],
+                           imap_state=FolderState(uidvalidity=uidvalidity, last_uid=max(status["uidnext"] - 1, 0)))
+        else:
+            logger.warning("%s folder %r: UIDVALIDITY changed from %d to %d (folder recreated); "
+                           "announcing its messages again (mailUidValidityChange reannounce)",
+                           account_display, folder, known.uidvalidity, uidvalidity)
+    query = criteria
+    if since is not None:
+        query = f"{criteria} {since.imap_criterion()}"
+    uids = mailbox.search_uids(query, above) if status["exists"] else []
+    refs = list(mailbox.fetch_refs(folder, uidvalidity, uids))
+    if since is not None:
+        refs = [r for r in refs if since.admits(r.internaldate)]
+    announce, too_large = split_by_size(refs, max_size)
+    high_water = max([above, status["uidnext"] - 1] + uids)
+    return Listing(announce=announce, too_large=too_large, exists=status["exists"], candidates=len(uids),
+                   imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water))
+
+
+def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], max_size: int) -> Listing:
+    """UIDLs not announced before; ``mailSince`` applies to the Date header."""
+    present = mailbox.list_uidls()
+    new = [uidl for uidl in present if uidl not in known]
+    refs = list(mailbox.fetch_refs(new))
+    for ref in refs:
+        ref.internaldate = header_date(ref.headers.get("date"))
+    if since is not None:
+        refs = [r for r in refs if since.admits(r.internaldate)]
+    announce, too_large = split_by_size(refs, max_size)
+    # Remember only what is still in the maildrop, so the state stays as small as the maildrop.
+    remembered = (known & set(present)) | set(new)
+    return Listing(announce=announce, too_large=too_large, exists=len(present), candidates=len(new),
+                   pop3_uidls=remembered)
+
+
+def header_date(value: Optional[str]) -> Optional[datetime]:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

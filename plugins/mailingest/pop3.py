@@ -1,0 +1,239 @@
+"""POP3 access through poplib: UIDL identity, RETR for the exact bytes, STLS upgrade.
+
+POP3 has one folder (the maildrop, called ``INBOX`` here) and no flags: what is new is
+decided by the poll's memory of announced UIDLs.  Message numbers are valid only within one
+session, so every session maps UIDL → number afresh.  A POP3 session sees the maildrop as it
+was at login: a UIDL that is not in the map is looked up again on a new session before the
+message is declared gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import poplib
+import socket
+import ssl
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from mailingest.account import MailAccount
+from mailingest.auth import pop3_login, server_text
+from mailingest.connection import ConnectionSettings, connection_error
+from mailingest.errors import MailboxError, MessageGoneError, TlsError
+from mailingest.refs import MessageRef, summary_headers
+
+logger = logging.getLogger(__name__)
+
+MAILDROP = "INBOX"
+#: poplib refuses lines over 2048 bytes; real mail (binary parts) has longer ones.
+MAX_LINE = 1 << 20
+
+_TRANSIENT = (OSError, socket.timeout, ssl.SSLError, EOFError)
+
+
+class _LongLines:
+    """Mixin lifting poplib's 2048-byte line limit (same logic as poplib.POP3._getline)."""
+
+    def _getline(self) -> Tuple[bytes, int]:
+        line = self.file.readline(MAX_LINE + 1)  # type: ignore[attr-defined]
+        if len(line) > MAX_LINE:
+            raise poplib.error_proto("line too long")
+        if not line:
+            raise poplib.error_proto("-ERR EOF")
+        octets = len(line)
+        if line[-2:] == b"\r\n":
+            return line[:-2], octets
+        if line[:1] == b"\r":
+            return line[1:-1], octets
+        return line[:-1], octets
+
+
+class _POP3(_LongLines, poplib.POP3):
+    pass
+
+
+class _POP3SSL(_LongLines, poplib.POP3_SSL):
+    pass
+
+
+class Pop3Mailbox:
+    """One logged-in POP3 session.  Never deletes unless :meth:`delete` is called."""
+
+    def __init__(self, account: MailAccount, settings: ConnectionSettings) -> None:
+        self.account = account
+        self.settings = settings
+        self._conn: Optional[poplib.POP3] = None
+        self._numbers: Optional[Dict[str, Tuple[int, int]]] = None  # uidl -> (number, size)
+        self.tls_version: Optional[str] = None
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self) -> "Pop3Mailbox":
+        account, settings = self.account, self.settings
+        try:
+            if account.implicit_tls:
+                conn: poplib.POP3 = _POP3SSL(account.host, account.port, timeout=settings.timeout,
+                                             context=settings.ssl_context)
+            else:
+                conn = _POP3(account.host, account.port, timeout=settings.timeout)
+        except (OSError, poplib.error_proto) as exc:
+            raise connection_error(account, exc) from None
+        self._conn = conn
+        try:
+            if not account.implicit_tls:
+                self._stls(conn)
+            sock = getattr(conn, "sock", None)
+            self.tls_version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
+            pop3_login(conn, account)
+        except _TRANSIENT as exc:
+            self._drop()
+            raise connection_error(account, exc, "log in to") from None
+        except BaseException:
+            self._drop()
+            raise
+        return self
+
+    def _stls(self, conn: poplib.POP3) -> None:
+        try:
+            capabilities = conn.capa()
+        except poplib.error_proto:
+            capabilities = {}
+        if "STLS" in capabilities:
+            try:
+                conn.stls(context=self.settings.ssl_context)
+            except (OSError, poplib.error_proto) as exc:
+                raise connection_error(self.account, exc, "start TLS with") from None
+        elif not self.settings.allow_plaintext:
+            raise TlsError(
+                f"{self.account.display} offers no STLS: refusing to send the password unencrypted; "
+                f"use pops://, or set mailAllowPlaintext on if this network is trusted"
+            )
+        else:
+            logger.warning("%s offers no STLS: logging in without encryption (mailAllowPlaintext on)",
+                           self.account.display)
+
+    def is_alive(self) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            self._conn.noop()
+            return True
+        except (poplib.error_proto, *_TRANSIENT):
+            return False
+
+    def close(self) -> None:
+        """QUIT (which is when the server applies deletions) and drop the connection."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (poplib.error_proto, *_TRANSIENT) as exc:
+            logger.debug("QUIT on %s: %s", self.account.display, exc)
+        self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn, self._numbers = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Pop3Mailbox":
+        return self.connect() if self._conn is None else self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> poplib.POP3:
+        if self._conn is None:
+            raise MailboxError(f"not connected to {self.account.display}")
+        return self._conn
+
+    # -- listing ----------------------------------------------------------------------------
+    def examine(self, folder: str) -> Dict[str, int]:
+        """POP3 has only the maildrop; ``folder`` must be INBOX."""
+        if folder.upper() != MAILDROP:
+            raise MailboxError(f"{self.account.display}: POP3 has no folder {folder!r}, only {MAILDROP}")
+        return {"uidvalidity": 0, "uidnext": 0, "exists": len(self.uidl_map())}
+
+    def uidl_map(self) -> Dict[str, Tuple[int, int]]:
+        """UIDL → (message number, size) for this session."""
+        if self._numbers is None:
+            try:
+                _resp, uid_lines, _ = self.conn.uidl()
+                _resp, size_lines, _ = self.conn.list()
+            except poplib.error_proto as exc:
+                raise MailboxError(f"UIDL/LIST failed on {self.account.display}: {server_text(exc)} "
+                                   f"(the server must support UIDL)") from None
+            except _TRANSIENT as exc:
+                raise connection_error(self.account, exc, "list messages on") from None
+            sizes = {}
+            for line in size_lines:
+                number, size = line.split()[:2]
+                sizes[int(number)] = int(size)
+            numbers: Dict[str, Tuple[int, int]] = {}
+            for line in uid_lines:
+                number, uidl = line.split(None, 1)
+                numbers[uidl.strip().decode("ascii", "replace")] = (int(number), sizes.get(int(number), 0))
+            self._numbers = numbers
+        return self._numbers
+
+    def fetch_refs(self, uidls: Sequence[str]) -> Iterator[MessageRef]:
+        """Metadata (size, summary headers via TOP n 0) of ``uidls``; never RETR, never DELE."""
+        numbers = self.uidl_map()
+        for uidl in uidls:
+            if uidl not in numbers:
+                continue
+            number, size = numbers[uidl]
+            try:
+                _resp, lines, _ = self.conn.top(number, 0)
+            except poplib.error_proto as exc:
+                logger.warning("%s: TOP %d failed (%s); announcing without headers",
+                               self.account.display, number, server_text(exc))
+                lines = []
+            except _TRANSIENT as exc:
+                raise connection_error(self.account, exc, "read headers on") from None
+            headers = summary_headers(b"\r\n".join(lines) + b"\r\n")
+            yield MessageRef(folder=MAILDROP, uidl=uidl, size=size, headers=headers)
+
+    # -- download ---------------------------------------------------------------------------
+    def fetch_raw(self, ref: MessageRef) -> Tuple[bytes, None]:
+        """The message's bytes as the server sends them (CRLF line ends, dot-stuffing undone).
+
+        :raises MessageGoneError: no message with this UIDL, even on a fresh session.
+        """
+        number = self._number_for(ref)
+        try:
+            _resp, lines, _ = self.conn.retr(number)
+        except poplib.error_proto as exc:
+            raise MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: RETR refused: {server_text(exc)}") from None
+        except _TRANSIENT as exc:
+            raise connection_error(self.account, exc, "retrieve from") from None
+        return b"\r\n".join(lines) + b"\r\n", None
+
+    def delete(self, ref: MessageRef) -> None:
+        """DELE (applied by the server at QUIT, see :meth:`close`)."""
+        number = self._number_for(ref)
+        try:
+            self.conn.dele(number)
+        except poplib.error_proto as exc:
+            raise MailboxError(f"{self.account.display} UIDL {ref.uidl}: DELE refused: {server_text(exc)}") from None
+        except _TRANSIENT as exc:
+            raise connection_error(self.account, exc, "delete on") from None
+        if self._numbers is not None:
+            self._numbers.pop(ref.uidl or "", None)
+
+    def _number_for(self, ref: MessageRef) -> int:
+        entry = self.uidl_map().get(ref.uidl or "")
+        if entry is None:
+            # A POP3 session does not see mail that arrived after login: look again afresh.
+            self.close()
+            self.connect()
+            entry = self.uidl_map().get(ref.uidl or "")
+        if entry is None:
+            raise MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: message no longer in the maildrop")
+        return entry[0]
+
+    def list_uidls(self) -> List[str]:
+        return list(self.uidl_map())
