@@ -16,14 +16,17 @@ For each notice published by :mod:`mailingest.poll` the callback:
    UIDVALIDITY, so the file is byte-identical to what the server stores and no flag changes;
 4. writes it to a hidden temp file beside the target, fsyncs, sets mtime to INTERNALDATE,
    renames it onto ``new_file`` and fsyncs the directory;
-5. makes the notice's ``size`` and ``identity`` (checksum) true for the file written.
+5. makes the notice's ``size`` and ``identity`` (checksum) true for the file written;
+6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.actions`).
+   POP3 deletions are committed (QUIT) at the end of each batch.
 
 A message no longer on the server (expunged, moved, folder recreated) is logged once and
 rejected (410), never retried.  Connection and login failures return False, so sr3 retries the
 notice later; logins to an account that refused the password are paused with a growing
 backoff so a wrong password does not hammer the server.
 
-Options: ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout`` (see docs/configuration.md).
+Options: ``mailAfterDownload``, ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout``
+(see docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -31,15 +34,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import sarracenia
 import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
 from mailingest.account import MailAccount, redact_url, resolve_account
+from mailingest.actions import AfterDownload
 from mailingest.atomic import remove_stale_temps, write_atomically
-from mailingest.errors import ConfigError, MailAuthError, MailConnectionError, MailError, MessageGoneError, TlsError
+from mailingest.errors import ConfigError, MailAuthError, MailError, MessageGoneError, TlsError
 from mailingest.mailbox import new_mailbox
 from mailingest.options import connection_settings, declare_connection_options
 from mailingest.refs import parse_notice_fields
@@ -59,12 +63,17 @@ class Download(FlowCB):
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
         declare_connection_options(self.o)
+        self.o.add_option("mailAfterDownload", "str", "seen")
         self.connection = connection_settings(self.o)
+        self.action = AfterDownload.parse(getattr(self.o, "mailAfterDownload", None))
         self._sessions: Dict[str, Any] = {}
+        self._uncommitted: set = set()  # POP3 sessions with DELEs that QUIT has not applied yet
+        self._folders_created: set = set()
+        self._pop3_noop_logged = False
         self._last_used: Dict[str, float] = {}
         self._accounts: Dict[str, MailAccount] = {}
         self._paused: Dict[str, Tuple[float, float]] = {}  # account -> (until, current backoff)
-        self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0}
+        self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0, "actions": 0}
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
@@ -82,7 +91,10 @@ class Download(FlowCB):
             return False
 
     def after_work(self, worklist: Any) -> None:
-        """Notices whose message is gone leave the flow as rejected (410), never retried."""
+        """Commit POP3 deletions; notices whose message is gone leave the flow as rejected (410)."""
+        for key in list(self._uncommitted):
+            self._drop_session(key)  # QUIT: the server applies the DELEs now
+        self._uncommitted.clear()
         gone = [m for m in worklist.ok if m.get(GONE_MARK)]
         if not gone:
             return
@@ -139,6 +151,27 @@ class Download(FlowCB):
         self.metrics["downloaded"] += 1
         self.metrics["bytes"] += len(raw)
         logger.debug("downloaded %s (%d bytes) to %s", where, len(raw), final_path)
+        return self._after_download(account, mailbox, ref, where)
+
+    def _after_download(self, account: MailAccount, mailbox: Any, ref: Any, where: str) -> bool:
+        """The file is complete and durable: now, and only now, change the server."""
+        if not self.action.changes(account.protocol):
+            return True
+        try:
+            if self.action.kind == "move" and (account.display, self.action.argument) not in self._folders_created:
+                mailbox.create_folder(self.action.argument)
+                self._folders_created.add((account.display, self.action.argument))
+            self.action.apply(mailbox, ref, account.protocol)
+        except MessageGoneError as exc:
+            logger.warning("%s: file written, but mailAfterDownload %s not applied: %s", where, self.action, exc)
+            return True
+        except MailError as exc:
+            logger.warning("%s: file written, but mailAfterDownload %s failed (%s); will retry", where, self.action, exc)
+            self._drop_session(account.display)
+            return False
+        if account.protocol == "pop3":
+            self._uncommitted.add(account.display)
+        self.metrics["actions"] += 1
         return True
 
     def _set_identity(self, msg: sarracenia.Message, raw: bytes) -> None:
@@ -177,7 +210,13 @@ class Download(FlowCB):
                 self._drop_session(key)
                 mailbox = None
         if mailbox is None:
-            mailbox = new_mailbox(account, self.connection).connect()
+            self.action.check_protocol(account.protocol)
+            if account.protocol == "pop3" and self.action.kind in ("seen", "flag") and not self._pop3_noop_logged:
+                logger.info("%s: POP3 has no flags, so mailAfterDownload %s does nothing there", key, self.action)
+                self._pop3_noop_logged = True
+            mailbox = new_mailbox(account, self.connection)
+            mailbox.writable = self.action.changes(account.protocol)
+            mailbox.connect()
             self.metrics["logins"] += 1
             logger.info("logged in to %s", key)
             self._sessions[key] = mailbox

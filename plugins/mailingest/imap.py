@@ -49,7 +49,9 @@ class ImapMailbox:
         self.account = account
         self.settings = settings
         self._client: Optional[imapclient.IMAPClient] = None
-        self._selected: Optional[str] = None
+        self._selected: Optional[Tuple[str, bool, int]] = None  # folder, writable, uidvalidity
+        #: open folders read-write for downloads, so an after-download action needs no re-SELECT
+        self.writable = False
         self.tls_version: Optional[str] = None
 
     # -- connection -------------------------------------------------------------------------
@@ -153,20 +155,26 @@ class ImapMailbox:
 
         :raises MailboxError: the folder does not exist or cannot be opened.
         """
+        return self._open(folder, writable=False)
+
+    def _open(self, folder: str, writable: bool) -> Dict[str, int]:
+        """SELECT (writable) or EXAMINE ``folder``; remembers what is open."""
+        what = "select" if writable else "examine"
         try:
-            info = self.client.select_folder(folder, readonly=True)
+            info = self.client.select_folder(folder, readonly=not writable)
         except IMAPClientError as exc:
             if isinstance(exc, IMAPClientAbortError):
-                raise connection_error(self.account, exc, "examine a folder on") from None
+                raise connection_error(self.account, exc, f"{what} a folder on") from None
             raise MailboxError(f"cannot open folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
         except OSError as exc:
-            raise connection_error(self.account, exc, "examine a folder on") from None
-        self._selected = folder
-        return {
+            raise connection_error(self.account, exc, f"{what} a folder on") from None
+        status = {
             "uidvalidity": int(info.get(b"UIDVALIDITY", 0)),
             "uidnext": int(info.get(b"UIDNEXT", 0)),
             "exists": int(info.get(b"EXISTS", 0)),
         }
+        self._selected = (folder, writable, status["uidvalidity"])
+        return status
 
     # -- listing ----------------------------------------------------------------------------
     def search_uids(self, criteria: str, above_uid: int = 0) -> List[int]:
@@ -212,7 +220,7 @@ class ImapMailbox:
 
         :raises MessageGoneError: the folder's UIDVALIDITY changed or the UID no longer exists.
         """
-        if self._selected != ref.folder:
+        if self._selected is None or self._selected[0] != ref.folder or self._selected[1] != self.writable:
             self._examine_for_download(ref)
         data = self._fetch_body(ref)
         if data is None:
@@ -238,7 +246,7 @@ class ImapMailbox:
 
     def _examine_for_download(self, ref: MessageRef) -> None:
         try:
-            status = self.examine(ref.folder)
+            status = self._open(ref.folder, self.writable)
         except MailboxError as exc:
             raise MessageGoneError(str(exc)) from None
         if status["uidvalidity"] != ref.uidvalidity:
@@ -280,16 +288,10 @@ class ImapMailbox:
 
     # -- changes (only when configured: quarantine, after-download actions) --------------------
     def _select_writable(self, folder: str, uidvalidity: int) -> None:
-        try:
-            info = self.client.select_folder(folder, readonly=False)
-        except IMAPClientError as exc:
-            if isinstance(exc, IMAPClientAbortError):
-                raise connection_error(self.account, exc, "select a folder on") from None
-            raise MailboxError(f"cannot open folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
-        except OSError as exc:
-            raise connection_error(self.account, exc, "select a folder on") from None
-        self._selected = None  # the read-only view is gone
-        if uidvalidity and int(info.get(b"UIDVALIDITY", 0)) != uidvalidity:
+        if self._selected == (folder, True, uidvalidity):
+            return
+        status = self._open(folder, writable=True)
+        if uidvalidity and status["uidvalidity"] != uidvalidity:
             raise MessageGoneError(f"{self.account.display} folder {folder!r}: UIDVALIDITY changed; not modifying it")
 
     def add_flags(self, folder: str, uidvalidity: int, uids: Sequence[int], flags: Sequence[str]) -> None:

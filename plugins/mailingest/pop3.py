@@ -64,6 +64,8 @@ class Pop3Mailbox:
         self._conn: Optional[poplib.POP3] = None
         self._numbers: Optional[Dict[str, Tuple[int, int]]] = None  # uidl -> (number, size)
         self.tls_version: Optional[str] = None
+        #: POP3 needs no special mode for deletions; kept for interface parity with IMAP
+        self.writable = False
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> "Pop3Mailbox":

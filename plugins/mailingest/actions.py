@@ -1,0 +1,79 @@
+"""After-download actions (``mailAfterDownload``): what to do on the server once the file is safe.
+
+========================  ==========================================================  ========
+value                     IMAP                                                        POP3
+========================  ==========================================================  ========
+``none``                  nothing                                                     nothing
+``seen`` (default)        UID STORE +FLAGS (\\Seen)                                    nothing
+``flag <FLAG>``           UID STORE +FLAGS (<FLAG>), e.g. ``flag $Ingested``           nothing
+``move <FOLDER>``         UID MOVE (or COPY + \\Deleted + UID EXPUNGE); FOLDER created  refused
+``delete``                UID STORE \\Deleted + UID EXPUNGE (UIDPLUS) or EXPUNGE       DELE
+========================  ==========================================================  ========
+
+The download runs an action only after the file is complete, fsynced and renamed, so a crash
+at any point leaves the message on the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from mailingest.errors import ConfigError
+from mailingest.refs import MessageRef
+
+KINDS = ("none", "seen", "flag", "move", "delete")
+
+
+@dataclass(frozen=True)
+class AfterDownload:
+    kind: str = "seen"
+    argument: Optional[str] = None
+
+    @classmethod
+    def parse(cls, text: Optional[str]) -> "AfterDownload":
+        """:raises ConfigError: unknown action, or a missing/extra argument."""
+        words = str(text or "seen").split(None, 1)
+        kind = words[0].lower()
+        argument = words[1].strip() if len(words) > 1 else None
+        if kind not in KINDS:
+            raise ConfigError(f"mailAfterDownload {text!r}: use one of none, seen, flag <FLAG>, move <FOLDER>, delete")
+        if kind in ("flag", "move") and not argument:
+            raise ConfigError(f"mailAfterDownload {kind} needs an argument, e.g. "
+                              f"{'flag $Ingested' if kind == 'flag' else 'move Archive'}")
+        if kind not in ("flag", "move") and argument:
+            raise ConfigError(f"mailAfterDownload {kind} takes no argument (got {argument!r})")
+        return cls(kind=kind, argument=argument)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.argument}" if self.argument else self.kind
+
+    def changes(self, protocol: str) -> bool:
+        """True when this action modifies the mailbox for ``protocol``."""
+        if protocol == "pop3":
+            return self.kind == "delete"
+        return self.kind != "none"
+
+    def check_protocol(self, protocol: str) -> None:
+        if protocol == "pop3" and self.kind == "move":
+            raise ConfigError("mailAfterDownload move needs IMAP: POP3 has no folders (use delete or none)")
+
+    def apply(self, mailbox: Any, ref: MessageRef, protocol: str) -> None:
+        """Run the action for one downloaded message.
+
+        :raises MailError: the server refused or the connection broke.
+        """
+        if not self.changes(protocol):
+            return
+        if protocol == "pop3":
+            mailbox.delete(ref)
+            return
+        uids = [ref.uid]
+        if self.kind == "seen":
+            mailbox.add_flags(ref.folder, ref.uidvalidity, uids, ["\\Seen"])
+        elif self.kind == "flag":
+            mailbox.add_flags(ref.folder, ref.uidvalidity, uids, [self.argument or ""])
+        elif self.kind == "move":
+            mailbox.move(ref.folder, ref.uidvalidity, uids, self.argument or "")
+        elif self.kind == "delete":
+            mailbox.delete(ref.folder, ref.uidvalidity, uids)

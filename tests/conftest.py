@@ -1,0 +1,41 @@
+"""Shared fixtures: one private Dovecot and one private RabbitMQ per test session.
+
+The servers are the plain classes of :py:mod:`tests.servers` (bench and demo scripts use
+them directly).  A server that cannot start makes the tests that need it fail with the
+server's RuntimeError (what failed, the port, the log); they are never skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.servers import DovecotAccount, DovecotServer, RabbitMQServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
+    """Dovecot with imap (STARTTLS), imaps, pop3 (STLS) and pop3s; plaintext login allowed."""
+    with DovecotServer(tmp_path_factory.mktemp("dovecot")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
+    """A RabbitMQ broker; connect with ``rabbitmq.url`` (guest/guest over loopback)."""
+    with RabbitMQServer(tmp_path_factory.mktemp("rabbitmq")) as server:
+        yield server
+
+
+@pytest.fixture
+def mail_account(dovecot: DovecotServer) -> DovecotAccount:
+    """A new user with a random name and password and an empty INBOX on the session Dovecot."""
+    dovecot.start()  # no-op when running; revives it if an earlier test stopped it
+    return dovecot.new_account()
