@@ -52,6 +52,7 @@ class ImapMailbox:
         self._selected: Optional[Tuple[str, bool, int]] = None  # folder, writable, uidvalidity
         #: open folders read-write for downloads, so an after-download action needs no re-SELECT
         self.writable = False
+        self._status: Dict[str, int] = {}
         self.tls_version: Optional[str] = None
 
     # -- connection -------------------------------------------------------------------------
@@ -174,7 +175,35 @@ class ImapMailbox:
             "exists": int(info.get(b"EXISTS", 0)),
         }
         self._selected = (folder, writable, status["uidvalidity"])
+        self._status = dict(status)
         return status
+
+    def refresh(self, folder: str) -> Dict[str, int]:
+        """Like :meth:`examine`, but when ``folder`` is already open read-only, a NOOP brings the
+        session up to date instead of re-opening it (re-opening costs O(mailbox) on Maildir
+        servers).  ``uidnext`` may then lag behind; callers use it only as a lower bound."""
+        if not (self._selected and self._selected[0] == folder and not self._selected[1]):
+            return self.examine(folder)
+        try:
+            responses = self.client.noop()[1]
+        except (IMAPClientError, OSError) as exc:
+            raise connection_error(self.account, exc, "refresh a folder on") from None
+        self._absorb(responses)
+        return dict(self._status)
+
+    def _absorb(self, responses: Sequence[Any]) -> bool:
+        """Track EXISTS/EXPUNGE from unsolicited responses; True when new mail was reported."""
+        arrived = False
+        for response in responses:
+            if isinstance(response, tuple) and len(response) >= 2 and self._status:
+                if response[1] == b"EXISTS":
+                    arrived = arrived or int(response[0]) > self._status.get("exists", 0)
+                    self._status["exists"] = int(response[0])
+                elif response[1] == b"EXPUNGE":
+                    self._status["exists"] = max(0, self._status["exists"] - 1)
+                elif response[1] == b"RECENT" and int(response[0]) > 0:
+                    arrived = True
+        return arrived
 
     # -- listing ----------------------------------------------------------------------------
     def search_uids(self, criteria: str, above_uid: int = 0) -> List[int]:
@@ -275,10 +304,9 @@ class ImapMailbox:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                for response in client.idle_check(timeout=min(slice_seconds, remaining)):
-                    if isinstance(response, tuple) and len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT"):
-                        arrived = True
-            client.idle_done()
+                if self._absorb(client.idle_check(timeout=min(slice_seconds, remaining))):
+                    arrived = True
+            self._absorb(client.idle_done()[1])
         except (IMAPClientAbortError, OSError, ssl.SSLError) as exc:
             self._drop()
             raise connection_error(self.account, exc, "IDLE on") from None

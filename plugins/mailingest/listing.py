@@ -89,7 +89,7 @@ def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], cr
                      since: Optional[Since], max_size: int, on_uidvalidity_change: str,
                      account_display: str) -> Listing:
     """New messages of one IMAP folder (see module doc)."""
-    status = mailbox.examine(folder)
+    status = mailbox.refresh(folder) if hasattr(mailbox, "refresh") else mailbox.examine(folder)
     uidvalidity = status["uidvalidity"]
     above = 0
     if known is not None:

@@ -5,51 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
-from typing import Dict, Tuple
 
-import imapclient
 import pytest
 
 from tests.mailgen import eight_bit_message, sample_message
-from tests.sr3env import NoticeCollector, Sr3Home
+from tests.helpers import imap_flags as server_state, imap_raw as server_raw, make_home
+from tests.sr3env import NoticeCollector
 
 pytestmark = pytest.mark.integration
 
 EXCHANGE = "xs_mail"  # as in examples/poll/mail.conf
-
-
-def server_state(account, folder: str = "INBOX") -> Dict[int, Tuple[bytes, ...]]:
-    """UID → flags, read with an independent IMAP client (\\Recent is per-session, so left out)."""
-    server = account.server
-    with imapclient.IMAPClient(server.host, port=server.imap_port, ssl=False) as client:
-        client.login(account.user, account.password)
-        client.select_folder(folder, readonly=True)
-        return {uid: tuple(sorted(f for f in data[b"FLAGS"] if f != b"\\Recent"))
-                for uid, data in client.fetch(client.search("ALL"), ["FLAGS"]).items()}
-
-
-def server_raw(account, folder: str = "INBOX") -> Dict[int, bytes]:
-    server = account.server
-    with imapclient.IMAPClient(server.host, port=server.imap_port, ssl=False) as client:
-        client.login(account.user, account.password)
-        client.select_folder(folder, readonly=True)
-        return {uid: data[b"BODY[]"] for uid, data in client.fetch(client.search("ALL"), ["BODY.PEEK[]"]).items()}
-
-
-def make_home(tmp_path: Path, rabbitmq, account, *, password: str | None = None) -> Sr3Home:
-    """sr3 home wired to the examples: default.conf declares their variables."""
-    server = account.server
-    home = Sr3Home(tmp_path / "sr3", rabbitmq.url, f"{rabbitmq.host}:{rabbitmq.port}")
-    home.declarations.update(
-        AMQP_USER=rabbitmq.user,
-        MAIL_USER=account.user,
-        MAIL_HOST=f"{server.host}:{server.imaps_port}",
-        MAIL_DIR=str(tmp_path / "mail"),
-    )
-    home.defaults.append(f"mailCaFile {server.ca_pem}")
-    home.add_credential(f"imaps://{account.user}:{password or account.password}@{server.host}:{server.imaps_port}/")
-    return home
 
 
 def deliver_mix(account, total: int = 50, seen: int = 10) -> None:
