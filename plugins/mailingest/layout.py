@@ -1,0 +1,164 @@
+"""Decode one .eml file onto disk: the code shared by ``callback mailingest.decode`` and
+``mailingest decode``.
+
+Layout (docs/decode.md): for ``DIR/x.eml`` a new directory ``DIR/x.parts/`` receives
+
+* ``body.txt`` / ``body.html``: the text and HTML bodies ``get_body()`` picks, as UTF-8;
+* every other part under its sanitized original name (or ``part-N.ext``);
+* attached messages as ``name.eml`` plus their own decoded content in ``name.parts/``;
+* uuencoded blocks found in text bodies, under the name on their ``begin`` line;
+* ``metadata.json`` (schema ``mailingest-decode/1``), written last.
+
+The raw .eml is only read.  Decoding happens in memory first, so a message over a bound writes
+nothing; a failure part-way through writing removes what was written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mailingest.mime import DecodedMail, DecodeLimits, Part, decode_bytes
+from mailingest.safenames import fallback_name, safe_name
+from mailingest.writer import OutputDir
+
+SCHEMA = "mailingest-decode/1"
+PARTS_SUFFIX = ".parts"
+_BODY_NAMES = {"body-text": "body.txt", "body-html": "body.html"}
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What to write; built once from options (flowcb) or arguments (CLI)."""
+
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    html: bool = True
+    uuencode: bool = True
+    fsync: bool = True
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One file written, with what a later stage needs to know about the part it holds."""
+
+    path: str
+    kind: str
+    original_name: str | None = None
+    content_type: str | None = None
+    disposition: str | None = None
+    content_id: str | None = None
+
+    def describe(self) -> dict[str, str | None]:
+        """The ``mailPart`` field of the file's notice."""
+        return {"kind": self.kind, "originalName": self.original_name,
+                "contentType": self.content_type, "disposition": self.disposition,
+                "contentId": self.content_id}
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """What :py:func:`decode_file` wrote: the parts directory, every file in it (and in nested
+    ``*.parts/``), and the parser defects (prefixed with the attached message they are in)."""
+
+    source: str
+    directory: str
+    files: tuple[WrittenFile, ...]
+    defects: tuple[str, ...]
+    message_id: str | None
+
+
+def parts_dir_name(eml_name: str) -> str:
+    """``x.eml`` -> ``x.parts`` (the stem of any name plus ``.parts``)."""
+    stem, dot, _ext = eml_name.rpartition(".")
+    return (stem if dot and stem else eml_name) + PARTS_SUFFIX
+
+
+def decode_file(eml_path: str, out_dir: str | None = None, *, flat: bool = False,
+                settings: DecodeSettings = DecodeSettings(),
+                mail: Mapping[str, object] | None = None) -> DecodeResult:
+    """Decode *eml_path* and write its parts into a new ``<stem>.parts`` directory (``x.parts``,
+    else ``x-2.parts`` ...) made in *out_dir*, or beside the .eml when *out_dir* is None.
+
+    :param flat: write the parts straight into *out_dir* (created if missing) instead.
+    :param mail: the notice's ``mail`` identity, copied into metadata.json.
+    :raises DecodeLimitError: over a bound; nothing written.
+    :raises MimeError: undecodable; nothing written.
+    :raises OSError: reading or writing failed; what was written is removed.
+    """
+    with open(eml_path, "rb") as fh:
+        raw = fh.read()
+    decoded = decode_bytes(raw, settings.limits, uuencode=settings.uuencode)
+    eml_name = os.path.basename(eml_path)
+    if out_dir is None:
+        parent = OutputDir.open(os.path.dirname(os.path.abspath(eml_path)), create=False,
+                                fsync=settings.fsync, scan=False)
+    else:
+        parent = OutputDir.open(out_dir, fsync=settings.fsync, scan=flat)
+    done = False
+    with parent:
+        try:
+            target = parent if flat and out_dir is not None else parent.mkdir(parts_dir_name(eml_name))
+            result = _write_all(decoded, target, eml_name, settings, mail)
+            done = True
+        finally:
+            if not done:
+                parent.remove_created()
+    return result
+
+
+def _write_all(decoded: DecodedMail, target: OutputDir, eml_name: str,
+               settings: DecodeSettings, mail: Mapping[str, object] | None) -> DecodeResult:
+    files: list[WrittenFile] = []
+    defects: list[str] = []
+    _write_message(decoded, target, eml_name, settings, mail, "", files, defects)
+    return DecodeResult(eml_name, target.path, tuple(files), tuple(defects), decoded.message_id)
+
+
+def _write_message(decoded: DecodedMail, target: OutputDir, source: str, settings: DecodeSettings,
+                   mail: Mapping[str, object] | None, prefix: str, files: list[WrittenFile],
+                   defects: list[str]) -> None:
+    """Write one message level into *target*; recurse into attached messages."""
+    defects.extend(prefix + d for d in decoded.defects)
+    meta_name = target.reserve("metadata.json")
+    bodies = {p.kind: target.reserve(_BODY_NAMES[p.kind]) for p in decoded.parts
+              if p.kind in _BODY_NAMES and (settings.html or p.kind != "body-html")}
+    entries: list[dict[str, object]] = []
+    for index, part in enumerate(decoded.parts, 1):
+        if part.kind == "body-html" and not settings.html:
+            continue
+        if part.kind in bodies:
+            written = target.write(bodies.pop(part.kind), part.data, reserved=True)
+        else:
+            name = safe_name(part.filename, fallback_name(index, part.content_type))
+            written = target.write(name, part.data)
+        files.append(WrittenFile(target.join(written), part.kind, part.filename,
+                                 part.content_type, part.disposition, part.content_id))
+        entry = _entry(part, written)
+        if part.not_decoded:
+            entry["status"] = "not-decoded"
+            entry["reason"] = part.not_decoded
+        if part.message is not None:
+            entry["status"] = "decoded"
+            child = target.mkdir(parts_dir_name(written))
+            entry["decodedInto"] = os.path.basename(child.path)
+            _write_message(part.message, child, written, settings, None,
+                           "%s%s: " % (prefix, written), files, defects)
+        entries.append(entry)
+    meta = {"schema": SCHEMA, "source": source, "status": "decoded",
+            "mail": dict(mail) if mail is not None else None,
+            "messageId": decoded.message_id, "from": decoded.from_, "to": list(decoded.to),
+            "cc": list(decoded.cc), "subject": decoded.subject, "date": decoded.date,
+            "parts": entries, "defects": list(decoded.defects)}
+    data = json.dumps(meta, ensure_ascii=False, indent=1, default=str).encode("utf-8", "backslashreplace")
+    target.write(meta_name, data + b"\n", reserved=True)
+    files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json"))
+
+
+def _entry(part: Part, written: str) -> dict[str, object]:
+    return {"file": written, "kind": part.kind, "originalName": part.filename,
+            "contentType": part.content_type, "charset": part.charset,
+            "disposition": part.disposition, "contentId": part.content_id,
+            "mimePart": part.number, "size": len(part.data),
+            "sha256": hashlib.sha256(part.data).hexdigest()}

@@ -1,0 +1,184 @@
+"""Create files and sub-directories inside one directory: atomically, never following a
+symlink, never overwriting anything.
+
+All operations are relative to a directory file descriptor opened with ``O_NOFOLLOW``, so a
+path component swapped for a symlink after the directory was opened cannot redirect a write.
+A file is written to a hidden temporary name (``O_CREAT|O_EXCL|O_NOFOLLOW``), flushed and
+fsync'ed, then published under its final name with ``link()``, which fails instead of
+replacing an existing entry; the temporary name is then removed.  On file systems without hard
+links the final name is first claimed with ``O_EXCL`` and the data moved over it with
+``os.replace``.  A name that turns out to exist gets the next ``-N`` suffix
+(:py:func:`mailingest.safenames.unique_name`).  POSIX only (``dir_fd`` support).
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from mailingest.safenames import name_key, unique_name
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+_DIR = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
+_NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+class OutputDir:
+    """A directory we write into.  Use as a context manager, or call :py:meth:`close`.
+
+    :param fd: a directory descriptor (owned: closed by :py:meth:`close`).
+    :param path: its path, for reporting only.
+    :param fsync: fsync each file and, on close, the directory.
+    :param taken: names already present (lower-cased); read from the directory when None.
+    """
+
+    def __init__(self, fd: int, path: str, *, fsync: bool = True,
+                 taken: set[str] | None = None) -> None:
+        self.fd = fd
+        self.path = path
+        self.fsync = fsync
+        self.taken: set[str] = taken if taken is not None else {name_key(n) for n in os.listdir(fd)}
+        self._reserved: set[str] = set()
+        self.created: list[tuple[str, OutputDir | None]] = []
+
+    @classmethod
+    def open(cls, path: str, *, create: bool = True, fsync: bool = True,
+             scan: bool = True) -> "OutputDir":
+        """Open the operator-chosen directory *path* (made, with parents, if *create*).
+
+        :param scan: list the names already there; without it, clashes are still never
+            overwritten (``O_EXCL``/``link``/``mkdir`` fail and the next name is tried), which
+            saves listing a big download directory.
+        """
+        if create:
+            os.makedirs(path, exist_ok=True)
+        return cls(os.open(path, _DIR), path, fsync=fsync, taken=None if scan else set())
+
+    def __enter__(self) -> "OutputDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def join(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def reserve(self, name: str) -> str:
+        """Claim a unique name now (e.g. ``metadata.json``); write it later with
+        ``write(name, data, reserved=True)``."""
+        final = unique_name(name, self.taken)
+        self.taken.add(name_key(final))
+        self._reserved.add(final)
+        return final
+
+    def write(self, name: str, data: bytes, *, reserved: bool = False) -> str:
+        """Write *data* under *name* (or the next free ``-N`` variant); return the name used.
+
+        :param reserved: *name* was returned by :py:meth:`reserve`: use it as it is.
+        """
+        if reserved and name in self._reserved:
+            self._reserved.discard(name)
+            final = name
+        else:
+            final = unique_name(name, self.taken)
+        tmp = self._write_temp(data)
+        moved = False
+        try:
+            while True:
+                try:
+                    os.link(tmp, final, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+                    break
+                except FileExistsError:
+                    self.taken.add(name_key(final))
+                    final = unique_name(name, self.taken)
+                except OSError as exc:
+                    if exc.errno not in _NO_HARDLINKS:
+                        raise
+                    final = self._claim(name, final)
+                    os.replace(tmp, final, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+                    moved = True
+                    break
+        finally:
+            if not moved:
+                _unlink(tmp, self.fd)
+        self.taken.add(name_key(final))
+        self.created.append((final, None))
+        return final
+
+    def mkdir(self, name: str) -> "OutputDir":
+        """Create a new sub-directory *name* (or a ``-N`` variant) and open it."""
+        final = unique_name(name, self.taken)
+        while True:
+            try:
+                os.mkdir(final, 0o777, dir_fd=self.fd)
+                break
+            except FileExistsError:
+                self.taken.add(name_key(final))
+                final = unique_name(name, self.taken)
+        self.taken.add(name_key(final))
+        fd = os.open(final, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
+        child = OutputDir(fd, self.join(final), fsync=self.fsync, taken=set())
+        self.created.append((final, child))
+        return child
+
+    def remove_created(self) -> None:
+        """Best effort: delete what this object created (after a failure part-way)."""
+        for name, child in reversed(self.created):
+            try:
+                if child is None:
+                    os.unlink(name, dir_fd=self.fd)
+                else:
+                    child.remove_created()
+                    child.close()
+                    os.rmdir(name, dir_fd=self.fd)
+            except OSError:
+                continue
+        self.created.clear()
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            for _name, child in self.created:
+                if child is not None:
+                    child.close()
+            if self.fsync and self.created:
+                os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _write_temp(self, data: bytes) -> str:
+        while True:
+            tmp = ".mailingest-%s.tmp" % os.urandom(6).hex()
+            try:
+                fd = os.open(tmp, _NEW_FILE, 0o666, dir_fd=self.fd)
+                break
+            except FileExistsError:
+                continue
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                if self.fsync:
+                    os.fsync(fh.fileno())
+        except BaseException:
+            _unlink(tmp, self.fd)
+            raise
+        return tmp
+
+    def _claim(self, name: str, final: str) -> str:
+        while True:
+            try:
+                os.close(os.open(final, _NEW_FILE, 0o666, dir_fd=self.fd))
+                return final
+            except FileExistsError:
+                self.taken.add(name_key(final))
+                final = unique_name(name, self.taken)
+
+
+def _unlink(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass

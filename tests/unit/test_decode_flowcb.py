@@ -1,0 +1,210 @@
+"""Specification of ``callback mailingest.decode``, driven the way sr3 drives it.
+
+Options come from ``sarracenia.config.no_file_config()`` + ``finalize`` (which builds the
+publisher, so notices get relPath/baseUrl); the callback is loaded with ``load_library``;
+``after_work`` gets a SimpleNamespace worklist.  No broker connection is made.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import types
+from email.message import EmailMessage
+
+import pytest
+import sarracenia
+import sarracenia.config
+import sarracenia.flowcb
+
+from mailingest.errors import ConfigError
+
+IMAP_MAIL = {"folder": "INBOX", "uidvalidity": 1700000000, "uid": 101, "size": 0,
+             "messageId": "<m1@example.org>", "subject": "obs", "from": "obs@example.org",
+             "date": "2026-11-02T10:00:00+00:00"}
+
+
+def options(base, **settings):
+    o = sarracenia.config.no_file_config()
+    o.component = "subscribe"
+    o.config = "t"
+    o.action = "foreground"
+    o.no = 0
+    o.post_broker = "amqp://u:p@localhost/"
+    o.post_exchange = "xs_mail_parts"
+    o.post_baseDir = str(base)
+    o.post_baseUrl = "https://data.example.com/mail"
+    o.settings = {"mailingest.decode": {k: str(v) for k, v in settings.items()}}
+    o.finalize("subscribe", "t")
+    return o
+
+
+def load(o):
+    return sarracenia.flowcb.load_library("mailingest.decode", o)
+
+
+def sample(names=("obs.csv",), subject="obs") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "obs@example.org"
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<m1@example.org>"
+    msg.set_content("hourly observations\n")
+    for name in names:
+        msg.add_attachment(b"time,temp\n00:00,1.5\n", maintype="text", subtype="csv", filename=name)
+    return msg.as_bytes()
+
+
+def downloaded(o, base, rel, raw, mail=IMAP_MAIL):
+    """A notice as Download leaves it in worklist.ok: the file is on disk, identity set."""
+    path = os.path.join(str(base), rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(raw)
+    msg = sarracenia.Message.fromFileData(path, o, sarracenia.stat(path))
+    if mail is not None:
+        msg["mail"] = dict(mail)
+    return msg
+
+
+def worklist(*ok):
+    return types.SimpleNamespace(ok=list(ok), incoming=[], rejected=[], failed=[], directories_ok=[])
+
+
+def sha512(path):
+    with open(path, "rb") as fh:
+        return base64.b64encode(hashlib.sha512(fh.read()).digest()).decode()
+
+
+@pytest.fixture
+def base(tmp_path):
+    return tmp_path / "mail"
+
+
+def test_every_file_written_is_announced_with_its_parent(base):
+    o = options(base)
+    parent = downloaded(o, base, "INBOX/1700000000.101.eml", sample())
+    raw_before = (base / "INBOX/1700000000.101.eml").read_bytes()
+    wl = worklist(parent)
+    load(o).after_work(wl)
+    assert wl.ok[0] is parent
+    assert parent["mailDecode"] == {"status": "decoded", "files": 3, "directory": "1700000000.101.parts"}
+    parts = {m["relPath"]: m for m in wl.ok[1:]}
+    assert sorted(parts) == ["INBOX/1700000000.101.parts/body.txt",
+                             "INBOX/1700000000.101.parts/metadata.json",
+                             "INBOX/1700000000.101.parts/obs.csv"]
+    csv = parts["INBOX/1700000000.101.parts/obs.csv"]
+    path = base / "INBOX/1700000000.101.parts/obs.csv"
+    assert path.read_bytes() == b"time,temp\n00:00,1.5\n"
+    assert csv["baseUrl"] == "https://data.example.com/mail"
+    assert csv["identity"] == {"method": "sha512", "value": sha512(path)}
+    assert csv["size"] == path.stat().st_size
+    assert csv["mailParent"] == {"relPath": "INBOX/1700000000.101.eml", "identity": parent["identity"],
+                                 "mail": IMAP_MAIL}
+    assert csv["mailPart"] == {"kind": "part", "originalName": "obs.csv", "contentType": "text/csv",
+                               "disposition": "attachment", "contentId": None}
+    assert (base / "INBOX/1700000000.101.eml").read_bytes() == raw_before
+    meta = json.loads((base / "INBOX/1700000000.101.parts/metadata.json").read_text("utf-8"))
+    assert meta["mail"] == IMAP_MAIL and meta["subject"] == "obs"
+
+
+def test_pop3_identity_is_copied_as_is(base):
+    o = options(base)
+    pop = {"uidl": "000001a2", "size": 10, "messageId": "<m1@example.org>"}
+    parent = downloaded(o, base, "000001a2.eml", sample(), mail=pop)
+    wl = worklist(parent)
+    load(o).after_work(wl)
+    assert all(m["mailParent"]["mail"] == pop for m in wl.ok[1:])
+
+
+def test_a_message_over_a_bound_is_posted_as_not_decoded_with_one_clear_line(base, caplog):
+    o = options(base, mailDecodeMaxParts=2)
+    parent = downloaded(o, base, "INBOX/1.5.eml", sample(names=("a.csv", "b.csv")))
+    wl = worklist(parent)
+    load(o).after_work(wl)
+    assert wl.ok == [parent]
+    assert parent["mailDecode"]["status"] == "not-decoded"
+    assert "max_parts" in parent["mailDecode"]["reason"]
+    assert os.listdir(base / "INBOX") == ["1.5.eml"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "INBOX/1.5.eml" in errors[0].getMessage() and "uid 101" in errors[0].getMessage()
+
+
+def test_an_unexpected_error_is_contained_to_its_message(base, caplog, monkeypatch):
+    import mailingest.decode as decode_module
+
+    o = options(base)
+    bad = downloaded(o, base, "INBOX/1.1.eml", sample())
+    good = downloaded(o, base, "INBOX/1.2.eml", sample())
+    real = decode_module.decode_file
+
+    def flaky(path, *args, **kwargs):
+        if path.endswith("1.1.eml"):
+            raise RuntimeError("boom")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(decode_module, "decode_file", flaky)
+    wl = worklist(bad, good)
+    load(o).after_work(wl)
+    assert bad["mailDecode"]["status"] == "not-decoded"
+    assert good["mailDecode"]["status"] == "decoded"
+    assert len(wl.ok) == 2 + 3
+    assert "boom" in caplog.text and "Traceback" in caplog.text
+
+
+def test_post_retries_and_other_files_are_left_alone(base):
+    o = options(base)
+    retry = downloaded(o, base, "INBOX/1.1.eml", sample())
+    retry["post_failures"] = 1
+    other = downloaded(o, base, "INBOX/notes.txt", b"plain file")
+    wl = worklist(retry, other)
+    load(o).after_work(wl)
+    assert wl.ok == [retry, other]
+    assert "mailDecode" not in retry and "mailDecode" not in other
+    assert sorted(os.listdir(base / "INBOX")) == ["1.1.eml", "notes.txt"]
+
+
+def test_defects_are_warnings_naming_the_message(base, caplog):
+    o = options(base)
+    broken = (b"Subject: broken\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+              b"Content-Type: text/plain\n\nno closing boundary\n")
+    wl = worklist(downloaded(o, base, "INBOX/1.7.eml", broken))
+    load(o).after_work(wl)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("CloseBoundaryNotFoundDefect" in w and "INBOX/1.7.eml" in w and "uid 101" in w
+               for w in warnings)
+
+
+def test_attachments_with_hostile_names_are_announced_inside_the_parts_directory(base):
+    o = options(base)
+    wl = worklist(downloaded(o, base, "INBOX/1.8.eml", sample(names=("../../../etc/cron.d/x.csv",
+                                                                     "x.csv"))))
+    load(o).after_work(wl)
+    rels = sorted(m["relPath"] for m in wl.ok[1:])
+    assert "INBOX/1.8.parts/x.csv" in rels and "INBOX/1.8.parts/x-2.csv" in rels
+    assert all(r.startswith("INBOX/1.8.parts/") for r in rels)
+
+
+def test_options_are_declared_with_defaults_and_settings_apply(base):
+    cb = load(options(base))
+    limits = (cb.o.mailDecodeMaxDepth, cb.o.mailDecodeMaxParts, cb.o.mailDecodeMaxBytes)
+    assert limits == (16, 1000, 256 * 1024 ** 2)
+    assert (cb.o.mailDecodeHtml, cb.o.mailDecodeUuencode, cb.o.mailDecodeFsync) == (True, True, True)
+    cb = load(options(base, mailDecodeMaxBytes="10m", mailDecodeMaxDepth=4, mailDecodeHtml="off"))
+    assert cb.settings.limits.max_decoded_bytes == 10_000_000          # sr3: m is decimal
+    assert cb.settings.limits.max_depth == 4
+    assert cb.settings.html is False
+    cb = load(options(base, mailDecodeMaxBytes="10mb"))
+    assert cb.settings.limits.max_decoded_bytes == 10 * 1024 ** 2      # ... mb / Mi binary
+
+
+def test_a_bad_limit_fails_at_start(base):
+    with pytest.raises(ConfigError, match="mailDecode"):
+        load(options(base, mailDecodeMaxParts=0))
+
+
+def test_metrics(base):
+    o = options(base)
+    cb = load(o)
+    cb.after_work(worklist(downloaded(o, base, "INBOX/1.9.eml", sample())))
+    assert cb.metricsReport() == {"decoded": 1, "notDecoded": 0, "filesWritten": 3, "defects": 0}
