@@ -73,6 +73,7 @@ class Sr3Home:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         component, name = Path(relative).parent.name, Path(relative).name
         installed = self.config_dir / component / name
+        self._cache_for(component, Path(name).stem)
         if not installed.exists():
             raise RuntimeError(f"sr3 add {relative} did not install {installed}")
         return installed
@@ -82,7 +83,12 @@ class Sr3Home:
         path = self.config_dir / component / f"{name}.conf"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+        self._cache_for(component, name)
         return path
+
+    def _cache_for(self, component: str, name: str) -> None:
+        # sr3 3.3.1 logs "subscriptions.json write failed" on a config's first run; create its dir.
+        (self.cache_dir / component / name).mkdir(parents=True, exist_ok=True)
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([SR3, *args], cwd=REPO, env=self.env, capture_output=True, text=True,

@@ -20,10 +20,13 @@ For each notice published by :mod:`mailingest.poll` the callback:
 6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.actions`).
    POP3 deletions are committed (QUIT) at the end of each batch.
 
+Large messages are fetched in 4 MiB pieces (``BODY.PEEK[]<offset.length>``) straight into the
+temp file, so memory stays bounded whatever the size.
+
 A message no longer on the server (expunged, moved, folder recreated) is logged once and
-rejected (410), never retried.  Connection and login failures return False, so sr3 retries the
-notice later; logins to an account that refused the password are paused with a growing
-backoff so a wrong password does not hammer the server.
+rejected (410), never retried.  A broken connection is re-opened within the same call (see
+:mod:`mailingest.sessions`); an account that refuses the login or stays unreachable is paused
+with a growing backoff and its notices go back to sr3, which retries them later.
 
 Options: ``mailAfterDownload``, ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout``
 (see docs/configuration.md).
@@ -33,8 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import sarracenia
 import sarracenia.identity
@@ -43,18 +45,14 @@ from sarracenia.flowcb import FlowCB
 from mailingest.account import MailAccount, redact_url, resolve_account
 from mailingest.actions import AfterDownload
 from mailingest.atomic import remove_stale_temps, write_atomically
-from mailingest.errors import ConfigError, MailAuthError, MailError, MessageGoneError, TlsError
-from mailingest.mailbox import new_mailbox
+from mailingest.errors import ConfigError, MailError, MessageGoneError
 from mailingest.options import connection_settings, declare_connection_options
-from mailingest.refs import parse_notice_fields
+from mailingest.refs import MessageRef, parse_notice_fields
+from mailingest.sessions import AccountUnavailableError, SessionPool
 
 logger = logging.getLogger(__name__)
 
 GONE_MARK = "_mailingest_gone"
-#: a kept connection idle longer than this is checked with NOOP before use
-IDLE_CHECK_SECONDS = 30.0
-LOGIN_BACKOFF_FIRST = 15.0
-LOGIN_BACKOFF_MAX = 600.0
 
 
 class Download(FlowCB):
@@ -64,16 +62,16 @@ class Download(FlowCB):
         super().__init__(options, logger)
         declare_connection_options(self.o)
         self.o.add_option("mailAfterDownload", "str", "seen")
-        self.connection = connection_settings(self.o)
         self.action = AfterDownload.parse(getattr(self.o, "mailAfterDownload", None))
-        self._sessions: Dict[str, Any] = {}
-        self._uncommitted: set = set()  # POP3 sessions with DELEs that QUIT has not applied yet
+        self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
+                                        "actions": 0}
+        self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
+                                    lambda: self.stop_requested)
+        self._accounts: Dict[str, MailAccount] = {}
+        # POP3 DELEs that QUIT has not applied yet: account -> (the session that sent them, refs)
+        self._pending_deletes: Dict[str, Tuple[Any, List[MessageRef]]] = {}
         self._folders_created: set = set()
         self._pop3_noop_logged = False
-        self._last_used: Dict[str, float] = {}
-        self._accounts: Dict[str, MailAccount] = {}
-        self._paused: Dict[str, Tuple[float, float]] = {}  # account -> (until, current backoff)
-        self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0, "actions": 0}
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
@@ -92,9 +90,7 @@ class Download(FlowCB):
 
     def after_work(self, worklist: Any) -> None:
         """Commit POP3 deletions; notices whose message is gone leave the flow as rejected (410)."""
-        for key in list(self._uncommitted):
-            self._drop_session(key)  # QUIT: the server applies the DELEs now
-        self._uncommitted.clear()
+        self._commit_pop3_deletes()
         gone = [m for m in worklist.ok if m.get(GONE_MARK)]
         if not gone:
             return
@@ -104,14 +100,11 @@ class Download(FlowCB):
             worklist.rejected.append(msg)
 
     def on_housekeeping(self) -> None:
-        for key, mailbox in list(self._sessions.items()):
-            if not mailbox.is_alive():
-                logger.info("connection to %s went away; will reconnect when needed", key)
-                self._drop_session(key)
+        self.sessions.check_idle()
 
     def on_stop(self) -> None:
-        for key in list(self._sessions):
-            self._drop_session(key)
+        self._commit_pop3_deletes()
+        self.sessions.close_all()
 
     def metricsReport(self) -> Dict[str, Any]:
         return dict(self.metrics)
@@ -129,62 +122,101 @@ class Download(FlowCB):
             logger.error("cannot download %s: %s", where, exc)
             self.metrics["failures"] += 1
             return False
-        if self._is_paused(account):
-            return False
+        final_path = os.path.join(msg["new_dir"], msg["new_file"])
         try:
-            mailbox = self._session(account)
-            raw, internaldate = mailbox.fetch_raw(ref)
+            self.sessions.run(account, lambda mailbox: self._fetch_to_file(mailbox, ref, msg, final_path))
         except MessageGoneError as exc:
             return self._gone(msg, str(exc))
-        except (MailAuthError, TlsError) as exc:
-            self._pause(account, exc)
-            return False
+        except AccountUnavailableError:
+            return False  # the pool has logged it; sr3 retries the notice later
         except MailError as exc:
             logger.warning("download of %s failed, will retry: %s", where, exc)
             self.metrics["failures"] += 1
-            self._drop_session(account.display)
             return False
-        mtime = internaldate.timestamp() if internaldate else None
-        final_path = os.path.join(msg["new_dir"], msg["new_file"])
-        write_atomically(final_path, [raw], mtime=mtime)
-        self._set_identity(msg, raw)
         self.metrics["downloaded"] += 1
-        self.metrics["bytes"] += len(raw)
-        logger.debug("downloaded %s (%d bytes) to %s", where, len(raw), final_path)
-        return self._after_download(account, mailbox, ref, where)
+        self.metrics["bytes"] += msg["size"]
+        logger.debug("downloaded %s (%d bytes) to %s", where, msg["size"], final_path)
+        return self._after_download(account, ref, where)
 
-    def _after_download(self, account: MailAccount, mailbox: Any, ref: Any, where: str) -> bool:
+    def _fetch_to_file(self, mailbox: Any, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> None:
+        chunks, internaldate = mailbox.fetch_stream(ref)
+        hasher = self._hasher(msg["new_file"])
+        size = 0
+
+        def hashed() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in chunks:
+                hasher.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        write_atomically(final_path, hashed(), mtime=internaldate.timestamp() if internaldate else None)
+        msg["identity"] = {"method": hasher.get_method(), "value": hasher.value}
+        msg["size"] = size
+        if isinstance(msg.get("mail"), dict):
+            msg["mail"]["size"] = size
+
+    def _hasher(self, name: str) -> Any:
+        method = str(getattr(self.o, "identity_method", None) or "sha512")
+        if method.startswith("cod") or method in ("arbitrary", "random"):
+            method = "sha512"
+        hasher = sarracenia.identity.Identity.factory(method) or sarracenia.identity.Identity.factory("sha512")
+        hasher.set_path(name)
+        return hasher
+
+    def _after_download(self, account: MailAccount, ref: MessageRef, where: str) -> bool:
         """The file is complete and durable: now, and only now, change the server."""
         if not self.action.changes(account.protocol):
             return True
         try:
-            if self.action.kind == "move" and (account.display, self.action.argument) not in self._folders_created:
-                mailbox.create_folder(self.action.argument)
-                self._folders_created.add((account.display, self.action.argument))
-            self.action.apply(mailbox, ref, account.protocol)
+            self.sessions.run(account, lambda mailbox: self._apply_action(account, mailbox, ref))
         except MessageGoneError as exc:
             logger.warning("%s: file written, but mailAfterDownload %s not applied: %s", where, self.action, exc)
             return True
         except MailError as exc:
             logger.warning("%s: file written, but mailAfterDownload %s failed (%s); will retry", where, self.action, exc)
-            self._drop_session(account.display)
             return False
-        if account.protocol == "pop3":
-            self._uncommitted.add(account.display)
         self.metrics["actions"] += 1
         return True
 
-    def _set_identity(self, msg: sarracenia.Message, raw: bytes) -> None:
-        method = str(getattr(self.o, "identity_method", None) or "sha512")
-        if method.startswith("cod") or method in ("arbitrary", "random"):
-            method = "sha512"
-        hasher = sarracenia.identity.Identity.factory(method) or sarracenia.identity.Identity.factory("sha512")
-        hasher.set_path(msg["new_file"])
-        hasher.update(raw)
-        msg["identity"] = {"method": hasher.get_method(), "value": hasher.value}
-        msg["size"] = len(raw)
-        if "mail" in msg and isinstance(msg["mail"], dict):
-            msg["mail"]["size"] = len(raw)
+    def _apply_action(self, account: MailAccount, mailbox: Any, ref: MessageRef) -> None:
+        if self.action.kind == "move" and (account.display, self.action.argument) not in self._folders_created:
+            mailbox.create_folder(self.action.argument)
+            self._folders_created.add((account.display, self.action.argument))
+        self.action.apply(mailbox, ref, account.protocol)
+        if account.protocol == "pop3":
+            owner, refs = self._pending_deletes.get(account.display, (mailbox, []))
+            if owner is not mailbox:  # the session holding earlier DELEs broke before QUIT: send them again
+                for earlier in refs:
+                    self._redelete(mailbox, earlier)
+            refs.append(ref)
+            self._pending_deletes[account.display] = (mailbox, refs)
+
+    def _commit_pop3_deletes(self) -> None:
+        """QUIT each POP3 session with pending DELEs: that is when the server applies them.  If that
+        session broke or QUIT failed, the DELEs are sent again on a new session (a UIDL already gone
+        is skipped) and committed there."""
+        for key, (owner, refs) in list(self._pending_deletes.items()):
+            if self.sessions.get(key) is owner and self.sessions.drop(key):
+                del self._pending_deletes[key]
+                continue
+            self.sessions.drop(key)
+            account = self._accounts_by_display().get(key)
+            if account is None:
+                continue
+            try:
+                self.sessions.run(account, lambda mailbox: [self._redelete(mailbox, r) for r in refs])
+                if self.sessions.drop(key):
+                    del self._pending_deletes[key]
+            except MailError as exc:
+                logger.warning("%s: %d deletion(s) not yet applied, will retry: %s", key, len(refs), exc)
+
+    @staticmethod
+    def _redelete(mailbox: Any, ref: MessageRef) -> None:
+        try:
+            mailbox.delete(ref)
+        except MessageGoneError:
+            pass
 
     def _gone(self, msg: sarracenia.Message, why: str) -> bool:
         logger.warning("dropping notice: %s", why)
@@ -193,50 +225,21 @@ class Download(FlowCB):
         self.metrics["gone"] += 1
         return True
 
-    # -- connections --------------------------------------------------------------------------
+    # -- accounts -----------------------------------------------------------------------------
     def _account(self, base_url: str) -> MailAccount:
         account = self._accounts.get(base_url)
         if account is None:
             account = resolve_account(base_url, getattr(self.o, "credentials", None))
+            self.action.check_protocol(account.protocol)
+            if account.protocol == "pop3" and self.action.kind in ("seen", "flag") and not self._pop3_noop_logged:
+                logger.info("%s: POP3 has no flags, so mailAfterDownload %s does nothing there",
+                            account.display, self.action)
+                self._pop3_noop_logged = True
             self._accounts[base_url] = account
         return account
 
-    def _session(self, account: MailAccount) -> Any:
-        key = account.display
-        mailbox = self._sessions.get(key)
-        now = time.monotonic()
-        if mailbox is not None and now - self._last_used.get(key, now) > IDLE_CHECK_SECONDS:
-            if not mailbox.is_alive():
-                self._drop_session(key)
-                mailbox = None
-        if mailbox is None:
-            self.action.check_protocol(account.protocol)
-            if account.protocol == "pop3" and self.action.kind in ("seen", "flag") and not self._pop3_noop_logged:
-                logger.info("%s: POP3 has no flags, so mailAfterDownload %s does nothing there", key, self.action)
-                self._pop3_noop_logged = True
-            mailbox = new_mailbox(account, self.connection)
-            mailbox.writable = self.action.changes(account.protocol)
-            mailbox.connect()
-            self.metrics["logins"] += 1
-            logger.info("logged in to %s", key)
-            self._sessions[key] = mailbox
-            self._paused.pop(key, None)
-        self._last_used[key] = now
-        return mailbox
+    def _accounts_by_display(self) -> Dict[str, MailAccount]:
+        return {account.display: account for account in self._accounts.values()}
 
-    def _drop_session(self, key: str) -> None:
-        mailbox = self._sessions.pop(key, None)
-        if mailbox is not None:
-            mailbox.close()
-
-    def _is_paused(self, account: MailAccount) -> bool:
-        until, _backoff = self._paused.get(account.display, (0.0, 0.0))
-        return time.monotonic() < until
-
-    def _pause(self, account: MailAccount, exc: MailError) -> None:
-        _until, previous = self._paused.get(account.display, (0.0, 0.0))
-        backoff = min(LOGIN_BACKOFF_MAX, previous * 2 if previous else LOGIN_BACKOFF_FIRST)
-        self._paused[account.display] = (time.monotonic() + backoff, backoff)
-        self._drop_session(account.display)
-        self.metrics["failures"] += 1
-        logger.error("%s; downloads from this account paused for %.0f s", exc, backoff)
+    def _prepare(self, account: MailAccount, mailbox: Any) -> None:
+        mailbox.writable = self.action.changes(account.protocol)

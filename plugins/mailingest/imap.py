@@ -38,6 +38,8 @@ if _imapclient_logger.level == logging.NOTSET:
 HEADER_FIELDS = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT FROM DATE)]"
 META_ITEMS = [b"RFC822.SIZE", b"INTERNALDATE", HEADER_FIELDS]
 FETCH_BATCH = 500
+#: downloads fetch messages in pieces of this size (memory stays O(chunk) for huge messages)
+CHUNK_SIZE = 4 * 1024 * 1024
 
 _TRANSIENT = (IMAPClientAbortError, OSError, socket.timeout, ssl.SSLError)
 
@@ -245,33 +247,65 @@ class ImapMailbox:
 
     # -- download ---------------------------------------------------------------------------
     def fetch_raw(self, ref: MessageRef) -> Tuple[bytes, Optional[datetime]]:
-        """The exact bytes the server stores for ``ref``, and its INTERNALDATE.
+        """The exact bytes the server stores for ``ref``, and its INTERNALDATE (all in memory)."""
+        chunks, internaldate = self.fetch_stream(ref)
+        return b"".join(chunks), internaldate
+
+    def fetch_stream(self, ref: MessageRef, chunk_size: int = CHUNK_SIZE) -> Tuple[Iterator[bytes], Optional[datetime]]:
+        """The message as consecutive ``BODY.PEEK[]<offset.length>`` chunks, so memory stays
+        O(chunk) whatever the message size.  The first chunk is fetched before returning, so a
+        gone message raises here, before any file is created.
 
         :raises MessageGoneError: the folder's UIDVALIDITY changed or the UID no longer exists.
         """
         if self._selected is None or self._selected[0] != ref.folder or self._selected[1] != self.writable:
             self._examine_for_download(ref)
-        data = self._fetch_body(ref)
-        if data is None:
+        first = self._fetch_part(ref, 0, chunk_size)
+        if first is None:
             # The kept session may not have seen the message arrive, or the folder may have been
             # recreated: re-open it (which also re-checks UIDVALIDITY) and try once more.
             self._examine_for_download(ref)
-            data = self._fetch_body(ref)
-        if data is None:
+            first = self._fetch_part(ref, 0, chunk_size)
+        if first is None:
             raise MessageGoneError(
                 f"{self.account.display} folder {ref.folder!r} UID {ref.uid}: message no longer on the server"
             )
-        return bytes(data[b"BODY[]"]), _aware(data.get(b"INTERNALDATE"))
+        body, internaldate = first
 
-    def _fetch_body(self, ref: MessageRef) -> Optional[Dict[bytes, Any]]:
+        def chunks() -> Iterator[bytes]:
+            offset, part = 0, body
+            while True:
+                yield part
+                offset += len(part)
+                if len(part) < chunk_size:
+                    return
+                following = self._fetch_part(ref, offset, chunk_size)
+                if following is None:
+                    raise MessageGoneError(f"{self.account.display} folder {ref.folder!r} UID {ref.uid}: "
+                                           f"message vanished during the download")
+                part = following[0]
+                if not part:
+                    return
+
+        return chunks(), internaldate
+
+    def _fetch_part(self, ref: MessageRef, offset: int, length: int) -> Optional[Tuple[bytes, Optional[datetime]]]:
+        items = [f"BODY.PEEK[]<{offset}.{length}>".encode()]
+        if offset == 0:
+            items.append(b"INTERNALDATE")
         try:
-            answer = self.client.fetch([ref.uid], [b"BODY.PEEK[]", b"INTERNALDATE"])
+            answer = self.client.fetch([ref.uid], items)
         except (IMAPClientAbortError, OSError) as exc:
             raise connection_error(self.account, exc, "fetch from") from None
         except IMAPClientError as exc:
             raise MailboxError(f"FETCH of UID {ref.uid} failed on {self.account.display}: {server_text(exc)}") from None
         data = answer.get(ref.uid)
-        return data if data and b"BODY[]" in data else None
+        if not data:
+            return None
+        for key, value in data.items():
+            if key.startswith(b"BODY[]"):
+                return (bytes(value) if value is not None else b""), _aware(data.get(b"INTERNALDATE"))
+        return None
 
     def _examine_for_download(self, ref: MessageRef) -> None:
         try:

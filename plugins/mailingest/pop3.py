@@ -121,16 +121,27 @@ class Pop3Mailbox:
         except (poplib.error_proto, *_TRANSIENT):
             return False
 
-    def close(self) -> None:
-        """QUIT (which is when the server applies deletions) and drop the connection."""
+    def close(self) -> bool:
+        """QUIT (which is when the server applies deletions) and drop the connection.
+
+        :returns: True when the server acknowledged QUIT, i.e. pending DELEs took effect.
+        """
         conn = self._conn
         if conn is None:
-            return
+            return True
         try:
             conn.quit()
+            quit_ok = True
         except (poplib.error_proto, *_TRANSIENT) as exc:
             logger.debug("QUIT on %s: %s", self.account.display, exc)
+            quit_ok = False
         self._drop()
+        return quit_ok
+
+    def fetch_stream(self, ref: MessageRef) -> Tuple[Iterator[bytes], None]:
+        """Same as :meth:`fetch_raw`, as one chunk (poplib reads a whole message at once)."""
+        raw, internaldate = self.fetch_raw(ref)
+        return iter([raw]), internaldate
 
     def _drop(self) -> None:
         conn, self._conn, self._numbers = self._conn, None, None

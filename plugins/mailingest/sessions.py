@@ -1,0 +1,130 @@
+"""Kept mailbox connections for a download worker: one per account, reused across messages.
+
+A connection idle for a while is checked with NOOP before use.  When it breaks, the pool
+reconnects with a short backoff (0.5, 1, 2, 4 s) inside the same call, so a server restart
+costs seconds, not a trip through sr3's retry queue; the outage is logged once and the
+recovery once.  When an account refuses the login (or its certificate is not trusted), or
+stays unreachable past the reconnect budget, it is paused with a growing backoff (15 s up to
+10 min) so a wrong password does not hammer the server or flood the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+
+from mailingest.account import MailAccount
+from mailingest.connection import ConnectionSettings
+from mailingest.errors import MailAuthError, MailConnectionError, MailError, TlsError
+from mailingest.mailbox import new_mailbox
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+IDLE_CHECK_SECONDS = 30.0
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)
+PAUSE_FIRST = 15.0
+PAUSE_MAX = 600.0
+
+
+class AccountUnavailableError(MailError):
+    """The account is paused after a login/TLS failure or a long outage; the caller retries later."""
+
+
+class SessionPool:
+    """Connections by account (``scheme://user@host:port``)."""
+
+    def __init__(self, settings: ConnectionSettings, prepare: Callable[[MailAccount, Any], None],
+                 metrics: Dict[str, Any], should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.settings = settings
+        self._prepare = prepare
+        self._metrics = metrics
+        self._should_stop = should_stop
+        self._sessions: Dict[str, Any] = {}
+        self._last_used: Dict[str, float] = {}
+        self._paused: Dict[str, Tuple[float, float]] = {}  # account -> (until, backoff)
+        self._outage_since: Dict[str, float] = {}
+
+    def run(self, account: MailAccount, operation: Callable[[Any], T]) -> T:
+        """Run ``operation(mailbox)`` on the account's kept connection, reconnecting as needed.
+
+        :raises AccountUnavailableError: paused, or unreachable past the reconnect budget.
+        :raises MailError: anything else ``operation`` raises (gone message, refused command).
+        """
+        key = account.display
+        until, _ = self._paused.get(key, (0.0, 0.0))
+        if time.monotonic() < until:
+            raise AccountUnavailableError(f"{key} is paused after an earlier failure")
+        last: Optional[MailError] = None
+        for delay in (0.0, *RECONNECT_DELAYS):
+            if delay:
+                if self._should_stop():
+                    break
+                time.sleep(delay)
+            try:
+                result = operation(self._session(account))
+            except MailConnectionError as exc:
+                last = exc
+                self.drop(key)
+                if key not in self._outage_since:
+                    self._outage_since[key] = time.monotonic()
+                    logger.warning("lost connection to %s (%s); reconnecting", key, exc)
+                continue
+            except (MailAuthError, TlsError) as exc:
+                self.drop(key)
+                self._pause(key, str(exc))
+                raise AccountUnavailableError(str(exc)) from None
+            if key in self._outage_since:
+                logger.info("reconnected to %s after %.1f s", key, time.monotonic() - self._outage_since.pop(key))
+            self._paused.pop(key, None)
+            return result
+        self._pause(key, f"{key} unreachable: {last}")
+        raise AccountUnavailableError(str(last))
+
+    def _session(self, account: MailAccount) -> Any:
+        key = account.display
+        mailbox = self._sessions.get(key)
+        now = time.monotonic()
+        if mailbox is not None and now - self._last_used.get(key, now) > IDLE_CHECK_SECONDS:
+            if not mailbox.is_alive():
+                self.drop(key)
+                mailbox = None
+        if mailbox is None:
+            mailbox = new_mailbox(account, self.settings)
+            self._prepare(account, mailbox)
+            mailbox.connect()
+            self._metrics["logins"] = self._metrics.get("logins", 0) + 1
+            logger.info("logged in to %s", key)
+            self._sessions[key] = mailbox
+        self._last_used[key] = now
+        return mailbox
+
+    def _pause(self, key: str, why: str) -> None:
+        _until, previous = self._paused.get(key, (0.0, 0.0))
+        backoff = min(PAUSE_MAX, previous * 2 if previous else PAUSE_FIRST)
+        self._paused[key] = (time.monotonic() + backoff, backoff)
+        self._outage_since.pop(key, None)
+        self._metrics["failures"] = self._metrics.get("failures", 0) + 1
+        logger.error("%s; downloads from this account paused for %.0f s (notices are retried)", why, backoff)
+
+    def get(self, key: str) -> Any:
+        return self._sessions.get(key)
+
+    def drop(self, key: str) -> bool:
+        """Close (logout/QUIT) and forget the connection; True when it closed cleanly."""
+        mailbox = self._sessions.pop(key, None)
+        if mailbox is None:
+            return True
+        return bool(mailbox.close() is not False)
+
+    def check_idle(self) -> None:
+        for key, mailbox in list(self._sessions.items()):
+            if not mailbox.is_alive():
+                logger.info("connection to %s went away; will reconnect when needed", key)
+                self.drop(key)
+
+    def close_all(self) -> None:
+        for key in list(self._sessions):
+            self.drop(key)
