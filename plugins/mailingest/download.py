@@ -42,7 +42,7 @@ import sarracenia
 import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
-from mailingest.account import MailAccount, redact_url, resolve_account
+from mailingest.account import MailAccount, parse_mail_url, redact_url, resolve_account
 from mailingest.actions import AfterDownload
 from mailingest.atomic import remove_stale_temps, write_atomically
 from mailingest.errors import ConfigError, MailError, MessageGoneError
@@ -116,9 +116,14 @@ class Download(FlowCB):
             ref = parse_notice_fields(msg.get("mail"))
         except ValueError as exc:
             return self._gone(msg, f"{where}: {exc}")
+        base_url = str(msg.get("baseUrl", ""))
         try:
-            account = self._account(str(msg.get("baseUrl", "")))
-        except ConfigError as exc:
+            parse_mail_url(base_url)
+        except ConfigError as exc:  # not a mail URL at all: no retry can help
+            return self._gone(msg, f"{where}: {exc}")
+        try:
+            account = self._account(base_url)
+        except ConfigError as exc:  # e.g. no password yet: the notice is retried later
             logger.error("cannot download %s: %s", where, exc)
             self.metrics["failures"] += 1
             return False

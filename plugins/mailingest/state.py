@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Set
+
+from mailingest.atomic import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -63,19 +64,8 @@ class PollState:
         self._data.setdefault(account, {})[folder] = {"uidls": sorted(uidls)}
 
     def save(self) -> None:
-        """Write atomically (temp file, fsync, rename)."""
+        """Write atomically (temp file, fsync, rename, directory fsync)."""
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".mailingest_state.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self._data, handle, indent=1, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        text = json.dumps(self._data, indent=1, sort_keys=True)
+        write_atomically(self.path, [text.encode("utf-8")])
