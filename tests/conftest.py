@@ -17,7 +17,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.secret_scan import find_leaks, register_secret  # noqa: E402
 from tests.servers import DovecotAccount, DovecotServer, RabbitMQServer  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the session, fail if a registered secret is in any file under basetemp.
+
+    Passwd-files, credentials.conf and the test keyring are skipped (tests/secret_scan.py).
+    """
+    yield
+    leaks = find_leaks(tmp_path_factory.getbasetemp())
+    if leaks:
+        pytest.fail("secrets written to files during the test session:\n" + "\n".join(leaks[:50]), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -38,4 +51,6 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServe
 def mail_account(dovecot: DovecotServer) -> DovecotAccount:
     """A new user with a random name and password and an empty INBOX on the session Dovecot."""
     dovecot.start()  # no-op when running; revives it if an earlier test stopped it
-    return dovecot.new_account()
+    account = dovecot.new_account()
+    register_secret(account.password)
+    return account

@@ -1,11 +1,17 @@
 """Mail accounts: a pollUrl or notice baseUrl plus sr3 credentials.conf becomes a :class:`MailAccount`.
 
-This is the only module that reads secrets.  Order of lookup for the password:
+This is the only module that reads sr3's credentials.  Order of lookup for the password:
 
 1. sr3's ``credentials.conf`` (the URL as written, then with/without the scheme's default port,
    because sr3 matches ports literally);
 2. the system keyring (``keyring`` package): service ``mailingest:<scheme>://<host>:<port>``,
    user name = the account's user name.
+
+With OAuth2 (``mailOAuth2Provider`` set) there is no password: the account carries an
+:class:`~mailingest.oauth2_config.OAuth2Client` instead.  credentials.conf may then hold the client
+secret, as the password of a line for the token URL (``https://CLIENT_ID:SECRET@host/path``),
+and a refresh token, as the password of the mail URL; the keyring and the JSON secret file
+are read when a token is needed (:mod:`mailingest.oauth2`).
 
 A :class:`MailAccount` never shows its secrets: ``repr``/``str``/``display`` name only
 ``scheme://user@host:port``.
@@ -19,7 +25,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
+from mailingest import keystore
 from mailingest.errors import ConfigError
+from mailingest.oauth2_config import OAuth2Client, OAuth2Settings, complete_client, draft_client
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +41,7 @@ SCHEMES = {
     "pop3s": ("pop3", 995, True),
 }
 
-KEYRING_SERVICE_PREFIX = "mailingest:"
+KEYRING_SERVICE_PREFIX = keystore.PASSWORD_SERVICE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class MailAccount:
     starttls_requested: bool = False
     #: the URL as the operator wrote it, minus password and path: used as the notice baseUrl
     base_url: str = ""
+    #: log in with OAuth2 access tokens from this client (no password)
+    oauth2: Optional[OAuth2Client] = None
 
     @property
     def protocol(self) -> str:
@@ -155,38 +165,40 @@ def redact_url(url: str) -> str:
 
 
 def _from_credentials_db(credentials: Any, mail_url: MailUrl) -> Any:
-    """The sr3 Credential for this URL, or None."""
-    if credentials is None:
+    """The sr3 Credential for this URL with a password or bearer_token, or None.
+
+    Matches the way ``CredentialDB.get`` resolves (scheme, host, literal port, user) but reads
+    the DB's ``credentials`` dict directly: ``get`` logs an ERROR for every mail URL it does not
+    find (a user without password is "invalid" for imap/pop), which would repeat every poll
+    cycle for accounts whose secret is in the keyring.
+    """
+    entries = getattr(credentials, "credentials", None)
+    if not isinstance(entries, dict):
         return None
     for variant in mail_url.variants():
-        _cached, details = credentials.get(variant)
-        if details is not None and getattr(details.url, "password", None) or (
-            details is not None and getattr(details, "bearer_token", None)
-        ):
-            return details
+        wanted = urllib.parse.urlsplit(variant)
+        for details in list(entries.values()):
+            url = getattr(details, "url", None)
+            if url is None or (url.scheme, url.hostname, url.port) != (wanted.scheme, wanted.hostname, wanted.port):
+                continue
+            if (url.username or "") != mail_url.username:
+                continue
+            if url.password or getattr(details, "bearer_token", None):
+                return details
     return None
 
 
 def _from_keyring(service: str, username: str) -> Optional[str]:
-    try:
-        import keyring  # imported lazily: a broken keyring must not stop the plugin loading
-        from keyring.errors import KeyringError
-    except ImportError:
-        logger.debug("keyring package not installed: skipping keyring lookup")
-        return None
-    try:
-        return keyring.get_password(service, username)
-    except KeyringError as exc:
-        logger.warning("keyring lookup for %s user %s failed: %s", service, username, exc)
-        return None
+    return keystore.get_secret(service, username)
 
 
-def resolve_account(url: str, credentials: Any) -> MailAccount:
+def resolve_account(url: str, credentials: Any, oauth2: Optional[OAuth2Settings] = None) -> MailAccount:
     """Turn a URL plus sr3's credential DB into a :class:`MailAccount`.
 
     :param url: pollUrl or notice baseUrl; a password in it is used but never shown.
     :param credentials: ``options.credentials`` (a sarracenia CredentialDB) or None.
-    :raises ConfigError: bad URL, or no password/token anywhere.
+    :param oauth2: the flow's OAuth2 settings (``ConnectionSettings.oauth2``); None: password login.
+    :raises ConfigError: bad URL, or no password/token anywhere (without OAuth2).
     """
     mail_url = parse_mail_url(url)
     password: Optional[str] = None
@@ -202,10 +214,14 @@ def resolve_account(url: str, credentials: Any) -> MailAccount:
         bearer_token = getattr(details, "bearer_token", None)
         login_method = getattr(details, "login_method", None)
         starttls = bool(getattr(details, "tls", False))
+    client: Optional[OAuth2Client] = None
     service = f"{KEYRING_SERVICE_PREFIX}{mail_url.scheme}://{mail_url.host}:{mail_url.port}"
-    if not password and not bearer_token:
+    if oauth2 is not None:
+        client = _oauth2_client(oauth2, mail_url, credentials, refresh_token=password)
+        password = bearer_token = None
+    elif not password and not bearer_token:
         password = _from_keyring(service, mail_url.username)
-    if not password and not bearer_token:
+    if client is None and not password and not bearer_token:
         raise ConfigError(
             f"no password for {mail_url.scheme}://{mail_url.username}@{mail_url.host}:{mail_url.port}: "
             f"add a line '{mail_url.scheme}://{mail_url.username}:PASSWORD@{mail_url.host}/' to "
@@ -221,7 +237,21 @@ def resolve_account(url: str, credentials: Any) -> MailAccount:
         login_method=login_method,
         starttls_requested=starttls,
         base_url=mail_url.base_url,
+        oauth2=client,
     )
+
+
+def _oauth2_client(settings: OAuth2Settings, mail_url: MailUrl, credentials: Any,
+                   refresh_token: Optional[str]) -> OAuth2Client:
+    """The account's OAuth2 client; the client secret may be a credentials.conf line for the token URL."""
+    draft = draft_client(settings, SCHEMES[mail_url.scheme][0])
+    line_user = line_secret = None
+    if credentials is not None:
+        _cached, details = credentials.get(draft.token_url)  # no user in the URL: sr3 matches any
+        url = getattr(details, "url", None)
+        if url is not None and url.password:
+            line_user, line_secret = url.username, url.password
+    return complete_client(draft, line_user, line_secret, refresh_token)
 
 
 def credentials_path() -> str:

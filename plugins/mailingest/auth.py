@@ -1,60 +1,177 @@
-"""Logging in: password or OAuth2 bearer token, for IMAP (imapclient) and POP3 (poplib).
+"""Logging in: password, a fixed bearer token, or OAuth2 with refresh, for IMAP and POP3.
 
 The only place that hands a secret to a protocol library.  Errors come back as
 :class:`~mailingest.errors.MailAuthError` naming the account (never the secret) and the
 server's reason.
+
+With OAuth2 (``account.oauth2``) the access token comes from a
+:class:`~mailingest.oauth2.TokenSource`: cached until shortly before expiry, refreshed when
+needed, and refreshed once more (then retried once, on the same connection) when the
+server refuses it.  The mechanism is XOAUTH2 or OAUTHBEARER (``mailOAuth2Mechanism``, or
+``login_method`` in credentials.conf, or chosen from what the server offers).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import logging
 import poplib
-from typing import Any
+from typing import Any, List, Optional
 
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from mailingest import oauth2, sasl
 from mailingest.account import MailAccount
 from mailingest.errors import MailAuthError
 
+logger = logging.getLogger(__name__)
+
+
+class _Refused(Exception):
+    """The server said no to one authentication attempt (internal to this module)."""
+
+    def __init__(self, server_says: str, detail: Optional[str] = None) -> None:
+        super().__init__(f"{server_says} ({detail})" if detail else server_says)
+
+
+class _ImapSasl:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def offered(self) -> List[str]:
+        return [c.decode("ascii", "replace")[5:] for c in self.client.capabilities() if c.upper().startswith(b"AUTH=")]
+
+    def authenticate(self, mechanism: str, message: bytes) -> None:
+        challenges: List[bytes] = []
+
+        def respond(challenge: bytes) -> bytes:
+            challenges.append(challenge)
+            return message if len(challenges) == 1 else sasl.ERROR_ACK[mechanism]
+
+        try:
+            self.client.sasl_login(mechanism, respond)
+        except LoginError as exc:
+            if isinstance(exc.__context__, IMAPClientAbortError):
+                raise exc.__context__ from None
+            detail = sasl.describe_challenge(challenges[-1]) if len(challenges) > 1 else None
+            raise _Refused(server_text(exc), detail) from None
+
+
+class _Pop3Sasl:
+    """RFC 5034 AUTH without an initial response (long tokens exceed POP3's 255-octet lines)."""
+
+    def __init__(self, connection: poplib.POP3) -> None:
+        self.conn = connection
+
+    def offered(self) -> List[str]:
+        try:
+            return list(self.conn.capa().get("SASL", []))
+        except poplib.error_proto:
+            return []
+
+    def authenticate(self, mechanism: str, message: bytes) -> None:
+        conn: Any = self.conn  # poplib has no SASL helper: use its line primitives
+        conn._putcmd(f"AUTH {mechanism}")
+        line, _ = conn._getline()
+        if not line.startswith(b"+") or line.startswith(b"+OK"):
+            raise _Refused(_pop_text(line))
+        conn._putcmd(base64.b64encode(message).decode("ascii"))
+        line, _ = conn._getline()
+        if line.startswith(b"+OK"):
+            return
+        detail = None
+        if line.startswith(b"+"):  # an error challenge: acknowledge it, then read the -ERR
+            try:
+                detail = sasl.describe_challenge(base64.b64decode(line[1:].strip()))
+            except (binascii.Error, ValueError):
+                detail = None
+            conn._putcmd(base64.b64encode(sasl.ERROR_ACK[mechanism]).decode("ascii"))
+            line, _ = conn._getline()
+        raise _Refused(_pop_text(line), detail)
+
 
 def imap_login(client: Any, account: MailAccount) -> None:
-    """LOGIN, or AUTHENTICATE XOAUTH2/OAUTHBEARER when the account has a bearer token.
+    """LOGIN, or AUTHENTICATE XOAUTH2/OAUTHBEARER with a bearer token.
 
-    :raises MailAuthError: the server refused.
+    :raises MailAuthError: the server refused, or no OAuth2 token could be obtained.
     """
     try:
-        if account.bearer_token:
-            mech = (account.login_method or "XOAUTH2").upper()
-            client.oauth2_login(account.username, account.bearer_token, mech=mech)
+        if account.oauth2 is not None or account.bearer_token:
+            _bearer_login(_ImapSasl(client), account)
         else:
             client.login(account.username, account.password or "")
     except LoginError as exc:
         raise MailAuthError(f"login refused for {account.display}: {server_text(exc)}") from None
     except IMAPClientError as exc:
-        if exc.__class__.__name__ == "IMAPClientAbortError":
+        if isinstance(exc, IMAPClientAbortError):
             raise
         raise MailAuthError(f"login failed for {account.display}: {server_text(exc)}") from None
 
 
 def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
-    """USER/PASS, or AUTH XOAUTH2 when the account has a bearer token.
+    """USER/PASS, or AUTH XOAUTH2/OAUTHBEARER with a bearer token.
 
-    :raises MailAuthError: the server refused.
+    :raises MailAuthError: the server refused, or no OAuth2 token could be obtained.
     """
     try:
-        if account.bearer_token:
-            mech = (account.login_method or "XOAUTH2").upper()
-            if mech != "XOAUTH2":
-                raise MailAuthError(f"{account.display}: POP3 supports only XOAUTH2 bearer tokens here, not {mech}")
-            token = base64.b64encode(
-                f"user={account.username}\x01auth=Bearer {account.bearer_token}\x01\x01".encode()
-            ).decode("ascii")
-            connection._shortcmd(f"AUTH XOAUTH2 {token}")  # poplib has no SASL helper
+        if account.oauth2 is not None or account.bearer_token:
+            _bearer_login(_Pop3Sasl(connection), account)
         else:
             connection.user(account.username)
             connection.pass_(account.password or "")
     except poplib.error_proto as exc:
         raise MailAuthError(f"login refused for {account.display}: {server_text(exc)}") from None
+
+
+def _bearer_login(session: Any, account: MailAccount) -> None:
+    client = account.oauth2
+    requested = account.login_method or "auto"
+    if client is not None and client.mechanism != "auto":
+        requested = client.mechanism
+    if requested.upper() not in (*sasl.OAUTH_MECHANISMS, "AUTO"):
+        requested = "auto"  # login_method=PLAIN etc. is about passwords
+    offered = session.offered()
+    mechanism = sasl.choose(requested, offered)
+    if offered and mechanism not in {m.upper() for m in offered}:
+        raise MailAuthError(f"{account.display} does not offer {mechanism} login (it offers {' '.join(offered)}); "
+                            f"set mailOAuth2Mechanism to one it offers, or check the server accepts OAuth2")
+    if client is None:
+        _static_token_login(session, account, mechanism)
+        return
+    source = oauth2.token_source(client, account.username, account.display)
+    token = source.access_token()
+    try:
+        session.authenticate(mechanism, _message(mechanism, account, token))
+        return
+    except _Refused as exc:
+        logger.info("%s refused the OAuth2 access token (%s); refreshing it and trying once more", account.display, exc)
+    token = source.access_token(rejected=token)
+    try:
+        session.authenticate(mechanism, _message(mechanism, account, token))
+    except _Refused as exc:
+        raise MailAuthError(
+            f"login refused for {account.display} with a fresh OAuth2 access token ({mechanism}): {exc}; check that "
+            f"the token is for user {account.username} with scope {client.scope!r} and that the mailbox allows "
+            f"{account.protocol.upper()} access") from None
+
+
+def _static_token_login(session: Any, account: MailAccount, mechanism: str) -> None:
+    try:
+        session.authenticate(mechanism, _message(mechanism, account, account.bearer_token or ""))
+    except _Refused as exc:
+        raise MailAuthError(
+            f"login refused for {account.display} with the bearer_token from credentials.conf ({mechanism}): {exc}; "
+            f"such a token expires: set mailOAuth2Provider so mailingest refreshes it (docs/authentication.md)"
+        ) from None
+
+
+def _message(mechanism: str, account: MailAccount, token: str) -> bytes:
+    return sasl.initial_response(mechanism, account.username, token, account.host, account.port)
+
+
+def _pop_text(line: bytes) -> str:
+    return line.decode("utf-8", "replace").strip() or "no answer"
 
 
 def server_text(exc: BaseException) -> str:

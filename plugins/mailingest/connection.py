@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -9,35 +10,45 @@ from typing import Optional
 
 from mailingest.account import MailAccount
 from mailingest.errors import MailConnectionError, MailError, TlsError
+from mailingest.oauth2_config import OAuth2Settings
 from mailingest.tlsconfig import make_ssl_context
+
+logger = logging.getLogger(__name__)
+
+# OpenSSL X509_V_ERR_* codes that need a different remedy than "trust the CA"
+_HOSTNAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+_EXPIRED = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
 
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """How to connect: timeouts and TLS policy (from sr3 options, see docs/configuration.md)."""
+    """How to connect and log in: timeouts, TLS policy, OAuth2 (from sr3 options, see
+    docs/authentication.md)."""
 
     timeout: float = 60.0
     tls_rigour: str = "normal"
     ca_file: Optional[str] = None
     #: log in over an unencrypted connection when the server offers no STARTTLS (mailAllowPlaintext)
     allow_plaintext: bool = False
+    #: log in with OAuth2 (mailOAuth2Provider and friends); None: password or bearer_token
+    oauth2: Optional[OAuth2Settings] = None
     ssl_context: ssl.SSLContext = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.ssl_context is None:
             object.__setattr__(self, "ssl_context", make_ssl_context(self.tls_rigour, self.ca_file))
+            if self.tls_rigour.lower() == "lax":
+                logger.warning("tlsRigour lax: mail server certificates and host names are NOT verified")
 
 
 def connection_error(account: MailAccount, exc: BaseException, doing: str = "connect to") -> MailError:
     """A :class:`MailError` that says what failed, where, and what to try."""
     where = account.display
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return TlsError(
-            f"cannot {doing} {where}: server certificate not trusted ({exc.verify_message}); "
-            f"set mailCaFile to the CA that signed it, or tlsRigour lax to skip verification"
-        )
+        return _verify_error(where, doing, exc)
     if isinstance(exc, ssl.SSLError):
-        return TlsError(f"cannot {doing} {where}: TLS failed ({exc.reason or exc}); check the port and scheme")
+        return TlsError(f"cannot {doing} {where}: TLS failed ({exc.reason or exc}); check the port and scheme "
+                        f"(imaps/pops for implicit TLS, imap/pop for STARTTLS)")
     if isinstance(exc, socket.gaierror):
         return MailConnectionError(f"cannot {doing} {where}: host name does not resolve ({exc.strerror})")
     if isinstance(exc, ConnectionRefusedError):
@@ -45,3 +56,15 @@ def connection_error(account: MailAccount, exc: BaseException, doing: str = "con
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return MailConnectionError(f"cannot {doing} {where}: timed out; check the network or raise timeout")
     return MailConnectionError(f"cannot {doing} {where}: {exc.__class__.__name__}: {exc}")
+
+
+def _verify_error(where: str, doing: str, exc: ssl.SSLCertVerificationError) -> TlsError:
+    why = exc.verify_message or str(exc.reason or exc)
+    if exc.verify_code in _HOSTNAME_MISMATCH:
+        return TlsError(f"cannot {doing} {where}: the server certificate is not for this host name ({why}); "
+                        f"use the host name the certificate names, or tlsRigour lax to skip verification")
+    if exc.verify_code in _EXPIRED:
+        return TlsError(f"cannot {doing} {where}: the server certificate is outside its validity period ({why}); "
+                        f"the server must renew it (or check this host's clock)")
+    return TlsError(f"cannot {doing} {where}: server certificate not trusted ({why}); "
+                    f"set mailCaFile to the CA that signed it, or tlsRigour lax to skip verification")

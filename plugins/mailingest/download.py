@@ -234,7 +234,7 @@ class Download(FlowCB):
     def _account(self, base_url: str) -> MailAccount:
         account = self._accounts.get(base_url)
         if account is None:
-            account = resolve_account(base_url, getattr(self.o, "credentials", None))
+            account = resolve_account(base_url, getattr(self.o, "credentials", None), self.sessions.settings.oauth2)
             self.action.check_protocol(account.protocol)
             if account.protocol == "pop3" and self.action.kind in ("seen", "flag") and not self._pop3_noop_logged:
                 logger.info("%s: POP3 has no flags, so mailAfterDownload %s does nothing there",

@@ -149,7 +149,8 @@ class Poll(FlowCB):
         notices: List[sarracenia.Message] = []
         account: Optional[MailAccount] = None
         try:
-            account = resolve_account(self.settings.poll_url, getattr(self.o, "credentials", None))
+            account = resolve_account(self.settings.poll_url, getattr(self.o, "credentials", None),
+                                      self.connection.oauth2)
             notices = self._cycle(account)
             if not notices and self.settings.idle and not self.stop_requested:
                 notices = self._idle(account)
@@ -200,6 +201,8 @@ class Poll(FlowCB):
             logger.info("%s folder %r: %d new message(s) to announce (%d in folder, listed in %.3f s)",
                         account.display, folder, len(listing.announce), listing.exists,
                         time.monotonic() - listed_from)
+        if account.protocol == "pop3":
+            self._close()  # a POP3 session sees only the maildrop as it was at login
         return notices
 
     def _list(self, mailbox: Any, account: MailAccount, folder: str) -> Listing:

@@ -61,9 +61,17 @@ def test_pop3_announces_each_message_once_across_cycles_and_restarts(tmp_path, r
     for i in range(20):
         mail_account.deliver(sample_message(i))
     home = make_home(tmp_path, rabbitmq, mail_account, schemes=[scheme])
-    first = run_poll(home, rabbitmq, mail_account, collector, expect=20, scheme=scheme)
-    assert len(first) == 20
-    assert len({n["mail"]["uidl"] for n in first}) == 20
+    home.write_config("poll", "p", poll_config(rabbitmq, mail_account, scheme=scheme, exchange=collector.exchange))
+    with home.foreground("poll/p") as poll:
+        collector.wait_for(20, timeout=90)
+        poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        mail_account.deliver(sample_message(20))  # arrives while the poll runs
+        collector.wait_for(21, timeout=30)
+        poll.wait_for_log("0 new message(s) to announce", timeout=30, count=3)
+        time.sleep(1)
+    first = collector.drain(settle=0.5)
+    assert len(first) == 21, "later cycles announce only the new message"
+    assert len({n["mail"]["uidl"] for n in first}) == 21
     assert all(n["relPath"].startswith("INBOX/") and n["relPath"].endswith(".eml") for n in first)
     assert all(n["mail"]["subject"].startswith("Observations") for n in first)
     again = run_poll(home, rabbitmq, mail_account, collector, expect=0, scheme=scheme, log_name="restart.log")

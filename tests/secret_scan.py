@@ -1,0 +1,93 @@
+"""Session-wide secret check: no secret a test used may appear in any file the session wrote.
+
+Tests (and fixtures) call :func:`register_secret` with every password, access token, refresh
+token and client secret they create; ``tests/conftest.py`` runs :func:`find_leaks` over
+pytest's base temporary directory when the session ends and fails naming the file.  Both the
+contents and the names of files (and directories) are searched, as written and
+percent-encoded.
+
+Files that must hold secrets are skipped, on purpose and nothing else:
+
+* Dovecot's passwd-files (``passwd.d/``): the server has to know its users' passwords.  The
+  passwords found there are also registered, so every Dovecot account is covered even when a
+  test forgets to register it;
+* sr3's ``credentials.conf``: where operators put passwords, by design;
+* the test keyring files (``*.keyring.json``, see tests/keyring_backend.py);
+* OAuth2 secret files the tests write on purpose (``*.secret.json``, 0600 like real ones).
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+MIN_LENGTH = 8  # shorter strings ("guest") would match by chance
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember *secret*; the end-of-session scan fails if any file contains it."""
+    if secret and len(secret) >= MIN_LENGTH:
+        with _lock:
+            _secrets.add(secret)
+
+
+def registered() -> set[str]:
+    with _lock:
+        return set(_secrets)
+
+
+def excluded(path: Path) -> bool:
+    """Files that hold secrets by design (see the module docstring)."""
+    name = path.name
+    return ("passwd.d" in path.parts or name == "credentials.conf" or ".keyring.json" in name
+            or name.endswith(".secret.json"))
+
+
+def harvest_dovecot_passwords(root: Path) -> None:
+    """Register the password of every ``passwd.d/<user>`` file (``user:{PLAIN}password::...``)."""
+    for passwd in root.rglob("passwd.d/*"):
+        try:
+            lines = passwd.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split(":")
+            if len(fields) > 1 and fields[1].startswith("{PLAIN}"):
+                register_secret(fields[1][len("{PLAIN}"):])
+
+
+def _files(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if path.is_symlink() or excluded(path):
+            continue
+        yield path
+
+
+def find_leaks(root: Path) -> list[str]:
+    """``"<path>: <how>"`` for every file under *root* whose name or contents hold a secret."""
+    harvest_dovecot_passwords(root)
+    needles = {}
+    for secret in registered():
+        needles[secret.encode()] = secret
+        needles[urllib.parse.quote(secret, safe="").encode()] = secret
+    leaks = []
+    for path in _files(root):
+        for needle, secret in needles.items():
+            if needle.decode() in path.name:
+                leaks.append(f"{path}: file name contains a secret ({secret[:3]}...)")
+        if not path.is_file():
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        for needle, secret in needles.items():
+            if needle in data:
+                leaks.append(f"{path}: contains a secret ({secret[:3]}..., {len(secret)} characters)")
+                break
+    return leaks
