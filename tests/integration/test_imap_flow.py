@@ -153,3 +153,17 @@ def test_unreachable_server_gives_one_clear_line_and_recovers(tmp_path, rabbitmq
         if not restarted:
             dovecot.start()
         collector.close()
+
+
+def test_unknown_scheme_is_one_clear_line_and_no_crash_loop(tmp_path, rabbitmq, mail_account):
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    home.write_config("poll", "bad", f"post_broker amqp://guest@{rabbitmq.host}:{rabbitmq.port}/\n"
+                                     f"post_exchange xs_bad\npollUrl smtp://{mail_account.user}@{mail_account.server.host}/\n"
+                                     f"callback mailingest.poll\nscheduled_interval 1\n")
+    with home.foreground("poll/bad") as poll:
+        text = poll.wait_for_log("did not load", timeout=60)
+        time.sleep(2)
+        text = poll.log_text()
+    lines = [line for line in text.splitlines() if "unsupported mail URL scheme" in line]
+    assert len(lines) == 1, text[-2000:]
+    assert "'smtp'" in lines[0] and "use one of imap, imaps, pop, pops" in lines[0]
