@@ -1,0 +1,1 @@
+"""Benchmarks for mailingest: ``python bench/run.py`` (see bench/README.md)."""

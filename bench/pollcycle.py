@@ -1,0 +1,90 @@
+"""Child process of the poll-scale scenario: drive ``mailingest.poll.Poll`` cycle by cycle.
+
+    python -m bench.pollcycle URL_WITH_PASSWORD CA_FILE STATE_DIR MAILDIR UID:GID NEW
+
+Loads the callback the way sr3 does (``load_library`` on finalized options; no broker is
+contacted), then prints one JSON line per cycle: first cycle, a cycle with nothing new, and a
+cycle after NEW messages were written into MAILDIR.  Each line has the seconds poll() took
+(plus after_post, which saves the state), the notices returned and the peak RSS of the cycle
+(VmHWM, reset before each cycle through /proc/self/clear_refs).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+import urllib.parse
+from pathlib import Path
+from typing import Any, Dict, List
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def make_plugin(url: str, ca_file: str, state_dir: str) -> Any:
+    import sarracenia.config
+    import sarracenia.flowcb
+    from sarracenia.config.credentials import CredentialDB
+
+    parts = urllib.parse.urlsplit(url)
+    public = f"{parts.scheme}://{parts.username}@{parts.hostname}:{parts.port}/"
+    o = sarracenia.config.no_file_config()
+    o.component, o.config, o.action, o.no = "poll", "bench", "foreground", 0
+    o.pollUrl = public
+    o.post_broker = "amqp://guest@127.0.0.1/"
+    o.post_exchange = "xs_bench_pollcycle"
+    o.finalize("poll", "bench")
+    o.credentials = CredentialDB()
+    o.credentials._parse(url)
+    o.mailCaFile = ca_file
+    o.cfg_run_dir = state_dir
+    return sarracenia.flowcb.load_library("mailingest.poll", o)
+
+
+def cycle(plugin: Any, label: str) -> Dict[str, Any]:
+    reset_peak()
+    started = time.perf_counter()
+    notices: List[Any] = plugin.poll()
+    worklist = types.SimpleNamespace(ok=notices, incoming=[], rejected=[], failed=[], directories_ok=[])
+    plugin.after_post(worklist)
+    seconds = time.perf_counter() - started
+    return {"cycle": label, "seconds": seconds, "notices": len(notices), "peak_rss_mb": peak_rss_mb()}
+
+
+def main(argv: List[str]) -> int:
+    url, ca_file, state_dir, maildir, owner, new = argv
+    from tests.mailgen import sample_message
+    from tests.servers.maildir import write_message
+
+    uid, gid = (int(x) for x in owner.split(":"))
+    plugin = make_plugin(url, ca_file, state_dir)
+    print(json.dumps(cycle(plugin, "first")), flush=True)
+    print(json.dumps(cycle(plugin, "later, nothing new")), flush=True)
+    for i in range(int(new)):
+        write_message(Path(maildir), sample_message(900_000 + i, attachments=False), owner=(uid, gid))
+    print(json.dumps(cycle(plugin, f"later, {new} new")), flush=True)
+    if hasattr(plugin, "on_stop"):
+        plugin.on_stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

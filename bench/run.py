@@ -1,0 +1,131 @@
+"""Run the mailingest benchmarks and write docs/performance.md.
+
+    python bench/run.py [--quick] [--messages N] [--only SCENARIO[,SCENARIO]] [--output FILE]
+
+Starts a private Dovecot and RabbitMQ (the classes of tests/servers/), runs each scenario in
+bench/scenarios/ in one process so every ratio comes from the same run on the same machine, and
+writes the markdown table.  See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import report  # noqa: E402
+from bench.context import REPO, BenchContext, start_servers  # noqa: E402
+from bench.report import Row  # noqa: E402
+from bench.scenarios import ALL, BY_NAME  # noqa: E402
+
+logger = logging.getLogger("bench")
+
+DEFAULT_MESSAGES = 2000
+QUICK_MESSAGES = 50
+ANALYSIS_START = "<!-- analysis: kept across runs, edit by hand -->"
+ANALYSIS_END = "<!-- analysis end -->"
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"reduced mode: {QUICK_MESSAGES} messages, small mailboxes, few samples")
+    parser.add_argument("--messages", type=int, default=None,
+                        help=f"N for the throughput scenarios (default {DEFAULT_MESSAGES}, quick {QUICK_MESSAGES})")
+    parser.add_argument("--only", default="",
+                        help="comma-separated scenarios: " + ", ".join(BY_NAME))
+    parser.add_argument("--output", default=str(REPO / "docs" / "performance.md"), help="markdown file to write")
+    parser.add_argument("--work", default=None, help="scratch directory (default: a new temp dir, removed)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    unknown = [s for s in _split(args.only) if s not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    if args.messages is not None and args.messages < 1:
+        parser.error("--messages must be at least 1")
+    return args
+
+
+def _split(text: str) -> List[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def run_scenarios(ctx: BenchContext, names: Sequence[str]) -> List[Row]:
+    rows: List[Row] = []
+    for module in ALL:
+        if names and module.NAME not in names:
+            continue
+        started = time.monotonic()
+        logger.info("== %s: %s", module.NAME, module.TITLE)
+        try:
+            rows.extend(module.run(ctx))
+        except Exception as exc:  # one broken scenario must not lose the others' figures
+            logger.exception("scenario %s failed", module.NAME)
+            rows.append(Row(f"{module.NUMBER}. {module.TITLE}", "—", "failed", "—", "—", "",
+                            f"{type(exc).__name__}: {exc}"[:300]))
+        logger.info("== %s done in %.1fs", module.NAME, time.monotonic() - started)
+    return rows
+
+
+def kept_analysis(path: Path) -> str:
+    """The hand-written analysis of an earlier page, so a re-run does not lose it."""
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    if ANALYSIS_START in text and ANALYSIS_END in text:
+        return text.split(ANALYSIS_START, 1)[1].split(ANALYSIS_END, 1)[0].strip()
+    return ""
+
+
+def missed(rows: Sequence[Row]) -> str:
+    lines = [f"* {r.scenario} ({r.size}): {r.target.replace('**', '')}" for r in rows if "missed" in r.target]
+    return "\n".join(lines) if lines else "* none"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("pika", "imapclient"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    messages = args.messages or (QUICK_MESSAGES if args.quick else DEFAULT_MESSAGES)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="mailingest-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)  # Dovecot's mail user must traverse it when run as root
+    started = time.monotonic()
+    notes = report.machine_notes(sys.version.split()[0])
+    dovecot, rabbitmq = start_servers(work)
+    try:
+        ctx = BenchContext(work=work, messages=messages, quick=args.quick, dovecot=dovecot, rabbitmq=rabbitmq)
+        rows = run_scenarios(ctx, _split(args.only))
+    finally:
+        dovecot.close()
+        rabbitmq.close()
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    seconds = time.monotonic() - started
+    output = Path(args.output)
+    analysis = kept_analysis(output) or "(to be written after a full run)"
+    shown = [a for a in (argv if argv is not None else sys.argv[1:])
+             if not a.startswith(("--output", "--work")) and a not in (args.output, args.work)]
+    command = " ".join(["python bench/run.py", *shown])
+    body = (f"Targets missed in this run:\n\n{missed(rows)}\n\n"
+            f"{ANALYSIS_START}\n{analysis}\n{ANALYSIS_END}")
+    notes["mode"] = f"{'quick' if args.quick else 'full'}, N = {messages}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report.page(rows, notes, command.strip(), body, seconds), encoding="utf-8")
+    print(report.table(rows))
+    logger.info("wrote %s in %.1f min", output, seconds / 60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

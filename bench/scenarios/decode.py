@@ -1,0 +1,125 @@
+"""Scenario 7, decode: MB/s and fidelity on the shared corpus (../shared/corpus), against
+ripmime (Debian package) in the same run.
+
+* Throughput: ``mailingest decode`` (the code ``callback mailingest.decode`` runs) over every
+  corpus message in one process, as the callback does inside a running subscriber, against
+  ``ripmime -i FILE -d DIR`` run once per message, as ripmime is used.  Both write to scratch
+  space without fsync (``--no-fsync``; the callback fsyncs by default).
+* Fidelity: the corpus judge ``compare.py`` for both (ripmime in its leave-one-out self-test):
+  recall of agreed attachments, exact filenames, crashes, unsafe writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from bench.context import CORPUS, BenchContext, mb
+from bench.report import Row, ratio, target_check
+
+logger = logging.getLogger(__name__)
+
+NAME = "decode"
+NUMBER = 7
+TITLE = "decode vs ripmime"
+TARGET = 0.5
+QUICK_ONLY = r"^(cpython|mime-tools)/"
+_SUMMARY = re.compile(r"recall=(\S+) filenames=(\S+) crashes=(\d+) timeouts=(\d+) unsafe=(\d+) extra=(\d+) "
+                      r"msgs=(\d+) MBps=(\S+)")
+
+
+def corpus_files(ctx: BenchContext) -> List[Path]:
+    files = sorted((CORPUS / "messages").rglob("*.eml"))
+    if ctx.quick:
+        files = [f for f in files if re.search(QUICK_ONLY, str(f.relative_to(CORPUS / "messages")))]
+    return files
+
+
+def cli_available() -> Tuple[bool, str]:
+    done = subprocess.run([sys.executable, "-m", "mailingest", "decode", "--help"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    return done.returncode == 0, (done.stderr or done.stdout).strip()[-200:]
+
+
+def ours_throughput(ctx: BenchContext, files: List[Path]) -> float:
+    """Seconds for one ``mailingest decode`` process over all *files* (unique names via links)."""
+    inbox = ctx.work / "decode" / "in"
+    out = ctx.work / "decode" / "ours"
+    inbox.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    links = []
+    for f in files:
+        link = inbox / str(f.relative_to(CORPUS / "messages")).replace("/", "__")
+        if not link.exists():
+            link.symlink_to(f)
+        links.append(str(link))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mailingest", "decode", "-q", "--no-fsync", "-o", str(out), *links],
+                   capture_output=True, timeout=3600, check=False)
+    return time.perf_counter() - started
+
+
+def ripmime_throughput(ctx: BenchContext, files: List[Path]) -> float:
+    out = ctx.work / "decode" / "ripmime"
+    binary = shutil.which("ripmime") or "ripmime"
+    started = time.perf_counter()
+    for i, f in enumerate(files):
+        target = out / str(i)
+        target.mkdir(parents=True)
+        subprocess.run([binary, "-i", str(f), "-d", str(target)], capture_output=True, timeout=120, check=False)
+    return time.perf_counter() - started
+
+
+def judge(ctx: BenchContext, *args: str) -> Optional[Dict[str, str]]:
+    command = [sys.executable, str(CORPUS / "compare.py"), "--jobs", "2", "--tmp", str(ctx.work / "judge"), *args]
+    if ctx.quick:
+        command += ["--only", QUICK_ONLY]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
+    match = _SUMMARY.search(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "")
+    if match is None:
+        logger.warning("compare.py %s: %s", args, (done.stdout + done.stderr)[-500:])
+        return None
+    keys = ("recall", "filenames", "crashes", "timeouts", "unsafe", "extra", "msgs", "MBps")
+    return dict(zip(keys, match.groups()))
+
+
+def _fidelity(result: Optional[Dict[str, str]]) -> str:
+    if result is None:
+        return "judge failed"
+    return (f"recall {result['recall']}, filenames {result['filenames']}, crashes {result['crashes']}, "
+            f"timeouts {result['timeouts']}, unsafe {result['unsafe']}, extra {result['extra']}")
+
+
+def run(ctx: BenchContext) -> List[Row]:
+    if not (CORPUS / "compare.py").exists():
+        return [Row("7. decode vs ripmime", "—", "—", "—", "—", "", f"corpus not found at {CORPUS}")]
+    files = corpus_files(ctx)
+    total = sum(f.stat().st_size for f in files)
+    size = f"{len(files)} msgs, {mb(total):.1f} MB" + (" (quick subset)" if ctx.quick else "")
+    available, why = cli_available()
+    if not available:
+        return [Row("7. decode vs ripmime", size, "not available yet", "—", "—", "", f"mailingest decode: {why}")]
+    ours_s = ours_throughput(ctx, files)
+    theirs_s = ripmime_throughput(ctx, files)
+    ours_rate, theirs_rate = mb(total) / ours_s, mb(total) / theirs_s
+    ours_fid = judge(ctx, "--cmd", "{python} -m mailingest decode -q {eml} -o {outdir}")
+    theirs_fid = judge(ctx, "--self-test", "ripmime")
+    recall_ratio = ratio(float(ours_fid["recall"]), float(theirs_fid["recall"])) if ours_fid and theirs_fid else "—"
+    per_process = (f"compare.py, one process per message: ours {ours_fid['MBps'] if ours_fid else '?'} MB/s, "
+                   f"ripmime {theirs_fid['MBps'] if theirs_fid else '?'} MB/s")
+    return [
+        Row("7a. decode throughput: `mailingest decode` vs ripmime", size,
+            f"{ours_rate:.1f} MB/s ({ours_s:.1f} s, one process)",
+            f"{theirs_rate:.1f} MB/s ({theirs_s:.1f} s, one process per message)",
+            ratio(ours_rate, theirs_rate),
+            target_check(ours_rate / theirs_rate, TARGET, at_least=True, label="× ripmime"),
+            "no fsync on either side; rates, higher is better; " + per_process),
+        Row("7b. decode fidelity (shared/corpus/compare.py)", size, _fidelity(ours_fid), _fidelity(theirs_fid),
+            recall_ratio, "", "ratio of recall; ripmime judged leave-one-out (its own votes removed)"),
+    ]
