@@ -74,6 +74,7 @@ class ImapMailbox:
             )
         except (OSError, IMAPClientError) as exc:
             raise connection_error(account, exc) from None
+        _quiet_imaplib(client)
         self._client = client
         try:
             if not account.implicit_tls:
@@ -116,7 +117,7 @@ class ImapMailbox:
         if self._client is None:
             return False
         try:
-            self._client.noop()
+            self._absorb(self._client.noop()[1])  # keep the EXISTS it may carry for refresh()
             return True
         except (IMAPClientError, OSError):
             return False
@@ -401,6 +402,15 @@ class ImapMailbox:
             raise connection_error(self.account, exc, f"{what} on") from None
         except IMAPClientError as exc:
             raise MailboxError(f"{what} failed on {self.account.display}: {server_text(exc)}") from None
+
+
+def _quiet_imaplib(client: imapclient.IMAPClient) -> None:
+    """imapclient turns imaplib's debug output on (level 5) and routes it to a logger, so every
+    response, 70 KB literals included, is formatted and then thrown away.  Keep it only when
+    someone asked for it: ``imapclient.imaplib`` logging at DEBUG."""
+    imap = getattr(client, "_imap", None)
+    if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        imap.debug = 0
 
 
 def _header_block(data: Dict[bytes, Any]) -> bytes:

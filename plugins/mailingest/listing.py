@@ -108,7 +108,8 @@ def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], cr
     query = criteria
     if since is not None:
         query = f"{criteria} {since.imap_criterion()}"
-    uids = mailbox.search_uids(query, above) if status["exists"] else []
+    # Always search: a kept session's EXISTS count may lag, and the search is cheap (UID range).
+    uids = mailbox.search_uids(query, above)
     refs = list(mailbox.fetch_refs(folder, uidvalidity, uids))
     if since is not None:
         refs = [r for r in refs if since.admits(r.internaldate)]

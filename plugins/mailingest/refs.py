@@ -8,6 +8,8 @@ path separator.
 
 from __future__ import annotations
 
+import email.errors
+import email.header
 import email.utils
 import re
 from dataclasses import dataclass, field
@@ -86,7 +88,22 @@ def parse_notice_fields(mail: Any) -> MessageRef:
         raise ValueError(f"notice 'mail' field lacks uid/uidvalidity: {exc}") from None
 
 
-_HEADER_PARSER = BytesHeaderParser(policy=policy.default)
+_HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)  # fast: the poll parses 4 headers per message
+
+
+def _decoded(value: str) -> str:
+    """An RFC 2047 header value as text; raw 8-bit bytes (kept as surrogates by the parser) are
+    decoded as UTF-8, else by :func:`mailingest.headers.guess_decode`."""
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        from mailingest.headers import guess_decode
+
+        value = guess_decode(value.encode("ascii", "surrogateescape"))
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        return value
 
 
 def summary_headers(header_block: bytes) -> Dict[str, str]:
@@ -94,14 +111,14 @@ def summary_headers(header_block: bytes) -> Dict[str, str]:
     parsed = _HEADER_PARSER.parsebytes(header_block)
     wanted = {"messageId": "Message-ID", "subject": "Subject", "from": "From", "date": "Date"}
     out: Dict[str, str] = {}
+    raw = {}
+    for name, value in parsed.raw_items():  # raw strings: 8-bit bytes survive as surrogates
+        raw.setdefault(name.lower(), value)
     for key, name in wanted.items():
-        try:
-            value = parsed.get(name)
-        except (ValueError, IndexError, AttributeError):  # header the parser cannot make sense of
-            value = None
+        value = raw.get(name.lower())
         if value is None:
             continue
-        text = " ".join(str(value).split())
+        text = " ".join(_decoded(value).split())
         out[key] = text[:_HEADER_TEXT_MAX]
     if "date" in out:
         try:

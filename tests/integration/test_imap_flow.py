@@ -167,3 +167,17 @@ def test_unknown_scheme_is_one_clear_line_and_no_crash_loop(tmp_path, rabbitmq, 
     lines = [line for line in text.splitlines() if "unsupported mail URL scheme" in line]
     assert len(lines) == 1, text[-2000:]
     assert "'smtp'" in lines[0] and "use one of imap, imaps, pop, pops" in lines[0]
+
+
+def test_mail_arriving_in_an_empty_folder_is_announced_by_the_next_cycle(tmp_path, rabbitmq, mail_account):
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    installed = home.add_example("examples/poll/mail.conf")
+    installed.write_text(installed.read_text().replace("scheduled_interval 60", "scheduled_interval 1"))
+    collector = NoticeCollector(rabbitmq.url, EXCHANGE)
+    try:
+        with home.foreground("poll/mail") as poll:
+            poll.wait_for_log("0 new message(s) to announce (0 in folder", timeout=60, count=2)
+            mail_account.deliver(sample_message(1))
+            collector.wait_for(1, timeout=30)
+    finally:
+        collector.close()

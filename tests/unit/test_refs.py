@@ -67,3 +67,7 @@ def test_summary_headers_are_decoded_and_dates_iso():
 
 def test_summary_headers_survive_garbage():
     assert summary_headers(b"Subject: \xff\xfe broken\r\nDate: not a date\r\n\r\n")["date"] == "not a date"
+
+
+def test_summary_headers_take_raw_utf8_subjects_as_they_are():
+    assert summary_headers("Subject: Grüße, 日本\r\n\r\n".encode())["subject"] == "Grüße, 日本"
