@@ -82,7 +82,7 @@ class PollSettings:
     @classmethod
     def from_options(cls, options: Any) -> "PollSettings":
         """:raises ConfigError: a bad pollUrl or option value."""
-        poll_url = getattr(options, "pollUrl", None)
+        poll_url = str(getattr(options, "pollUrl", None) or "")
         mail_url = parse_mail_url(poll_url)
         folders = as_list(getattr(options, "mailFolder", None)) or [mail_url.path.strip("/") or "INBOX"]
         uidvalidity_change = str(getattr(options, "mailUidValidityChange", None) or "reannounce").lower()

@@ -111,14 +111,14 @@ def summary_headers(header_block: bytes) -> Dict[str, str]:
     parsed = _HEADER_PARSER.parsebytes(header_block)
     wanted = {"messageId": "Message-ID", "subject": "Subject", "from": "From", "date": "Date"}
     out: Dict[str, str] = {}
-    raw = {}
+    raw: Dict[str, str] = {}
     for name, value in parsed.raw_items():  # raw strings: 8-bit bytes survive as surrogates
         raw.setdefault(name.lower(), value)
     for key, name in wanted.items():
-        value = raw.get(name.lower())
-        if value is None:
+        found = raw.get(name.lower())
+        if found is None:
             continue
-        text = " ".join(_decoded(value).split())
+        text = " ".join(_decoded(found).split())
         out[key] = text[:_HEADER_TEXT_MAX]
     if "date" in out:
         try:
