@@ -20,7 +20,6 @@ A :class:`MailAccount` never shows its secrets: ``repr``/``str``/``display`` nam
 from __future__ import annotations
 
 import logging
-import os
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
@@ -75,10 +74,6 @@ class MailAccount:
         """``scheme://user@host:port``: safe to log."""
         return f"{self.scheme}://{self.username}@{self.host}:{self.port}"
 
-    @property
-    def keyring_service(self) -> str:
-        return f"{KEYRING_SERVICE_PREFIX}{self.scheme}://{self.host}:{self.port}"
-
     def __str__(self) -> str:
         return self.display
 
@@ -94,6 +89,11 @@ class MailUrl:
     path: str
     explicit_port: bool
     has_password: bool
+
+    @property
+    def keyring_service(self) -> str:
+        """The keyring service that holds this account's password (user: the mail user name)."""
+        return f"{KEYRING_SERVICE_PREFIX}{self.scheme}://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -215,7 +215,7 @@ def resolve_account(url: str, credentials: Any, oauth2: Optional[OAuth2Settings]
         login_method = getattr(details, "login_method", None)
         starttls = bool(getattr(details, "tls", False))
     client: Optional[OAuth2Client] = None
-    service = f"{KEYRING_SERVICE_PREFIX}{mail_url.scheme}://{mail_url.host}:{mail_url.port}"
+    service = mail_url.keyring_service
     if oauth2 is not None:
         client = _oauth2_client(oauth2, mail_url, credentials, refresh_token=password)
         password = bearer_token = None
@@ -252,10 +252,3 @@ def _oauth2_client(settings: OAuth2Settings, mail_url: MailUrl, credentials: Any
         if url is not None and url.password:
             line_user, line_secret = url.username, url.password
     return complete_client(draft, line_user, line_secret, refresh_token)
-
-
-def credentials_path() -> str:
-    """Where sr3 reads credentials.conf (honours XDG_CONFIG_HOME)."""
-    import sarracenia.config
-
-    return os.path.join(sarracenia.config.get_user_config_dir(), "credentials.conf")

@@ -13,11 +13,6 @@ from mailingest.connection import ConnectionSettings
 from mailingest.errors import ConfigError
 
 
-def open_mailbox(account: MailAccount, settings: ConnectionSettings) -> Any:
-    """A connected, logged-in mailbox (``ImapMailbox`` or ``Pop3Mailbox``); caller closes it."""
-    return new_mailbox(account, settings).connect()
-
-
 def new_mailbox(account: MailAccount, settings: ConnectionSettings) -> Any:
     """An unconnected mailbox object for ``account``."""
     if account.protocol == "imap":

@@ -86,15 +86,19 @@ def safe_name(original: str | None, fallback: str) -> str:
     return truncate(name)
 
 
+def split_extension(name: str) -> tuple[str, str]:
+    """``("report", ".csv")``; no extension when there is no stem or it is implausibly long."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext.encode("utf-8")) + 1 > _MAX_EXT_BYTES:
+        return name, ""
+    return stem, "." + ext
+
+
 def truncate(name: str, limit: int = MAX_NAME_BYTES) -> str:
     """Shorten *name* to at most *limit* UTF-8 bytes, keeping a short extension."""
     if len(name.encode("utf-8")) <= limit:
         return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem or len(ext.encode("utf-8")) + 1 > _MAX_EXT_BYTES:
-        stem, ext = name, ""
-    else:
-        ext = "." + ext
+    stem, ext = split_extension(name)
     room = limit - len(ext.encode("utf-8"))
     return _cut(stem, room) + ext
 
@@ -117,11 +121,7 @@ def unique_name(name: str, taken: Collection[str]) -> str:
     """
     if name_key(name) not in taken:
         return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem or len(ext.encode("utf-8")) + 1 > _MAX_EXT_BYTES:
-        stem, ext = name, ""
-    else:
-        ext = "." + ext
+    stem, ext = split_extension(name)
     counter = 2
     while True:
         suffix = "-%d%s" % (counter, ext)
