@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from mailingest.atomic import process_running
 from tests.sr3env import SR3, Sr3Home
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class Sr3Instances:
     def alive(self) -> bool:
         """True while an instance runs, or while ``sr3 start`` has not written the pid files yet."""
         pids = self.pids()
-        return any(_running(pid) for pid in pids) if pids else self._launcher is not None
+        return any(process_running(pid) for pid in pids) if pids else self._launcher is not None
 
     def logs(self) -> List[Path]:
         return sorted((self.home.cache_dir / "log").glob(f"{self.component}_{self.config}_*.log"))
@@ -66,12 +67,12 @@ class Sr3Instances:
         return "\n".join(p.read_text(errors="replace") for p in self.logs())
 
     def stop(self, grace: float = 3.0) -> None:
-        pids = [pid for pid in self.pids() if _running(pid)]
+        pids = [pid for pid in self.pids() if process_running(pid)]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        while time.monotonic() < deadline and any(process_running(pid) for pid in pids):
             time.sleep(0.1)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -86,17 +87,3 @@ class Sr3Instances:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not reaped) counts as stopped
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    return True

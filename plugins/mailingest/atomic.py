@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Iterable, Optional
 
 TEMP_MARK = ".mailingest-"
@@ -60,10 +61,17 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+#: a temp file untouched (content or metadata) for this long is stale even if its pid is in use again
+STALE_AFTER_SECONDS = 3600.0
+
+
 def remove_stale_temps(directory: str) -> int:
     """Delete this host's temp files whose writer no longer runs (after a kill -9); returns the count.
 
-    Temp files of other hosts sharing the directory are left alone.
+    A writer counts as gone when its pid no longer exists, is a zombie (killed but not reaped,
+    as under a container init that reaps nothing), or when the file has not changed for
+    STALE_AFTER_SECONDS (the pid was reused).  Temp files of other hosts sharing the directory
+    are left alone.
     """
     removed = 0
     mine = f"{TEMP_MARK}{_host_tag()}-"
@@ -71,25 +79,33 @@ def remove_stale_temps(directory: str) -> int:
         names = os.listdir(directory)
     except FileNotFoundError:
         return 0
+    now = time.time()
     for name in names:
         if not (name.startswith(".") and mine in name and name.endswith(".tmp")):
             continue
+        path = os.path.join(directory, name)
         pid_text = name.rsplit(mine, 1)[1][: -len(".tmp")]
-        if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != os.getpid():
-            continue
+        writer_runs = pid_text.isdigit() and int(pid_text) != os.getpid() and process_running(int(pid_text))
         try:
-            os.unlink(os.path.join(directory, name))
+            if writer_runs and now - os.lstat(path).st_ctime < STALE_AFTER_SECONDS:
+                continue
+            os.unlink(path)
             removed += 1
         except FileNotFoundError:
             pass
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """True while ``pid`` exists and has not exited; a zombie (exited, not reaped) is not running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): trust kill(0)

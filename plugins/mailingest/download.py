@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Set, Tuple
 
 import sarracenia
 import sarracenia.identity
@@ -72,14 +72,14 @@ class Download(FlowCB):
         self._pending_deletes: Dict[str, Tuple[Any, List[MessageRef]]] = {}
         self._folders_created: set = set()
         self._pop3_noop_logged = False
+        #: directories this worker writes to, checked for killed workers' temp files
+        self._swept_dirs: Set[str] = set()
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
         directory = getattr(self.o, "directory", None)
         if directory and os.path.isdir(directory):
-            removed = remove_stale_temps(directory)
-            if removed:
-                logger.info("removed %d partial download(s) left by a stopped worker in %s", removed, directory)
+            self._sweep(directory)
 
     def download(self, msg: sarracenia.Message, options: Any = None) -> bool:
         try:
@@ -101,6 +101,19 @@ class Download(FlowCB):
 
     def on_housekeeping(self) -> None:
         self.sessions.check_idle()
+        for directory in list(self._swept_dirs):
+            self._sweep(directory)
+
+    def _sweep(self, directory: str) -> None:
+        """Remove partial downloads of workers that were killed (their temp files, never final names)."""
+        self._swept_dirs.add(directory)
+        try:
+            removed = remove_stale_temps(directory)
+        except OSError as exc:
+            logger.warning("cannot check %s for partial downloads: %s", directory, exc)
+            return
+        if removed:
+            logger.info("removed %d partial download(s) left by a stopped worker in %s", removed, directory)
 
     def on_stop(self) -> None:
         self._commit_pop3_deletes()
@@ -128,6 +141,8 @@ class Download(FlowCB):
             self.metrics["failures"] += 1
             return False
         final_path = os.path.join(msg["new_dir"], msg["new_file"])
+        if msg["new_dir"] not in self._swept_dirs and os.path.isdir(msg["new_dir"]):
+            self._sweep(msg["new_dir"])
         try:
             self.sessions.run(account, lambda mailbox: self._fetch_to_file(mailbox, ref, msg, final_path))
         except MessageGoneError as exc:

@@ -1,8 +1,11 @@
 """Specification of the poll state file and of atomic writes."""
 
 import os
+import subprocess
+import time
 
-from mailingest.atomic import remove_stale_temps, temp_name, write_atomically
+from mailingest import atomic
+from mailingest.atomic import process_running, remove_stale_temps, temp_name, write_atomically
 from mailingest.state import FolderState, PollState
 
 
@@ -51,3 +54,41 @@ def test_stale_temps_of_dead_writers_are_removed(tmp_path):
     (tmp_path / "keep.eml").write_bytes(b"x")
     assert remove_stale_temps(str(tmp_path)) == 1
     assert os.listdir(tmp_path) == ["keep.eml"]
+
+
+def _temp_of(pid: int, directory) -> str:
+    return temp_name(str(directory / "a.eml")).replace(f"-{os.getpid()}.tmp", f"-{pid}.tmp")
+
+
+def test_the_temp_of_a_running_writer_is_kept(tmp_path):
+    with subprocess.Popen(["sleep", "30"]) as writer:
+        try:
+            open(_temp_of(writer.pid, tmp_path), "wb").close()
+            assert remove_stale_temps(str(tmp_path)) == 0
+        finally:
+            writer.kill()
+
+
+def test_the_temp_of_a_killed_but_unreaped_writer_is_removed(tmp_path):
+    # Under a container init that reaps nothing, a kill -9'd worker stays a zombie for good.
+    writer = subprocess.Popen(["sleep", "30"])
+    writer.kill()
+    deadline = time.monotonic() + 10
+    while process_running(writer.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert os.path.exists(f"/proc/{writer.pid}"), "the killed writer must still be a zombie here"
+    open(_temp_of(writer.pid, tmp_path), "wb").close()
+    try:
+        assert remove_stale_temps(str(tmp_path)) == 1
+    finally:
+        writer.wait()
+
+
+def test_a_temp_untouched_for_an_hour_is_removed_even_if_its_pid_is_in_use(tmp_path, monkeypatch):
+    with subprocess.Popen(["sleep", "30"]) as unrelated:
+        try:
+            open(_temp_of(unrelated.pid, tmp_path), "wb").close()
+            monkeypatch.setattr(atomic, "STALE_AFTER_SECONDS", -1.0)  # as if an hour had passed
+            assert remove_stale_temps(str(tmp_path)) == 1
+        finally:
+            unrelated.kill()
