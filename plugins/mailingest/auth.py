@@ -23,7 +23,8 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from mailingest import oauth2, sasl
 from mailingest.account import MailAccount
-from mailingest.errors import MailAuthError
+from mailingest.errors import MailAuthError, MailConnectionError, server_text
+from mailingest.pop3codes import is_temporary
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class _Pop3Sasl:
         conn: Any = self.conn  # poplib has no SASL helper: use its line primitives
         conn._putcmd(f"AUTH {mechanism}")
         line, _ = conn._getline()
+        if is_temporary(_pop_text(line)):
+            raise poplib.error_proto(line)  # pop3_login turns it into a transient error
         if not line.startswith(b"+") or line.startswith(b"+OK"):
             raise _Refused(_pop_text(line))
         conn._putcmd(base64.b64encode(message).decode("ascii"))
@@ -88,6 +91,8 @@ class _Pop3Sasl:
                 detail = None
             conn._putcmd(base64.b64encode(sasl.ERROR_ACK[mechanism]).decode("ascii"))
             line, _ = conn._getline()
+        if is_temporary(_pop_text(line)):
+            raise poplib.error_proto(line)  # pop3_login turns it into a transient error
         raise _Refused(_pop_text(line), detail)
 
 
@@ -95,6 +100,7 @@ def imap_login(client: Any, account: MailAccount) -> None:
     """LOGIN, or AUTHENTICATE XOAUTH2/OAUTHBEARER with a bearer token.
 
     :raises MailAuthError: the server refused, or no OAuth2 token could be obtained.
+    :raises MailConnectionError: the server answered with a temporary code (RFC 2449/3206).
     """
     try:
         if account.oauth2 is not None or account.bearer_token:
@@ -113,6 +119,7 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
     """USER/PASS, or AUTH XOAUTH2/OAUTHBEARER with a bearer token.
 
     :raises MailAuthError: the server refused, or no OAuth2 token could be obtained.
+    :raises MailConnectionError: the server answered with a temporary code (RFC 2449/3206).
     """
     try:
         if account.oauth2 is not None or account.bearer_token:
@@ -121,6 +128,9 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
             connection.user(account.username)
             connection.pass_(account.password or "")
     except poplib.error_proto as exc:
+        if is_temporary(exc):  # maildrop locked by another session, server shutting down, ...
+            raise MailConnectionError(f"{account.display} cannot take a login now: {server_text(exc)}; "
+                                      f"will retry") from None
         raise MailAuthError(f"login refused for {account.display}: {server_text(exc)}") from None
 
 
@@ -172,15 +182,3 @@ def _message(mechanism: str, account: MailAccount, token: str) -> bytes:
 
 def _pop_text(line: bytes) -> str:
     return line.decode("utf-8", "replace").strip() or "no answer"
-
-
-def server_text(exc: BaseException) -> str:
-    """The server's words from a library exception, without bytes-repr noise."""
-    arg = exc.args[0] if exc.args else ""
-    if isinstance(arg, (bytes, bytearray)):
-        text = bytes(arg).decode("utf-8", "replace")
-    else:
-        text = str(arg)
-        if text[:2] in ("b'", 'b"') and text[-1:] in ("'", '"'):
-            text = text[2:-1]
-    return text.strip() or exc.__class__.__name__

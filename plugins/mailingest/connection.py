@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 # OpenSSL X509_V_ERR_* codes that need a different remedy than "trust the CA"
 _HOSTNAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 _EXPIRED = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+#: the ``doing`` of connection_error while TLS is being set up (other steps run inside a TLS session)
+_TLS_SETUP = ("connect to", "start TLS with")
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,11 @@ def connection_error(account: MailAccount, exc: BaseException, doing: str = "con
     where = account.display
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _verify_error(where, doing, exc)
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) and doing not in _TLS_SETUP:
+        # TLS was up: the server (or something between) closed the connection mid-session
+        return MailConnectionError(f"cannot {doing} {where}: the connection was closed ({_reason(exc)})")
     if isinstance(exc, ssl.SSLError):
-        return TlsError(f"cannot {doing} {where}: TLS failed ({exc.reason or exc}); check the port and scheme "
+        return TlsError(f"cannot {doing} {where}: TLS failed ({_reason(exc)}); check the port and scheme "
                         f"(imaps/pops for implicit TLS, imap/pop for STARTTLS)")
     if isinstance(exc, socket.gaierror):
         return MailConnectionError(f"cannot {doing} {where}: host name does not resolve ({exc.strerror})")
@@ -56,6 +61,10 @@ def connection_error(account: MailAccount, exc: BaseException, doing: str = "con
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return MailConnectionError(f"cannot {doing} {where}: timed out; check the network or raise timeout")
     return MailConnectionError(f"cannot {doing} {where}: {exc.__class__.__name__}: {exc}")
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    return str(getattr(exc, "reason", None) or exc)
 
 
 def _verify_error(where: str, doing: str, exc: ssl.SSLCertVerificationError) -> TlsError:

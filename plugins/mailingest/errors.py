@@ -40,3 +40,15 @@ class MimeError(MailError):
 
 class DecodeLimitError(MimeError):
     """A message exceeds a decoding bound (depth, parts, bytes); its raw .eml is kept."""
+
+
+def server_text(exc: BaseException) -> str:
+    """The server's words from a library exception, without bytes-repr noise."""
+    arg = exc.args[0] if exc.args else ""
+    if isinstance(arg, (bytes, bytearray)):
+        text = bytes(arg).decode("utf-8", "replace")
+    else:
+        text = str(arg)
+        if text[:2] in ("b'", 'b"') and text[-1:] in ("'", '"'):
+            text = text[2:-1]
+    return text.strip() or exc.__class__.__name__

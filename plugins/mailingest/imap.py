@@ -18,13 +18,14 @@ import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailingest.account import MailAccount
-from mailingest.auth import imap_login, server_text
+from mailingest.auth import imap_login
 from mailingest.connection import ConnectionSettings, connection_error
 from mailingest.errors import (
     MailboxError,
     MailConnectionError,
     MessageGoneError,
     TlsError,
+    server_text,
 )
 from mailingest.refs import MessageRef, summary_headers
 
@@ -318,7 +319,6 @@ class ImapMailbox:
                 f"{self.account.display} folder {ref.folder!r}: UIDVALIDITY is {status['uidvalidity']}, "
                 f"the notice names {ref.uidvalidity} (folder recreated); UID {ref.uid} cannot be identified"
             )
-
 
     # -- IDLE -------------------------------------------------------------------------------
     def supports_idle(self) -> bool:

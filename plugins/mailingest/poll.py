@@ -151,7 +151,7 @@ class Poll(FlowCB):
         try:
             account = resolve_account(self.settings.poll_url, getattr(self.o, "credentials", None),
                                       self.connection.oauth2)
-            notices = self._cycle(account)
+            notices = self._cycle_reconnecting(account)
             if not notices and self.settings.idle and not self.stop_requested:
                 notices = self._idle(account)
             self._recovered(account)
@@ -187,6 +187,22 @@ class Poll(FlowCB):
         return dict(self.metrics)
 
     # -- one cycle ----------------------------------------------------------------------------
+    def _cycle_reconnecting(self, account: MailAccount) -> List[sarracenia.Message]:
+        """One cycle; a session the server drops midway (restart, admin kick) is re-opened once.
+
+        :raises MailError: the cycle failed again on a new session, or could not open one.
+        """
+        try:
+            return self._cycle(account)
+        except MailConnectionError as exc:
+            if self._mailbox is None:  # no session was open: nothing to gain from trying again now
+                raise
+            logger.info("%s: connection dropped during the poll cycle (%s); trying once more", account.display, exc)
+            self._close()
+            self._staged_folders.clear()
+            self._staged_uidls.clear()
+            return self._cycle(account)
+
     def _cycle(self, account: MailAccount, folders: Optional[Tuple[str, ...]] = None) -> List[sarracenia.Message]:
         mailbox = self._connected(account)
         notices: List[sarracenia.Message] = []

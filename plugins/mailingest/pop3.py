@@ -16,9 +16,10 @@ import ssl
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mailingest.account import MailAccount
-from mailingest.auth import pop3_login, server_text
+from mailingest.auth import pop3_login
 from mailingest.connection import ConnectionSettings, connection_error
-from mailingest.errors import MailboxError, MessageGoneError, TlsError
+from mailingest.errors import MailboxError, MailConnectionError, MessageGoneError, TlsError, server_text
+from mailingest.pop3codes import is_temporary
 from mailingest.refs import MessageRef, summary_headers
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,8 @@ class Pop3Mailbox:
                 _resp, uid_lines, _ = self.conn.uidl()
                 _resp, size_lines, _ = self.conn.list()
             except poplib.error_proto as exc:
+                if is_temporary(exc):
+                    raise self._temporary(exc, "list messages on") from None
                 raise MailboxError(f"UIDL/LIST failed on {self.account.display}: {server_text(exc)} "
                                    f"(the server must support UIDL)") from None
             except _TRANSIENT as exc:
@@ -202,6 +205,8 @@ class Pop3Mailbox:
             try:
                 _resp, lines, _ = self.conn.top(number, 0)
             except poplib.error_proto as exc:
+                if is_temporary(exc):
+                    raise self._temporary(exc, "read headers on") from None
                 logger.warning("%s: TOP %d failed (%s); announcing without headers",
                                self.account.display, number, server_text(exc))
                 lines = []
@@ -220,7 +225,15 @@ class Pop3Mailbox:
         try:
             _resp, lines, _ = self.conn.retr(number)
         except poplib.error_proto as exc:
-            raise MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: RETR refused: {server_text(exc)}") from None
+            if is_temporary(exc):
+                raise self._temporary(exc, "retrieve from") from None
+            # Message numbers hold for the whole session, so a refusal means the maildrop changed
+            # under us (another client deleted it) or the server cannot read it: ask a new session.
+            self._new_session()
+            if (ref.uidl or "") not in self.uidl_map():
+                raise MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: RETR refused "
+                                       f"({server_text(exc)}) and the message is no longer in the maildrop") from None
+            raise MailboxError(f"{self.account.display} UIDL {ref.uidl}: RETR refused: {server_text(exc)}") from None
         except _TRANSIENT as exc:
             raise connection_error(self.account, exc, "retrieve from") from None
         return b"\r\n".join(lines) + b"\r\n", None
@@ -231,6 +244,8 @@ class Pop3Mailbox:
         try:
             self.conn.dele(number)
         except poplib.error_proto as exc:
+            if is_temporary(exc):
+                raise self._temporary(exc, "delete on") from None
             raise MailboxError(f"{self.account.display} UIDL {ref.uidl}: DELE refused: {server_text(exc)}") from None
         except _TRANSIENT as exc:
             raise connection_error(self.account, exc, "delete on") from None
@@ -241,12 +256,27 @@ class Pop3Mailbox:
         entry = self.uidl_map().get(ref.uidl or "")
         if entry is None:
             # A POP3 session does not see mail that arrived after login: look again afresh.
-            self.close()
-            self.connect()
+            self._new_session()
             entry = self.uidl_map().get(ref.uidl or "")
         if entry is None:
             raise MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: message no longer in the maildrop")
         return entry[0]
+
+    def _new_session(self) -> None:
+        """QUIT and log in again (a POP3 session sees the maildrop as it was at login).
+
+        :raises MailConnectionError: QUIT failed, so DELEs sent on this session may not have been
+            applied; the caller's session pool reconnects and the DELEs are sent again.
+        """
+        if not self.close():
+            raise MailConnectionError(f"{self.account.display}: QUIT failed; reconnecting")
+        self.connect()
+
+    def _temporary(self, exc: poplib.error_proto, doing: str) -> MailConnectionError:
+        """The server asked to come back later (``-ERR [SYS/TEMP]``, ...): drop this session."""
+        self._drop()
+        return MailConnectionError(f"cannot {doing} {self.account.display}: the server said {server_text(exc)!r}; "
+                                   f"will reconnect")
 
     def list_uidls(self) -> List[str]:
         return list(self.uidl_map())
