@@ -10,14 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-import types
-from pathlib import Path
 
 import pytest
-import sarracenia
-import sarracenia.config
-import sarracenia.flowcb
-from sarracenia.config.credentials import CredentialDB
 
 from mailingest.account import resolve_account
 from mailingest.connection import ConnectionSettings
@@ -25,8 +19,7 @@ from mailingest.errors import MailConnectionError
 from mailingest.imap import ImapMailbox
 from mailingest.mailbox import new_mailbox
 from mailingest.pop3 import Pop3Mailbox
-from mailingest.refs import parse_notice_fields
-from tests.helpers import scheme_port
+from tests.inprocess import callback, download_batch, download_notice, mailingest_problems, url_of
 from tests.mailgen import sample_message
 
 pytestmark = pytest.mark.integration
@@ -36,11 +29,6 @@ def kick(account) -> None:
     """Drop every session of the account, as an administrator would, and let it take effect."""
     account.server.doveadm("kick", account.user)
     time.sleep(0.3)
-
-
-def url_of(account, scheme: str, with_password: bool = False) -> str:
-    secret = f":{account.password}" if with_password else ""
-    return f"{scheme}://{account.user}{secret}@{account.server.host}:{scheme_port(account.server, scheme)}/"
 
 
 def kick_before_first_call(monkeypatch, cls, method: str, account) -> list:
@@ -58,47 +46,13 @@ def kick_before_first_call(monkeypatch, cls, method: str, account) -> list:
     return calls
 
 
-def callback(plugin: str, tmp_path: Path, account, scheme: str, **options) -> sarracenia.flowcb.FlowCB:
-    """``callback mailingest.<plugin>`` as sr3 would load it (in a poll or a subscribe), in this process."""
-    component = "poll" if plugin == "poll" else "subscribe"
-    o = sarracenia.config.no_file_config()
-    o.component, o.config, o.action, o.no = component, "dropped", "foreground", 0
-    for name, value in options.items():
-        setattr(o, name, value)
-    o.mailCaFile = str(account.server.ca_pem)
-    o.finalize(component, "dropped")
-    for name, value in options.items():  # again: finalize() drops post_baseUrl without a post_broker
-        setattr(o, name, value)
-    o.credentials = CredentialDB()
-    o.credentials._parse(url_of(account, scheme, with_password=True))
-    o.cfg_run_dir = str(tmp_path / "run")
-    (tmp_path / "run").mkdir(exist_ok=True)
-    return sarracenia.flowcb.load_library(f"mailingest.{plugin}", o)
-
-
-def download_notice(announced: sarracenia.Message, directory: Path) -> sarracenia.Message:
-    """What a subscriber hands the download callback for the poll's notice."""
-    ref = parse_notice_fields(announced["mail"])
-    msg = sarracenia.Message()
-    msg.update({"baseUrl": announced["baseUrl"], "relPath": ref.rel_path, "mail": announced["mail"],
-                "new_dir": str(directory), "new_file": ref.rel_path.rsplit("/", 1)[1],
-                "identity": {"method": "cod", "value": "sha512"}, "size": ref.size})
-    msg["_deleteOnPost"] = set()
-    return msg
-
-
-def problems(caplog) -> list:
-    """mailingest's warnings and errors (sr3's complaints about this bare in-process config aside)."""
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("mailingest")]
-
-
 def test_a_kicked_pop3_session_is_a_connection_error_not_a_notice_without_headers(mail_account):
     mail_account.deliver(sample_message(1))
     account = resolve_account(url_of(mail_account, "pops", with_password=True), None)
     mailbox = new_mailbox(account, ConnectionSettings(timeout=20, ca_file=str(mail_account.server.ca_pem))).connect()
     uidls = mailbox.list_uidls()
     kick(mail_account)
-    with pytest.raises(MailConnectionError):
+    with pytest.raises(MailConnectionError, match=r"SYS/TEMP|closed"):
         list(mailbox.fetch_refs(uidls))
     mailbox.close()
 
@@ -115,7 +69,7 @@ def test_a_poll_cycle_whose_session_is_dropped_midway_reconnects_once_and_announ
     assert len(calls) == 2, "the cycle ran again on a new session"
     assert len(notices) == 5
     assert all(n["mail"]["subject"] for n in notices), "every notice has its headers"
-    assert problems(caplog) == []
+    assert mailingest_problems(caplog.records) == []
     assert sum("trying once more" in r.getMessage() for r in caplog.records) == 1
     poll.on_stop()
 
@@ -124,10 +78,8 @@ def test_a_poll_cycle_whose_session_is_dropped_midway_reconnects_once_and_announ
 def test_a_download_whose_session_is_dropped_reconnects_and_writes_the_file(
         tmp_path, mail_account, monkeypatch, caplog, scheme, cls):
     caplog.set_level(logging.INFO, logger="mailingest")
-    raw = sample_message(7)
-    mail_account.deliver(raw)
-    url = url_of(mail_account, scheme)
-    poll = callback("poll", tmp_path, mail_account, scheme, pollUrl=url)
+    mail_account.deliver(sample_message(7))
+    poll = callback("poll", tmp_path, mail_account, scheme, pollUrl=url_of(mail_account, scheme))
     [announced] = poll.poll()
     poll.on_stop()
     directory = tmp_path / "mail"
@@ -139,11 +91,8 @@ def test_a_download_whose_session_is_dropped_reconnects_and_writes_the_file(
     first_copy = final.read_bytes()
     final.unlink()
     kick_before_first_call(monkeypatch, cls, "fetch_stream", mail_account)
-    assert download.download(msg) is True  # ... which the server then drops
+    assert download_batch(download, [msg]).ok == [msg]  # ... which the server then drops
     assert final.read_bytes() == first_copy
-    worklist = types.SimpleNamespace(ok=[msg], rejected=[], failed=[], incoming=[], directories_ok=[])
-    download.after_work(worklist)
-    assert worklist.rejected == [] and worklist.ok == [msg]
-    assert [m for m in problems(caplog) if "lost connection" not in m] == []
+    assert [m for m in mailingest_problems(caplog.records) if "lost connection" not in m] == []
     assert sum("reconnected to" in r.getMessage() for r in caplog.records) == 1
     download.on_stop()
