@@ -3,8 +3,9 @@
     python -m bench.pollcycle URL_WITH_PASSWORD CA_FILE STATE_DIR MAILDIR UID:GID NEW
 
 Loads the callback the way sr3 does (``load_library`` on finalized options; no broker is
-contacted), then prints one JSON line per cycle: first cycle, a cycle with nothing new, and a
-cycle after NEW messages were written into MAILDIR.  Each line has the seconds poll() took
+contacted), then prints one JSON line per cycle: first cycle (``mailAnnounceMax 0``: the whole mailbox), a
+cycle with nothing new, a cycle after NEW messages were written into MAILDIR, and a first cycle
+with a fresh state and the default ``mailAnnounceMax``.  Each line has the seconds poll() took
 (plus after_post, which saves the state), the notices returned and the peak RSS of the cycle
 (VmHWM, reset before each cycle through /proc/self/clear_refs).
 """
@@ -17,7 +18,7 @@ import time
 import types
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -39,7 +40,7 @@ def reset_peak() -> None:
         pass
 
 
-def make_plugin(url: str, ca_file: str, state_dir: str) -> Any:
+def make_plugin(url: str, ca_file: str, state_dir: str, announce_max: Optional[int] = None) -> Any:
     import sarracenia.config
     import sarracenia.flowcb
     from sarracenia.config.credentials import CredentialDB
@@ -56,6 +57,8 @@ def make_plugin(url: str, ca_file: str, state_dir: str) -> Any:
     o.credentials._parse(url)
     o.mailCaFile = ca_file
     o.cfg_run_dir = state_dir
+    if announce_max is not None:
+        o.mailAnnounceMax = announce_max
     return sarracenia.flowcb.load_library("mailingest.poll", o)
 
 
@@ -75,14 +78,18 @@ def main(argv: List[str]) -> int:
     from tests.servers.maildir import write_message
 
     uid, gid = (int(x) for x in owner.split(":"))
-    plugin = make_plugin(url, ca_file, state_dir)
+    plugin = make_plugin(url, ca_file, state_dir, announce_max=0)  # the whole mailbox in one cycle
     print(json.dumps(cycle(plugin, "first")), flush=True)
     print(json.dumps(cycle(plugin, "later, nothing new")), flush=True)
     for i in range(int(new)):
         write_message(Path(maildir), sample_message(900_000 + i, attachments=False), owner=(uid, gid))
     print(json.dumps(cycle(plugin, f"later, {new} new")), flush=True)
-    if hasattr(plugin, "on_stop"):
-        plugin.on_stop()
+    plugin.on_stop()
+    fresh = Path(state_dir) / "default-limit"
+    fresh.mkdir(exist_ok=True)
+    capped = make_plugin(url, ca_file, str(fresh))  # mailAnnounceMax left at its default
+    print(json.dumps(cycle(capped, "first, default mailAnnounceMax")), flush=True)
+    capped.on_stop()
     return 0
 
 

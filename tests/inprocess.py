@@ -25,7 +25,10 @@ def url_of(account, scheme: str, with_password: bool = False) -> str:
 
 def callback(plugin: str, tmp_path: Path, account, scheme: str, **options) -> sarracenia.flowcb.FlowCB:
     """``callback mailingest.<plugin>`` in a poll (plugin ``poll``) or a subscribe, with ``options``
-    (sr3 option names) and the account's password in a credentials database."""
+    (sr3 option names) and the account's password in a credentials database.
+
+    There is no broker, so the poll's notices lack what sr3's publisher adds (``relPath``);
+    :func:`rel_path` gives it from the notice's ``mail`` field."""
     component = "poll" if plugin == "poll" else "subscribe"
     o = sarracenia.config.no_file_config()
     o.component, o.config, o.action, o.no = component, "inprocess", "foreground", 0
@@ -38,6 +41,11 @@ def callback(plugin: str, tmp_path: Path, account, scheme: str, **options) -> sa
     o.cfg_run_dir = str(tmp_path / "run")
     (tmp_path / "run").mkdir(exist_ok=True)
     return sarracenia.flowcb.load_library(f"mailingest.{plugin}", o)
+
+
+def rel_path(notice: sarracenia.Message) -> str:
+    """The relPath sr3 would publish for a poll notice (``INBOX/<UIDVALIDITY>.<UID>.eml``)."""
+    return parse_notice_fields(notice["mail"]).rel_path
 
 
 def download_notice(announced: sarracenia.Message, directory: Path) -> sarracenia.Message:

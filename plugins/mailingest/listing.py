@@ -75,6 +75,8 @@ class Listing:
     too_large: List[MessageRef] = field(default_factory=list)
     exists: int = 0
     candidates: int = 0
+    #: new messages left for the next cycles by the per-cycle limit (mailAnnounceMax)
+    deferred: int = 0
     imap_state: Optional[FolderState] = None
     pop3_uidls: Optional[Set[str]] = None
 
@@ -87,8 +89,9 @@ def split_by_size(refs: List[MessageRef], max_size: int) -> tuple:
 
 def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], criteria: str,
                      since: Optional[Since], max_size: int, on_uidvalidity_change: str,
-                     account_display: str) -> Listing:
-    """New messages of one IMAP folder (see module doc)."""
+                     account_display: str, limit: int = 0) -> Listing:
+    """New messages of one IMAP folder (see module doc); with ``limit``, only the ``limit``
+    lowest new UIDs, and the high-water mark stops at the last of them."""
     status = mailbox.refresh(folder) if hasattr(mailbox, "refresh") else mailbox.examine(folder)
     uidvalidity = status["uidvalidity"]
     above = 0
@@ -110,19 +113,31 @@ def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], cr
         query = f"{criteria} {since.imap_criterion()}"
     # Always search: a kept session's EXISTS count may lag, and the search is cheap (UID range).
     uids = mailbox.search_uids(query, above)
+    deferred = 0
+    if limit and len(uids) > limit:
+        deferred = len(uids) - limit
+        uids = uids[:limit]
+        high_water = uids[-1]  # the rest, and anything in between, is searched again next cycle
+    else:
+        high_water = max([above, status["uidnext"] - 1] + uids)
     refs = list(mailbox.fetch_refs(folder, uidvalidity, uids))
     if since is not None:
         refs = [r for r in refs if since.admits(r.internaldate)]
     announce, too_large = split_by_size(refs, max_size)
-    high_water = max([above, status["uidnext"] - 1] + uids)
     return Listing(announce=announce, too_large=too_large, exists=status["exists"], candidates=len(uids),
-                   imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water))
+                   deferred=deferred, imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water))
 
 
-def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], max_size: int) -> Listing:
-    """UIDLs not announced before; ``mailSince`` applies to the Date header."""
+def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], max_size: int,
+                       limit: int = 0) -> Listing:
+    """UIDLs not announced before (with ``limit``, the first ``limit`` of them in maildrop order);
+    ``mailSince`` applies to the Date header."""
     present = mailbox.list_uidls()
     new = [uidl for uidl in present if uidl not in known]
+    deferred = 0
+    if limit and len(new) > limit:
+        deferred = len(new) - limit
+        new = new[:limit]
     refs = list(mailbox.fetch_refs(new))
     for ref in refs:
         ref.internaldate = header_date(ref.headers.get("date"))
@@ -132,7 +147,7 @@ def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], ma
     # Remember only what is still in the maildrop, so the state stays as small as the maildrop.
     remembered = (known & set(present)) | set(new)
     return Listing(announce=announce, too_large=too_large, exists=len(present), candidates=len(new),
-                   pop3_uidls=remembered)
+                   deferred=deferred, pop3_uidls=remembered)
 
 
 def header_date(value: Optional[str]) -> Optional[datetime]:

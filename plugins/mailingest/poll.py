@@ -34,7 +34,7 @@ for up to ``mailIdleMax`` and returns as soon as mail arrives; use ``scheduled_i
 the next IDLE starts right away.
 
 Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
-mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailCaFile,
+mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax, mailCaFile,
 mailAllowPlaintext, tlsRigour, timeout.
 """
 
@@ -65,6 +65,8 @@ logger = logging.getLogger(__name__)
 REPEAT_ERROR_SECONDS = 600.0
 RECONNECT_BACKOFF_MAX = 60.0
 UIDVALIDITY_CHOICES = ("reannounce", "skip")
+#: notices per folder per cycle (mailAnnounceMax): sr3 holds a cycle's notices in memory
+DEFAULT_ANNOUNCE_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class PollSettings:
     uidvalidity_change: str
     idle: bool
     idle_max: float
+    announce_max: int = 0
 
     @classmethod
     def from_options(cls, options: Any) -> "PollSettings":
@@ -104,7 +107,19 @@ class PollSettings:
             uidvalidity_change=uidvalidity_change,
             idle=bool(getattr(options, "mailIdle", False)) and not pop3,
             idle_max=float(getattr(options, "mailIdleMax", 20.0) or 20.0),
+            announce_max=_announce_max(getattr(options, "mailAnnounceMax", DEFAULT_ANNOUNCE_MAX)),
         )
+
+
+def _announce_max(value: Any) -> int:
+    """:raises ConfigError: not a whole number >= 0."""
+    try:
+        limit = int(value if value is not None else DEFAULT_ANNOUNCE_MAX)
+    except (TypeError, ValueError):
+        raise ConfigError(f"mailAnnounceMax {value!r}: use a whole number of messages (0 for no limit)") from None
+    if limit < 0:
+        raise ConfigError(f"mailAnnounceMax {limit}: use a whole number of messages (0 for no limit)")
+    return limit
 
 
 class Poll(FlowCB):
@@ -120,6 +135,7 @@ class Poll(FlowCB):
         self.o.add_option("mailUidValidityChange", "str", "reannounce")
         self.o.add_option("mailIdle", "flag", False)
         self.o.add_option("mailIdleMax", "duration", 20.0)
+        self.o.add_option("mailAnnounceMax", "count", DEFAULT_ANNOUNCE_MAX)
         declare_connection_options(self.o)
         self.settings = PollSettings.from_options(self.o)
         self.connection = connection_settings(self.o)
@@ -134,7 +150,7 @@ class Poll(FlowCB):
         self._last_error = ""
         self._last_error_logged = 0.0
         self.metrics: Dict[str, Any] = {
-            "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0,
+            "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0, "deferred": 0,
             "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0,
         }
         if self.settings.idle and float(getattr(self.o, "scheduled_interval", 0) or 0) > 5:
@@ -217,6 +233,9 @@ class Poll(FlowCB):
             logger.info("%s folder %r: %d new message(s) to announce (%d in folder, listed in %.3f s)",
                         account.display, folder, len(listing.announce), listing.exists,
                         time.monotonic() - listed_from)
+            if listing.deferred:
+                logger.info("%s folder %r: %d more new message(s) left for the next cycles (mailAnnounceMax %d)",
+                            account.display, folder, listing.deferred, self.settings.announce_max)
         if account.protocol == "pop3":
             self._close()  # a POP3 session sees only the maildrop as it was at login
         return notices
@@ -227,13 +246,14 @@ class Poll(FlowCB):
             known = self._staged_uidls.get(account.display)
             if known is None:
                 known = self.state.uidls(account.display)
-            listing = list_pop3_maildrop(mailbox, known, settings.since, settings.max_size)
+            listing = list_pop3_maildrop(mailbox, known, settings.since, settings.max_size, settings.announce_max)
             self._staged_uidls[account.display] = listing.pop3_uidls or set()
             return listing
         key = (account.display, folder)
         known_folder = self._staged_folders.get(key) or self.state.folder(account.display, folder)
         listing = list_imap_folder(mailbox, folder, known_folder, settings.search, settings.since,
-                                   settings.max_size, settings.uidvalidity_change, account.display)
+                                   settings.max_size, settings.uidvalidity_change, account.display,
+                                   settings.announce_max)
         if listing.imap_state is not None:
             self._staged_folders[key] = listing.imap_state
         return listing
@@ -254,7 +274,8 @@ class Poll(FlowCB):
         self.metrics["listed"] += listing.exists
         self.metrics["announced"] += len(listing.announce)
         self.metrics["skippedTooLarge"] += len(listing.too_large)
-        self.metrics["skippedKnown"] += max(0, listing.exists - listing.candidates)
+        self.metrics["skippedKnown"] += max(0, listing.exists - listing.candidates - listing.deferred)
+        self.metrics["deferred"] += listing.deferred
         dates = [r.internaldate for r in listing.announce if r.internaldate is not None]
         if dates:
             self.metrics["lagSeconds"] = round((datetime.now(timezone.utc) - min(dates)).total_seconds(), 3)
