@@ -18,7 +18,14 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from mailingest.account import MailAccount
 from mailingest.auth import pop3_login
 from mailingest.connection import ConnectionSettings, connection_error
-from mailingest.errors import MailboxError, MailConnectionError, MessageGoneError, TlsError, server_text
+from mailingest.errors import (
+    MailboxError,
+    MailConnectionError,
+    MailError,
+    MessageGoneError,
+    TlsError,
+    server_text,
+)
 from mailingest.pop3codes import is_temporary
 from mailingest.refs import MessageRef, summary_headers
 
@@ -27,6 +34,8 @@ logger = logging.getLogger(__name__)
 MAILDROP = "INBOX"
 #: poplib refuses lines over 2048 bytes; real mail (binary parts) has longer ones.
 MAX_LINE = 1 << 20
+#: a RETR is handed to the writer in pieces of about this size
+CHUNK_SIZE = 1 << 20
 
 _TRANSIENT = (OSError, socket.timeout, ssl.SSLError, EOFError)
 
@@ -139,11 +148,6 @@ class Pop3Mailbox:
         self._drop()
         return quit_ok
 
-    def fetch_stream(self, ref: MessageRef) -> Tuple[Iterator[bytes], None]:
-        """Same as :meth:`fetch_raw`, as one chunk (poplib reads a whole message at once)."""
-        raw, internaldate = self.fetch_raw(ref)
-        return iter([raw]), internaldate
-
     def _drop(self) -> None:
         conn, self._conn, self._numbers = self._conn, None, None
         if conn is not None:
@@ -161,7 +165,7 @@ class Pop3Mailbox:
     @property
     def conn(self) -> poplib.POP3:
         if self._conn is None:
-            raise MailboxError(f"not connected to {self.account.display}")
+            raise MailConnectionError(f"not connected to {self.account.display}")
         return self._conn
 
     # -- listing ----------------------------------------------------------------------------
@@ -216,27 +220,68 @@ class Pop3Mailbox:
             yield MessageRef(folder=MAILDROP, uidl=uidl, size=size, headers=headers)
 
     # -- download ---------------------------------------------------------------------------
-    def fetch_raw(self, ref: MessageRef) -> Tuple[bytes, None]:
-        """The message's bytes as the server sends them (CRLF line ends, dot-stuffing undone).
+    def fetch_stream(self, ref: MessageRef) -> Tuple[Iterator[bytes], None]:
+        """The message's bytes as the server sends them (CRLF line ends, dot-stuffing undone), in
+        pieces of about CHUNK_SIZE as they arrive, so memory does not grow with the message.
+
+        The RETR status is read before this returns; a failure while the body streams drops the
+        session (it would be mid-response) and raises :class:`MailConnectionError`.
 
         :raises MessageGoneError: no message with this UIDL, even on a fresh session.
         """
         number = self._number_for(ref)
         try:
-            _resp, lines, _ = self.conn.retr(number)
+            self.conn._putcmd(f"RETR {number}")  # type: ignore[attr-defined]  # poplib's line primitives
+            self.conn._getresp()  # type: ignore[attr-defined]
         except poplib.error_proto as exc:
-            if is_temporary(exc):
-                raise self._temporary(exc, "retrieve from") from None
-            # Message numbers hold for the whole session, so a refusal means the maildrop changed
-            # under us (another client deleted it) or the server cannot read it: ask a new session.
-            self._new_session()
-            if (ref.uidl or "") not in self.uidl_map():
-                raise MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: RETR refused "
-                                       f"({server_text(exc)}) and the message is no longer in the maildrop") from None
-            raise MailboxError(f"{self.account.display} UIDL {ref.uidl}: RETR refused: {server_text(exc)}") from None
+            raise self._retr_refused(ref, exc) from None
         except _TRANSIENT as exc:
             raise connection_error(self.account, exc, "retrieve from") from None
-        return b"\r\n".join(lines) + b"\r\n", None
+        return self._body(), None
+
+    def fetch_raw(self, ref: MessageRef) -> Tuple[bytes, None]:
+        """:meth:`fetch_stream`, joined in memory."""
+        chunks, internaldate = self.fetch_stream(ref)
+        return b"".join(chunks), internaldate
+
+    def _body(self) -> Iterator[bytes]:
+        conn: Any = self.conn
+        pieces: List[bytes] = []
+        pending = 0
+        complete = False
+        try:
+            while True:
+                line, _octets = conn._getline()
+                if line == b".":
+                    break
+                if line.startswith(b".."):
+                    line = line[1:]
+                pieces.append(line)
+                pieces.append(b"\r\n")
+                pending += len(line) + 2
+                if pending >= CHUNK_SIZE:
+                    yield b"".join(pieces)
+                    pieces, pending = [], 0
+            complete = True
+        except (poplib.error_proto, *_TRANSIENT) as exc:  # EOF, reset, over-long line
+            self._drop()
+            raise connection_error(self.account, exc, "retrieve from") from None
+        finally:
+            if not complete:  # the reader stopped (or failed) mid-message: the session is unusable
+                self._drop()
+        if pieces:
+            yield b"".join(pieces)
+
+    def _retr_refused(self, ref: MessageRef, exc: poplib.error_proto) -> MailError:
+        if is_temporary(exc):
+            return self._temporary(exc, "retrieve from")
+        # Message numbers hold for the whole session, so a refusal means the maildrop changed
+        # under us (another client deleted it) or the server cannot read it: ask a new session.
+        self._new_session()
+        if (ref.uidl or "") not in self.uidl_map():
+            return MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: RETR refused "
+                                    f"({server_text(exc)}) and the message is no longer in the maildrop")
+        return MailboxError(f"{self.account.display} UIDL {ref.uidl}: RETR refused: {server_text(exc)}")
 
     def delete(self, ref: MessageRef) -> None:
         """DELE (applied by the server at QUIT, see :meth:`close`)."""

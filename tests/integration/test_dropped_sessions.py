@@ -96,3 +96,36 @@ def test_a_download_whose_session_is_dropped_reconnects_and_writes_the_file(
     assert [m for m in mailingest_problems(caplog.records) if "lost connection" not in m] == []
     assert sum("reconnected to" in r.getMessage() for r in caplog.records) == 1
     download.on_stop()
+
+
+def test_a_pop3_session_dropped_while_the_body_streams_leaves_no_file_and_the_retry_writes_it(
+        tmp_path, mail_account, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="mailingest")
+    mail_account.deliver(sample_message(3, size_hint=5_000_000))  # several RETR pieces
+    poll = callback("poll", tmp_path, mail_account, "pops", pollUrl=url_of(mail_account, "pops"))
+    [announced] = poll.poll()
+    poll.on_stop()
+    directory = tmp_path / "mail"
+    directory.mkdir()
+    download = callback("download", tmp_path, mail_account, "pops", directory=str(directory))
+    msg = download_notice(announced, directory)
+    original_body = Pop3Mailbox._body
+    pieces_before_the_kick = []
+
+    def body_kicked_after_the_first_piece(self):
+        for piece in original_body(self):
+            yield piece
+            if not pieces_before_the_kick:
+                pieces_before_the_kick.append(len(piece))
+                assert not list(directory.glob("*.eml")), "nothing under the final name mid-stream"
+                kick(mail_account)
+                self.conn.sock.shutdown(2)  # and the kicked socket is gone for sure
+
+    monkeypatch.setattr(Pop3Mailbox, "_body", body_kicked_after_the_first_piece)
+    assert download_batch(download, [msg]).ok == [msg]
+    download.on_stop()
+    [written] = directory.glob("*.eml")
+    assert written.stat().st_size == msg["size"] == announced["mail"]["size"]
+    assert sorted(p.name for p in directory.iterdir()) == [written.name], "no temp file left"
+    assert pieces_before_the_kick, "the session was dropped mid-message"
+    assert sum("reconnected to" in r.getMessage() for r in caplog.records) == 1
