@@ -46,7 +46,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from . import dovecot_conf, maildir, process
 from .debian import ensure_packages
@@ -79,7 +78,7 @@ class DovecotAccount:
         return self.server.fetch_raw(self.user, self.password, folder, uid)
 
 
-class DovecotServer:
+class DovecotServer(process.ManagedServer):
     """A private Dovecot instance; see the module docstring.
 
     :param base_dir: directory for config, state, logs and (usually) mail; created if needed.
@@ -171,24 +170,7 @@ class DovecotServer:
         if self._external_mail_root is not None:
             shutil.rmtree(self._external_mail_root, ignore_errors=True)
             self._external_mail_root = None
-        process.unregister(self)
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the Dovecot master (also its process group), or None when stopped."""
-        return self._process.pid if self._process is not None and self._process.running() else None
-
-    def __enter__(self) -> DovecotServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+        super().close()
 
     def wait_for_log(self, *needles: str, timeout: float = 10.0) -> str:
         """Return the first line of :py:attr:`log_path` containing every one of *needles*.
@@ -370,4 +352,3 @@ def _mail_identity(as_root: bool) -> tuple[int, int]:
         return os.geteuid(), os.getegid()
     nobody = pwd.getpwnam("nobody")
     return nobody.pw_uid, nobody.pw_gid
-

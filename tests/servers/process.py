@@ -17,7 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,48 @@ def _stop_all() -> None:
             server.close()
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             logger.warning("Could not stop %r at exit: %s", server, exc)
+
+
+_Server = TypeVar("_Server", bound="ManagedServer")
+
+
+class ManagedServer:
+    """What every private test server shares: ``with Server(...) as s`` starts it (and cleans up
+    if starting fails), leaving the block closes it, and :py:attr:`pid` says whether it runs.
+
+    Subclasses implement :py:meth:`start` and :py:meth:`stop`, keep their running
+    :py:class:`ServerProcess` in ``_process``, and call :py:func:`register` once set up.
+    """
+
+    _process: ServerProcess | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop, and forget the atexit safety net."""
+        self.stop()
+        unregister(self)
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the server's main process (also its process group), or None when stopped."""
+        return self._process.pid if self._process is not None and self._process.running() else None
+
+    def __enter__(self: _Server) -> _Server:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 class ServerProcess:

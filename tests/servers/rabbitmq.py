@@ -22,7 +22,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from . import process
 from .debian import ensure_packages, find_binary
@@ -37,7 +36,7 @@ _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 _LOOPBACK_ERL = "-kernel inet_dist_use_interface {127,0,0,1}"
 
 
-class RabbitMQServer:
+class RabbitMQServer(process.ManagedServer):
     """A private RabbitMQ node; see the module docstring.
 
     :param base_dir: directory for HOME, config, mnesia and logs; created if needed.
@@ -97,28 +96,6 @@ class RabbitMQServer:
         epmd = find_binary("epmd")
         if epmd is not None:
             subprocess.run([epmd, "-kill"], env=self._env(), capture_output=True, timeout=30, check=False)
-
-    def close(self) -> None:
-        """Stop, and forget the atexit safety net."""
-        self.stop()
-        process.unregister(self)
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the Erlang VM (also its process group), or None when stopped."""
-        return self._process.pid if self._process is not None and self._process.running() else None
-
-    def __enter__(self) -> RabbitMQServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def rabbitmqctl(self, *args: str) -> str:
         """Run ``rabbitmqctl -n <this node> ARGS`` and return its output.
