@@ -43,6 +43,8 @@ FETCH_BATCH = 500
 CHUNK_SIZE = 4 * 1024 * 1024
 
 _TRANSIENT = (IMAPClientAbortError, OSError, socket.timeout, ssl.SSLError)
+#: an untagged BYE: the server is closing the session (RFC 3501 7.1.5)
+_BYE = "* BYE"
 
 
 class ImapMailbox:
@@ -346,6 +348,10 @@ class ImapMailbox:
             self._drop()
             raise connection_error(self.account, exc, "IDLE on") from None
         except IMAPClientError as exc:
+            if _BYE in server_text(exc):  # imapclient reads IDLE's answer itself: BYE is not an abort there
+                self._drop()
+                raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
+                                          f"session ({server_text(exc)})") from None
             raise MailboxError(f"IDLE failed on {self.account.display}: {server_text(exc)}") from None
         return arrived
 

@@ -45,7 +45,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import sarracenia
 import sarracenia.filemetadata
@@ -167,9 +167,9 @@ class Poll(FlowCB):
         try:
             account = resolve_account(self.settings.poll_url, getattr(self.o, "credentials", None),
                                       self.connection.oauth2)
-            notices = self._cycle_reconnecting(account)
+            notices = self._reconnecting(account, "during the poll cycle", lambda: self._cycle(account))
             if not notices and self.settings.idle and not self.stop_requested:
-                notices = self._idle(account)
+                notices = self._reconnecting(account, "while idling", lambda: self._idle(account))
             self._recovered(account)
         except MailError as exc:
             self._failed(exc)
@@ -203,17 +203,19 @@ class Poll(FlowCB):
         return dict(self.metrics)
 
     # -- one cycle ----------------------------------------------------------------------------
-    def _cycle_reconnecting(self, account: MailAccount) -> List[sarracenia.Message]:
-        """One cycle; a session the server drops midway (restart, admin kick) is re-opened once.
+    def _reconnecting(self, account: MailAccount, when: str,
+                      run: Callable[[], List[sarracenia.Message]]) -> List[sarracenia.Message]:
+        """``run()``; a session the server drops midway (restart, admin kick, NAT timeout) is
+        re-opened once, and a full cycle catches up on what arrived meanwhile.
 
         :raises MailError: the cycle failed again on a new session, or could not open one.
         """
         try:
-            return self._cycle(account)
+            return run()
         except MailConnectionError as exc:
             if self._mailbox is None:  # no session was open: nothing to gain from trying again now
                 raise
-            logger.info("%s: connection dropped during the poll cycle (%s); trying once more", account.display, exc)
+            logger.info("%s: connection dropped %s (%s); trying once more", account.display, when, exc)
             self._close()
             self._staged_folders.clear()
             self._staged_uidls.clear()

@@ -129,3 +129,31 @@ def test_a_pop3_session_dropped_while_the_body_streams_leaves_no_file_and_the_re
     assert sorted(p.name for p in directory.iterdir()) == [written.name], "no temp file left"
     assert pieces_before_the_kick, "the session was dropped mid-message"
     assert sum("reconnected to" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_idle_session_dropped_by_the_server_reconnects_and_catches_up_without_an_error(
+        tmp_path, mail_account, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="mailingest")
+    poll = callback("poll", tmp_path, mail_account, "imaps", pollUrl=url_of(mail_account, "imaps"),
+                    mailIdle=True, mailIdleMax=10, scheduled_interval=1)
+    original_idle_wait = ImapMailbox.idle_wait
+    calls = []
+
+    def kicked_then_mail_arrives(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            kick(mail_account)
+            mail_account.deliver(sample_message(5))  # arrives while the session is gone
+        return original_idle_wait(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImapMailbox, "idle_wait", kicked_then_mail_arrives)
+    try:
+        started = time.monotonic()
+        notices = poll.poll()
+        elapsed = time.monotonic() - started
+    finally:
+        poll.on_stop()
+    assert len(notices) == 1, "the catch-up cycle on the new session announces what arrived"
+    assert elapsed < 8, "no wait for the rest of mailIdleMax on a dead session"
+    assert mailingest_problems(caplog.records) == []
+    assert sum("connection dropped while idling" in r.getMessage() for r in caplog.records) == 1
