@@ -26,8 +26,8 @@ new directory beside it, ``x.eml`` -> ``x.parts/``:
   one entry per file (name written, original name, content type, disposition, Content-ID,
   size, SHA-256).
 
-The .eml itself is never changed.  Each file written becomes a notice of its own, appended to
-``worklist.ok`` and so published through ``post_broker``/``post_exchange``, with ``relPath``
+The .eml itself is never changed.  Each file written (of the kinds ``mailDecodeAnnounce``
+names: all by default) becomes a notice of its own, appended to ``worklist.ok`` and so published through ``post_broker``/``post_exchange``, with ``relPath``
 under ``post_baseDir`` and ``baseUrl`` = ``post_baseUrl``.  Two extra fields let a later stage
 (examples/subscribe/attachments-csv.conf) tie a file to its message:
 
@@ -35,7 +35,7 @@ under ``post_baseDir`` and ``baseUrl`` = ``post_baseUrl``.  Two extra fields let
 * ``mailPart``: ``{"kind", "originalName", "contentType", "disposition", "contentId"}``.
 
 The .eml notice is published too, with ``mailDecode = {"status": "decoded", "files": N,
-"directory": ...}``.  A message over a bound, or one that cannot be decoded, is logged once
+"announced": M, "directory": ...}`` (M < N when ``mailDecodeAnnounce`` leaves some kinds out).  A message over a bound, or one that cannot be decoded, is logged once
 (error level, with the reason), left as it is and published with ``mailDecode = {"status":
 "not-decoded", "reason": ...}``; nothing is written for it.  MIME defects the parser found are
 logged as warnings with the message identity.  To keep .eml notices away from a later stage,
@@ -53,6 +53,8 @@ mailDecodeMaxBytes  size   256mb       most decoded bytes per message (also caps
 mailDecodeHtml      flag   True        write body.html when the message has an HTML body
 mailDecodeUuencode  flag   True        extract uuencoded blocks found in text bodies
 mailDecodeFsync     flag   True        fsync each file and directory (off: faster, not crash-safe)
+mailDecodeAnnounce  str    all         which files written get a notice: all, none, or some of
+                                       bodies, attachments, metadata (comma-separated)
 ==================  =====  ==========  =========================================================
 
 An attached message over a bound is kept as its .eml, undecoded (``"status": "not-decoded"``
@@ -91,9 +93,11 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.o.add_option("mailDecodeHtml", "flag", True)
         self.o.add_option("mailDecodeUuencode", "flag", True)
         self.o.add_option("mailDecodeFsync", "flag", True)
+        self.o.add_option("mailDecodeAnnounce", "str", "all")
         self.settings = settings_from_options(self.o)
+        self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
         self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
-                                        "defects": 0}
+                                        "filesAnnounced": 0, "defects": 0}
 
     def metricsReport(self) -> Dict[str, int]:
         return dict(self.metrics)
@@ -127,7 +131,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.metrics["defects"] += len(result.defects)
         self.metrics["decoded"] += 1
         notices = self._announce(msg, result, mail)
-        msg["mailDecode"] = {"status": "decoded", "files": len(notices),
+        msg["mailDecode"] = {"status": "decoded", "files": len(result.files), "announced": len(notices),
                              "directory": os.path.basename(result.directory)}
         logger.debug("%s: %d files in %s", _identity(msg), len(notices), result.directory)
         return notices
@@ -137,7 +141,10 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         notices = []
         origin = {"relPath": parent.get("relPath"), "identity": parent.get("identity"),
                   "mail": mail}
+        self.metrics["filesWritten"] += len(result.files)
         for written in result.files:
+            if written.kind not in self.announced_kinds:
+                continue
             notice = sarracenia.Message.fromFileData(written.path, self.o,
                                                      sarracenia.stat(written.path))
             if notice is None:
@@ -147,7 +154,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             notice["mailParent"] = copy.deepcopy(origin)
             notice["mailPart"] = written.describe()
             notices.append(notice)
-        self.metrics["filesWritten"] += len(notices)
+        self.metrics["filesAnnounced"] += len(notices)
         return notices
 
 
@@ -163,6 +170,33 @@ def settings_from_options(o: Any) -> DecodeSettings:
         raise ConfigError("mailDecodeMaxDepth/MaxParts/MaxBytes must be positive: %s" % exc) from exc
     return DecodeSettings(limits=limits, html=bool(o.mailDecodeHtml),
                           uuencode=bool(o.mailDecodeUuencode), fsync=bool(o.mailDecodeFsync))
+
+
+#: what each ``mailDecodeAnnounce`` word stands for, as :class:`WrittenFile` kinds
+ANNOUNCE_GROUPS = {
+    "bodies": frozenset({"body-text", "body-html"}),
+    "attachments": frozenset({"part", "message", "uuencoded"}),
+    "metadata": frozenset({"metadata"}),
+}
+
+
+def announced_kinds(value: Any) -> frozenset:
+    """The file kinds ``mailDecodeAnnounce`` asks to announce: ``all`` (default), ``none``, or a
+    comma-separated choice of ``bodies``, ``attachments``, ``metadata``.
+
+    :raises ConfigError: an unknown word.
+    """
+    words = [w.strip().lower() for w in str(value if value is not None else "all").replace(" ", ",").split(",")]
+    words = [w for w in words if w]
+    if words in (["all"], []):
+        return frozenset().union(*ANNOUNCE_GROUPS.values())
+    if words == ["none"]:
+        return frozenset()
+    unknown = [w for w in words if w not in ANNOUNCE_GROUPS]
+    if unknown:
+        raise ConfigError("mailDecodeAnnounce %s: use all, none, or some of %s"
+                          % (",".join(unknown), ",".join(ANNOUNCE_GROUPS)))
+    return frozenset().union(*(ANNOUNCE_GROUPS[w] for w in words))
 
 
 def _mark_not_decoded(msg: sarracenia.Message, reason: str) -> None:

@@ -87,7 +87,8 @@ def test_every_file_written_is_announced_with_its_parent(base):
     wl = worklist(parent)
     load(o).after_work(wl)
     assert wl.ok[0] is parent
-    assert parent["mailDecode"] == {"status": "decoded", "files": 3, "directory": "1700000000.101.parts"}
+    assert parent["mailDecode"] == {"status": "decoded", "files": 3, "announced": 3,
+                                    "directory": "1700000000.101.parts"}
     parts = {m["relPath"]: m for m in wl.ok[1:]}
     assert sorted(parts) == ["INBOX/1700000000.101.parts/body.txt",
                              "INBOX/1700000000.101.parts/metadata.json",
@@ -207,4 +208,30 @@ def test_metrics(base):
     o = options(base)
     cb = load(o)
     cb.after_work(worklist(downloaded(o, base, "INBOX/1.9.eml", sample())))
-    assert cb.metricsReport() == {"decoded": 1, "notDecoded": 0, "filesWritten": 3, "defects": 0}
+    assert cb.metricsReport() == {"decoded": 1, "notDecoded": 0, "filesWritten": 3, "filesAnnounced": 3,
+                                  "defects": 0}
+
+
+@pytest.mark.parametrize("choice, announced", [
+    ("attachments", ["obs.csv", "wind.csv"]),
+    ("attachments,metadata", ["metadata.json", "obs.csv", "wind.csv"]),
+    ("bodies", ["body.txt"]),
+    ("none", []),
+    ("all", ["body.txt", "metadata.json", "obs.csv", "wind.csv"]),
+])
+def test_mail_decode_announce_chooses_which_files_get_a_notice_and_every_file_is_still_written(
+        base, choice, announced):
+    o = options(base, mailDecodeAnnounce=choice)
+    parent = downloaded(o, base, "INBOX/1.5.eml", sample(names=("obs.csv", "wind.csv")))
+    wl = worklist(parent)
+    cb = load(o)
+    cb.after_work(wl)
+    assert sorted(os.path.basename(m["relPath"]) for m in wl.ok[1:]) == announced
+    assert sorted(os.listdir(base / "INBOX/1.5.parts")) == ["body.txt", "metadata.json", "obs.csv", "wind.csv"]
+    assert parent["mailDecode"]["files"] == 4 and parent["mailDecode"]["announced"] == len(announced)
+    assert (cb.metrics["filesWritten"], cb.metrics["filesAnnounced"]) == (4, len(announced))
+
+
+def test_an_unknown_mail_decode_announce_word_fails_at_start(base):
+    with pytest.raises(ConfigError, match="mailDecodeAnnounce csv: use all, none, or some of"):
+        load(options(base, mailDecodeAnnounce="attachments,csv"))
