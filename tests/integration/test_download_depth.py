@@ -242,3 +242,31 @@ def test_a_50_mb_message_downloads_within_bounded_memory(tmp_path, rabbitmq, mai
     print(f"\n50 MB message over {scheme}: RSS before {baseline / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB, "
           f"extra {(peak - baseline) / size_kib:.2f}x the message")
     assert peak - baseline <= 1.5 * size_kib + 16 * 1024, "peak RSS must stay within ~1.5x the message"
+
+
+@pytest.mark.slow
+def test_a_rabbitmq_restart_mid_run_loses_and_doubles_nothing(tmp_path, rabbitmq, mail_account):
+    """The broker goes away while the poll announces and the subscriber downloads, and mail
+    keeps arriving meanwhile: once it is back, every message has exactly one whole file.
+
+    Notices the poll could not publish go to sr3's post retry queue, which sr3 starts sending
+    at its next housekeeping: hence ``housekeeping 5`` (default 300 s)."""
+    first, during = 80, 20
+    mail_account.server.deliver_many(mail_account.user, (sample_message(i, size_hint=100_000) for i in range(first)))
+    exchange = "xs_broker_restart"
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    directory = setup_subscriber(home, rabbitmq, tmp_path, exchange, "mailAfterDownload seen\nbatch 10")
+    home.write_config("poll", "p", poll_config(rabbitmq, mail_account, exchange=exchange, extra="housekeeping 5"))
+    with home.foreground("subscribe/dl") as worker, home.foreground("poll/p") as poll:
+        wait_until(lambda: len(eml_files(directory)) >= 30, timeout=90, what="first files")
+        rabbitmq.stop()
+        for i in range(during):  # announced by the poll while the broker is down
+            mail_account.deliver(sample_message(first + i, size_hint=10_000))
+        time.sleep(5)
+        rabbitmq.start()
+        wait_until(lambda: len(eml_files(directory)) >= first + during, timeout=120,
+                   what="all files after the broker restart")
+        time.sleep(3)
+        assert worker.alive() and poll.alive()
+    assert_files_match_server(directory, imap_raw(mail_account))
+    assert all(b"\\Seen" in flags for flags in imap_flags(mail_account).values())
