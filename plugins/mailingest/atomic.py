@@ -7,7 +7,9 @@ name, and the directory is fsynced so the rename itself survives a power cut.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import stat
 import time
 from typing import Iterable, Optional
 
@@ -66,7 +68,8 @@ STALE_AFTER_SECONDS = 3600.0
 
 
 def remove_stale_temps(directory: str) -> int:
-    """Delete this host's temp files whose writer no longer runs (after a kill -9); returns the count.
+    """Delete this host's temp files (and decode staging directories) whose writer no longer
+    runs (after a kill -9); returns the count.
 
     A writer counts as gone when its pid no longer exists, is a zombie (killed but not reaped,
     as under a container init that reaps nothing), or when the file has not changed for
@@ -87,9 +90,13 @@ def remove_stale_temps(directory: str) -> int:
         pid_text = name.rsplit(mine, 1)[1][: -len(".tmp")]
         writer_runs = pid_text.isdigit() and int(pid_text) != os.getpid() and process_running(int(pid_text))
         try:
-            if writer_runs and now - os.lstat(path).st_ctime < STALE_AFTER_SECONDS:
+            info = os.lstat(path)
+            if writer_runs and now - info.st_ctime < STALE_AFTER_SECONDS:
                 continue
-            os.unlink(path)
+            if stat.S_ISDIR(info.st_mode):  # a decode's staging directory
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
             removed += 1
         except FileNotFoundError:
             pass

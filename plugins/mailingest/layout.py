@@ -10,7 +10,9 @@ Layout (docs/decode.md): for ``DIR/x.eml`` a new directory ``DIR/x.parts/`` rece
 * ``metadata.json`` (schema ``mailingest-decode/1``), written last.
 
 The raw .eml is only read.  Decoding happens in memory first, so a message over a bound writes
-nothing; a failure part-way through writing removes what was written.
+nothing; the parts are written into a hidden staging directory that is renamed to ``x.parts``
+once complete, so a crash leaves no half-written parts directory; a failure part-way through
+writing removes what was written.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from mailingest.atomic import temp_name
 from mailingest.mime import DecodedMail, DecodeLimits, Part, decode_bytes
 from mailingest.safenames import fallback_name, safe_name
 from mailingest.writer import OutputDir
@@ -99,13 +102,36 @@ def decode_file(eml_path: str, out_dir: str | None = None, *, flat: bool = False
     done = False
     with parent:
         try:
-            target = parent if flat and out_dir is not None else parent.mkdir(parts_dir_name(eml_name))
-            result = _write_all(decoded, target, eml_name, settings, mail)
+            if flat and out_dir is not None:
+                result = _write_all(decoded, parent, eml_name, settings, mail)
+            else:
+                result = _write_staged(decoded, parent, eml_name, settings, mail)
             done = True
         finally:
             if not done:
                 parent.remove_created()
     return result
+
+
+def _write_staged(decoded: DecodedMail, parent: OutputDir, eml_name: str, settings: DecodeSettings,
+                  mail: Mapping[str, object] | None) -> DecodeResult:
+    """Fill a hidden staging directory, then rename it to ``x.parts``: a reader (or a crash)
+    never sees a half-written parts directory.  A dead writer's staging directory is removed
+    by :py:func:`mailingest.atomic.remove_stale_temps` (the download's sweep)."""
+    final_name = parts_dir_name(eml_name)
+    staging = parent.mkdir_staging(os.path.basename(temp_name(parent.join(final_name))))
+    written = _write_all(decoded, staging, eml_name, settings, mail)
+    staging_path = staging.path
+    published = parent.publish(staging, final_name)
+    return _relocated(written, staging_path, parent.join(published))
+
+
+def _relocated(result: DecodeResult, old: str, new: str) -> DecodeResult:
+    def moved(path: str) -> str:
+        return new + path[len(old):] if path == old or path.startswith(old + os.sep) else path
+
+    return replace(result, directory=moved(result.directory),
+                   files=tuple(replace(f, path=moved(f.path)) for f in result.files))
 
 
 def _write_all(decoded: DecodedMail, target: OutputDir, eml_name: str,

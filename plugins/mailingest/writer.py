@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from mailingest.safenames import name_key, unique_name
 
@@ -121,6 +122,41 @@ class OutputDir:
         self.created.append((final, child))
         return child
 
+    def mkdir_staging(self, name: str) -> "OutputDir":
+        """Create the hidden sub-directory *name* to fill before :py:meth:`publish` gives it its
+        final name.  A leftover of that exact name can only be a dead writer's: it is removed."""
+        try:
+            os.mkdir(name, 0o777, dir_fd=self.fd)
+        except FileExistsError:
+            _remove_tree(name, self.fd)
+            os.mkdir(name, 0o777, dir_fd=self.fd)
+        fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
+        child = OutputDir(fd, self.join(name), fsync=self.fsync, taken=set())
+        self.created.append((name, child))
+        return child
+
+    def publish(self, child: "OutputDir", name: str) -> str:
+        """Rename the staging directory *child* (closed first: its files and itself fsynced) to
+        *name*, or the next free ``-N`` variant; return the name used.  Readers see either no
+        directory or the complete one."""
+        staging = os.path.basename(child.path)
+        child.close()
+        final = unique_name(name, self.taken)
+        while True:
+            if not _exists(final, self.fd):
+                try:
+                    os.rename(staging, final, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+                    break
+                except OSError as exc:  # appeared meanwhile (ENOTEMPTY, EEXIST, ENOTDIR)
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                        raise
+            self.taken.add(name_key(final))
+            final = unique_name(name, self.taken)
+        self.taken.add(name_key(final))
+        self.created = [(final if n == staging else n, c) for n, c in self.created]
+        child.path = self.join(final)
+        return final
+
     def remove_created(self) -> None:
         """Best effort: delete what this object created (after a failure part-way)."""
         for name, child in reversed(self.created):
@@ -175,6 +211,28 @@ class OutputDir:
             except FileExistsError:
                 self.taken.add(name_key(final))
                 final = unique_name(name, self.taken)
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _remove_tree(name: str, dir_fd: int) -> None:
+    """Delete the directory *name* and everything in it, never following a symlink."""
+    fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        for entry in os.listdir(fd):
+            if stat.S_ISDIR(os.lstat(entry, dir_fd=fd).st_mode):
+                _remove_tree(entry, fd)
+            else:
+                _unlink(entry, fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
 
 
 def _unlink(name: str, dir_fd: int) -> None:
