@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
+import shutil
 
 from mailingest.safenames import name_key, unique_name
 
@@ -128,7 +128,7 @@ class OutputDir:
         try:
             os.mkdir(name, 0o777, dir_fd=self.fd)
         except FileExistsError:
-            _remove_tree(name, self.fd)
+            shutil.rmtree(name, dir_fd=self.fd)  # fd-based: never follows a symlink
             os.mkdir(name, 0o777, dir_fd=self.fd)
         fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=self.fd)
         child = OutputDir(fd, self.join(name), fsync=self.fsync, taken=set())
@@ -219,20 +219,6 @@ def _exists(name: str, dir_fd: int) -> bool:
         return True
     except FileNotFoundError:
         return False
-
-
-def _remove_tree(name: str, dir_fd: int) -> None:
-    """Delete the directory *name* and everything in it, never following a symlink."""
-    fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=dir_fd)
-    try:
-        for entry in os.listdir(fd):
-            if stat.S_ISDIR(os.lstat(entry, dir_fd=fd).st_mode):
-                _remove_tree(entry, fd)
-            else:
-                _unlink(entry, fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=dir_fd)
 
 
 def _unlink(name: str, dir_fd: int) -> None:
