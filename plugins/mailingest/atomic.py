@@ -112,7 +112,7 @@ def process_running(pid: int) -> bool:
     except PermissionError:
         pass
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as proc_stat:
+            return proc_stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True  # no /proc (not Linux): trust kill(0)

@@ -239,11 +239,6 @@ class Pop3Mailbox:
             raise connection_error(self.account, exc, "retrieve from") from None
         return self._body(), None
 
-    def fetch_raw(self, ref: MessageRef) -> Tuple[bytes, None]:
-        """:meth:`fetch_stream`, joined in memory."""
-        chunks, internaldate = self.fetch_stream(ref)
-        return b"".join(chunks), internaldate
-
     def _body(self) -> Iterator[bytes]:
         conn: Any = self.conn
         pieces: List[bytes] = []
