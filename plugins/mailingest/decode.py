@@ -74,11 +74,17 @@ from typing import Any, Dict, List
 import sarracenia
 from sarracenia.flowcb import FlowCB
 
+from mailingest.atomic import remove_stale_temps
+from mailingest.decoded import find_decoded
 from mailingest.errors import ConfigError, MimeError
+from mailingest.journal import Batch, DecodeJournal
 from mailingest.layout import DecodeResult, DecodeSettings, decode_file
 from mailingest.mime import DecodeLimits
 
 logger = logging.getLogger(__name__)
+
+#: the journal of pending decodes, in the subscriber's sr3 cache directory (beside its retry queues)
+JOURNAL_DIR = "mailingest-pending-decodes"
 
 
 class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
@@ -97,27 +103,118 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.settings = settings_from_options(self.o)
         self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
         self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
-                                        "filesAnnounced": 0, "defects": 0}
+                                        "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0}
+        # pending decodes (see mailingest.journal): recorded before sr3 acknowledges a notice,
+        # forgotten once the announcements are posted, taken over from a dead worker
+        self.journal = DecodeJournal(os.path.join(str(getattr(self.o, "cfg_run_dir", ".")), JOURNAL_DIR),
+                                     fsync=self.settings.fsync)
+        self._taken_over: List[Batch] = []
+        self._posted_clears: List[str] = []
 
     def metricsReport(self) -> Dict[str, int]:
         return dict(self.metrics)
 
+    # -- the journal of pending decodes ---------------------------------------------------------
+    def on_start(self) -> None:
+        self._take_over_orphans()
+
+    def on_housekeeping(self) -> None:
+        self._take_over_orphans()
+
+    def after_accept(self, worklist: Any) -> None:
+        """Record the pass's .eml notices before the download, hence before sr3 acknowledges them."""
+        entries = [{"path": os.path.abspath(os.path.join(msg["new_dir"], msg["new_file"])), "mail": msg.get("mail")}
+                   for msg in worklist.incoming if _is_eml(msg) and msg.get("new_dir")]
+        try:
+            batch = self.journal.record(entries)
+        except OSError as exc:
+            logger.error("cannot record %d pending decode(s) in %s (%s): if this worker dies before "
+                         "they are announced, run `mailingest decode` on them", len(entries),
+                         self.journal.directory, exc)
+            return
+        if batch:
+            self._posted_clears.append(batch)
+
+    def after_post(self, worklist: Any) -> None:
+        """The pass's announcements are posted (or in sr3's post-retry queue): forget its batches."""
+        self._clear_done()
+
+    def _take_over_orphans(self) -> None:
+        try:
+            self._taken_over.extend(self.journal.take_over_orphans())
+        except OSError as exc:
+            logger.warning("cannot check %s for pending decodes of stopped workers: %s",
+                           self.journal.directory, exc)
+
+    def _clear_done(self) -> None:
+        for path in self._posted_clears:
+            self.journal.clear(path)
+        self._posted_clears = []
+
+    # -- decoding -------------------------------------------------------------------------------
     def after_work(self, worklist: Any) -> None:
         announced: List[sarracenia.Message] = []
+        fresh = set()
         for msg in worklist.ok:
-            if "post_failures" in msg or not str(msg.get("new_file", "")).endswith(".eml"):
+            if "post_failures" in msg or not _is_eml(msg):
                 continue
-            try:
-                announced.extend(self._decode(msg))
-            except Exception:  # outermost guard: one message must not stop the flow
-                logger.exception("%s: not decoded, unexpected error", _identity(msg))
-                _mark_not_decoded(msg, "unexpected error (see the subscriber log)")
-                self.metrics["notDecoded"] += 1
+            fresh.add(os.path.join(msg["new_dir"], msg["new_file"]))
+            announced.extend(self._guarded(self._decode, msg))
+        for batch in self._taken_over:
+            for entry in batch.entries:
+                if entry["path"] not in fresh:
+                    announced.extend(self._guarded(self._recover, entry))
+                    fresh.add(entry["path"])
+            self._posted_clears.append(batch.path)
+        self._taken_over = []
         worklist.ok.extend(announced)
+        if not getattr(self.o, "post_broker", None):  # no after_post will come
+            self._clear_done()
+
+    def _guarded(self, decode: Any, item: Any) -> List[sarracenia.Message]:
+        try:
+            return decode(item)
+        except Exception:  # outermost guard: one message must not stop the flow
+            msg = item if isinstance(item, sarracenia.Message) else None
+            logger.exception("%s: not decoded, unexpected error",
+                             _identity(msg) if msg is not None else item.get("path"))
+            if msg is not None:
+                _mark_not_decoded(msg, "unexpected error (see the subscriber log)")
+            self.metrics["notDecoded"] += 1
+            return []
+
+    def _recover(self, entry: Dict[str, Any]) -> List[sarracenia.Message]:
+        """Finish the decode a stopped worker left pending: the .eml notice and the parts'."""
+        path = entry["path"]
+        if not os.path.isfile(path):
+            logger.info("%s: not downloaded when its worker stopped; the broker delivers its notice again", path)
+            return []
+        try:
+            remove_stale_temps(os.path.dirname(path))  # the dead worker's staging directory
+        except OSError as exc:
+            logger.warning("cannot check %s for a stopped worker's staging directories: %s",
+                           os.path.dirname(path), exc)
+        msg = sarracenia.Message.fromFileData(path, self.o, sarracenia.stat(path))
+        if msg is None:
+            logger.error("%s: cannot announce it, left for `mailingest decode`", path)
+            return []
+        msg["new_dir"], msg["new_file"] = os.path.split(path)
+        mail = entry.get("mail")
+        if isinstance(mail, dict):
+            msg["mail"] = dict(mail, size=msg["size"]) if "size" in mail else dict(mail)
+        self.metrics["recovered"] += 1
+        logger.info("%s: finishing the decode of a stopped worker", _identity(msg))
+        return [msg] + self._decode(msg)
 
     def _decode(self, msg: sarracenia.Message) -> List[sarracenia.Message]:
         path = os.path.join(msg["new_dir"], msg["new_file"])
         mail = msg.get("mail")
+        earlier = find_decoded(path, mail if isinstance(mail, dict) else None)
+        if earlier is not None:
+            logger.info("%s: already decoded into %s, announced again", _identity(msg),
+                        os.path.basename(earlier.directory))
+            self.metrics["reannounced"] += 1
+            return self._announced(msg, earlier, mail)
         try:
             result = decode_file(path, settings=self.settings,
                                  mail=mail if isinstance(mail, dict) else None)
@@ -130,6 +227,10 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             logger.warning("%s: MIME defect: %s", _identity(msg), defect)
         self.metrics["defects"] += len(result.defects)
         self.metrics["decoded"] += 1
+        self.metrics["filesWritten"] += len(result.files)
+        return self._announced(msg, result, mail)
+
+    def _announced(self, msg: sarracenia.Message, result: DecodeResult, mail: Any) -> List[sarracenia.Message]:
         notices = self._announce(msg, result, mail)
         msg["mailDecode"] = {"status": "decoded", "files": len(result.files), "announced": len(notices),
                              "directory": os.path.basename(result.directory)}
@@ -141,7 +242,6 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         notices = []
         origin = {"relPath": parent.get("relPath"), "identity": parent.get("identity"),
                   "mail": mail}
-        self.metrics["filesWritten"] += len(result.files)
         for written in result.files:
             if written.kind not in self.announced_kinds:
                 continue
@@ -197,6 +297,10 @@ def announced_kinds(value: Any) -> frozenset:
         raise ConfigError("mailDecodeAnnounce %s: use all, none, or some of %s"
                           % (",".join(unknown), ",".join(ANNOUNCE_GROUPS)))
     return frozenset().union(*(ANNOUNCE_GROUPS[w] for w in words))
+
+
+def _is_eml(msg: sarracenia.Message) -> bool:
+    return str(msg.get("new_file", "")).endswith(".eml")
 
 
 def _mark_not_decoded(msg: sarracenia.Message, reason: str) -> None:

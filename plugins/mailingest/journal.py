@@ -1,0 +1,158 @@
+"""A journal of pending decodes, so a decode survives a crash of its worker.
+
+sr3 3.3.1 acknowledges a notice right after the download step, before ``after_work`` (where
+:mod:`mailingest.decode` runs) and before ``after_post`` (where its announcements leave).  A
+worker killed in between would leave an ``.eml`` that nothing decodes or announces again.  So
+``Decode.after_accept``, which runs before the download and the acknowledgement, records the
+pass's ``.eml`` notices here (one batch file, fsynced), and ``Decode.after_post`` removes the
+batch once the announcements were posted (or queued by sr3's post-retry queue).  A batch file
+whose writer is dead is *taken over* by a live worker on the same host (an atomic rename), which
+finishes those decodes and announces them.
+
+One batch file per pass::
+
+    <directory>/<host>-<pid>-<start>-<seq>.json   {"entries": [{"path": ..., "mail": ...}, ...]}
+
+``<start>`` is the writer's process start time (``/proc/<pid>/stat`` field 22), so a pid that
+was reused by another process after a crash (common in containers, where the worker is often pid
+1 or 7 again after a restart) does not keep a dead worker's batch alive.  Batches written on
+other hosts (journal directory on a shared file system) are left to their host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional
+
+from mailingest.atomic import _host_tag, process_running, write_atomically
+
+logger = logging.getLogger(__name__)
+
+_BATCH_NAME = re.compile(r"^(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<seq>\d+)\.json$")
+
+
+def process_start(pid: int) -> int:
+    """When ``pid`` started (clock ticks since boot), or 0 where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as proc_stat:
+            return int(proc_stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The worker that wrote (or took over) a batch file."""
+
+    host: str
+    pid: int
+    start: int
+
+    @classmethod
+    def me(cls) -> "Owner":
+        return cls(_host_tag(), os.getpid(), process_start(os.getpid()))
+
+    def alive(self) -> bool:
+        """Still running, as far as this host can tell (a batch of another host is never dead to us)."""
+        if self.host != _host_tag():
+            return True
+        if not process_running(self.pid):
+            return False
+        return self.start == 0 or process_start(self.pid) in (0, self.start)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch file and its pending decodes (``{"path": <.eml>, "mail": <notice mail field>}``)."""
+
+    path: str
+    entries: List[Dict[str, Any]]
+
+
+class DecodeJournal:
+    """The pending decodes of this worker, in ``directory`` (made when first needed).
+
+    :param fsync: make each batch durable before returning (off: a power cut may lose it).
+    """
+
+    def __init__(self, directory: str, *, fsync: bool = True) -> None:
+        self.directory = directory
+        self.fsync = fsync
+        self.me = Owner.me()
+        self._seq = 0
+
+    def record(self, entries: List[Dict[str, Any]]) -> Optional[str]:
+        """Write ``entries`` as a new batch of this worker; returns its path (None when empty)."""
+        if not entries:
+            return None
+        os.makedirs(self.directory, exist_ok=True)
+        path = self._next_name()
+        data = json.dumps({"entries": entries}, ensure_ascii=False, default=str).encode("utf-8")
+        if self.fsync:
+            write_atomically(path, [data])
+        else:
+            with open(path, "wb") as handle:
+                handle.write(data)
+        return path
+
+    def clear(self, path: str) -> None:
+        """The batch is done (its announcements are posted): forget it."""
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def take_over_orphans(self) -> List[Batch]:
+        """Claim every batch of a dead worker on this host (renamed to this worker's name, so two
+        live workers never both take one) and return them.  Unreadable batches are logged and
+        set aside as ``*.json.bad``."""
+        taken = []
+        for name, owner in self._batches():
+            if owner == self.me or owner.alive():
+                continue
+            claimed = self._next_name()
+            try:
+                os.rename(os.path.join(self.directory, name), claimed)
+            except FileNotFoundError:  # another worker claimed it first
+                continue
+            batch = self._read(claimed)
+            if batch is not None:
+                logger.info("taking over %d pending decode(s) of stopped worker pid %d",
+                            len(batch.entries), owner.pid)
+                taken.append(batch)
+        return taken
+
+    def _batches(self) -> Iterator[tuple]:
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return
+        for name in names:
+            match = _BATCH_NAME.match(name)
+            if match:
+                yield name, Owner(match["host"], int(match["pid"]), int(match["start"]))
+
+    def _read(self, path: str) -> Optional[Batch]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                entries = json.load(handle)["entries"]
+            if not isinstance(entries, list):
+                raise ValueError("entries is not a list")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.error("pending-decode batch %s is unreadable (%s); kept as %s.bad for an operator",
+                         path, exc, path)
+            try:
+                os.replace(path, path + ".bad")
+            except OSError:
+                pass
+            return None
+        return Batch(path, [e for e in entries if isinstance(e, dict) and isinstance(e.get("path"), str)])
+
+    def _next_name(self) -> str:
+        self._seq += 1
+        return os.path.join(self.directory, "%s-%d-%d-%d.json" % (self.me.host, self.me.pid, self.me.start,
+                                                                  self._seq))
