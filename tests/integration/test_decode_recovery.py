@@ -1,0 +1,179 @@
+"""A decode survives a crash (issue 10, part 3), end to end: a real download+decode subscriber
+(`sr3 foreground`), real Dovecot and RabbitMQ, the worker killed with SIGKILL at random moments
+and restarted.  sr3 acknowledges a notice before `after_work`, where the decode runs; without
+the pending-decode journal a kill there leaves an .eml that nothing ever decodes or announces.
+
+At the end every .eml has one complete parts directory (metadata.json matches the files by size
+and SHA-256) and every file in it was announced (checked with an independent pika consumer on
+the subscriber's post exchange)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+from mailingest.atomic import process_running
+from tests.helpers import child_pids, imap_raw, make_home, wait_until
+from tests.integration.test_download_depth import announce_all, setup_subscriber
+from tests.mailgen import sample_message
+from tests.sr3env import NoticeCollector
+
+pytestmark = pytest.mark.integration
+
+TOTAL = 80
+KILLS = 12
+
+
+def downloaded_emls(directory: Path) -> List[Path]:
+    """Every downloaded .eml, wherever the layout puts it (attached messages inside *.parts excluded)."""
+    return sorted(p for p in everything_in(directory) if p.name.endswith(".eml")
+                  and not any(part.endswith(".parts") for part in p.relative_to(directory).parts[:-1]))
+
+
+def everything_in(directory: Path) -> List[Path]:
+    """Files and directories under ``directory``, tolerating entries that vanish meanwhile."""
+    found = []
+    for parent, dirs, files in os.walk(directory):  # os.walk skips what disappears under it
+        found.extend(Path(parent, name) for name in dirs + files)
+    return found
+
+
+def parts_dir(eml: Path) -> Path:
+    return eml.with_suffix(".parts")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def complete_files(directory: Path) -> Set[Path]:
+    """The files of a parts directory when its metadata.json matches them all (recursively); else
+    raises AssertionError saying what is wrong."""
+    meta = json.loads((directory / "metadata.json").read_text("utf-8"))
+    files = {directory / "metadata.json"}
+    for entry in meta["parts"]:
+        path = directory / entry["file"]
+        assert path.is_file(), f"{path} listed but missing"
+        assert path.stat().st_size == entry["size"] and sha256(path) == entry["sha256"], f"{path} differs"
+        files.add(path)
+        if entry.get("decodedInto"):
+            files |= complete_files(directory / entry["decodedInto"])
+    on_disk = {p for p in directory.rglob("*") if p.is_file()}
+    assert on_disk == files, f"{directory}: files not in metadata.json: {sorted(map(str, on_disk - files))[:5]}"
+    return files
+
+
+def decoded_count(directory: Path) -> int:
+    return sum(1 for eml in downloaded_emls(directory) if (parts_dir(eml) / "metadata.json").exists())
+
+
+def snapshot(directory: Path) -> tuple:
+    """What a worker has visibly done so far: .eml files, parts directories, staging directories."""
+    names = [p.name for p in everything_in(directory)]
+    return (sum(n.endswith(".eml") for n in names), sum(n.endswith(".parts") for n in names),
+            sum(".parts.mailingest-" in n for n in names))
+
+
+def kill_worker(worker) -> None:
+    victims = [worker.popen.pid, *child_pids(worker.popen.pid)]
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    worker.kill()
+    wait_until(lambda: not any(process_running(pid) for pid in victims), timeout=30,
+               what="the killed worker to exit")
+
+
+def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_announced(tmp_path, rabbitmq,
+                                                                                       mail_account):
+    mail_account.server.deliver_many(mail_account.user,
+                                      (sample_message(i, size_hint=1_000_000) for i in range(TOTAL)))
+    raw_by_uid = imap_raw(mail_account)
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    directory = tmp_path / "mail"
+    post = f"amqp://{rabbitmq.user}@{rabbitmq.host}:{rabbitmq.port}/"
+    announced = NoticeCollector(rabbitmq.url, "xs_decode_kill_parts")
+    try:
+        setup_subscriber(home, rabbitmq, tmp_path, "xs_decode_kill",
+                         "callback mailingest.decode\nbatch 2\nprefetch 2\nlogLevel info\n"
+                         f"post_broker {post}\npost_exchange xs_decode_kill_parts\n"
+                         f"post_baseDir {directory}\npost_baseUrl file:{directory}\n", name="dd")
+        announce_all(home, rabbitmq, mail_account, "xs_decode_kill", TOTAL)
+
+        rng = random.Random(10)
+        kills, after_kill = 0, []
+        while kills < KILLS and decoded_count(directory) < TOTAL:
+            before = snapshot(directory)
+            with home.foreground("subscribe/dd", log_name=f"dd_{kills}.log") as worker:
+                # kill once the worker visibly works (a new .eml, parts or staging directory), a
+                # random moment later: in a download, a decode, between them or before a post
+                wait_until(lambda: snapshot(directory) != before or not worker.alive(), timeout=60,
+                           what="the restarted worker to make progress")
+                assert worker.alive(), worker.log_text()[-3000:]
+                time.sleep(rng.uniform(0.0, 0.4))
+                kill_worker(worker)
+            kills += 1
+            emls = downloaded_emls(directory)
+            after_kill.append((len(emls), sum(not parts_dir(e).exists() for e in emls)))
+
+        def finished() -> bool:
+            emls = downloaded_emls(directory)
+            if len(emls) < TOTAL or decoded_count(directory) < TOTAL:
+                return False
+            announced.drain(settle=0.2)
+            return expected_rel_paths(directory) <= {n["relPath"] for n in announced.notices}
+
+        with home.foreground("subscribe/dd", log_name="dd_final.log"):
+            wait_until(finished, timeout=120, interval=0.5, what="every message decoded and announced")
+        announced.drain(settle=0.5)
+    finally:
+        announced.close()
+
+    print(f"\n(.eml files, of them without parts) after each kill -9: {after_kill}")
+    assert kills >= 10, f"only {kills} kills: the run must be long enough to kill it at least 10 times"
+    assert any(orphans for _emls, orphans in after_kill), \
+        "no kill left an .eml without its parts: the test exercised nothing"
+
+    emls = downloaded_emls(directory)
+    assert len(emls) == TOTAL
+    for eml in emls:
+        uid = int(eml.name.split(".")[1])
+        assert sha256(eml) == hashlib.sha256(raw_by_uid[uid]).hexdigest(), eml.name
+        complete_files(parts_dir(eml))
+        doubles = sorted(p.name for p in eml.parent.glob(eml.name[:-len(".eml")] + "-*.parts"))
+        assert not doubles, f"one parts directory per message, not also {doubles}"
+    leftovers = [p for p in directory.rglob(".*")]
+    assert not leftovers, f"staging or temp files left: {leftovers[:5]}"
+
+    by_rel: Dict[str, List[dict]] = {}
+    for notice in announced.notices:
+        by_rel.setdefault(notice["relPath"], []).append(notice)
+    missing = expected_rel_paths(directory) - set(by_rel)
+    assert not missing, f"{len(missing)} decoded files never announced, e.g. {sorted(missing)[:5]}"
+    for eml in emls:
+        rel = str(eml.relative_to(directory))
+        assert any(n.get("mailDecode", {}).get("status") == "decoded" for n in by_rel[rel]), rel
+        for part in complete_files(parts_dir(eml)):
+            notice = by_rel[str(part.relative_to(directory))][-1]
+            assert notice["size"] == part.stat().st_size
+            assert notice["mailParent"]["relPath"] == rel
+
+
+def expected_rel_paths(directory: Path) -> Set[str]:
+    """Every .eml and every file of its parts directory, relative to post_baseDir."""
+    rels = set()
+    for eml in downloaded_emls(directory):
+        rels.add(str(eml.relative_to(directory)))
+        if parts_dir(eml).exists():
+            rels |= {str(p.relative_to(directory)) for p in parts_dir(eml).rglob("*") if p.is_file()}
+    return rels
