@@ -57,6 +57,14 @@ mailDecodeAnnounce  str    all         which files written get a notice: all, no
                                        bodies, attachments, metadata (comma-separated)
 ==================  =====  ==========  =========================================================
 
+A decode survives the death of its worker (sr3 acknowledges a notice before ``after_work``):
+``after_accept`` records the pass's .eml notices in a journal (:mod:`mailingest.journal`, in the
+subscriber's sr3 cache directory) before the download, ``after_post`` forgets them once posted,
+and a worker of the same host takes over a dead worker's pending decodes at ``on_start`` and
+``on_housekeeping`` and finishes them in its next ``after_work``.  A complete ``x.parts`` of the
+same message (:mod:`mailingest.decoded`) is announced again, never rewritten, so announcements
+are at least once (docs/decode.md, "What a killed worker leaves behind").
+
 An attached message over a bound is kept as its .eml, undecoded (``"status": "not-decoded"``
 in its metadata.json entry); the enclosing message is still decoded.  The same code runs from
 the command line: ``mailingest decode FILE.eml... -o DIR`` (docs/decode.md).

@@ -15,7 +15,7 @@ import json
 import os
 import stat
 from collections.abc import Mapping
-from typing import Any, List, Optional
+from typing import Any
 
 from mailingest.layout import PARTS_SUFFIX, SCHEMA, DecodeResult, WrittenFile, parts_dir_name
 
@@ -26,7 +26,7 @@ IDENTITY_KEYS = ("account", "folder", "uidvalidity", "uid", "uidl")
 MAX_SIBLINGS = 20
 
 
-def find_decoded(eml_path: str, mail: Optional[Mapping[str, Any]]) -> Optional[DecodeResult]:
+def find_decoded(eml_path: str, mail: Mapping[str, Any] | None) -> DecodeResult | None:
     """The complete parts directory of ``eml_path`` (as a :py:class:`DecodeResult` listing its
     files in the order a decode announces them), or None."""
     parent, eml_name = os.path.split(os.path.abspath(eml_path))
@@ -36,14 +36,14 @@ def find_decoded(eml_path: str, mail: Optional[Mapping[str, Any]]) -> Optional[D
         candidate = os.path.join(parent, first if n == 1 else "%s-%d%s" % (stem, n, PARTS_SUFFIX))
         if not os.path.isdir(candidate):
             return None
-        files: List[WrittenFile] = []
+        files: list[WrittenFile] = []
         meta = _complete(candidate, eml_name, files)
         if meta is not None and _same_mail(meta.get("mail"), mail):
             return DecodeResult(eml_name, candidate, tuple(files), (), meta.get("messageId"))
     return None
 
 
-def _complete(directory: str, source: str, files: List[WrittenFile]) -> Optional[dict]:
+def _complete(directory: str, source: str, files: list[WrittenFile]) -> dict[str, Any] | None:
     """metadata.json of ``directory`` when it was decoded from ``source`` and every file it
     lists is intact (appending them to ``files``); None otherwise."""
     meta_path = os.path.join(directory, "metadata.json")
@@ -86,10 +86,10 @@ def _intact(path: str, size: Any, sha256: Any) -> bool:
                 length += len(block)
     except OSError:
         return False
-    return length == size and digest.hexdigest() == sha256
+    return bool(length == size and digest.hexdigest() == sha256)
 
 
-def _same_mail(recorded: Any, mail: Optional[Mapping[str, Any]]) -> bool:
+def _same_mail(recorded: Any, mail: Mapping[str, Any] | None) -> bool:
     recorded = recorded if isinstance(recorded, Mapping) else {}
     mail = mail if isinstance(mail, Mapping) else {}
     return all(str(recorded.get(k)) == str(mail.get(k)) for k in IDENTITY_KEYS)

@@ -25,8 +25,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 from mailingest.atomic import _host_tag, process_running, write_atomically
 
@@ -53,7 +54,7 @@ class Owner:
     start: int
 
     @classmethod
-    def me(cls) -> "Owner":
+    def me(cls) -> Owner:
         return cls(_host_tag(), os.getpid(), process_start(os.getpid()))
 
     def alive(self) -> bool:
@@ -70,7 +71,7 @@ class Batch:
     """A batch file and its pending decodes (``{"path": <.eml>, "mail": <notice mail field>}``)."""
 
     path: str
-    entries: List[Dict[str, Any]]
+    entries: list[dict[str, Any]]
 
 
 class DecodeJournal:
@@ -85,7 +86,7 @@ class DecodeJournal:
         self.me = Owner.me()
         self._seq = 0
 
-    def record(self, entries: List[Dict[str, Any]]) -> Optional[str]:
+    def record(self, entries: list[dict[str, Any]]) -> str | None:
         """Write ``entries`` as a new batch of this worker; returns its path (None when empty)."""
         if not entries:
             return None
@@ -106,7 +107,7 @@ class DecodeJournal:
         except FileNotFoundError:
             pass
 
-    def take_over_orphans(self) -> List[Batch]:
+    def take_over_orphans(self) -> list[Batch]:
         """Claim every batch of a dead worker on this host (renamed to this worker's name, so two
         live workers never both take one) and return them.  Unreadable batches are logged and
         set aside as ``*.json.bad``."""
@@ -126,7 +127,7 @@ class DecodeJournal:
                 taken.append(batch)
         return taken
 
-    def _batches(self) -> Iterator[tuple]:
+    def _batches(self) -> Iterator[tuple[str, Owner]]:
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
@@ -136,7 +137,7 @@ class DecodeJournal:
             if match:
                 yield name, Owner(match["host"], int(match["pid"]), int(match["start"]))
 
-    def _read(self, path: str) -> Optional[Batch]:
+    def _read(self, path: str) -> Batch | None:
         try:
             with open(path, encoding="utf-8") as handle:
                 entries = json.load(handle)["entries"]

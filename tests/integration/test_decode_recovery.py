@@ -16,11 +16,10 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Dict, List, Set
 
 import pytest
-
 from mailingest.atomic import process_running
+
 from tests.helpers import child_pids, imap_raw, make_home, wait_until
 from tests.integration.test_download_depth import announce_all, setup_subscriber
 from tests.mailgen import sample_message
@@ -32,13 +31,13 @@ TOTAL = 80
 KILLS = 12
 
 
-def downloaded_emls(directory: Path) -> List[Path]:
+def downloaded_emls(directory: Path) -> list[Path]:
     """Every downloaded .eml, wherever the layout puts it (attached messages inside *.parts excluded)."""
     return sorted(p for p in everything_in(directory) if p.name.endswith(".eml")
                   and not any(part.endswith(".parts") for part in p.relative_to(directory).parts[:-1]))
 
 
-def everything_in(directory: Path) -> List[Path]:
+def everything_in(directory: Path) -> list[Path]:
     """Files and directories under ``directory``, tolerating entries that vanish meanwhile."""
     found = []
     for parent, dirs, files in os.walk(directory):  # os.walk skips what disappears under it
@@ -54,7 +53,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def complete_files(directory: Path) -> Set[Path]:
+def complete_files(directory: Path) -> set[Path]:
     """The files of a parts directory when its metadata.json matches them all (recursively); else
     raises AssertionError saying what is wrong."""
     meta = json.loads((directory / "metadata.json").read_text("utf-8"))
@@ -117,8 +116,9 @@ def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_anno
             with home.foreground("subscribe/dd", log_name=f"dd_{kills}.log") as worker:
                 # kill once the worker visibly works (a new .eml, parts or staging directory), a
                 # random moment later: in a download, a decode, between them or before a post
-                wait_until(lambda: snapshot(directory) != before or not worker.alive(), timeout=60,
-                           what="the restarted worker to make progress")
+                wait_until(lambda before=before, worker=worker: (snapshot(directory) != before
+                                                                 or not worker.alive()),
+                           timeout=60, what="the restarted worker to make progress")
                 assert worker.alive(), worker.log_text()[-3000:]
                 time.sleep(rng.uniform(0.0, 0.4))
                 kill_worker(worker)
@@ -155,7 +155,7 @@ def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_anno
     leftovers = [p for p in directory.rglob(".*")]
     assert not leftovers, f"staging or temp files left: {leftovers[:5]}"
 
-    by_rel: Dict[str, List[dict]] = {}
+    by_rel: dict[str, list[dict]] = {}
     for notice in announced.notices:
         by_rel.setdefault(notice["relPath"], []).append(notice)
     missing = expected_rel_paths(directory) - set(by_rel)
@@ -169,7 +169,7 @@ def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_anno
             assert notice["mailParent"]["relPath"] == rel
 
 
-def expected_rel_paths(directory: Path) -> Set[str]:
+def expected_rel_paths(directory: Path) -> set[str]:
     """Every .eml and every file of its parts directory, relative to post_baseDir."""
     rels = set()
     for eml in downloaded_emls(directory):
