@@ -112,6 +112,7 @@ class DecodeJournal:
         live workers never both take one) and return them.  Unreadable batches are logged and
         set aside as ``*.json.bad``."""
         taken = []
+        dead_pids = set()
         for name, owner in self._batches():
             if owner == self.me or owner.alive():
                 continue
@@ -122,9 +123,11 @@ class DecodeJournal:
                 continue
             batch = self._read(claimed)
             if batch is not None:
-                logger.info("taking over %d pending decode(s) of stopped worker pid %d",
-                            len(batch.entries), owner.pid)
                 taken.append(batch)
+                dead_pids.add(owner.pid)
+        if taken:
+            logger.info("taking over %d pending decode(s) of stopped worker(s) pid %s",
+                        sum(len(b.entries) for b in taken), ", ".join(map(str, sorted(dead_pids))))
         return taken
 
     def _batches(self) -> Iterator[tuple[str, Owner]]:

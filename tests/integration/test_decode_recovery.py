@@ -120,7 +120,7 @@ def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_anno
                                                                  or not worker.alive()),
                            timeout=60, what="the restarted worker to make progress")
                 assert worker.alive(), worker.log_text()[-3000:]
-                time.sleep(rng.uniform(0.0, 0.4))
+                time.sleep(rng.uniform(0.0, 0.3))
                 kill_worker(worker)
             kills += 1
             emls = downloaded_emls(directory)
