@@ -36,6 +36,17 @@ logger = logging.getLogger(__name__)
 _BATCH_NAME = re.compile(r"^(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<seq>\d+)\.json$")
 
 
+#: a batch whose taker died this many times in a row is set aside (see take_over_orphans)
+MAX_TAKEOVERS = 5
+
+
+def _set_aside(path: str) -> None:
+    try:
+        os.replace(path, path + ".bad")
+    except OSError as exc:
+        logger.warning("cannot rename %s to %s.bad: %s", path, path, exc)
+
+
 def process_start(pid: int) -> int:
     """When ``pid`` started (clock ticks since boot), or 0 where /proc cannot tell."""
     try:
@@ -72,6 +83,7 @@ class Batch:
 
     path: str
     entries: list[dict[str, Any]]
+    takeovers: int = 0
 
 
 class DecodeJournal:
@@ -92,13 +104,17 @@ class DecodeJournal:
             return None
         os.makedirs(self.directory, exist_ok=True)
         path = self._next_name()
-        data = json.dumps({"entries": entries}, ensure_ascii=False, default=str).encode("utf-8")
+        self._write(path, entries, 0)
+        return path
+
+    def _write(self, path: str, entries: list[dict[str, Any]], takeovers: int) -> None:
+        data = json.dumps({"entries": entries, "takeovers": takeovers}, ensure_ascii=False,
+                          default=str).encode("utf-8")
         if self.fsync:
             write_atomically(path, [data])
         else:
             with open(path, "wb") as handle:
                 handle.write(data)
-        return path
 
     def clear(self, path: str) -> None:
         """The batch is done (its announcements are posted): forget it."""
@@ -109,8 +125,10 @@ class DecodeJournal:
 
     def take_over_orphans(self) -> list[Batch]:
         """Claim every batch of a dead worker on this host (renamed to this worker's name, so two
-        live workers never both take one) and return them.  Unreadable batches are logged and
-        set aside as ``*.json.bad``."""
+        live workers never both take one) and return them.  Unreadable batches, and batches
+        whose takers died :py:data:`MAX_TAKEOVERS` times in a row (a message that kills its
+        decoder must not keep the worker in a crash loop), are logged and set aside as
+        ``*.json.bad``."""
         taken = []
         dead_pids = set()
         for name, owner in self._batches():
@@ -122,9 +140,17 @@ class DecodeJournal:
             except FileNotFoundError:  # another worker claimed it first
                 continue
             batch = self._read(claimed)
-            if batch is not None:
-                taken.append(batch)
-                dead_pids.add(owner.pid)
+            if batch is None:
+                continue
+            if batch.takeovers >= MAX_TAKEOVERS:
+                logger.error("pending decodes %s: their worker died %d times in a row while finishing "
+                             "them; set aside as %s.bad, run `mailingest decode` on them by hand",
+                             ", ".join(e["path"] for e in batch.entries), batch.takeovers + 1, claimed)
+                _set_aside(claimed)
+                continue
+            self._write(claimed, batch.entries, batch.takeovers + 1)
+            taken.append(batch)
+            dead_pids.add(owner.pid)
         if taken:
             logger.info("taking over %d pending decode(s) of stopped worker(s) pid %s",
                         sum(len(b.entries) for b in taken), ", ".join(map(str, sorted(dead_pids))))
@@ -143,18 +169,17 @@ class DecodeJournal:
     def _read(self, path: str) -> Batch | None:
         try:
             with open(path, encoding="utf-8") as handle:
-                entries = json.load(handle)["entries"]
+                content = json.load(handle)
+            entries, takeovers = content["entries"], int(content.get("takeovers", 0))
             if not isinstance(entries, list):
-                raise ValueError("entries is not a list")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise TypeError("entries is not a list")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             logger.error("pending-decode batch %s is unreadable (%s); kept as %s.bad for an operator",
                          path, exc, path)
-            try:
-                os.replace(path, path + ".bad")
-            except OSError:
-                pass
+            _set_aside(path)
             return None
-        return Batch(path, [e for e in entries if isinstance(e, dict) and isinstance(e.get("path"), str)])
+        return Batch(path, [e for e in entries if isinstance(e, dict) and isinstance(e.get("path"), str)],
+                     takeovers)
 
     def _next_name(self) -> str:
         self._seq += 1

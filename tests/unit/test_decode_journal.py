@@ -249,3 +249,21 @@ def test_two_workers_never_both_take_the_same_batch(o, base):
     one, two = DecodeJournal(journal_dir(o)), DecodeJournal(journal_dir(o))
     taken = one.take_over_orphans() + two.take_over_orphans()
     assert len(taken) == 1
+
+
+def test_a_batch_whose_takers_keep_dying_is_set_aside_instead_of_crash_looping(o, base, caplog):
+    downloaded(o, base, REL, sample())
+    leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
+    for _attempt in range(5):  # each taker dies before its post
+        taker = subprocess.run([sys.executable, "-c",
+                                "import sys; from mailingest.journal import DecodeJournal;"
+                                "assert DecodeJournal(sys.argv[1]).take_over_orphans()", journal_dir(o)],
+                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        assert taker.returncode == 0
+    cb = load(o)
+    cb.on_start()
+    wl = worklist()
+    cb.after_work(wl)
+    assert wl.ok == [] and batches(o) == []
+    assert [n for n in os.listdir(journal_dir(o)) if n.endswith(".bad")]
+    assert "died 6 times in a row" in caplog.text and str(base / REL) in caplog.text
