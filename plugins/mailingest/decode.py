@@ -131,7 +131,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     def after_accept(self, worklist: Any) -> None:
         """Record the pass's .eml notices before the download, hence before sr3 acknowledges them."""
-        entries = [{"path": os.path.abspath(os.path.join(msg["new_dir"], msg["new_file"])), "mail": msg.get("mail")}
+        entries = [{"path": _eml_path(msg), "mail": msg.get("mail")}
                    for msg in worklist.incoming if _is_eml(msg) and msg.get("new_dir")]
         try:
             batch = self.journal.record(entries)
@@ -166,7 +166,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         for msg in worklist.ok:
             if "post_failures" in msg or not _is_eml(msg):
                 continue
-            fresh.add(os.path.join(msg["new_dir"], msg["new_file"]))
+            fresh.add(_eml_path(msg))
             announced.extend(self._guarded(self._decode, msg))
         for batch in self._taken_over:
             for entry in batch.entries:
@@ -309,6 +309,10 @@ def announced_kinds(value: Any) -> frozenset:
 
 def _is_eml(msg: sarracenia.Message) -> bool:
     return str(msg.get("new_file", "")).endswith(".eml")
+
+
+def _eml_path(msg: sarracenia.Message) -> str:
+    return os.path.abspath(os.path.join(msg["new_dir"], msg["new_file"]))
 
 
 def _mark_not_decoded(msg: sarracenia.Message, reason: str) -> None:
