@@ -77,6 +77,7 @@ from sarracenia.flowcb import FlowCB
 from mailingest.errors import ConfigError, MimeError
 from mailingest.layout import DecodeResult, DecodeSettings, decode_file
 from mailingest.mime import DecodeLimits
+from mailingest.sr3log import DecodedFilesQuiet
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,12 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.o.add_option("mailDecodeAnnounce", "str", "all")
         self.settings = settings_from_options(self.o)
         self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
+        self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
         self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0}
+
+    def on_stop(self) -> None:
+        self.quiet.remove()
 
     def metricsReport(self) -> Dict[str, int]:
         return dict(self.metrics)
@@ -114,6 +119,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                 _mark_not_decoded(msg, "unexpected error (see the subscriber log)")
                 self.metrics["notDecoded"] += 1
         worklist.ok.extend(announced)
+        self.quiet.expect(announced)
 
     def _decode(self, msg: sarracenia.Message) -> List[sarracenia.Message]:
         path = os.path.join(msg["new_dir"], msg["new_file"])
@@ -133,7 +139,8 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         notices = self._announce(msg, result, mail)
         msg["mailDecode"] = {"status": "decoded", "files": len(result.files), "announced": len(notices),
                              "directory": os.path.basename(result.directory)}
-        logger.debug("%s: %d files in %s", _identity(msg), len(notices), result.directory)
+        logger.info("%s: decoded into %s: %d files, %d announced", _identity(msg),
+                    os.path.basename(result.directory), len(result.files), len(notices))
         return notices
 
     def _announce(self, parent: sarracenia.Message, result: DecodeResult,
