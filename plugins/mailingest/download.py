@@ -26,7 +26,9 @@ temp file, so memory stays bounded whatever the size.
 A message no longer on the server (expunged, moved, folder recreated) is logged once and
 rejected (410), never retried.  A broken connection is re-opened within the same call (see
 :mod:`mailingest.sessions`); an account that refuses the login or stays unreachable is paused
-with a growing backoff and its notices go back to sr3, which retries them later.
+with a growing backoff and its notices go back to sr3, which retries them later.  A download
+directory that cannot be written is waited out here (:mod:`mailingest.diskwait`): one error line,
+a probe every 30 s at most, and the notice kept in hand until the file can be written.
 
 Options: ``mailAfterDownload``, ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout``
 (see docs/configuration.md).
