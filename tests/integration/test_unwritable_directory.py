@@ -128,3 +128,25 @@ def test_a_download_directory_that_cannot_be_created_is_waited_out_not_dropped(t
     home = start_flow(tmp_path, rabbitmq, mail_account, mail_dir)
     with home.foreground("subscribe/downloademail") as subscriber, home.foreground("poll/mail"):
         check_outage_and_recovery(subscriber, mail_account, mail_dir, make_writable)
+
+
+def test_a_full_disk_fails_the_probe_until_space_is_freed(tmp_path):
+    from mailingest.diskwait import probe_writable
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if not run("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)):
+        pytest.fail("mounting a tmpfs is not allowed here")
+    try:
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+        with pytest.raises(OSError) as full:
+            probe_writable(str(disk))
+        assert full.value.errno == 28  # ENOSPC
+        assert [p.name for p in disk.iterdir()] == ["filler"]
+        filler.unlink()
+        probe_writable(str(disk))
+    finally:
+        run("umount", "-l", str(disk))
