@@ -40,15 +40,16 @@ file without its extension plus '.parts':
   without -o  beside the message (x.eml -> x.parts); standard input: in the
               current directory
   -o DIR      DIR/x.parts for a FILE or standard input, DIR/<path below
-              DIRECTORY>/x.parts for a message found in a DIRECTORY (a/b/x.eml
-              -> DIR/a/b/x.parts), the same rule for one message or many
+              DIRECTORY>/x.parts for a message found in a DIRECTORY
+              (DIRECTORY/a/b/x.eml -> DIR/a/b/x.parts); the same rule for
+              one message or many
 
 an existing x.parts is never mixed with new files: the message is refused
 (not decoded, exit status 1) unless --force, which replaces the old directory
 once the new one is complete.  Two inputs of the same run that need the
 same x.parts: the second is refused, even with --force.
 
-output: one line per message on standard output ('x.eml -> DIR/x.parts (N
+printed: one line per message on standard output ('x.eml -> DIR/x.parts (N
 files)'); errors, a progress bar (only when standard error is a terminal and
 there are several messages) and a summary line at the end ('N messages
 decoded, F files, B bytes, K failed, T s') on standard error.  -q keeps only
@@ -106,11 +107,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="replace an existing x.parts (default: refuse the message)")
     p.add_argument("--stdin-name", type=parse_stdin_name, default="stdin", metavar="NAME",
                    help="name of the message read from '-' (default %(default)s: stdin.parts)")
-    p.add_argument("--max-depth", type=parse_count, default=defaults.max_depth,
+    p.add_argument("--max-depth", type=parse_count, metavar="N", default=defaults.max_depth,
                    help="nesting limit, like mailDecodeMaxDepth (default %(default)s)")
-    p.add_argument("--max-parts", type=parse_count, default=defaults.max_parts,
+    p.add_argument("--max-parts", type=parse_count, metavar="N", default=defaults.max_parts,
                    help="part limit, like mailDecodeMaxParts (default %(default)s)")
-    p.add_argument("--max-bytes", type=parse_size, default=defaults.max_decoded_bytes,
+    p.add_argument("--max-bytes", type=parse_size, metavar="SIZE", default=defaults.max_decoded_bytes,
                    help="decoded-bytes limit, like mailDecodeMaxBytes (default %(default)s)")
     p.add_argument("--no-html", dest="html", action="store_false", help="do not write body.html")
     p.add_argument("--no-uuencode", dest="uuencode", action="store_false",
