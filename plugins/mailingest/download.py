@@ -110,6 +110,8 @@ class Download(FlowCB):
                 if not self.disk.wait(LocalWriteError(new_dir, exc), what, lambda: make_directory(new_dir, mode)):
                     worklist.incoming.remove(msg)  # stopping: keep it in sr3's retry queue
                     worklist.failed.append(msg)
+                    continue
+            worklist.directories_ok.append(new_dir)
 
     def after_work(self, worklist: Any) -> None:
         """Commit POP3 deletions; notices whose message is gone leave the flow as rejected (410)."""

@@ -28,7 +28,7 @@ class DecodedFilesQuiet(logging.Filter):
         self._logger = logging.getLogger(SR3_LOG)
 
     @classmethod
-    def install(cls) -> "DecodedFilesQuiet":
+    def install(cls) -> DecodedFilesQuiet:
         quiet = cls()
         quiet._logger.addFilter(quiet)
         return quiet

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
+import mailingest.download
+from mailingest.diskwait import probe_writable
 from tests.helpers import imap_flags, make_home, wait_until
+from tests.inprocess import callback, download_notice, url_of
 from tests.sr3env import NoticeCollector
 
 pytestmark = pytest.mark.integration
@@ -131,8 +134,6 @@ def test_a_download_directory_that_cannot_be_created_is_waited_out_not_dropped(t
 
 
 def test_a_full_disk_fails_the_probe_until_space_is_freed(tmp_path):
-    from mailingest.diskwait import probe_writable
-
     disk = tmp_path / "small"
     disk.mkdir()
     if not run("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)):
@@ -150,3 +151,39 @@ def test_a_full_disk_fails_the_probe_until_space_is_freed(tmp_path):
         probe_writable(str(disk))
     finally:
         run("umount", "-l", str(disk))
+
+
+def announced_notice(tmp_path, mail_account):
+    mail_account.deliver(message())
+    poll = callback("poll", tmp_path, mail_account, "imaps", pollUrl=url_of(mail_account, "imaps"))
+    [announced] = poll.poll()
+    return announced
+
+
+def test_a_write_that_fails_although_the_directory_passes_the_probe_goes_to_sr3s_retry_queue(
+        tmp_path, mail_account, monkeypatch, caplog):
+    directory = tmp_path / "mail"
+    directory.mkdir()
+    download = callback("download", tmp_path, mail_account, "imaps", directory=str(directory))
+    monkeypatch.setattr("mailingest.diskwait.PROBE_DELAYS", (0.01,))
+    refused = OSError(36, "File name too long")
+    monkeypatch.setattr(mailingest.download, "write_atomically",
+                        lambda *_args, **_kwargs: (_ for _ in ()).throw(refused))
+    msg = download_notice(announced_notice(tmp_path, mail_account), directory)
+    assert download.download(msg) is False
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= 40 and r.name.startswith("mailingest.d")]
+    assert len(errors) == 2 and "keeps failing although the directory can be written" in errors[-1]
+    assert "Traceback" not in caplog.text and emls(directory) == []
+    assert all(b"\\Seen" not in flags for flags in imap_flags(mail_account).values())
+
+
+def test_a_stop_request_ends_the_wait_and_leaves_the_notice_to_sr3(tmp_path, mail_account):
+    directory = tmp_path / "mail"
+    with read_only(directory):
+        download = callback("download", tmp_path, mail_account, "imaps", directory=str(directory))
+        msg = download_notice(announced_notice(tmp_path, mail_account), directory)
+        download.please_stop()
+        started = time.monotonic()
+        assert download.download(msg) is False
+        assert time.monotonic() - started < 5
+    assert all(b"\\Seen" not in flags for flags in imap_flags(mail_account).values())

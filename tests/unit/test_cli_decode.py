@@ -12,6 +12,7 @@ import sys
 from email.message import EmailMessage
 
 import pytest
+
 from mailingest.cli import main
 
 PDF = b"%PDF-1.4\n\x00\xff binary"
