@@ -60,7 +60,7 @@ def ours_throughput(ctx: BenchContext, files: List[Path]) -> float:
             link.symlink_to(f)
         links.append(str(link))
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mailingest", "decode", "-q", "--no-fsync", "-o", str(out), *links],
+    subprocess.run([sys.executable, "-m", "mailingest", "decode", "-q", "--force", "--no-fsync", "-o", str(out), *links],
                    capture_output=True, timeout=3600, check=False)
     return time.perf_counter() - started
 

@@ -88,6 +88,7 @@ from mailingest.errors import ConfigError, MimeError
 from mailingest.journal import Batch, DecodeJournal
 from mailingest.layout import DecodeResult, DecodeSettings, decode_file
 from mailingest.mime import DecodeLimits
+from mailingest.sr3log import DecodedFilesQuiet
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.o.add_option("mailDecodeAnnounce", "str", "all")
         self.settings = settings_from_options(self.o)
         self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
+        self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
         self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0}
         # pending decodes (see mailingest.journal): recorded before sr3 acknowledges a notice,
@@ -118,6 +120,9 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                                      fsync=self.settings.fsync)
         self._taken_over: List[Batch] = []
         self._posted_clears: List[str] = []
+
+    def on_stop(self) -> None:
+        self.quiet.remove()
 
     def metricsReport(self) -> Dict[str, int]:
         return dict(self.metrics)
@@ -176,6 +181,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             self._posted_clears.append(batch.path)
         self._taken_over = []
         worklist.ok.extend(announced)
+        self.quiet.expect(announced)
         if not getattr(self.o, "post_broker", None):  # no after_post will come
             self._clear_done()
 
@@ -242,7 +248,8 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         notices = self._announce(msg, result, mail)
         msg["mailDecode"] = {"status": "decoded", "files": len(result.files), "announced": len(notices),
                              "directory": os.path.basename(result.directory)}
-        logger.debug("%s: %d files in %s", _identity(msg), len(notices), result.directory)
+        logger.info("%s: decoded into %s: %d files, %d announced", _identity(msg),
+                    os.path.basename(result.directory), len(result.files), len(notices))
         return notices
 
     def _announce(self, parent: sarracenia.Message, result: DecodeResult,

@@ -26,7 +26,9 @@ temp file, so memory stays bounded whatever the size.
 A message no longer on the server (expunged, moved, folder recreated) is logged once and
 rejected (410), never retried.  A broken connection is re-opened within the same call (see
 :mod:`mailingest.sessions`); an account that refuses the login or stays unreachable is paused
-with a growing backoff and its notices go back to sr3, which retries them later.
+with a growing backoff and its notices go back to sr3, which retries them later.  A download
+directory that cannot be written is waited out here (:mod:`mailingest.diskwait`): one error line,
+a probe every 30 s at most, and the notice kept in hand until the file can be written.
 
 Options: ``mailAfterDownload``, ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout``
 (see docs/configuration.md).
@@ -45,7 +47,8 @@ from sarracenia.flowcb import FlowCB
 from mailingest.account import MailAccount, parse_mail_url, redact_url, resolve_account
 from mailingest.actions import AfterDownload
 from mailingest.atomic import remove_stale_temps, write_atomically
-from mailingest.errors import ConfigError, MailError, MessageGoneError
+from mailingest.diskwait import DirectoryWait, LocalWriteError, make_directory
+from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
 from mailingest.options import connection_settings, declare_connection_options
 from mailingest.refs import MessageRef, parse_notice_fields
 from mailingest.sessions import AccountUnavailableError, SessionPool
@@ -53,6 +56,8 @@ from mailingest.sessions import AccountUnavailableError, SessionPool
 logger = logging.getLogger(__name__)
 
 GONE_MARK = "_mailingest_gone"
+#: fetches that may fail to write after the directory passed its probe, before sr3's retry queue takes over
+MAX_WRITES_AFTER_PROBE = 3
 
 
 class Download(FlowCB):
@@ -74,6 +79,8 @@ class Download(FlowCB):
         self._pop3_noop_logged = False
         #: directories this worker writes to, checked for killed workers' temp files
         self._swept_dirs: Set[str] = set()
+        #: a directory that cannot be written is waited out here, not through sr3's retry queue
+        self.disk = DirectoryWait(lambda: self.stop_requested)
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
@@ -87,6 +94,24 @@ class Download(FlowCB):
         except Exception:  # outermost guard: log once, let sr3 retry
             logger.exception("unexpected error downloading %s", msg.get("relPath"))
             return False
+
+    def after_accept(self, worklist: Any) -> None:
+        """Create each notice's directory before sr3 does: sr3 drops (422) a notice whose directory
+        it cannot create, whereas here that is waited out like any unwritable directory."""
+        mode = getattr(self.o, "permDirDefault", None) or 0o775
+        for msg in list(worklist.incoming):
+            new_dir = msg.get("new_dir")
+            if not new_dir or os.path.isdir(new_dir):
+                continue
+            try:
+                make_directory(new_dir, mode)
+            except OSError as exc:
+                what = f"{redact_url(str(msg.get('baseUrl')))}{msg.get('relPath')}"
+                if not self.disk.wait(LocalWriteError(new_dir, exc), what, lambda: make_directory(new_dir, mode)):
+                    worklist.incoming.remove(msg)  # stopping: keep it in sr3's retry queue
+                    worklist.failed.append(msg)
+                    continue
+            worklist.directories_ok.append(new_dir)
 
     def after_work(self, worklist: Any) -> None:
         """Commit POP3 deletions; notices whose message is gone leave the flow as rejected (410)."""
@@ -144,7 +169,8 @@ class Download(FlowCB):
         if msg["new_dir"] not in self._swept_dirs and os.path.isdir(msg["new_dir"]):
             self._sweep(msg["new_dir"])
         try:
-            self.sessions.run(account, lambda mailbox: self._fetch_to_file(mailbox, ref, msg, final_path))
+            if not self._fetch_until_written(account, ref, msg, final_path, where):
+                return False  # sr3 keeps the notice in its retry queue
         except MessageGoneError as exc:
             return self._gone(msg, str(exc))
         except AccountUnavailableError:
@@ -158,6 +184,29 @@ class Download(FlowCB):
         logger.debug("downloaded %s (%d bytes) to %s", where, msg["size"], final_path)
         return self._after_download(account, ref, where)
 
+    def _fetch_until_written(self, account: MailAccount, ref: MessageRef, msg: sarracenia.Message,
+                             final_path: str, where: str) -> bool:
+        """Fetch the message into *final_path*; while its directory cannot be written, wait
+        (:mod:`mailingest.diskwait`) and fetch again.  False when a stop was requested, or when
+        writing keeps failing although the directory passes the probe (e.g. a name the file
+        system refuses): the notice then goes to sr3's retry queue."""
+        refused_after_probe = 0
+        while True:
+            try:
+                self.sessions.run(account, lambda mailbox: self._fetch_to_file(mailbox, ref, msg, final_path))
+            except LocalWriteError as exc:
+                self.metrics["failures"] += 1
+                refused_after_probe += 1
+                if refused_after_probe > MAX_WRITES_AFTER_PROBE:
+                    logger.error("%s: writing to %s keeps failing although the directory can be written: %s; "
+                                 "the notice is retried later", where, exc.directory, exc.describe())
+                    return False
+                if not self.disk.wait(exc, where):
+                    return False
+                continue
+            self.disk.written(msg["new_dir"])
+            return True
+
     def _fetch_to_file(self, mailbox: Any, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> None:
         chunks, internaldate = mailbox.fetch_stream(ref)
         hasher = self._hasher(msg["new_file"])
@@ -165,12 +214,19 @@ class Download(FlowCB):
 
         def hashed() -> Iterator[bytes]:
             nonlocal size
-            for chunk in chunks:
-                hasher.update(chunk)
-                size += len(chunk)
-                yield chunk
+            try:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    yield chunk
+            except OSError as exc:  # reading from the server (the file's own errors do not come here)
+                raise MailConnectionError(f"reading {ref} from the server failed: {exc}") from exc
 
-        write_atomically(final_path, hashed(), mtime=internaldate.timestamp() if internaldate else None)
+        try:
+            write_atomically(final_path, hashed(), mtime=internaldate.timestamp() if internaldate else None)
+        except OSError as exc:
+            getattr(chunks, "close", lambda: None)()  # a POP3 reader stopped mid-message drops its session
+            raise LocalWriteError(os.path.dirname(final_path), exc) from exc
         msg["identity"] = {"method": hasher.get_method(), "value": hasher.value}
         msg["size"] = size
         if isinstance(msg.get("mail"), dict):

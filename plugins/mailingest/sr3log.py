@@ -1,0 +1,57 @@
+"""Keep sr3's own per-notice log lines from repeating, once per file, what mailingest.decode says
+once per message.
+
+sr3's log callback (``sarracenia.flowcb.log``, ``logEvents`` ``after_work`` and ``after_post``)
+writes ``downloaded ok: PATH size: ...`` and ``posted to ... relPath: RELPATH size: ...`` at info
+for every notice in ``worklist.ok``, including each file the decode wrote (they were never
+downloaded).  :class:`DecodedFilesQuiet`, a filter on that logger, drops those two lines for the
+files of the current batch; the decode logs one line per message instead.  sr3's lines for the
+``.eml`` itself and every other line (warnings, errors, other notices) pass, and at debug level
+(``logLevel debug``) everything passes.  sr3 itself is not changed.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+SR3_LOG = "sarracenia.flowcb.log"
+_MARKERS = (" ok: ", " relPath: ")
+
+
+class DecodedFilesQuiet(logging.Filter):
+    """A filter on sr3's log callback that knows the files decoded in the current batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: frozenset[str] = frozenset()
+        self._logger = logging.getLogger(SR3_LOG)
+
+    @classmethod
+    def install(cls) -> DecodedFilesQuiet:
+        quiet = cls()
+        quiet._logger.addFilter(quiet)
+        return quiet
+
+    def remove(self) -> None:
+        self._logger.removeFilter(self)
+
+    def expect(self, notices: Iterable[Mapping[str, Any]]) -> None:
+        """The notices the decode added to this batch (replaces the previous batch's)."""
+        names = set()
+        for notice in notices:
+            if notice.get("new_dir") and notice.get("new_file"):
+                names.add("%s/%s" % (notice["new_dir"], notice["new_file"]))
+            if notice.get("relPath"):
+                names.add(str(notice["relPath"]))
+        self._names = frozenset(names)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._names or record.levelno != logging.INFO or self._logger.isEnabledFor(logging.DEBUG):
+            return True
+        text = record.getMessage()
+        for marker in _MARKERS:
+            _head, found, rest = text.partition(marker)
+            if found and rest.split(" size: ")[0].split(" id: ")[0].rstrip() in self._names:
+                return False
+        return True
