@@ -74,6 +74,7 @@ from typing import Any, Dict, List
 import sarracenia
 from sarracenia.flowcb import FlowCB
 
+from mailingest import options as opt
 from mailingest.errors import ConfigError, MimeError
 from mailingest.layout import DecodeResult, DecodeSettings, decode_file
 from mailingest.mime import DecodeLimits
@@ -86,16 +87,9 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
-        defaults = DecodeLimits()
-        self.o.add_option("mailDecodeMaxDepth", "count", defaults.max_depth)
-        self.o.add_option("mailDecodeMaxParts", "count", defaults.max_parts)
-        self.o.add_option("mailDecodeMaxBytes", "size", defaults.max_decoded_bytes)
-        self.o.add_option("mailDecodeHtml", "flag", True)
-        self.o.add_option("mailDecodeUuencode", "flag", True)
-        self.o.add_option("mailDecodeFsync", "flag", True)
-        self.o.add_option("mailDecodeAnnounce", "str", "all")
+        opt.declare(self.o, *DECODE_OPTIONS)
         self.settings = settings_from_options(self.o)
-        self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
+        self.announced_kinds = announced_kinds(opt.text(self.o, "mailDecodeAnnounce", "all"))
         self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0}
 
@@ -158,18 +152,33 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         return notices
 
 
+_DEFAULT_LIMITS = DecodeLimits()
+#: the decoder's options, with sr3's kinds
+DECODE_OPTIONS = (
+    opt.Option("mailDecodeMaxDepth", "count", _DEFAULT_LIMITS.max_depth),
+    opt.Option("mailDecodeMaxParts", "count", _DEFAULT_LIMITS.max_parts),
+    opt.Option("mailDecodeMaxBytes", "size", _DEFAULT_LIMITS.max_decoded_bytes),
+    opt.Option("mailDecodeHtml", "flag", True),
+    opt.Option("mailDecodeUuencode", "flag", True),
+    opt.Option("mailDecodeFsync", "flag", True),
+    opt.Option("mailDecodeAnnounce", "str", "all"),
+)
+
+
 def settings_from_options(o: Any) -> DecodeSettings:
     """The one place where the ``mailDecode*`` options become :py:class:`DecodeSettings`.
 
     :raises ConfigError: a limit is not a positive number.
     """
     try:
-        limits = DecodeLimits(max_depth=o.mailDecodeMaxDepth, max_parts=o.mailDecodeMaxParts,
-                              max_decoded_bytes=o.mailDecodeMaxBytes)
+        limits = DecodeLimits(max_depth=opt.count(o, "mailDecodeMaxDepth", _DEFAULT_LIMITS.max_depth),
+                              max_parts=opt.count(o, "mailDecodeMaxParts", _DEFAULT_LIMITS.max_parts),
+                              max_decoded_bytes=opt.count(o, "mailDecodeMaxBytes", _DEFAULT_LIMITS.max_decoded_bytes))
     except ValueError as exc:
         raise ConfigError("mailDecodeMaxDepth/MaxParts/MaxBytes must be positive: %s" % exc) from exc
-    return DecodeSettings(limits=limits, html=bool(o.mailDecodeHtml),
-                          uuencode=bool(o.mailDecodeUuencode), fsync=bool(o.mailDecodeFsync))
+    return DecodeSettings(limits=limits, html=opt.flag(o, "mailDecodeHtml", True),
+                          uuencode=opt.flag(o, "mailDecodeUuencode", True),
+                          fsync=opt.flag(o, "mailDecodeFsync", True))
 
 
 #: what each ``mailDecodeAnnounce`` word stands for, as :class:`WrittenFile` kinds

@@ -42,11 +42,12 @@ import sarracenia
 import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
+from mailingest import options as opt
 from mailingest.account import MailAccount, parse_mail_url, redact_url, resolve_account
 from mailingest.actions import AfterDownload
 from mailingest.atomic import remove_stale_temps, write_atomically
 from mailingest.errors import ConfigError, MailError, MessageGoneError
-from mailingest.options import connection_settings, declare_connection_options
+from mailingest.options import Option, connection_settings, declare_connection_options
 from mailingest.refs import MessageRef, parse_notice_fields
 from mailingest.sessions import AccountUnavailableError, SessionPool
 
@@ -61,8 +62,8 @@ class Download(FlowCB):
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
         declare_connection_options(self.o)
-        self.o.add_option("mailAfterDownload", "str", "seen")
-        self.action = AfterDownload.parse(getattr(self.o, "mailAfterDownload", None))
+        opt.declare(self.o, Option("mailAfterDownload", "str", "seen"))
+        self.action = AfterDownload.parse(opt.text(self.o, "mailAfterDownload", "seen"))
         self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
                                         "actions": 0}
         self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
