@@ -53,6 +53,7 @@ from sarracenia.flowcb import FlowCB
 
 from mailingest import options as opt
 from mailingest.account import MailAccount, parse_mail_url, resolve_account
+from mailingest.credentials_file import CredentialsFile
 from mailingest.errors import ConfigError, MailConnectionError, MailError
 from mailingest.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.mailbox import new_mailbox
@@ -137,6 +138,7 @@ class Poll(FlowCB):
         declare_connection_options(self.o)
         self.settings = PollSettings.from_options(self.o)
         self.connection = connection_settings(self.o)
+        self.credentials = CredentialsFile.of(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
         self.state = PollState(os.path.join(run_dir, STATE_FILE))
         self._staged_folders: Dict[Tuple[str, str], FolderState] = {}
@@ -164,8 +166,7 @@ class Poll(FlowCB):
         notices: List[sarracenia.Message] = []
         account: Optional[MailAccount] = None
         try:
-            account = resolve_account(self.settings.poll_url, getattr(self.o, "credentials", None),
-                                      self.connection.oauth2)
+            account = resolve_account(self.settings.poll_url, self.credentials.database(), self.connection.oauth2)
             notices = self._reconnecting(account, "during the poll cycle", lambda: self._cycle(account))
             if not notices and self.settings.idle and not self.stop_requested:
                 notices = self._reconnecting(account, "while idling", lambda: self._idle(account))
