@@ -20,7 +20,8 @@ from tests.secret_scan import register_secret
 #: a password with every character that breaks an unencoded URL
 SPECIAL = "Qxr9@7Tuv:yHk2#pLm4/zWe5?wNb6%kSq"
 GOOD = "plain-Good-pass-61"
-for _secret in (SPECIAL, GOOD):
+WRONG = "wrong-Pass-before-fix-3"
+for _secret in (SPECIAL, GOOD, WRONG):
     register_secret(_secret)
 
 
@@ -83,9 +84,9 @@ def test_sr3s_own_database_with_such_a_line_does_not_break_the_other_accounts():
 
 def test_a_password_fixed_in_the_file_is_used_at_the_next_lookup_and_the_change_is_logged_once(tmp_path, caplog):
     conf = tmp_path / "credentials.conf"
-    write(conf, "imaps://erin:wrong-one@mail.example.com/")
+    write(conf, f"imaps://erin:{WRONG}@mail.example.com/")
     credentials = CredentialsFile(str(conf))
-    assert resolve_account("imaps://erin@mail.example.com/", credentials.database()).password == "wrong-one"
+    assert resolve_account("imaps://erin@mail.example.com/", credentials.database()).password == WRONG
     first = credentials.generation
     write(conf, f"imaps://erin:{GOOD}@mail.example.com/")
     caplog.set_level(logging.INFO, logger="mailingest.credentials_file")

@@ -22,7 +22,9 @@ from tests.unit.test_auth_login import FakeImap
 
 CLIENT_ID = "mailingest-unit"
 CLIENT_SECRET = "unit-client-secret-5xx-7q"
+UNUSED_REFRESH = "rt-unit-endpoint-down-4k"
 register_secret(CLIENT_SECRET)
+register_secret(UNUSED_REFRESH)
 
 
 @pytest.fixture
@@ -65,7 +67,7 @@ def test_a_token_endpoint_that_is_down_is_a_transient_connection_failure(tmp_pat
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(OAuth2UnavailableError, match="cannot reach token endpoint .*connection refused"):
-        login_with(account_for(f"http://127.0.0.1:{port}/token", "rt-unit-down", "bob"), tmp_path, monkeypatch)
+        login_with(account_for(f"http://127.0.0.1:{port}/token", UNUSED_REFRESH, "bob"), tmp_path, monkeypatch)
 
 
 def test_a_provider_that_refuses_the_client_is_still_a_refused_login(idp, tmp_path, monkeypatch, memory_keyring):
