@@ -8,13 +8,13 @@ import socket
 
 import keyring
 import pytest
-
 from mailingest import auth, oauth2
 from mailingest.account import MailAccount
 from mailingest.connection import ConnectionSettings
 from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError
 from mailingest.oauth2_config import OAuth2Client
 from mailingest.sessions import RECONNECT_DELAYS, AccountUnavailableError, SessionPool
+
 from tests.keyring_backend import MemoryKeyring
 from tests.secret_scan import register_secret
 from tests.servers.oauth2_server import OAuth2Server

@@ -81,8 +81,8 @@ def test_a_repeated_option_is_reported_once_with_every_value_and_the_one_used(ca
     assert opt.values(options, "mailFolder") == ["Own"]
     assert opt.values(o(mailFolder=["Site", "Own"]), "mailFolder") == ["Own"]
     warnings = [r.getMessage() for r in caplog.records]
-    assert warnings == ["mailFolder is set 2 times (Site | Own): the last one is used, Own; "
-                        "to give several values, write them on one line separated by commas"]
+    assert warnings == [("mailFolder is set 2 times (Site | Own): the last one is used, Own; "
+                         "to give several values, write them on one line separated by commas")]
 
 
 def test_the_value_used_is_written_back_onto_the_options_read():
