@@ -74,10 +74,10 @@ from typing import Any, Dict, List
 import sarracenia
 from sarracenia.flowcb import FlowCB
 
-from mailingest import options as opt
 from mailingest.errors import ConfigError, MimeError
 from mailingest.layout import DecodeResult, DecodeSettings, decode_file
 from mailingest.mime import DecodeLimits
+from mailingest.options import Option, count, declare, flag
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,9 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
-        opt.declare(self.o, *DECODE_OPTIONS)
+        declare(self.o, *DECODE_OPTIONS)
         self.settings = settings_from_options(self.o)
-        self.announced_kinds = announced_kinds(opt.text(self.o, "mailDecodeAnnounce", "all"))
+        self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
         self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0}
 
@@ -155,13 +155,13 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 _DEFAULT_LIMITS = DecodeLimits()
 #: the decoder's options, with sr3's kinds
 DECODE_OPTIONS = (
-    opt.Option("mailDecodeMaxDepth", "count", _DEFAULT_LIMITS.max_depth),
-    opt.Option("mailDecodeMaxParts", "count", _DEFAULT_LIMITS.max_parts),
-    opt.Option("mailDecodeMaxBytes", "size", _DEFAULT_LIMITS.max_decoded_bytes),
-    opt.Option("mailDecodeHtml", "flag", True),
-    opt.Option("mailDecodeUuencode", "flag", True),
-    opt.Option("mailDecodeFsync", "flag", True),
-    opt.Option("mailDecodeAnnounce", "str", "all"),
+    Option("mailDecodeMaxDepth", "count", _DEFAULT_LIMITS.max_depth),
+    Option("mailDecodeMaxParts", "count", _DEFAULT_LIMITS.max_parts),
+    Option("mailDecodeMaxBytes", "size", _DEFAULT_LIMITS.max_decoded_bytes),
+    Option("mailDecodeHtml", "flag", True),
+    Option("mailDecodeUuencode", "flag", True),
+    Option("mailDecodeFsync", "flag", True),
+    Option("mailDecodeAnnounce", "str", "all"),
 )
 
 
@@ -171,14 +171,14 @@ def settings_from_options(o: Any) -> DecodeSettings:
     :raises ConfigError: a limit is not a positive number.
     """
     try:
-        limits = DecodeLimits(max_depth=opt.count(o, "mailDecodeMaxDepth", _DEFAULT_LIMITS.max_depth),
-                              max_parts=opt.count(o, "mailDecodeMaxParts", _DEFAULT_LIMITS.max_parts),
-                              max_decoded_bytes=opt.count(o, "mailDecodeMaxBytes", _DEFAULT_LIMITS.max_decoded_bytes))
+        limits = DecodeLimits(max_depth=count(o, "mailDecodeMaxDepth", _DEFAULT_LIMITS.max_depth),
+                              max_parts=count(o, "mailDecodeMaxParts", _DEFAULT_LIMITS.max_parts),
+                              max_decoded_bytes=count(o, "mailDecodeMaxBytes", _DEFAULT_LIMITS.max_decoded_bytes))
     except ValueError as exc:
         raise ConfigError("mailDecodeMaxDepth/MaxParts/MaxBytes must be positive: %s" % exc) from exc
-    return DecodeSettings(limits=limits, html=opt.flag(o, "mailDecodeHtml", True),
-                          uuencode=opt.flag(o, "mailDecodeUuencode", True),
-                          fsync=opt.flag(o, "mailDecodeFsync", True))
+    return DecodeSettings(limits=limits, html=flag(o, "mailDecodeHtml", True),
+                          uuencode=flag(o, "mailDecodeUuencode", True),
+                          fsync=flag(o, "mailDecodeFsync", True))
 
 
 #: what each ``mailDecodeAnnounce`` word stands for, as :class:`WrittenFile` kinds
