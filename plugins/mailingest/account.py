@@ -103,6 +103,14 @@ class MailUrl:
         user = urllib.parse.quote(self.username, safe="") + "@" if self.username else ""
         return f"{self.scheme}://{user}{host}{port}/"
 
+    def credentials_line(self, password: str) -> str:
+        """The credentials.conf line for this URL, written so that it matches it (port included
+        when the URL has one: sr3 matches ports literally)."""
+        user = urllib.parse.quote(self.username, safe="")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.explicit_port else ""
+        return f"{self.scheme}://{user}:{password}@{host}{port}/"
+
     def variants(self) -> Tuple[str, ...]:
         """Spellings of this URL to look up in credentials.conf (sr3 matches the port literally)."""
         user = urllib.parse.quote(self.username, safe="")
@@ -179,7 +187,13 @@ def _from_credentials_db(credentials: Any, mail_url: MailUrl) -> Any:
         wanted = urllib.parse.urlsplit(variant)
         for details in list(entries.values()):
             url = getattr(details, "url", None)
-            if url is None or (url.scheme, url.hostname, url.port) != (wanted.scheme, wanted.hostname, wanted.port):
+            if url is None or (url.scheme, url.hostname) != (wanted.scheme, wanted.hostname):
+                continue
+            try:
+                port = url.port
+            except ValueError:  # a line sr3 accepted but whose port is a piece of an unencoded password
+                continue
+            if port != wanted.port:
                 continue
             if (url.username or "") != mail_url.username:
                 continue
@@ -224,8 +238,9 @@ def resolve_account(url: str, credentials: Any, oauth2: Optional[OAuth2Settings]
     if client is None and not password and not bearer_token:
         raise ConfigError(
             f"no password for {mail_url.scheme}://{mail_url.username}@{mail_url.host}:{mail_url.port}: "
-            f"add a line '{mail_url.scheme}://{mail_url.username}:PASSWORD@{mail_url.host}/' to "
-            f"credentials.conf, or store it with 'keyring set {service} {mail_url.username}'"
+            f"add the line '{mail_url.credentials_line('PASSWORD')}' to credentials.conf (percent-encode "
+            f"special characters of the password: docs/authentication.md), or store it with "
+            f"'keyring set {service} {mail_url.username}'"
         )
     return MailAccount(
         scheme=mail_url.scheme,

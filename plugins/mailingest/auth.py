@@ -23,7 +23,8 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from mailingest import oauth2, sasl
 from mailingest.account import MailAccount
-from mailingest.errors import MailAuthError, MailConnectionError, server_text
+from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError, server_text
+from mailingest.oauth2_endpoint import OAuth2Error
 from mailingest.pop3codes import is_temporary
 
 logger = logging.getLogger(__name__)
@@ -150,13 +151,13 @@ def _bearer_login(session: Any, account: MailAccount) -> None:
         _static_token_login(session, account, mechanism)
         return
     source = oauth2.token_source(client, account.username, account.display)
-    token = source.access_token()
+    token = _access_token(source)
     try:
         session.authenticate(mechanism, _message(mechanism, account, token))
         return
     except _Refused as exc:
         logger.info("%s refused the OAuth2 access token (%s); refreshing it and trying once more", account.display, exc)
-    token = source.access_token(rejected=token)
+    token = _access_token(source, rejected=token)
     try:
         session.authenticate(mechanism, _message(mechanism, account, token))
     except _Refused as exc:
@@ -164,6 +165,21 @@ def _bearer_login(session: Any, account: MailAccount) -> None:
             f"login refused for {account.display} with a fresh OAuth2 access token ({mechanism}): {exc}; check that "
             f"the token is for user {account.username} with scope {client.scope!r} and that the mailbox allows "
             f"{account.protocol.upper()} access") from None
+
+
+def _access_token(source: oauth2.TokenSource, rejected: Optional[str] = None) -> str:
+    """An access token from *source*.
+
+    :raises OAuth2UnavailableError: the token endpoint is down, unreachable or answers 5xx/429
+        (a transient failure: retried with a backoff, like a mail server that is down).
+    :raises OAuth2Error: the provider refused (invalid_grant, invalid_client...): fix the configuration.
+    """
+    try:
+        return source.access_token(rejected=rejected)
+    except OAuth2Error as exc:
+        if exc.transient:
+            raise OAuth2UnavailableError(str(exc)) from None
+        raise
 
 
 def _static_token_login(session: Any, account: MailAccount, mechanism: str) -> None:

@@ -93,11 +93,12 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _check(options: Any) -> List[str]:
     from mailingest.account import resolve_account
+    from mailingest.credentials_file import CredentialsFile
     from mailingest.mailbox import new_mailbox
     from mailingest.options import connection_settings
 
     settings = connection_settings(options)
-    account = resolve_account(options.pollUrl, getattr(options, "credentials", None), settings.oauth2)
+    account = resolve_account(options.pollUrl, CredentialsFile.of(options).database(), settings.oauth2)
     mailbox = new_mailbox(account, settings)
     mailbox.connect()
     try:

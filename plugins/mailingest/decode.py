@@ -88,6 +88,7 @@ from mailingest.errors import ConfigError, MimeError
 from mailingest.journal import Batch, DecodeJournal
 from mailingest.layout import DecodeResult, DecodeSettings, decode_file
 from mailingest.mime import DecodeLimits
+from mailingest.options import Option, count, declare, flag
 from mailingest.sr3log import DecodedFilesQuiet
 
 logger = logging.getLogger(__name__)
@@ -101,14 +102,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
-        defaults = DecodeLimits()
-        self.o.add_option("mailDecodeMaxDepth", "count", defaults.max_depth)
-        self.o.add_option("mailDecodeMaxParts", "count", defaults.max_parts)
-        self.o.add_option("mailDecodeMaxBytes", "size", defaults.max_decoded_bytes)
-        self.o.add_option("mailDecodeHtml", "flag", True)
-        self.o.add_option("mailDecodeUuencode", "flag", True)
-        self.o.add_option("mailDecodeFsync", "flag", True)
-        self.o.add_option("mailDecodeAnnounce", "str", "all")
+        declare(self.o, *DECODE_OPTIONS)
         self.settings = settings_from_options(self.o)
         self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
         self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
@@ -273,18 +267,33 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         return notices
 
 
+_DEFAULT_LIMITS = DecodeLimits()
+#: the decoder's options, with sr3's kinds
+DECODE_OPTIONS = (
+    Option("mailDecodeMaxDepth", "count", _DEFAULT_LIMITS.max_depth),
+    Option("mailDecodeMaxParts", "count", _DEFAULT_LIMITS.max_parts),
+    Option("mailDecodeMaxBytes", "size", _DEFAULT_LIMITS.max_decoded_bytes),
+    Option("mailDecodeHtml", "flag", True),
+    Option("mailDecodeUuencode", "flag", True),
+    Option("mailDecodeFsync", "flag", True),
+    Option("mailDecodeAnnounce", "str", "all"),
+)
+
+
 def settings_from_options(o: Any) -> DecodeSettings:
     """The one place where the ``mailDecode*`` options become :py:class:`DecodeSettings`.
 
     :raises ConfigError: a limit is not a positive number.
     """
     try:
-        limits = DecodeLimits(max_depth=o.mailDecodeMaxDepth, max_parts=o.mailDecodeMaxParts,
-                              max_decoded_bytes=o.mailDecodeMaxBytes)
+        limits = DecodeLimits(max_depth=count(o, "mailDecodeMaxDepth", _DEFAULT_LIMITS.max_depth),
+                              max_parts=count(o, "mailDecodeMaxParts", _DEFAULT_LIMITS.max_parts),
+                              max_decoded_bytes=count(o, "mailDecodeMaxBytes", _DEFAULT_LIMITS.max_decoded_bytes))
     except ValueError as exc:
         raise ConfigError("mailDecodeMaxDepth/MaxParts/MaxBytes must be positive: %s" % exc) from exc
-    return DecodeSettings(limits=limits, html=bool(o.mailDecodeHtml),
-                          uuencode=bool(o.mailDecodeUuencode), fsync=bool(o.mailDecodeFsync))
+    return DecodeSettings(limits=limits, html=flag(o, "mailDecodeHtml", True),
+                          uuencode=flag(o, "mailDecodeUuencode", True),
+                          fsync=flag(o, "mailDecodeFsync", True))
 
 
 #: what each ``mailDecodeAnnounce`` word stands for, as :class:`WrittenFile` kinds

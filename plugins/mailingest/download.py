@@ -44,12 +44,14 @@ import sarracenia
 import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
+from mailingest import options as opt
 from mailingest.account import MailAccount, parse_mail_url, redact_url, resolve_account
 from mailingest.actions import AfterDownload
 from mailingest.atomic import remove_stale_temps, write_atomically
+from mailingest.credentials_file import CredentialsFile
 from mailingest.diskwait import DirectoryWait, LocalWriteError, make_directory
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
-from mailingest.options import connection_settings, declare_connection_options
+from mailingest.options import Option, connection_settings, declare_connection_options
 from mailingest.refs import MessageRef, parse_notice_fields
 from mailingest.sessions import AccountUnavailableError, SessionPool
 
@@ -66,13 +68,15 @@ class Download(FlowCB):
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
         declare_connection_options(self.o)
-        self.o.add_option("mailAfterDownload", "str", "seen")
-        self.action = AfterDownload.parse(getattr(self.o, "mailAfterDownload", None))
+        opt.declare(self.o, Option("mailAfterDownload", "str", "seen"))
+        self.action = AfterDownload.parse(opt.text(self.o, "mailAfterDownload", "seen"))
         self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
                                         "actions": 0}
         self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
                                     lambda: self.stop_requested)
         self._accounts: Dict[str, MailAccount] = {}
+        self.credentials = CredentialsFile.of(self.o)
+        self._credentials_generation = 0
         # POP3 DELEs that QUIT has not applied yet: account -> (the session that sent them, refs)
         self._pending_deletes: Dict[str, Tuple[Any, List[MessageRef]]] = {}
         self._folders_created: set = set()
@@ -174,6 +178,7 @@ class Download(FlowCB):
         except MessageGoneError as exc:
             return self._gone(msg, str(exc))
         except AccountUnavailableError:
+            self._accounts.pop(base_url, None)  # look the secret up again (file, keyring) at the next try
             return False  # the pool has logged it; sr3 retries the notice later
         except MailError as exc:
             logger.warning("download of %s failed, will retry: %s", where, exc)
@@ -303,9 +308,14 @@ class Download(FlowCB):
 
     # -- accounts -----------------------------------------------------------------------------
     def _account(self, base_url: str) -> MailAccount:
+        credentials = self.credentials.database()
+        if self.credentials.generation != self._credentials_generation:  # credentials.conf (re)read
+            self._credentials_generation = self.credentials.generation
+            self._accounts.clear()
+            self.sessions.resume_all()
         account = self._accounts.get(base_url)
         if account is None:
-            account = resolve_account(base_url, getattr(self.o, "credentials", None), self.sessions.settings.oauth2)
+            account = resolve_account(base_url, credentials, self.sessions.settings.oauth2)
             self.action.check_protocol(account.protocol)
             if account.protocol == "pop3" and self.action.kind in ("seen", "flag") and not self._pop3_noop_logged:
                 logger.info("%s: POP3 has no flags, so mailAfterDownload %s does nothing there",

@@ -18,6 +18,11 @@ class MailConnectionError(MailError):
     """The server could not be reached or the connection broke (transient, retried)."""
 
 
+class OAuth2UnavailableError(MailConnectionError):
+    """The OAuth2 token endpoint is down, unreachable or answers 5xx: transient, retried with a backoff
+    (a provider that *refuses* raises :class:`mailingest.oauth2_endpoint.OAuth2Error`, a MailAuthError)."""
+
+
 class TlsError(MailError):
     """TLS could not be set up or the server certificate is not trusted; fix the CA or tlsRigour."""
 

@@ -1,40 +1,271 @@
-"""sr3 option declarations shared by the callbacks, and their translation into settings objects.
+"""sr3 options: declaring them, reading them with one rule, and the connection settings.
 
-This is the one place that maps sr3's camelCase options onto Python settings; below it, code
-never reads ``self.o``.  Every option is documented in docs/configuration.md (connection and
-authentication options: docs/authentication.md).
+This is the one place that reads sr3's camelCase options; below it, code never reads ``self.o``.
+Every option is documented in docs/configuration.md (connection and authentication options:
+docs/authentication.md).
+
+**One value per option, the last line read wins.** sr3 reads default.conf, then the config
+(an ``include`` where it stands), then ``set <callback>.<option>`` for one callback.  An
+option sr3 does not know yet while it reads the files (every ``mail*`` option, and
+``scheduled_interval``, which only a callback declares) comes out as a list when it appears
+twice; the readers here take the last of those values, for every kind, and say so once.  A
+*list* option takes several values written on that one line, separated by commas
+(``mailFolder INBOX,Archive``), so a site default in default.conf is replaced by the config's
+own line, never added to.
+
+Each reader writes the value it uses back onto the options object it read, and
+:func:`declare` makes sr3's own post-load check (the values ``sr3 show`` prints) use the same
+rule, so ``sr3 show`` shows the value really used.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from typing import Any, List, Optional
+import re
+from typing import Any, Dict, List, NamedTuple, Optional, Set
 
 from mailingest.connection import ConnectionSettings
+from mailingest.errors import ConfigError
 from mailingest.oauth2_config import OAuth2Settings, draft_client
 
-DEFAULT_TIMEOUT = 60.0
+logger = logging.getLogger(__name__)
 
-#: (option, kind, default) of every connection and authentication option
+DEFAULT_TIMEOUT = 60.0
+KINDS = ("str", "list", "flag", "duration", "count", "size")
+
+
+class Option(NamedTuple):
+    """An option a callback declares: sr3 name, kind (one of :data:`KINDS`) and default."""
+
+    name: str
+    kind: str
+    default: Any
+
+
+#: every connection and authentication option (poll and download)
 CONNECTION_OPTIONS = (
-    ("mailCaFile", "str", None),
-    ("mailAllowPlaintext", "flag", False),
-    ("tlsRigour", "str", "normal"),
-    ("mailOAuth2Provider", "str", None),
-    ("mailOAuth2ClientId", "str", None),
-    ("mailOAuth2ClientSecretFile", "str", None),
-    ("mailOAuth2TokenUrl", "str", None),
-    ("mailOAuth2Scope", "str", None),
-    ("mailOAuth2Tenant", "str", "common"),
-    ("mailOAuth2Mechanism", "str", "auto"),
+    Option("mailCaFile", "str", None),
+    Option("mailAllowPlaintext", "flag", False),
+    Option("tlsRigour", "str", "normal"),
+    Option("mailOAuth2Provider", "str", None),
+    Option("mailOAuth2ClientId", "str", None),
+    Option("mailOAuth2ClientSecretFile", "str", None),
+    Option("mailOAuth2TokenUrl", "str", None),
+    Option("mailOAuth2Scope", "str", None),
+    Option("mailOAuth2Tenant", "str", "common"),
+    Option("mailOAuth2Mechanism", "str", "auto"),
 )
+
+#: options mailingest declared in this process, by name (sr3's post-load check applies the rule to them)
+_DECLARED: Dict[str, Option] = {}
+_warned_repeats: Set[str] = set()
+
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+               "false": False, "no": False, "off": False, "0": False}
+
+
+# -- declaring ------------------------------------------------------------------------------------
+
+def declare(options: Any, *specs: Option) -> None:
+    """Declare *specs* to sr3 (``add_option``), after reducing a repeated option to its last value,
+    so sr3 converts one value, not a list.  The value ``sr3 show`` prints follows the same rule.
+    """
+    for spec in specs:
+        if spec.kind not in KINDS:
+            raise ValueError(f"option {spec.name}: unknown kind {spec.kind!r}")
+        raw = getattr(options, spec.name, None)
+        if isinstance(raw, list) and raw:
+            setattr(options, spec.name, _last(spec.name, raw, spec.kind))
+        options.add_option(spec.name, spec.kind, spec.default)
+        _DECLARED[spec.name] = spec
+    _apply_rule_to_what_sr3_shows()
 
 
 def declare_connection_options(options: Any) -> None:
     """Options every mail connection honours (poll and download)."""
-    for name, kind, default in CONNECTION_OPTIONS:
-        options.add_option(name, kind, default)
+    declare(options, *CONNECTION_OPTIONS)
 
+
+# -- reading --------------------------------------------------------------------------------------
+
+def text(options: Any, name: str, default: Optional[str] = None) -> Optional[str]:
+    """A *str* option: the last value given, stripped; *default* when unset or empty."""
+    raw = _scalar(options, name, "str")
+    value = str(raw).strip() if raw is not None and raw is not True else ""
+    result = value or default
+    _keep(options, name, result)
+    return result
+
+
+def values(options: Any, name: str) -> List[str]:
+    """A *list* option: the items of the last line given, split at commas (``INBOX,Archive``)."""
+    raw = getattr(options, name, None)
+    if isinstance(raw, (list, tuple)):
+        raw = _last(name, list(raw), "list") if raw else None
+    items = [part.strip() for part in str(raw).split(",")] if raw not in (None, True) else []
+    result = [item for item in items if item]
+    _keep(options, name, result)
+    return result
+
+
+def flag(options: Any, name: str, default: bool = False) -> bool:
+    """A *flag* option: ``on``/``off`` (also yes/no, true/false, 1/0); a bare ``name`` line is on.
+
+    :raises ConfigError: any other word.
+    """
+    raw = _scalar(options, name, "flag")
+    if raw is None or raw == "":
+        result = default
+    elif isinstance(raw, bool):
+        result = raw
+    else:
+        word = str(raw).strip().lower()
+        if word not in _FLAG_WORDS:
+            raise ConfigError(f"{name} {raw!r}: use on or off")
+        result = _FLAG_WORDS[word]
+    _keep(options, name, result)
+    return result
+
+
+def duration(options: Any, name: str, default: float) -> float:
+    """A *duration* option in seconds: ``30``, ``1.5``, ``30s``, ``5m``, ``1h``, ``1d``, ``1w``.
+
+    :raises ConfigError: anything else, or a negative number.
+    """
+    raw = _scalar(options, name, "duration")
+    if raw is None or raw == "":
+        result = float(default)
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        result = float(raw)
+    else:
+        match = _DURATION.match(str(raw))
+        if not match:
+            raise ConfigError(f"{name} {raw!r}: use seconds (30) or a number with a unit (30s, 5m, 1h, 1d, 1w)")
+        result = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if result < 0 or math.isnan(result):
+        raise ConfigError(f"{name} {raw!r}: use a duration of 0 or more")
+    _keep(options, name, result)
+    return result
+
+
+def count(options: Any, name: str, default: int, minimum: int = 0) -> int:
+    """A *count* or *size* option as an int: ``2000``, ``25m`` (10**6), ``100mb``/``100Mi`` (2**20).
+
+    :raises ConfigError: not a whole number of at least *minimum*.
+    """
+    raw = _scalar(options, name, "count")
+    what = f"{name} {raw!r}: use a whole number of {minimum} or more (k/m/g suffixes allowed)"
+    if raw is None or raw == "":
+        result = int(default)
+    elif isinstance(raw, bool):
+        raise ConfigError(what)
+    elif isinstance(raw, int):
+        result = raw
+    elif isinstance(raw, float):
+        if not raw.is_integer():
+            raise ConfigError(what)
+        result = int(raw)
+    else:
+        result = _parse_size(str(raw).strip(), what)
+    if result < minimum:
+        raise ConfigError(what)
+    _keep(options, name, result)
+    return result
+
+
+def _parse_size(word: str, what: str) -> int:
+    import humanfriendly  # an sr3 dependency; sr3 parses its own sizes with it
+
+    negative = word.startswith("-")
+    body = word[1:] if negative else word
+    try:
+        number = humanfriendly.parse_size(body, binary=bool(body) and body[-1].lower() in ("i", "b"))
+    except humanfriendly.InvalidSize:
+        raise ConfigError(what) from None
+    return -number if negative else number
+
+
+def _scalar(options: Any, name: str, kind: str) -> Any:
+    raw = getattr(options, name, None)
+    if isinstance(raw, (list, tuple)):
+        return _last(name, list(raw), kind) if raw else None
+    return raw
+
+
+def _last(name: str, given: List[Any], kind: str) -> Any:
+    """The last of the values a repeated option was given (logged once per option)."""
+    if len(given) > 1 and name not in _warned_repeats:
+        _warned_repeats.add(name)
+        hint = ("; to give several values, write them on one line separated by commas"
+                if kind == "list" else "")
+        logger.warning("%s is set %d times (%s): the last one is used, %s%s", name, len(given),
+                       " | ".join(str(v) for v in given), given[-1], hint)
+    return given[-1]
+
+
+def _keep(options: Any, name: str, value: Any) -> None:
+    """Write the value really used back where it was read (``sr3 show`` prints these objects)."""
+    try:
+        setattr(options, name, value)
+    except AttributeError:  # a read-only stand-in (tests): nothing to show
+        pass
+
+
+def _quietly_normalised(spec: Option, raw: Any) -> Any:
+    """*raw* under the one-value rule and converted to the spec's kind; *raw* if it does not convert."""
+    holder = _Holder()
+    setattr(holder, spec.name, raw)
+    readers = {"str": lambda: text(holder, spec.name, spec.default),
+               "list": lambda: values(holder, spec.name),
+               "flag": lambda: flag(holder, spec.name, bool(spec.default)),
+               "duration": lambda: duration(holder, spec.name, spec.default or 0),
+               "count": lambda: count(holder, spec.name, spec.default or 0, minimum=-(1 << 62)),
+               "size": lambda: count(holder, spec.name, spec.default or 0, minimum=-(1 << 62))}
+    _warned_repeats.add(spec.name)  # the callbacks, loaded before this runs, have said so already
+    try:
+        return readers[spec.kind]()
+    except ConfigError:
+        return raw
+
+
+class _Holder:
+    """A bare object to run a reader on."""
+
+
+def _apply_rule_to_what_sr3_shows() -> None:
+    """Make sr3's ``Config.check_undeclared_options`` apply the one-value rule to mailingest's options.
+
+    Each callback gets a deep copy of the flow's options, so what a callback reads never reaches
+    the object ``sr3 show`` prints.  sr3 calls ``check_undeclared_options`` on that object once
+    every callback is loaded; it would keep the *first* of repeated durations, print a list for
+    a repeated str, and turn a repeated count into 0.  The wrapper first reduces every option a
+    mailingest callback declared (only those) to the value the callback uses.
+    """
+    try:
+        from sarracenia.config import Config
+    except ImportError:  # pragma: no cover - sarracenia is always there when sr3 runs us
+        return
+    original = Config.check_undeclared_options
+    if getattr(original, "_mailingest_rule", False):
+        return
+
+    def check_undeclared_options(self: Any) -> Any:
+        present = vars(self)
+        for name, spec in list(_DECLARED.items()):
+            if name in present:
+                setattr(self, name, _quietly_normalised(spec, present[name]))
+        return original(self)
+
+    check_undeclared_options._mailingest_rule = True  # type: ignore[attr-defined]
+    check_undeclared_options.__doc__ = original.__doc__
+    Config.check_undeclared_options = check_undeclared_options
+
+
+# -- connection settings --------------------------------------------------------------------------
 
 def connection_settings(options: Any) -> ConnectionSettings:
     """Connection settings of a flow (TLS, timeouts, OAuth2); pass ``.oauth2`` to
@@ -42,14 +273,14 @@ def connection_settings(options: Any) -> ConnectionSettings:
 
     :raises ConfigError: bad tlsRigour, unreadable mailCaFile, or bad OAuth2 options.
     """
-    timeout = float(getattr(options, "timeout", None) or DEFAULT_TIMEOUT)
-    rigour = str(getattr(options, "tlsRigour", None) or "normal")
-    ca_file = _path(getattr(options, "mailCaFile", None))
+    timeout = duration(options, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+    rigour = text(options, "tlsRigour", "normal") or "normal"
+    ca_file = _path(text(options, "mailCaFile"))
     settings = ConnectionSettings(
         timeout=timeout,
         tls_rigour=rigour,
         ca_file=ca_file,
-        allow_plaintext=bool(getattr(options, "mailAllowPlaintext", False)),
+        allow_plaintext=flag(options, "mailAllowPlaintext", False),
         oauth2=oauth2_settings(options, timeout, rigour, ca_file),
     )
     return settings
@@ -63,17 +294,17 @@ def oauth2_settings(options: Any, timeout: float = DEFAULT_TIMEOUT, rigour: str 
         unreadable or world-readable mailOAuth2ClientSecretFile (checked now, so a flow fails
         at start rather than at every cycle).
     """
-    provider = getattr(options, "mailOAuth2Provider", None)
-    if not provider or str(provider).lower() in ("none", "off"):
+    provider = text(options, "mailOAuth2Provider")
+    if not provider or provider.lower() in ("none", "off"):
         return None
     settings = OAuth2Settings(
-        provider=str(provider),
-        client_id=getattr(options, "mailOAuth2ClientId", None) or None,
-        client_secret_file=_path(getattr(options, "mailOAuth2ClientSecretFile", None)),
-        token_url=getattr(options, "mailOAuth2TokenUrl", None) or None,
-        scope=" ".join(as_list(getattr(options, "mailOAuth2Scope", None)) or []) or None,
-        tenant=str(getattr(options, "mailOAuth2Tenant", None) or "common"),
-        mechanism=str(getattr(options, "mailOAuth2Mechanism", None) or "auto"),
+        provider=provider,
+        client_id=text(options, "mailOAuth2ClientId"),
+        client_secret_file=_path(text(options, "mailOAuth2ClientSecretFile")),
+        token_url=text(options, "mailOAuth2TokenUrl"),
+        scope=" ".join(_words(text(options, "mailOAuth2Scope"))) or None,
+        tenant=text(options, "mailOAuth2Tenant", "common") or "common",
+        mechanism=text(options, "mailOAuth2Mechanism", "auto") or "auto",
         timeout=timeout,
         tls_rigour=rigour,
         ca_file=ca_file,
@@ -82,16 +313,11 @@ def oauth2_settings(options: Any, timeout: float = DEFAULT_TIMEOUT, rigour: str 
     return settings
 
 
-def _path(value: Any) -> Optional[str]:
-    return os.path.expanduser(str(value)) if value else None
+def _path(value: Optional[str]) -> Optional[str]:
+    return os.path.expanduser(value) if value else None
 
 
-def as_list(value: Any) -> List[str]:
-    """An sr3 list option as a flat list: repeated lines and comma-separated items both work."""
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]
-    out: List[str] = []
-    for item in items:
-        out.extend(part.strip() for part in str(item).split(",") if part.strip())
-    return out
+def _words(value: Optional[str]) -> List[str]:
+    """Space- or comma-separated words (OAuth2 scopes)."""
+    return [word for word in re.split(r"[\s,]+", value or "") if word]
+

@@ -51,11 +51,13 @@ import sarracenia
 import sarracenia.filemetadata
 from sarracenia.flowcb import FlowCB
 
+from mailingest import options as opt
 from mailingest.account import MailAccount, parse_mail_url, resolve_account
+from mailingest.credentials_file import CredentialsFile
 from mailingest.errors import ConfigError, MailConnectionError, MailError
 from mailingest.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.mailbox import new_mailbox
-from mailingest.options import as_list, connection_settings, declare_connection_options
+from mailingest.options import Option, connection_settings, declare_connection_options
 from mailingest.refs import MessageRef
 from mailingest.state import STATE_FILE, FolderState, PollState
 
@@ -85,13 +87,13 @@ class PollSettings:
     @classmethod
     def from_options(cls, options: Any) -> "PollSettings":
         """:raises ConfigError: a bad pollUrl or option value."""
-        poll_url = str(getattr(options, "pollUrl", None) or "")
+        poll_url = opt.text(options, "pollUrl") or ""
         mail_url = parse_mail_url(poll_url)
-        folders = as_list(getattr(options, "mailFolder", None)) or [mail_url.path.strip("/") or "INBOX"]
-        uidvalidity_change = str(getattr(options, "mailUidValidityChange", None) or "reannounce").lower()
+        folders = opt.values(options, "mailFolder") or [mail_url.path.strip("/") or "INBOX"]
+        uidvalidity_change = (opt.text(options, "mailUidValidityChange") or "reannounce").lower()
         if uidvalidity_change not in UIDVALIDITY_CHOICES:
             raise ConfigError(f"mailUidValidityChange {uidvalidity_change!r}: use reannounce or skip")
-        quarantine = getattr(options, "mailQuarantineFolder", None) or None
+        quarantine = opt.text(options, "mailQuarantineFolder")
         pop3 = mail_url.scheme.startswith("pop")
         if pop3 and folders != ["INBOX"]:
             raise ConfigError(f"POP3 has only one folder (INBOX); mailFolder {','.join(folders)} cannot be polled")
@@ -100,26 +102,31 @@ class PollSettings:
         return cls(
             poll_url=poll_url,
             folders=tuple(folders),
-            search=(getattr(options, "mailSearch", None) or "UNSEEN").strip(),
-            since=Since.parse(getattr(options, "mailSince", None)),
-            max_size=int(getattr(options, "mailMaxSize", 0) or 0),
+            search=opt.text(options, "mailSearch", "UNSEEN") or "UNSEEN",
+            since=Since.parse(opt.text(options, "mailSince")),
+            max_size=opt.count(options, "mailMaxSize", 0),
             quarantine_folder=quarantine,
             uidvalidity_change=uidvalidity_change,
-            idle=bool(getattr(options, "mailIdle", False)) and not pop3,
-            idle_max=float(getattr(options, "mailIdleMax", 20.0) or 20.0),
-            announce_max=_announce_max(getattr(options, "mailAnnounceMax", DEFAULT_ANNOUNCE_MAX)),
+            idle=opt.flag(options, "mailIdle") and not pop3,
+            idle_max=opt.duration(options, "mailIdleMax", 20.0) or 20.0,
+            announce_max=opt.count(options, "mailAnnounceMax", DEFAULT_ANNOUNCE_MAX),
         )
 
 
-def _announce_max(value: Any) -> int:
-    """:raises ConfigError: not a whole number >= 0."""
-    try:
-        limit = int(value if value is not None else DEFAULT_ANNOUNCE_MAX)
-    except (TypeError, ValueError):
-        raise ConfigError(f"mailAnnounceMax {value!r}: use a whole number of messages (0 for no limit)") from None
-    if limit < 0:
-        raise ConfigError(f"mailAnnounceMax {limit}: use a whole number of messages (0 for no limit)")
-    return limit
+#: the poll's own options (declared with sr3's kinds; scheduled_interval is sr3's, declared
+#: here too so a repeated one is read like the others)
+POLL_OPTIONS = (
+    Option("mailFolder", "list", []),
+    Option("mailSearch", "str", "UNSEEN"),
+    Option("mailSince", "str", None),
+    Option("mailMaxSize", "size", 0),
+    Option("mailQuarantineFolder", "str", None),
+    Option("mailUidValidityChange", "str", "reannounce"),
+    Option("mailIdle", "flag", False),
+    Option("mailIdleMax", "duration", 20.0),
+    Option("mailAnnounceMax", "count", DEFAULT_ANNOUNCE_MAX),
+    Option("scheduled_interval", "duration", 0.0),
+)
 
 
 class Poll(FlowCB):
@@ -127,18 +134,11 @@ class Poll(FlowCB):
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
-        self.o.add_option("mailFolder", "list", [])
-        self.o.add_option("mailSearch", "str", "UNSEEN")
-        self.o.add_option("mailSince", "str", None)
-        self.o.add_option("mailMaxSize", "size", 0)
-        self.o.add_option("mailQuarantineFolder", "str", None)
-        self.o.add_option("mailUidValidityChange", "str", "reannounce")
-        self.o.add_option("mailIdle", "flag", False)
-        self.o.add_option("mailIdleMax", "duration", 20.0)
-        self.o.add_option("mailAnnounceMax", "count", DEFAULT_ANNOUNCE_MAX)
+        opt.declare(self.o, *POLL_OPTIONS)
         declare_connection_options(self.o)
         self.settings = PollSettings.from_options(self.o)
         self.connection = connection_settings(self.o)
+        self.credentials = CredentialsFile.of(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
         self.state = PollState(os.path.join(run_dir, STATE_FILE))
         self._staged_folders: Dict[Tuple[str, str], FolderState] = {}
@@ -153,9 +153,10 @@ class Poll(FlowCB):
             "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0, "deferred": 0,
             "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0,
         }
-        if self.settings.idle and float(getattr(self.o, "scheduled_interval", 0) or 0) > 5:
+        interval = opt.duration(self.o, "scheduled_interval", 0.0)
+        if self.settings.idle and interval > 5:
             logger.warning("mailIdle on with scheduled_interval %s: IDLE pauses between cycles; "
-                           "set scheduled_interval 1 for continuous IDLE", self.o.scheduled_interval)
+                           "set scheduled_interval 1 for continuous IDLE", interval)
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def poll(self) -> List[sarracenia.Message]:
@@ -165,8 +166,7 @@ class Poll(FlowCB):
         notices: List[sarracenia.Message] = []
         account: Optional[MailAccount] = None
         try:
-            account = resolve_account(self.settings.poll_url, getattr(self.o, "credentials", None),
-                                      self.connection.oauth2)
+            account = resolve_account(self.settings.poll_url, self.credentials.database(), self.connection.oauth2)
             notices = self._reconnecting(account, "during the poll cycle", lambda: self._cycle(account))
             if not notices and self.settings.idle and not self.stop_requested:
                 notices = self._reconnecting(account, "while idling", lambda: self._idle(account))

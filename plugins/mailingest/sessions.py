@@ -109,6 +109,10 @@ class SessionPool:
         self._metrics["failures"] = self._metrics.get("failures", 0) + 1
         logger.error("%s; downloads from this account paused for %.0f s (notices are retried)", why, backoff)
 
+    def resume_all(self) -> None:
+        """Forget every pause: the credentials changed, so a refused login may now succeed."""
+        self._paused.clear()
+
     def get(self, key: str) -> Any:
         return self._sessions.get(key)
 

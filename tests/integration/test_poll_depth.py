@@ -85,7 +85,7 @@ def test_two_folders_each_announced_with_distinct_rel_paths(tmp_path, rabbitmq, 
         mail_account.deliver(message(f"report {i}"), folder="Reports/2026")
     home = make_home(tmp_path, rabbitmq, mail_account)
     notices = run_poll(home, rabbitmq, mail_account, collector, expect=6,
-                       extra="mailFolder INBOX\nmailFolder Reports/2026")
+                       extra="mailFolder INBOX,Reports/2026")
     by_folder = {}
     for n in notices:
         by_folder.setdefault(n["mail"]["folder"], set()).add(n["relPath"].split("/")[0])

@@ -82,7 +82,7 @@ def test_options_declared_for_both_callbacks_become_settings(tmp_path):
     assert connection_settings(options).oauth2 is None
     options.mailOAuth2Provider = "google"
     options.mailOAuth2ClientId = "cid"
-    options.mailOAuth2Scope = ["https://mail.google.com/", "openid"]
+    options.mailOAuth2Scope = "https://mail.google.com/, openid"
     settings = connection_settings(options).oauth2
     assert settings is not None and settings.scope == "https://mail.google.com/ openid"
 

@@ -18,7 +18,7 @@ DOCS = {
 def declared_options() -> list:
     names = set()
     for source in PLUGINS.glob("*.py"):
-        names.update(re.findall(r'add_option\(\s*"(\w+)"', source.read_text(encoding="utf-8")))
+        names.update(re.findall(r'(?:add_option|Option)\(\s*"(\w+)"', source.read_text(encoding="utf-8")))
     names.update(name for name, _kind, _default in CONNECTION_OPTIONS)
     return sorted(names)
 

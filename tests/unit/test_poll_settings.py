@@ -32,7 +32,7 @@ def test_mail_announce_max_zero_means_no_limit_and_negatives_are_refused():
 
 def test_the_url_path_names_the_folder_unless_mail_folder_is_given():
     assert settings(pollUrl="imaps://alice@mail.example.com/Reports").folders == ("Reports",)
-    assert settings(mailFolder=["INBOX", "Archive/2024"]).folders == ("INBOX", "Archive/2024")
+    assert settings(mailFolder="INBOX,Archive/2024").folders == ("INBOX", "Archive/2024")
 
 
 def test_mail_since_takes_an_age_or_a_date():

@@ -1,0 +1,131 @@
+"""sr3's credentials.conf as mailingest reads it: checked line by line, and read again when it changes.
+
+sr3 reads credentials.conf once, when a process starts.  mailingest reads the same file itself:
+
+* **line by line, checked first.** A line whose URL does not read as one URL (a ``#``, ``?`` or
+  ``/`` written unencoded in its password makes the rest of the line a fragment, a query or a
+  path, and the port a piece of the password) is reported by its line number, with what to
+  percent-encode, and skipped.  Nothing of the line is logged but its scheme.  The other lines,
+  and the accounts they serve, keep working;
+* **again when it changes** (modification time, size or inode), so a password fixed while a
+  poll or download runs is used at their next attempt, without a restart; the change is logged
+  once.
+
+Lines that pass the check are handed to sr3's own parser (:class:`CredentialDB`), so options
+such as ``tls``, ``bearer_token`` and ``login_method`` mean exactly what they mean to sr3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import urllib.parse
+from typing import Any, Iterator, List, Optional, Tuple
+
+logger = logging.getLogger(__name__)
+
+FILE_NAME = "credentials.conf"
+#: what the messages tell operators to percent-encode in a user name or password
+ENCODINGS = "% as %25, @ as %40, : as %3A, / as %2F, # as %23, ? as %3F, space as %20"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def line_problem(line: str) -> Optional[str]:
+    """Why the credentials.conf *line* cannot be used as written, or None (also for blank and
+    comment lines).  The answer never quotes the line.
+    """
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    url = text.split()[0]
+    if not _SCHEME.match(url):
+        return "it does not start with a URL (scheme://user:password@host/)"
+    unreadable = "its URL does not read as scheme://user:password@host:port/"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError:
+        return unreadable
+    if parts.fragment or parts.query or "#" in url or "?" in url or "@" in parts.path or not parts.hostname:
+        return unreadable
+    return None
+
+
+def scheme_of(line: str) -> str:
+    """The scheme of a line's URL (``imaps``), the only part of a line a message may show."""
+    match = _SCHEME.match(line.strip())
+    return match.group(1).lower() if match else "?"
+
+
+class CredentialsFile:
+    """The credentials of one credentials.conf, read at first use and again when the file changes.
+
+    :param path: the file; when it does not exist, *fallback* (sr3's ``options.credentials``) is used.
+    """
+
+    def __init__(self, path: str, fallback: Any = None) -> None:
+        self.path = path
+        self.fallback = fallback
+        #: incremented each time the file is (re)read; callers compare it to know a change
+        self.generation = 0
+        self._signature: Optional[Tuple[int, int, int, int]] = None
+        self._database: Any = None
+
+    @classmethod
+    def of(cls, options: Any) -> "CredentialsFile":
+        """The credentials.conf sr3 reads for *options* (``<sr3 config dir>/credentials.conf``)."""
+        import sarracenia.config
+
+        path = os.path.join(sarracenia.config.get_user_config_dir(), FILE_NAME)
+        return cls(path, getattr(options, "credentials", None))
+
+    def database(self) -> Any:
+        """An sr3 ``CredentialDB`` of the file's usable lines (re-read if the file changed since),
+        or the fallback when the file does not exist or cannot be read."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return self.fallback
+        signature = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
+        if signature == self._signature and self._database is not None:
+            return self._database
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.readlines()
+        except OSError as exc:
+            logger.error("cannot read %s (%s); using the credentials read at start", self.path, exc.strerror)
+            return self._database if self._database is not None else self.fallback
+        if self._signature is not None:
+            logger.info("%s changed: read again; the next login of each account uses it", self.path)
+        self._signature = signature
+        self._database = self._parse(lines)
+        self.generation += 1
+        return self._database
+
+    def _parse(self, lines: List[str]) -> Any:
+        from sarracenia.config.credentials import CredentialDB
+
+        database = CredentialDB()
+        for number, line in enumerate(lines, start=1):
+            problem = line_problem(line)
+            if problem is not None:
+                logger.error("%s line %d (%s://...) is ignored: %s; percent-encode the special characters of its "
+                             "user name and password (%s), see docs/authentication.md",
+                             self.path, number, scheme_of(line), problem, ENCODINGS)
+                continue
+            with _sr3_credentials_quiet():  # it would log a line it rejects in full, password included
+                database._parse(line)
+        return database
+
+
+@contextlib.contextmanager
+def _sr3_credentials_quiet() -> Iterator[None]:
+    sr3_logger = logging.getLogger("sarracenia.config.credentials")
+    was_disabled = sr3_logger.disabled
+    sr3_logger.disabled = True
+    try:
+        yield
+    finally:
+        sr3_logger.disabled = was_disabled
