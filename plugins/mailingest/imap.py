@@ -45,6 +45,10 @@ CHUNK_SIZE = 4 * 1024 * 1024
 _TRANSIENT = (IMAPClientAbortError, OSError, socket.timeout, ssl.SSLError)
 #: an untagged BYE: the server is closing the session (RFC 3501 7.1.5)
 _BYE = "* BYE"
+#: IDLE waits in slices this long, so a stop request is honoured within one
+IDLE_SLICE = 0.5
+#: this many wake-ups in a row without a response line during IDLE mean the server closed the socket
+EOF_WAKEUPS = 3
 
 
 class ImapMailbox:
@@ -329,20 +333,45 @@ class ImapMailbox:
         except (IMAPClientError, OSError):
             return False
 
-    def idle_wait(self, seconds: float, should_stop: Callable[[], bool], slice_seconds: float = 1.0) -> bool:
+    def idle_wait(self, seconds: float, should_stop: Callable[[], bool], slice_seconds: float = IDLE_SLICE) -> bool:
         """IDLE on the examined folder until the server reports new mail, ``seconds`` pass or
-        ``should_stop()`` is true (checked every ``slice_seconds``).  True when mail arrived."""
+        ``should_stop()`` is true (checked every ``slice_seconds``).  True when mail arrived.
+
+        A session the server ends during IDLE is noticed at once, not when ``seconds`` run out:
+        an untagged ``BYE``, or a socket that keeps waking up with nothing to read (imapclient's
+        ``idle_check`` swallows the EOF and returns no responses).
+
+        :raises MailConnectionError: the session was closed or broke; it is dropped.
+        """
         client = self.client
         deadline = time.monotonic() + seconds
         arrived = False
         try:
             client.idle()
+            empty_wakeups = 0
             while not arrived and not should_stop():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if self._absorb(client.idle_check(timeout=min(slice_seconds, remaining))):
-                    arrived = True
+                wait = min(slice_seconds, remaining)
+                asked = time.monotonic()
+                responses = client.idle_check(timeout=wait)
+                farewell = _bye(responses)
+                if farewell is not None:
+                    self._drop()
+                    raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
+                                              f"session ({farewell})")
+                if responses:
+                    empty_wakeups = 0
+                    arrived = self._absorb(responses)
+                elif time.monotonic() - asked < wait / 2:  # readable, yet not one line: EOF
+                    empty_wakeups += 1
+                    if empty_wakeups >= EOF_WAKEUPS:
+                        self._drop()
+                        raise MailConnectionError(f"cannot IDLE on {self.account.display}: the connection "
+                                                  f"was closed")
+                else:
+                    empty_wakeups = 0
             self._absorb(client.idle_done()[1])
         except (IMAPClientAbortError, OSError, ssl.SSLError) as exc:
             self._drop()
@@ -417,6 +446,14 @@ def _quiet_imaplib(client: imapclient.IMAPClient) -> None:
     imap = getattr(client, "_imap", None)
     if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
         imap.debug = 0
+
+
+def _bye(responses: Sequence[Any]) -> Optional[str]:
+    """The text of an untagged BYE among parsed IDLE responses, or None."""
+    for response in responses:
+        if isinstance(response, tuple) and response and response[0] == b"BYE":
+            return b" ".join(part for part in response if isinstance(part, bytes)).decode("utf-8", "replace")
+    return None
 
 
 def _header_block(data: Dict[bytes, Any]) -> bytes:

@@ -1,0 +1,112 @@
+"""``mailIdle on`` is push (issue 12), end to end: real Dovecot, real `sr3 foreground` poll with
+``scheduled_interval 60``, notices read back with an independent pika consumer.
+
+* A message is announced within about a second whenever it arrives, not at the next
+  ``scheduled_interval``.
+* A server that goes away during IDLE is noticed at once; the poll is back within two seconds
+  of the server's return and announces what arrived meanwhile.
+* A stop request (SIGTERM, as ``sr3 stop`` sends) ends a poll waiting in IDLE within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import time
+
+import pytest
+
+from tests.helpers import imap_client, make_home, poll_config
+from tests.integration.test_poll_depth import message
+from tests.sr3env import NoticeCollector
+
+pytestmark = pytest.mark.integration
+
+#: seconds between deliveries: irregular, 60 s in all, so arrivals land at every point of the interval
+GAPS = (1.3, 7.9, 3.1, 11.2, 0.4, 9.6, 5.5, 2.2, 12.8, 6.0)
+IDLE_CONFIG = "mailIdle on\nmailIdleMax 20"
+
+
+@pytest.fixture
+def collector(rabbitmq, request):
+    consumer = NoticeCollector(rabbitmq.url, f"xs_{request.node.name[:40]}")
+    yield consumer
+    consumer.close()
+
+
+def idle_poll(tmp_path, rabbitmq, account, collector, name: str = "push"):
+    home = make_home(tmp_path, rabbitmq, account)
+    home.write_config("poll", name, poll_config(rabbitmq, account, exchange=collector.exchange, interval=60,
+                                                extra=IDLE_CONFIG))
+    return home.foreground(f"poll/{name}")
+
+
+def announced_within(collector, count: int, since: float, timeout: float = 30) -> float:
+    collector.wait_for(count, timeout=timeout)
+    return time.monotonic() - since
+
+
+def test_mail_is_announced_within_a_second_whenever_it_arrives_in_a_60_s_interval(
+        tmp_path, rabbitmq, mail_account, collector):
+    delays = []
+    with idle_poll(tmp_path, rabbitmq, mail_account, collector) as poll:
+        poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        with imap_client(mail_account) as client:
+            for i, gap in enumerate(GAPS):
+                time.sleep(gap)  # the scenario: arrivals spread over one scheduled_interval
+                client.append("INBOX", message(f"push {i}"))
+                delays.append(announced_within(collector, i + 1, time.monotonic()))
+        log = poll.log_text()
+    median = statistics.median(delays)
+    print(f"\nIDLE, scheduled_interval 60: APPEND→notice median {median:.3f} s, max {max(delays):.3f} s, "
+          f"all {[round(d, 2) for d in delays]}")
+    assert median <= 1.0, delays
+    assert max(delays) < 5.0, f"no arrival waits for the next scheduled_interval: {delays}"
+    assert [n["mail"]["subject"] for n in collector.notices] == [f"push {i}" for i in range(len(GAPS))]
+    assert "scheduled_interval 1" not in log, "no advice to shorten scheduled_interval"
+
+
+def test_a_server_stopped_during_idle_is_back_within_two_seconds_of_its_return(
+        tmp_path, rabbitmq, dovecot, mail_account, collector):
+    with idle_poll(tmp_path, rabbitmq, mail_account, collector) as poll:
+        poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        with imap_client(mail_account) as client:
+            client.append("INBOX", message("before the outage"))
+        collector.wait_for(1, timeout=30)  # the poll is back in IDLE right after this notice
+        stopped = time.monotonic()
+        dovecot.stop()
+        poll.wait_for_log("connection dropped while idling", timeout=10)
+        noticed = time.monotonic() - stopped
+        mail_account.deliver(message("during the outage"))
+        poll.wait_for_log("poll failed, will retry", timeout=10)  # the outage is real: reconnecting fails
+        dovecot.start()
+        back = announced_within(collector, 2, time.monotonic())
+        with imap_client(mail_account) as client:
+            client.append("INBOX", message("after the outage"))
+        after = announced_within(collector, 3, time.monotonic())
+        log = poll.log_text()
+    print(f"\nDovecot stopped during IDLE: noticed in {noticed:.3f} s (incl. the stop); notice of the mail "
+          f"delivered meanwhile {back:.3f} s after Dovecot was back; next APPEND→notice {after:.3f} s")
+    assert back <= 2.0, f"{back:.3f} s after the server's return"
+    assert after <= 2.0
+    assert [n["mail"]["subject"] for n in collector.notices] == [
+        "before the outage", "during the outage", "after the outage"]
+    assert "reachable again" in log
+    assert "Traceback" not in log
+
+
+def test_a_stop_request_ends_a_poll_waiting_in_idle_within_seconds(tmp_path, rabbitmq, mail_account, collector):
+    with idle_poll(tmp_path, rabbitmq, mail_account, collector) as poll:
+        poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        with imap_client(mail_account) as client:
+            client.append("INBOX", message("wakes the poll"))
+        collector.wait_for(1, timeout=30)  # the poll has just gone back into IDLE
+        asked = time.monotonic()
+        os.killpg(poll.popen.pid, signal.SIGTERM)  # what `sr3 stop` sends
+        poll.popen.wait(30)
+        took = time.monotonic() - asked
+        log = poll.log_text()
+    print(f"\nSIGTERM of a poll in IDLE: stopped in {took:.3f} s")
+    assert took <= 3.0, f"stopping took {took:.3f} s"
+    assert "flow/close completed cleanly" in log
