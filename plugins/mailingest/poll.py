@@ -348,11 +348,12 @@ class Poll(FlowCB):
         :raises MailError:
         """
         first = self.settings.folders[0]
+        first_last = self.settings.folders[1:] + (first,)  # the session stays on the IDLE folder
         while not self.stop_requested:
             now = time.monotonic()
             if now >= self._next_full_cycle:
                 self._next_full_cycle = now + self._interval
-                notices = self._cycle(account)
+                notices = self._cycle(account, first_last)
                 if notices:
                     self._next_full_cycle = 0.0  # a backlog left by mailAnnounceMax follows at once
                     return notices

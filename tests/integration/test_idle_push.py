@@ -6,6 +6,8 @@
 * A server that goes away during IDLE is noticed at once; the poll is back within two seconds
   of the server's return and announces what arrived meanwhile.
 * A stop request (SIGTERM, as ``sr3 stop`` sends) ends a poll waiting in IDLE within seconds.
+* Mail reported while the poll is not in IDLE (between its search and the next IDLE) does not
+  wait for the IDLE window to end.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import time
 
 import pytest
 
+from mailingest.imap import ImapMailbox
 from tests.helpers import imap_client, make_home, poll_config
+from tests.inprocess import callback, url_of
 from tests.integration.test_poll_depth import message
 from tests.sr3env import NoticeCollector
 
@@ -110,3 +114,28 @@ def test_a_stop_request_ends_a_poll_waiting_in_idle_within_seconds(tmp_path, rab
     print(f"\nSIGTERM of a poll in IDLE: stopped in {took:.3f} s")
     assert took <= 3.0, f"stopping took {took:.3f} s"
     assert "flow/close completed cleanly" in log
+
+
+def test_mail_that_arrives_between_the_search_and_idle_is_announced_without_waiting_for_idle(
+        tmp_path, mail_account, monkeypatch):
+    poll = callback("poll", tmp_path, mail_account, "imaps", pollUrl=url_of(mail_account, "imaps"),
+                    mailIdle=True, mailIdleMax=20, scheduled_interval=60)
+    original_search = ImapMailbox.search_uids
+    searches = []
+
+    def mail_arrives_right_after_the_first_search(self, *args, **kwargs):
+        uids = original_search(self, *args, **kwargs)
+        searches.append(uids)
+        if len(searches) == 1:
+            mail_account.deliver(message("just missed the search"))
+        return uids
+
+    monkeypatch.setattr(ImapMailbox, "search_uids", mail_arrives_right_after_the_first_search)
+    try:
+        started = time.monotonic()
+        notices = poll.poll()
+        elapsed = time.monotonic() - started
+    finally:
+        poll.on_stop()
+    assert [n["mail"]["subject"] for n in notices] == ["just missed the search"]
+    assert elapsed < 5, f"{elapsed:.1f} s: the arrival was reported before IDLE, and IDLE waited anyway"
