@@ -6,6 +6,7 @@
 * A server that goes away during IDLE is noticed at once; the poll is back within two seconds
   of the server's return and announces what arrived meanwhile.
 * A stop request (SIGTERM, as ``sr3 stop`` sends) ends a poll waiting in IDLE within seconds.
+* Housekeeping runs on time while the poll waits in IDLE.
 * Mail reported while the poll is not in IDLE (between its search and the next IDLE) does not
   wait for the IDLE window to end.
 """
@@ -16,6 +17,7 @@ import os
 import signal
 import statistics
 import time
+from datetime import datetime
 
 import pytest
 
@@ -139,3 +141,22 @@ def test_mail_that_arrives_between_the_search_and_idle_is_announced_without_wait
         poll.on_stop()
     assert [n["mail"]["subject"] for n in notices] == ["just missed the search"]
     assert elapsed < 5, f"{elapsed:.1f} s: the arrival was reported before IDLE, and IDLE waited anyway"
+
+
+def test_housekeeping_runs_on_time_while_the_poll_waits_in_idle(tmp_path, rabbitmq, mail_account, collector):
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    home.write_config("poll", "hk", poll_config(rabbitmq, mail_account, exchange=collector.exchange, interval=60,
+                                                extra="mailIdle on\nmailIdleMax 120\nhousekeeping 5"))
+    with home.foreground("poll/hk") as poll:
+        poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        log = poll.wait_for_log("on_housekeeping pid", timeout=60, count=4)
+        with imap_client(mail_account) as client:
+            client.append("INBOX", message("after housekeeping"))
+        delay = announced_within(collector, 1, time.monotonic())
+    times = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in log.splitlines()
+             if "on_housekeeping pid" in line]
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+    print(f"\nhousekeeping 5 with mailIdleMax 120: housekeeping {[round(g, 1) for g in gaps]} s apart; "
+          f"APPEND→notice {delay:.3f} s")
+    assert all(gap < 10 for gap in gaps), gaps  # 5 s, or sr3's longest back-off sleep (6.4 s)
+    assert delay <= 2.0
