@@ -20,8 +20,8 @@ import time
 from datetime import datetime
 
 import pytest
-from mailingest.imap import ImapMailbox
 
+from mailingest.imap import ImapMailbox
 from tests.helpers import imap_client, make_home, poll_config
 from tests.inprocess import callback, url_of
 from tests.integration.test_poll_depth import message

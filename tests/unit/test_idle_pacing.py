@@ -11,9 +11,10 @@ import pytest
 import sarracenia.config
 import sarracenia.flow
 import sarracenia.flowcb
+from sarracenia.flowcb.scheduled.poll import Poll as Sr3Scheduler
+
 from mailingest.errors import MailAuthError, MailConnectionError
 from mailingest.pacing import FlowPacing, longest_empty_sleep
-from sarracenia.flowcb.scheduled.poll import Poll as Sr3Scheduler
 
 LATER = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=60)
 
