@@ -29,9 +29,14 @@ re-opened with a growing backoff after a failure; what arrived meanwhile is caug
 next search.  With a single folder the cycle refreshes it with NOOP instead of re-opening it,
 which on Maildir servers costs O(mailbox).
 
-With ``mailIdle on`` (IMAP IDLE), a cycle that finds nothing waits in IDLE on the first folder
-for up to ``mailIdleMax`` and returns as soon as mail arrives; use ``scheduled_interval 1`` so
-the next IDLE starts right away.
+With ``mailIdle on`` (IMAP IDLE) the poll is push, whatever ``scheduled_interval`` says: it waits
+in IDLE on the first folder and returns as soon as mail arrives, after having sr3's scheduler
+let the next gather through at once (:mod:`mailingest.pacing`), so it is back in IDLE right after
+sr3 has posted the notices.  ``scheduled_interval`` then paces only the full cycles over every
+folder (and a server without IDLE, which is polled normally).  Control goes back to sr3 after
+``mailIdleMax``, when housekeeping is due or on a stop request.  A session the server ends during
+IDLE is noticed at once; the poll reconnects, catches up, and retries a server that stays away
+after a tenth of the outage so far.
 
 Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
 mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax, mailCaFile,
