@@ -174,7 +174,7 @@ class Poll(FlowCB):
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def poll(self) -> List[sarracenia.Message]:
-        if self.settings.idle and self._idle_offered is not False:
+        if self._pushing():
             return self._poll_idling()
         if time.monotonic() < self._retry_at:
             return []
@@ -304,6 +304,10 @@ class Poll(FlowCB):
             self.metrics["lagSeconds"] = round((datetime.now(timezone.utc) - min(dates)).total_seconds(), 3)
 
     # -- IDLE ---------------------------------------------------------------------------------
+    def _pushing(self) -> bool:
+        """``mailIdle on``, and the server offers IDLE (or has not been asked yet)."""
+        return self.settings.idle and self._idle_offered is not False
+
     def _poll_idling(self) -> List[sarracenia.Message]:
         """``poll()`` with ``mailIdle on``: hold sr3's gather until mail arrives, then return its
         notices and have the flow call again at once.  In between, IDLE on the first folder,
@@ -322,7 +326,7 @@ class Poll(FlowCB):
                     break
             if notices or not self._pause_until(min(self._retry_at, hand_back)) or time.monotonic() >= hand_back:
                 break
-        if self._idle_offered is not False:
+        if self._pushing():
             self.pacing.gather_again_now()
         self.metrics["cycles"] += 1
         self.metrics["lastPollSeconds"] = round(time.monotonic() - started, 3)
@@ -420,7 +424,7 @@ class Poll(FlowCB):
         self._failures += 1
         if not self._outage_started:
             self._outage_started = time.monotonic()
-        if self.settings.idle:
+        if self._pushing():
             self._retry_at = time.monotonic() + self._idle_retry_delay(exc)
         elif isinstance(exc, MailConnectionError):
             self._retry_at = time.monotonic() + min(RECONNECT_BACKOFF_MAX, 2.0 ** (self._failures - 1))
