@@ -5,7 +5,7 @@
   ``scheduled_interval``.
 * A server that goes away during IDLE is noticed at once; the poll is back within two seconds
   of the server's return and announces what arrived meanwhile.
-* A stop request (SIGTERM, as ``sr3 stop`` sends) ends a poll waiting in IDLE within seconds.
+* A stop request (SIGTERM, as ``sr3 stop`` sends) ends a poll waiting in IDLE within a second.
 * Housekeeping runs on time while the poll waits in IDLE.
 * Mail reported while the poll is not in IDLE (between its search and the next IDLE) does not
   wait for the IDLE window to end.
@@ -22,7 +22,7 @@ from datetime import datetime
 import pytest
 
 from mailingest.imap import ImapMailbox
-from tests.helpers import imap_client, make_home, poll_config
+from tests.helpers import imap_client, make_home, poll_config, wait_until
 from tests.inprocess import callback, url_of
 from tests.integration.test_poll_depth import message
 from tests.sr3env import NoticeCollector
@@ -160,3 +160,30 @@ def test_housekeeping_runs_on_time_while_the_poll_waits_in_idle(tmp_path, rabbit
           f"APPEND→notice {delay:.3f} s")
     assert all(gap < 10 for gap in gaps), gaps  # 5 s, or sr3's longest back-off sleep (6.4 s)
     assert delay <= 2.0
+
+
+def test_sr3_stop_stops_a_started_poll_waiting_in_idle_at_its_first_check(tmp_path, rabbitmq, mail_account,
+                                                                          collector):
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    home.write_config("poll", "daemon", poll_config(rabbitmq, mail_account, exchange=collector.exchange,
+                                                    interval=60, extra=IDLE_CONFIG))
+
+    def logs() -> str:
+        return "".join(p.read_text(errors="replace") for p in home.cache_dir.rglob("poll_daemon*.log"))
+
+    started = home.run("start", "poll/daemon")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        wait_until(lambda: "0 new message(s) to announce" in logs(), timeout=60, what="the first cycle")
+        with imap_client(mail_account) as client:
+            client.append("INBOX", message("wakes the daemon"))
+        collector.wait_for(1, timeout=30)  # the poll has just gone back into IDLE
+        asked = time.monotonic()
+        stopped = home.run("stop", "poll/daemon")
+        took = time.monotonic() - asked
+    finally:
+        home.run("stop", "poll/daemon")
+    print(f"\nsr3 stop of a started poll in IDLE: {took:.1f} s, {stopped.stdout.strip().splitlines()[-1]!r}")
+    assert "All stopped after try 0" in stopped.stdout, stopped.stdout  # gone by sr3's first check, 1 s later
+    assert "SIGKILL" not in stopped.stdout
+    assert "flow/close completed cleanly" in logs()
