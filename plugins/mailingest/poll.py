@@ -338,8 +338,11 @@ class Poll(FlowCB):
         try:
             account = resolve_account(self.settings.poll_url, getattr(self.o, "credentials", None),
                                       self.connection.oauth2)
+            logins = self.metrics["logins"]
             notices = self._reconnecting(account, "while idling", lambda: self._watch(account, hand_back))
             self._recovered(account)
+            if self.metrics["logins"] != logins and len(self.settings.folders) > 1:
+                self._next_full_cycle = 0.0  # the catch-up left the session on another folder than IDLE's
             return notices
         except MailError as exc:
             self._failed(exc)

@@ -187,3 +187,26 @@ def test_sr3_stop_stops_a_started_poll_waiting_in_idle_at_its_first_check(tmp_pa
     assert "All stopped after try 0" in stopped.stdout, stopped.stdout  # gone by sr3's first check, 1 s later
     assert "SIGKILL" not in stopped.stdout
     assert "flow/close completed cleanly" in logs()
+
+
+def test_with_several_folders_idle_watches_the_first_and_the_others_are_listed_every_scheduled_interval(
+        tmp_path, mail_account):
+    mail_account.server.create_folder(mail_account.user, "Reports")
+    poll = callback("poll", tmp_path, mail_account, "imaps", pollUrl=url_of(mail_account, "imaps"),
+                    mailFolder=["INBOX", "Reports"], mailIdle=True, mailIdleMax=5, scheduled_interval=3)
+    try:
+        assert poll.poll() == [], "both folders are empty: the call waits in IDLE and hands back"
+        mail_account.deliver(message("in the IDLE folder"))
+        started = time.monotonic()
+        inbox = poll.poll()
+        inbox_took = time.monotonic() - started
+        mail_account.deliver(message("in another folder"), folder="Reports")
+        started = time.monotonic()
+        reports = poll.poll() or poll.poll()
+        reports_took = time.monotonic() - started
+    finally:
+        poll.on_stop()
+    assert [(n["mail"]["folder"], n["mail"]["subject"]) for n in inbox] == [("INBOX", "in the IDLE folder")]
+    assert [(n["mail"]["folder"], n["mail"]["subject"]) for n in reports] == [("Reports", "in another folder")]
+    assert inbox_took < 3, f"{inbox_took:.1f} s: IDLE reports the first folder at once"
+    assert reports_took < 3 + 2, f"{reports_took:.1f} s: the next full cycle, one scheduled_interval later"
