@@ -16,13 +16,16 @@ from sarracenia.flowcb.scheduled.poll import Poll as Sr3Scheduler
 from mailingest.errors import MailAuthError, MailConnectionError
 from mailingest.pacing import FlowPacing, longest_empty_sleep
 
-LATER = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=60)
+
+
+def in_a_minute() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=60)
 
 
 def sr3_poll_flow() -> tuple:
     """An sr3 poll flow whose scheduler will not let the next gather through for 60 s."""
     scheduler = Sr3Scheduler.__new__(Sr3Scheduler)
-    scheduler.next_gather_time = LATER
+    scheduler.next_gather_time = in_a_minute()
     flow = sarracenia.flow.Flow.__new__(sarracenia.flow.Flow)
     flow.plugins = {"gather": [scheduler.gather], "poll": []}
     return flow, scheduler
@@ -45,9 +48,9 @@ def test_the_poll_lets_its_flow_gather_again_at_once():
     pacing = FlowPacing(types.SimpleNamespace(housekeeping=300, sleep=0.1))
     assert called_from(flow, pacing.gather_again_now)
     assert scheduler.next_gather_time <= datetime.datetime.now(datetime.timezone.utc)
-    scheduler.next_gather_time = LATER
+    scheduler.next_gather_time = in_a_minute()
     assert called_from(flow, pacing.gather_again_now), "found once, steered every time"
-    assert scheduler.next_gather_time < LATER
+    assert scheduler.next_gather_time <= datetime.datetime.now(datetime.timezone.utc)
 
 
 def test_outside_an_sr3_flow_there_is_nothing_to_steer_and_one_info_line_says_so(caplog):
