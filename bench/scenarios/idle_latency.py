@@ -3,7 +3,8 @@
 Messages are APPENDed over imaps at spread-out moments while ``sr3 foreground poll/mail``
 (``examples/poll/mail.conf``) runs; a watcher on the poll's exchange timestamps every notice
 (count sampled every 50 ms) and matches them to the appends in order.  The plain poll keeps
-the example's ``scheduled_interval 60`` in full mode; quick mode uses 3 s to stay short.
+the example's ``scheduled_interval 60`` in full mode; quick mode uses 3 s to stay short.  The IDLE
+poll runs with the same ``scheduled_interval``: with ``mailIdle on`` it only paces fallback polling.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def run(ctx: BenchContext) -> List[Row]:
     idle_note = ""
     if idle_available():
         offsets = [i * (1.0 if ctx.quick else 2.0) + rng.uniform(0, 1) for i in range(idle_samples)]
-        idle = measure(ctx, "idlepoll", "mailIdle on\nscheduled_interval 1\n", offsets, 10 if ctx.quick else 30)
+        idle = measure(ctx, "idlepoll", f"mailIdle on\nscheduled_interval {interval}\n", offsets,
+                       10 if ctx.quick else 30)
     else:
         idle_note = "mailIdle not available yet in mailingest.poll. "
     idle_p50 = percentile(idle, 0.5) if idle else None

@@ -45,6 +45,10 @@ CHUNK_SIZE = 4 * 1024 * 1024
 _TRANSIENT = (IMAPClientAbortError, OSError, socket.timeout, ssl.SSLError)
 #: an untagged BYE: the server is closing the session (RFC 3501 7.1.5)
 _BYE = "* BYE"
+#: IDLE waits in slices this long, so a stop request is honoured within one
+IDLE_SLICE = 0.5
+#: this many wake-ups in a row without a response line during IDLE mean the server closed the socket
+EOF_WAKEUPS = 3
 
 
 class ImapMailbox:
@@ -58,6 +62,8 @@ class ImapMailbox:
         #: open folders read-write for downloads, so an after-download action needs no re-SELECT
         self.writable = False
         self._status: Dict[str, int] = {}
+        #: new mail was reported outside IDLE since the last search: the next IDLE must not wait for it
+        self._arrival_pending = False
         self.tls_version: Optional[str] = None
 
     # -- connection -------------------------------------------------------------------------
@@ -121,6 +127,7 @@ class ImapMailbox:
             return False
         try:
             self._absorb(self._client.noop()[1])  # keep the EXISTS it may carry for refresh()
+            self._recorded_exists()  # the same EXISTS, as imaplib recorded them
             return True
         except (IMAPClientError, OSError):
             return False
@@ -182,6 +189,7 @@ class ImapMailbox:
         }
         self._selected = (folder, writable, status["uidvalidity"])
         self._status = dict(status)
+        self._arrival_pending = False
         return status
 
     def refresh(self, folder: str) -> Dict[str, int]:
@@ -195,10 +203,12 @@ class ImapMailbox:
         except (IMAPClientError, OSError) as exc:
             raise connection_error(self.account, exc, "refresh a folder on") from None
         self._absorb(responses)
+        self._recorded_exists()
         return dict(self._status)
 
     def _absorb(self, responses: Sequence[Any]) -> bool:
-        """Track EXISTS/EXPUNGE from unsolicited responses; True when new mail was reported."""
+        """Track EXISTS/EXPUNGE from unsolicited responses; True when new mail was reported (it is
+        then also pending for :meth:`idle_wait`)."""
         arrived = False
         for response in responses:
             if isinstance(response, tuple) and len(response) >= 2 and self._status:
@@ -209,12 +219,23 @@ class ImapMailbox:
                     self._status["exists"] = max(0, self._status["exists"] - 1)
                 elif response[1] == b"RECENT" and int(response[0]) > 0:
                     arrived = True
+        self._arrival_pending = self._arrival_pending or arrived
         return arrived
+
+    def _recorded_exists(self) -> List[Tuple[int, bytes]]:
+        """The EXISTS responses imaplib recorded since the last call, as parsed responses, and
+        forgets them.  imapclient returns a NOOP's or IDLE's untagged responses, but not those
+        that come with SEARCH or FETCH; imaplib records them all."""
+        recorded = getattr(getattr(self._client, "_imap", None), "untagged_responses", None)
+        counts = recorded.pop("EXISTS", None) if isinstance(recorded, dict) else None
+        return [(int(count), b"EXISTS") for count in counts or () if bytes(count).isdigit()]
 
     # -- listing ----------------------------------------------------------------------------
     def search_uids(self, criteria: str, above_uid: int = 0) -> List[int]:
         """UIDs in the examined folder matching IMAP SEARCH ``criteria`` with UID > ``above_uid``."""
         query = f"UID {above_uid + 1}:* {criteria}" if above_uid else criteria
+        self._absorb(self._recorded_exists())
+        self._arrival_pending = False  # the search sees all the mail reported so far
         try:
             uids = self.client.search(query)
         except IMAPClientError as exc:
@@ -223,6 +244,7 @@ class ImapMailbox:
             raise MailboxError(f"SEARCH {criteria!r} failed on {self.account.display}: {server_text(exc)}") from None
         except OSError as exc:
             raise connection_error(self.account, exc, "search on") from None
+        self._absorb(self._recorded_exists())  # reported with the answer: maybe too late for it
         # "n:*" always matches the highest UID, even when it is below n.
         return sorted(uid for uid in uids if uid > above_uid)
 
@@ -236,6 +258,7 @@ class ImapMailbox:
                 raise connection_error(self.account, exc, "fetch from") from None
             except IMAPClientError as exc:
                 raise MailboxError(f"FETCH failed in {folder!r} on {self.account.display}: {server_text(exc)}") from None
+            self._absorb(self._recorded_exists())
             for uid in batch:
                 data = answer.get(uid)
                 if data is None:  # expunged meanwhile
@@ -329,21 +352,50 @@ class ImapMailbox:
         except (IMAPClientError, OSError):
             return False
 
-    def idle_wait(self, seconds: float, should_stop: Callable[[], bool], slice_seconds: float = 1.0) -> bool:
+    def idle_wait(self, seconds: float, should_stop: Callable[[], bool], slice_seconds: float = IDLE_SLICE) -> bool:
         """IDLE on the examined folder until the server reports new mail, ``seconds`` pass or
-        ``should_stop()`` is true (checked every ``slice_seconds``).  True when mail arrived."""
+        ``should_stop()`` is true (checked every ``slice_seconds``).  True when mail arrived.
+
+        A session the server ends during IDLE is noticed at once, not when ``seconds`` run out:
+        an untagged ``BYE``, or a socket that keeps waking up with nothing to read (imapclient's
+        ``idle_check`` swallows the EOF and returns no responses).
+
+        :raises MailConnectionError: the session was closed or broke; it is dropped.
+        """
         client = self.client
+        if self._arrival_pending:  # reported by a NOOP, SEARCH or FETCH since the last search
+            self._arrival_pending = False
+            return True
         deadline = time.monotonic() + seconds
         arrived = False
         try:
             client.idle()
+            empty_wakeups = 0
             while not arrived and not should_stop():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if self._absorb(client.idle_check(timeout=min(slice_seconds, remaining))):
-                    arrived = True
+                wait = min(slice_seconds, remaining)
+                asked = time.monotonic()
+                responses = client.idle_check(timeout=wait)
+                farewell = _bye(responses)
+                if farewell is not None:
+                    self._drop()
+                    raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
+                                              f"session ({farewell})")
+                if responses:
+                    empty_wakeups = 0
+                    arrived = self._absorb(responses)
+                elif time.monotonic() - asked < wait / 2:  # readable, yet not one line: EOF
+                    empty_wakeups += 1
+                    if empty_wakeups >= EOF_WAKEUPS:
+                        self._drop()
+                        raise MailConnectionError(f"cannot IDLE on {self.account.display}: the connection "
+                                                  f"was closed")
+                else:
+                    empty_wakeups = 0
             self._absorb(client.idle_done()[1])
+            self._recorded_exists()  # IDLE's own responses, recorded by imaplib too
         except (IMAPClientAbortError, OSError, ssl.SSLError) as exc:
             self._drop()
             raise connection_error(self.account, exc, "IDLE on") from None
@@ -353,6 +405,8 @@ class ImapMailbox:
                 raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
                                           f"session ({server_text(exc)})") from None
             raise MailboxError(f"IDLE failed on {self.account.display}: {server_text(exc)}") from None
+        arrived = arrived or self._arrival_pending
+        self._arrival_pending = False
         return arrived
 
     # -- changes (only when configured: quarantine, after-download actions) --------------------
@@ -417,6 +471,14 @@ def _quiet_imaplib(client: imapclient.IMAPClient) -> None:
     imap = getattr(client, "_imap", None)
     if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
         imap.debug = 0
+
+
+def _bye(responses: Sequence[Any]) -> Optional[str]:
+    """The text of an untagged BYE among parsed IDLE responses, or None."""
+    for response in responses:
+        if isinstance(response, tuple) and response and response[0] == b"BYE":
+            return b" ".join(part for part in response if isinstance(part, bytes)).decode("utf-8", "replace")
+    return None
 
 
 def _header_block(data: Dict[bytes, Any]) -> bytes:

@@ -29,9 +29,14 @@ re-opened with a growing backoff after a failure; what arrived meanwhile is caug
 next search.  With a single folder the cycle refreshes it with NOOP instead of re-opening it,
 which on Maildir servers costs O(mailbox).
 
-With ``mailIdle on`` (IMAP IDLE), a cycle that finds nothing waits in IDLE on the first folder
-for up to ``mailIdleMax`` and returns as soon as mail arrives; use ``scheduled_interval 1`` so
-the next IDLE starts right away.
+With ``mailIdle on`` (IMAP IDLE) the poll is push, whatever ``scheduled_interval`` says: it waits
+in IDLE on the first folder and returns as soon as mail arrives, after having sr3's scheduler
+let the next gather through at once (:mod:`mailingest.pacing`), so it is back in IDLE right after
+sr3 has posted the notices.  ``scheduled_interval`` then paces only the full cycles over every
+folder (and a server without IDLE, which is polled normally).  Control goes back to sr3 after
+``mailIdleMax``, when housekeeping is due or on a stop request.  A session the server ends during
+IDLE is noticed at once; the poll reconnects, catches up, and retries a server that stays away
+after a tenth of the outage so far.
 
 Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
 mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax, mailCaFile,
@@ -58,6 +63,7 @@ from mailingest.errors import ConfigError, MailConnectionError, MailError
 from mailingest.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.mailbox import new_mailbox
 from mailingest.options import Option, connection_settings, declare_connection_options
+from mailingest.pacing import FlowPacing
 from mailingest.refs import MessageRef
 from mailingest.state import STATE_FILE, FolderState, PollState
 
@@ -66,6 +72,13 @@ logger = logging.getLogger(__name__)
 #: an unchanged failure is logged again (at error level) after this long
 REPEAT_ERROR_SECONDS = 600.0
 RECONNECT_BACKOFF_MAX = 60.0
+#: with mailIdle on, a lost server is retried after this share of the outage so far (within the bounds below)
+IDLE_RETRY_SHARE = 0.1
+IDLE_RETRY_MIN = 0.5
+#: sr3's own default when neither scheduled_interval nor appointments are set
+DEFAULT_INTERVAL = 300.0
+#: waits inside poll() are taken in slices this long, so a stop request is honoured within one
+PAUSE_SLICE = 0.5
 UIDVALIDITY_CHOICES = ("reannounce", "skip")
 #: notices per folder per cycle (mailAnnounceMax): sr3 holds a cycle's notices in memory
 DEFAULT_ANNOUNCE_MAX = 10_000
@@ -144,7 +157,6 @@ class Poll(FlowCB):
         self._staged_folders: Dict[Tuple[str, str], FolderState] = {}
         self._staged_uidls: Dict[str, Set[str]] = {}
         self._mailbox: Any = None
-        self._idle_unsupported_logged = False
         self._failures = 0
         self._retry_at = 0.0
         self._last_error = ""
@@ -153,13 +165,16 @@ class Poll(FlowCB):
             "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0, "deferred": 0,
             "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0,
         }
-        interval = opt.duration(self.o, "scheduled_interval", 0.0)
-        if self.settings.idle and interval > 5:
-            logger.warning("mailIdle on with scheduled_interval %s: IDLE pauses between cycles; "
-                           "set scheduled_interval 1 for continuous IDLE", interval)
+        self.pacing = FlowPacing(self.o)
+        self._interval = opt.duration(self.o, "scheduled_interval", 0.0) or DEFAULT_INTERVAL
+        self._next_full_cycle = 0.0
+        self._outage_started = 0.0
+        self._idle_offered: Optional[bool] = None
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def poll(self) -> List[sarracenia.Message]:
+        if self._pushing():
+            return self._poll_idling()
         if time.monotonic() < self._retry_at:
             return []
         started = time.monotonic()
@@ -168,8 +183,6 @@ class Poll(FlowCB):
         try:
             account = resolve_account(self.settings.poll_url, self.credentials.database(), self.connection.oauth2)
             notices = self._reconnecting(account, "during the poll cycle", lambda: self._cycle(account))
-            if not notices and self.settings.idle and not self.stop_requested:
-                notices = self._reconnecting(account, "while idling", lambda: self._idle(account))
             self._recovered(account)
         except MailError as exc:
             self._failed(exc)
@@ -195,6 +208,12 @@ class Poll(FlowCB):
             self.state.save()
         except OSError as exc:
             logger.error("cannot save poll state %s: %s; mail may be announced again", self.state.path, exc)
+
+    def on_start(self) -> None:
+        self.pacing.housekeeping_ran()
+
+    def on_housekeeping(self) -> None:
+        self.pacing.housekeeping_ran()
 
     def on_stop(self) -> None:
         self._close()
@@ -283,25 +302,94 @@ class Poll(FlowCB):
             self.metrics["lagSeconds"] = round((datetime.now(timezone.utc) - min(dates)).total_seconds(), 3)
 
     # -- IDLE ---------------------------------------------------------------------------------
-    def _idle(self, account: MailAccount) -> List[sarracenia.Message]:
-        mailbox = self._connected(account)
-        if not mailbox.supports_idle():
-            if not self._idle_unsupported_logged:
-                logger.warning("%s does not offer IDLE: polling every scheduled_interval instead", account.display)
-                self._idle_unsupported_logged = True
-            return []
+    def _pushing(self) -> bool:
+        """``mailIdle on``, and the server offers IDLE (or has not been asked yet)."""
+        return self.settings.idle and self._idle_offered is not False
+
+    def _poll_idling(self) -> List[sarracenia.Message]:
+        """``poll()`` with ``mailIdle on``: hold sr3's gather until mail arrives, then return its
+        notices and have the flow call again at once.  In between, IDLE on the first folder,
+        with a full cycle of every folder every ``scheduled_interval``; a lost server is retried
+        within a tenth of the outage so far.  Control goes back to sr3 after ``mailIdleMax``, when
+        housekeeping is due, or on a stop request; never sooner than sr3's own back-off sleep, so
+        that sleep never delays an announcement."""
+        started = time.monotonic()
+        hand_back = max(started + self.pacing.empty_sleep_max,
+                        min(started + self.settings.idle_max, self.pacing.housekeeping_due()))
+        notices: List[sarracenia.Message] = []
+        while not (notices or self.stop_requested):
+            if time.monotonic() >= self._retry_at:
+                notices = self._watch_once(hand_back)
+                if self._idle_offered is False:  # plain polling: sr3's scheduler paces it
+                    break
+            if notices or not self._pause_until(min(self._retry_at, hand_back)) or time.monotonic() >= hand_back:
+                break
+        if self._pushing():
+            self.pacing.gather_again_now()
+        self.metrics["cycles"] += 1
+        self.metrics["lastPollSeconds"] = round(time.monotonic() - started, 3)
+        return notices
+
+    def _watch_once(self, hand_back: float) -> List[sarracenia.Message]:
+        """One connected stretch of :meth:`_watch`; a failure is logged and scheduled for retry."""
+        account: Optional[MailAccount] = None
+        try:
+            account = resolve_account(self.settings.poll_url, self.credentials.database(), self.connection.oauth2)
+            logins = self.metrics["logins"]
+            notices = self._reconnecting(account, "while idling", lambda: self._watch(account, hand_back))
+            self._recovered(account)
+            if self.metrics["logins"] != logins and len(self.settings.folders) > 1:
+                self._next_full_cycle = 0.0  # the catch-up left the session on another folder than IDLE's
+            return notices
+        except MailError as exc:
+            self._failed(exc)
+        except Exception:  # outermost guard: one log line, never a crash loop
+            logger.exception("poll of %s failed unexpectedly", account.display if account else "pollUrl")
+            self._close()
+            self._retry_at = time.monotonic() + self._interval
+        self._next_full_cycle = 0.0  # catch up on everything once the server is back
+        return []
+
+    def _watch(self, account: MailAccount, hand_back: float) -> List[sarracenia.Message]:
+        """Full cycles every ``scheduled_interval``, IDLE on the first folder in between, until
+        notices, ``hand_back`` or a stop request.
+
+        :raises MailError:
+        """
         first = self.settings.folders[0]
-        deadline = time.monotonic() + self.settings.idle_max
+        first_last = self.settings.folders[1:] + (first,)  # the session stays on the IDLE folder
+        while not self.stop_requested:
+            now = time.monotonic()
+            if now >= self._next_full_cycle:
+                self._next_full_cycle = now + self._interval
+                notices = self._cycle(account, first_last)
+                if notices:
+                    self._next_full_cycle = 0.0  # a backlog left by mailAnnounceMax follows at once
+                    return notices
+            until = min(hand_back, self._next_full_cycle)
+            if self.stop_requested or time.monotonic() >= hand_back:
+                break
+            mailbox = self._connected(account)
+            self._idle_offered = mailbox.supports_idle()
+            if not self._idle_offered:
+                logger.warning("%s does not offer IDLE: polling every scheduled_interval instead", account.display)
+                break
+            mailbox.refresh(first)
+            if mailbox.idle_wait(until - time.monotonic(), lambda: self.stop_requested):
+                notices = self._cycle(account, (first,))
+                if notices:
+                    self._next_full_cycle = 0.0
+                    return notices
+        return []
+
+    def _pause_until(self, deadline: float) -> bool:
+        """Sleep until ``deadline`` in short slices; False when a stop was requested meanwhile."""
         while not self.stop_requested:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return []
-            mailbox.refresh(first)
-            if mailbox.idle_wait(remaining, lambda: self.stop_requested):
-                notices = self._cycle(account, (first,))
-                if notices:
-                    return notices
-        return []
+                return True
+            time.sleep(min(PAUSE_SLICE, remaining))
+        return False
 
     # -- connection ---------------------------------------------------------------------------
     def _connected(self, account: MailAccount) -> Any:
@@ -326,6 +414,7 @@ class Poll(FlowCB):
         self._last_error = ""
         self._failures = 0
         self._retry_at = 0.0
+        self._outage_started = 0.0
 
     def _failed(self, exc: MailError) -> None:
         """One error line per distinct failure, repeated at most every REPEAT_ERROR_SECONDS."""
@@ -333,7 +422,11 @@ class Poll(FlowCB):
         self._staged_folders.clear()
         self._staged_uidls.clear()
         self._failures += 1
-        if isinstance(exc, MailConnectionError):
+        if not self._outage_started:
+            self._outage_started = time.monotonic()
+        if self._pushing():
+            self._retry_at = time.monotonic() + self._idle_retry_delay(exc)
+        elif isinstance(exc, MailConnectionError):
             self._retry_at = time.monotonic() + min(RECONNECT_BACKOFF_MAX, 2.0 ** (self._failures - 1))
         text = str(exc)
         now = time.monotonic()
@@ -343,6 +436,15 @@ class Poll(FlowCB):
         else:
             logger.debug("still failing: %s", text)
         self._last_error = text
+
+    def _idle_retry_delay(self, exc: MailError) -> float:
+        """With ``mailIdle on``, a lost server is tried again after a tenth of the outage so far
+        (0.5 s to RECONNECT_BACKOFF_MAX), so a restart costs about a second; anything else (a
+        refused login, a missing folder) waits for the next ``scheduled_interval``."""
+        if not isinstance(exc, MailConnectionError):
+            return self._interval
+        outage = time.monotonic() - self._outage_started
+        return min(RECONNECT_BACKOFF_MAX, max(IDLE_RETRY_MIN, IDLE_RETRY_SHARE * outage))
 
     # -- notices ------------------------------------------------------------------------------
     def _notice(self, account: MailAccount, ref: MessageRef) -> sarracenia.Message:

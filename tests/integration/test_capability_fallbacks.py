@@ -1,7 +1,7 @@
 """A real Dovecot that does not offer IDLE, MOVE or UIDPLUS (``imap_capability`` set without
 them), as many older or smaller IMAP servers: every feature that uses them has a fallback.
 
-* ``mailIdle on`` without IDLE: one warning, then ordinary polling every cycle.
+* ``mailIdle on`` without IDLE: one warning, then ordinary polling every ``scheduled_interval``.
 * ``mailAfterDownload move`` without MOVE: UID COPY, ``\\Deleted``, EXPUNGE.
 * ``mailAfterDownload delete`` without UIDPLUS: ``\\Deleted``, EXPUNGE.
 """
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 import pytest
 
 from tests.secret_scan import register_secret
-from tests.helpers import imap_client, imap_raw
+from tests.helpers import imap_client, imap_raw, make_home, poll_config
 from tests.inprocess import callback, download_batch, download_notice, mailingest_problems, url_of
 from tests.mailgen import sample_message
 from tests.servers import DovecotServer
+from tests.sr3env import NoticeCollector
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +71,32 @@ def test_mail_idle_without_idle_warns_once_and_polls_every_cycle(tmp_path, accou
         poll.on_stop()
     warnings = mailingest_problems(caplog.records)
     assert len(warnings) == 1 and "does not offer IDLE: polling every scheduled_interval instead" in warnings[0]
+
+
+def cycle_times(log: str) -> list:
+    return [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in log.splitlines()
+            if "new message(s) to announce" in line]
+
+
+def test_mail_idle_without_idle_in_sr3_polls_every_scheduled_interval_not_continuously(
+        tmp_path, rabbitmq, account):
+    collector = NoticeCollector(rabbitmq.url, "xs_mail_idle_without_idle")
+    home = make_home(tmp_path, rabbitmq, account)
+    home.write_config("poll", "noidle", poll_config(rabbitmq, account, exchange=collector.exchange, interval=5,
+                                                    extra="mailIdle on\nmailIdleMax 20"))
+    try:
+        with home.foreground("poll/noidle") as poll:
+            poll.wait_for_log("0 new message(s) to announce", timeout=60)
+            account.deliver(sample_message(1))
+            collector.wait_for(1, timeout=30)
+            log = poll.wait_for_log("0 new message(s) to announce", timeout=60, count=3)
+    finally:
+        collector.close()
+    times = cycle_times(log)
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+    print(f"\nmailIdle on, no IDLE on the server, scheduled_interval 5: cycles {[round(g, 1) for g in gaps]} s apart")
+    assert all(4.9 <= gap <= 15 for gap in gaps), gaps  # the interval, plus at most sr3's own back-off sleep
+    assert log.count("does not offer IDLE: polling every scheduled_interval instead") == 1
 
 
 @pytest.mark.parametrize("action", ["move Archive", "delete"])
