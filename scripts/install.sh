@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debian_packages=(dovecot-imapd dovecot-pop3d rabbitmq-server fetchmail ripmime ca-certificates)
+# netifaces (sr3's vip option, a mailingest dependency) has no wheel for Python >= 3.10: pip compiles it.
+debian_packages+=(gcc python3-dev)
 missing=()
 for pkg in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
