@@ -315,11 +315,16 @@ def test_the_examples_of_the_wheel_poll_download_and_decode_mail(venv, tmp_path,
         running.append(subscriber)
         poll = home.start("poll/mail")
         running.append(poll)
-        announced = notices.wait_for(3, timeout=60)
+        try:
+            announced = notices.wait_for(3, timeout=60)
+            mail_dir = tmp_path / "mail"
+            wait_until(lambda: len(eml_files(mail_dir)) == 3, timeout=60, what="three .eml files")
+            parts.wait_for(3, timeout=60,
+                           predicate=lambda: sum(n["relPath"].endswith(".eml") for n in parts.notices) == 3)
+        except AssertionError as exc:  # say why: a plugin that did not load, a missing module...
+            raise AssertionError(f"{exc}\n--- poll log:\n{poll.log_text()[-2500:]}\n"
+                                 f"--- subscriber log:\n{subscriber.log_text()[-2500:]}") from exc
         assert {n["relPath"].rsplit("/", 1)[0] for n in announced} == {"INBOX"}
-        mail_dir = tmp_path / "mail"
-        wait_until(lambda: len(eml_files(mail_dir)) == 3, timeout=60, what="three .eml files")
-        parts.wait_for(3, timeout=60, predicate=lambda: sum(n["relPath"].endswith(".eml") for n in parts.notices) == 3)
     finally:
         notices.close()
         parts.close()
