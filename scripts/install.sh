@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debian_packages=(dovecot-imapd dovecot-pop3d rabbitmq-server fetchmail ripmime ca-certificates)
+# netifaces (sr3's vip option, a mailingest dependency) has no wheel for Python >= 3.10: pip compiles it.
+debian_packages+=(gcc python3-dev)
 missing=()
 for pkg in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -33,7 +35,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import mailingest, sarracenia, pika, imapclient, trustme, pytest' >/dev/null 2>&1; then
+if ! .venv/bin/python -c 'import mailingest, sarracenia, pika, imapclient, trustme, pytest, build, netifaces' >/dev/null 2>&1; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[test]'
 fi

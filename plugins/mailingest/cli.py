@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "decode": "mailingest.cli_decode:add_parser",
     "check": "mailingest.cli_check:add_parser",
     "oauth2": "mailingest.cli_oauth2:add_parser",
+    "examples": "mailingest.cli_examples:add_parser",
 }
 _AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 

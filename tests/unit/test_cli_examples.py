@@ -1,0 +1,94 @@
+"""Specification of ``mailingest examples [DIR] [--force]`` (mailingest.cli_examples)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mailingest.cli import main
+from mailingest.cli_examples import shipped_examples
+
+REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def repository_examples() -> dict:
+    return {str(path.relative_to(REPO_EXAMPLES)): path.read_bytes()
+            for path in sorted(REPO_EXAMPLES.glob("*/*.conf"))}
+
+
+def written(directory: Path) -> dict:
+    return {str(path.relative_to(directory)): path.read_bytes()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def test_the_package_ships_every_example_of_the_repository_byte_for_byte():
+    shipped = {example.relative: example.content for example in shipped_examples()}
+    assert shipped == repository_examples()
+    assert {"poll/mail.conf", "subscribe/downloademail.conf", "subscribe/decodeemail.conf"} <= set(shipped)
+
+
+def test_without_a_directory_it_lists_each_example_with_its_installed_path(capsys):
+    assert main(["examples"]) == 0
+    out = capsys.readouterr().out
+    for example in shipped_examples():
+        line = next(line for line in out.splitlines() if line.startswith(example.relative + " "))
+        path = Path(line.split()[-1])
+        assert path.is_file() and path.read_bytes() == example.content
+
+
+def test_with_a_directory_it_writes_poll_and_subscribe_and_prints_the_next_commands(tmp_path, capsys):
+    target = tmp_path / "new" / "configs"
+    assert main(["examples", str(target)]) == 0
+    assert written(target) == repository_examples()
+    out = capsys.readouterr().out
+    assert f"cd {target}" in out
+    assert "sr3 add poll/mail.conf" in out
+    assert "sr3 add subscribe/downloademail.conf" in out
+    assert "sr3 declare" in out and "sr3 start" in out
+
+
+def test_a_file_that_differs_is_refused_and_nothing_at_all_is_written(tmp_path, capsys):
+    (tmp_path / "poll").mkdir()
+    (tmp_path / "poll" / "mail.conf").write_text("my own poll\n")
+    assert main(["examples", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "--force" in err and str(tmp_path / "poll" / "mail.conf") in err
+    assert written(tmp_path) == {"poll/mail.conf": b"my own poll\n"}
+
+
+def test_force_replaces_files_that_differ(tmp_path):
+    (tmp_path / "poll").mkdir()
+    (tmp_path / "poll" / "mail.conf").write_text("my own poll\n")
+    assert main(["examples", "--force", str(tmp_path)]) == 0
+    assert written(tmp_path) == repository_examples()
+
+
+def test_writing_again_over_unchanged_examples_succeeds_and_keeps_other_files(tmp_path):
+    assert main(["examples", str(tmp_path)]) == 0
+    (tmp_path / "subscribe" / "mine.conf").write_text("kept\n")
+    mtimes = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*.conf")}
+    assert main(["examples", str(tmp_path)]) == 0
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*.conf")} == mtimes
+    assert (tmp_path / "subscribe" / "mine.conf").read_text() == "kept\n"
+
+
+def test_a_directory_that_cannot_be_written_is_one_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory\n")
+    assert main(["examples", str(blocker)]) == 1
+    assert "cannot write into" in capsys.readouterr().err
+
+
+def test_sr3_add_run_in_the_written_directory_copies_mailingest_s_examples_not_sarracenia_s(tmp_path):
+    """``cd DIR && sr3 add poll/mail.conf`` tries DIR/poll/mail.conf before sarracenia's own poll/mail.conf."""
+    assert main(["examples", str(tmp_path / "ex")]) == 0
+    relatives = [example.relative for example in shipped_examples()]
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    sr3 = str(Path(sys.executable).parent / "sr3")
+    subprocess.run([sr3, "add", *relatives], cwd=tmp_path / "ex", env=env, check=True, capture_output=True, timeout=120)
+    for relative in relatives:
+        installed = tmp_path / "config" / "sr3" / relative
+        assert installed.read_bytes() == (tmp_path / "ex" / relative).read_bytes(), relative
+    assert "callback mailingest.poll" in (tmp_path / "config" / "sr3" / "poll" / "mail.conf").read_text()
