@@ -193,7 +193,7 @@ def test_with_several_folders_idle_watches_the_first_and_the_others_are_listed_e
         tmp_path, mail_account):
     mail_account.server.create_folder(mail_account.user, "Reports")
     poll = callback("poll", tmp_path, mail_account, "imaps", pollUrl=url_of(mail_account, "imaps"),
-                    mailFolder=["INBOX", "Reports"], mailIdle=True, mailIdleMax=5, scheduled_interval=3)
+                    mailFolder="INBOX,Reports", mailIdle=True, mailIdleMax=5, scheduled_interval=3)
     try:
         assert poll.poll() == [], "both folders are empty: the call waits in IDLE and hands back"
         mail_account.deliver(message("in the IDLE folder"))
