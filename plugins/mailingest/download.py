@@ -53,6 +53,36 @@ from mailingest.sessions import AccountUnavailableError, SessionPool
 logger = logging.getLogger(__name__)
 
 GONE_MARK = "_mailingest_gone"
+#: the new_dir after_accept chose, so a message is placed under its relPath only once
+PLACED_MARK = "_mailingest_placed"
+
+
+def _message_dirs(directory: str, depth: int = 3) -> Iterator[str]:
+    """``directory`` and its subdirectories down to ``depth`` levels (``<host>/<user>/<folder>``,
+    the relPath layout), without decoded ``x.parts`` or hidden directories."""
+    yield directory
+    if depth <= 0:
+        return
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".") \
+                and not entry.name.endswith(".parts"):
+            yield from _message_dirs(entry.path, depth - 1)
+
+
+def place_under_rel_path(msg: sarracenia.Message, options: Any) -> None:
+    """Set ``new_dir`` to sr3's ``new_dir`` plus the relPath's directories, once per acceptance."""
+    rel_dir = os.path.dirname(str(msg.get("relPath", "")).lstrip("/"))
+    new_dir = str(msg.get("new_dir", ""))
+    if not rel_dir or ".." in rel_dir.split("/") or not new_dir or msg.get(PLACED_MARK) == new_dir:
+        return
+    placed = os.path.join(new_dir, rel_dir)
+    msg.updatePaths(options, placed, msg.get("new_file"))
+    msg[PLACED_MARK] = placed
+    msg["_deleteOnPost"] |= {PLACED_MARK}
 
 
 class Download(FlowCB):
@@ -64,7 +94,7 @@ class Download(FlowCB):
         self.o.add_option("mailAfterDownload", "str", "seen")
         self.action = AfterDownload.parse(getattr(self.o, "mailAfterDownload", None))
         self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
-                                        "actions": 0}
+                                        "actions": 0, "alreadyComplete": 0}
         self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
                                     lambda: self.stop_requested)
         self._accounts: Dict[str, MailAccount] = {}
@@ -79,7 +109,20 @@ class Download(FlowCB):
     def on_start(self) -> None:
         directory = getattr(self.o, "directory", None)
         if directory and os.path.isdir(directory):
-            self._sweep(directory)
+            for folder_dir in _message_dirs(directory):
+                self._sweep(folder_dir)
+
+    def after_accept(self, worklist: Any) -> None:
+        """Write each message where its relPath says, under ``directory``.
+
+        With sr3's default ``mirror off`` the flow would drop the relPath's directories and
+        mailboxes sharing a UIDVALIDITY would overwrite each other's files, so the directories
+        are put back.  ``mirror on`` (with ``strip``) and ``flatten`` are the operator's choice
+        and are left as sr3 computed them."""
+        if getattr(self.o, "mirror", False) or str(getattr(self.o, "flatten", "/") or "/") != "/":
+            return
+        for msg in worklist.incoming:
+            place_under_rel_path(msg, self.o)
 
     def download(self, msg: sarracenia.Message, options: Any = None) -> bool:
         try:
@@ -141,8 +184,18 @@ class Download(FlowCB):
             self.metrics["failures"] += 1
             return False
         final_path = os.path.join(msg["new_dir"], msg["new_file"])
-        if msg["new_dir"] not in self._swept_dirs and os.path.isdir(msg["new_dir"]):
+        if msg["new_dir"] not in self._swept_dirs:
+            try:
+                os.makedirs(msg["new_dir"], exist_ok=True)  # sr3 has made it; a direct caller may not
+            except OSError as exc:
+                logger.error("cannot download %s: cannot create %s: %s", where, msg["new_dir"], exc)
+                self.metrics["failures"] += 1
+                return False
             self._sweep(msg["new_dir"])
+        if self._already_complete(final_path, ref, msg):
+            logger.info("%s is already in %s (a repeated notice): not fetched again", where, final_path)
+            self.metrics["alreadyComplete"] += 1
+            return self._after_download(account, ref, where)
         try:
             self.sessions.run(account, lambda mailbox: self._fetch_to_file(mailbox, ref, msg, final_path))
         except MessageGoneError as exc:
@@ -157,6 +210,23 @@ class Download(FlowCB):
         self.metrics["bytes"] += msg["size"]
         logger.debug("downloaded %s (%d bytes) to %s", where, msg["size"], final_path)
         return self._after_download(account, ref, where)
+
+    @staticmethod
+    def _already_complete(final_path: str, ref: MessageRef, msg: sarracenia.Message) -> bool:
+        """The final file exists with the size the server announced: a repeated notice (the poll's
+        mailReannounceAfter, a redelivery) costs this one stat, never a second fetch.  Files are
+        only ever renamed into place complete, so the size is the whole check."""
+        if ref.size <= 0:
+            return False
+        try:
+            if os.stat(final_path).st_size != ref.size:
+                return False
+        except OSError:
+            return False
+        msg["size"] = ref.size
+        if "identity" in msg:
+            del msg["identity"]  # sr3 computes it from the file
+        return True
 
     def _fetch_to_file(self, mailbox: Any, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> None:
         chunks, internaldate = mailbox.fetch_stream(ref)

@@ -16,8 +16,8 @@ IMAP: each cycle opens every ``mailFolder`` read-only (EXAMINE), searches ``mail
 message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies are never
 fetched and no flag changes, so the poll is read-only unless ``mailQuarantineFolder`` is set.
 
-Notice: ``relPath`` ``<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3 ``INBOX/<UIDL>.eml``, see
-:mod:`mailingest.refs`); ``baseUrl`` the pollUrl without password or path; ``mtime`` the
+Notice: ``relPath`` ``<host>[+<port>]/<user>/<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3
+``<host>[+<port>]/<user>/INBOX/<UIDL>.eml``, see :mod:`mailingest.refs`); ``baseUrl`` the pollUrl without password or path; ``mtime`` the
 INTERNALDATE (POP3: the Date header); ``mail`` folder, uidvalidity, uid (or uidl), size,
 internalDate, messageId, subject, from, date.
 
@@ -351,9 +351,10 @@ class Poll(FlowCB):
         stat.st_size = ref.size
         mtime = ref.internaldate.timestamp() if ref.internaldate else time.time()
         stat.st_mtime = stat.st_atime = mtime
-        msg = sarracenia.Message.fromFileInfo(ref.rel_path, self.o, stat)
+        rel_path = ref.rel_path_in(account.path_dir)
+        msg = sarracenia.Message.fromFileInfo(rel_path, self.o, stat)
         msg["baseUrl"] = account.base_url
         msg["mail"] = ref.notice_fields()
-        msg["nodupe_override"] = {"key": f"{account.display}|{ref.rel_path}", "path": ref.rel_path}
+        msg["nodupe_override"] = {"key": f"{account.display}|{rel_path}", "path": rel_path}
         msg["_deleteOnPost"] |= {"nodupe_override"}
         return msg

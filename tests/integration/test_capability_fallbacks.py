@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.secret_scan import register_secret
-from tests.helpers import imap_client, imap_raw
+from tests.helpers import eml_files, imap_client, imap_raw
 from tests.inprocess import callback, download_batch, download_notice, mailingest_problems, url_of
 from tests.mailgen import sample_message
 from tests.servers import DovecotServer
@@ -89,7 +89,7 @@ def test_move_and_delete_fall_back_to_copy_and_expunge(tmp_path, account, caplog
     finally:
         download.on_stop()
     assert len(worklist.ok) == 3 and worklist.rejected == [] and worklist.failed == []
-    assert sorted(p.read_bytes() for p in directory.glob("*.eml")) == sorted(raw.values())
+    assert sorted(p.read_bytes() for p in eml_files(directory)) == sorted(raw.values())
     assert imap_raw(account) == {}, "INBOX is empty"
     if action.startswith("move"):
         assert sorted(imap_raw(account, "Archive").values()) == sorted(raw.values())
