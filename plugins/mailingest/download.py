@@ -53,6 +53,8 @@ from mailingest.sessions import AccountUnavailableError, SessionPool
 logger = logging.getLogger(__name__)
 
 GONE_MARK = "_mailingest_gone"
+#: set on a notice whose file was already complete (not fetched again), for later callbacks
+ALREADY_COMPLETE_MARK = "_mailingest_already_complete"
 #: the new_dir after_accept chose, so a message is placed under its relPath only once
 PLACED_MARK = "_mailingest_placed"
 
@@ -226,6 +228,8 @@ class Download(FlowCB):
         msg["size"] = ref.size
         if "identity" in msg:
             del msg["identity"]  # sr3 computes it from the file
+        msg[ALREADY_COMPLETE_MARK] = True
+        msg["_deleteOnPost"] |= {ALREADY_COMPLETE_MARK}
         return True
 
     def _fetch_to_file(self, mailbox: Any, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> None:

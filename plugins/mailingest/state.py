@@ -2,7 +2,10 @@
 
 IMAP: per account and folder, the UIDVALIDITY and the highest UID examined (``last_uid``).
 A later cycle searches only ``UID last_uid+1:*``, so its cost follows the new mail, not the
-mailbox.  POP3: per account, the UIDLs announced that are still in the maildrop.  The file is JSON, replaced atomically; it lives in the poll's sr3 cache directory
+mailbox.  POP3: per account, the UIDLs announced that are still in the maildrop.  With
+``mailReannounceAfter``, also the messages announced that may still be waiting for a download,
+with when they were announced (see :mod:`mailingest.reannounce`).  The file is JSON, replaced
+atomically; it lives in the poll's sr3 cache directory
 (``~/.cache/sr3/poll/<config>/mailingest_state.json``).
 """
 
@@ -11,10 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Set
 
 from mailingest.atomic import write_atomically
+from mailingest.reannounce import Announced
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +29,8 @@ STATE_FILE = "mailingest_state.json"
 class FolderState:
     uidvalidity: int
     last_uid: int
+    #: UID -> when it was announced, for the messages that may still be waiting (mailReannounceAfter)
+    pending: Dict[int, Announced] = field(default_factory=dict)
 
 
 class PollState:
@@ -50,18 +56,30 @@ class PollState:
         entry = self._data.get(account, {}).get(folder)
         if not entry or "uidvalidity" not in entry:
             return None
-        return FolderState(uidvalidity=int(entry["uidvalidity"]), last_uid=int(entry["last_uid"]))
+        pending = {int(uid): announced for uid, announced in _pending(entry).items() if uid.isdigit()}
+        return FolderState(uidvalidity=int(entry["uidvalidity"]), last_uid=int(entry["last_uid"]), pending=pending)
 
     def set_folder(self, account: str, folder: str, state: FolderState) -> None:
-        self._data.setdefault(account, {})[folder] = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid}
+        entry: Dict[str, Any] = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid}
+        if state.pending:
+            entry["pending"] = {str(uid): announced.to_json() for uid, announced in state.pending.items()}
+        self._data.setdefault(account, {})[folder] = entry
 
     def uidls(self, account: str, folder: str = "INBOX") -> Set[str]:
         """POP3: the UIDLs already announced (and still in the maildrop at the last cycle)."""
         entry = self._data.get(account, {}).get(folder) or {}
         return set(entry.get("uidls", []))
 
-    def set_uidls(self, account: str, uidls: Set[str], folder: str = "INBOX") -> None:
-        self._data.setdefault(account, {})[folder] = {"uidls": sorted(uidls)}
+    def pending_uidls(self, account: str, folder: str = "INBOX") -> Dict[str, Announced]:
+        """POP3: the UIDLs announced that may still be waiting for a download (mailReannounceAfter)."""
+        return _pending(self._data.get(account, {}).get(folder) or {})
+
+    def set_uidls(self, account: str, uidls: Set[str], folder: str = "INBOX",
+                  pending: Optional[Dict[str, Announced]] = None) -> None:
+        entry: Dict[str, Any] = {"uidls": sorted(uidls)}
+        if pending:
+            entry["pending"] = {uidl: announced.to_json() for uidl, announced in pending.items()}
+        self._data.setdefault(account, {})[folder] = entry
 
     def save(self) -> None:
         """Write atomically (temp file, fsync, rename, directory fsync)."""
@@ -69,3 +87,15 @@ class PollState:
         os.makedirs(directory, exist_ok=True)
         text = json.dumps(self._data, indent=1, sort_keys=True)
         write_atomically(self.path, [text.encode("utf-8")])
+
+
+def _pending(entry: Dict[str, Any]) -> Dict[str, Announced]:
+    raw = entry.get("pending")
+    if not isinstance(raw, dict):
+        return {}
+    out: Dict[str, Announced] = {}
+    for key, value in raw.items():
+        announced = Announced.from_json(value)
+        if announced is not None:
+            out[str(key)] = announced
+    return out

@@ -191,6 +191,7 @@ def test_a_repeated_notice_for_a_complete_file_is_not_fetched_again_but_marks_se
     assert [e[:2] for e in FakeMailbox.instances[0].events] == [("flag", 101), ("flag", 101)]
     assert worker.metrics["alreadyComplete"] == 1
     assert "identity" not in worklist.ok[0], "sr3 computes the identity of the file already there"
+    assert worklist.ok[0]["_mailingest_already_complete"] is True, "later callbacks (decode) can tell"
     assert sum("not fetched again" in r.message for r in caplog.records) == 1
 
 
