@@ -3,7 +3,6 @@ independent view of the mailbox (imapclient, not mailingest) to check what chang
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple

@@ -26,8 +26,8 @@ from typing import Any, Optional, Tuple
 
 from mailingest import keystore
 from mailingest.errors import ConfigError
-from mailingest.refs import account_dir
 from mailingest.oauth2_config import OAuth2Client, OAuth2Settings, complete_client, draft_client
+from mailingest.refs import account_dir
 
 logger = logging.getLogger(__name__)
 

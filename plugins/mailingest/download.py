@@ -197,7 +197,7 @@ class Download(FlowCB):
         if self._already_complete(final_path, ref, msg):
             logger.info("%s is already in %s (a repeated notice): not fetched again", where, final_path)
             self.metrics["alreadyComplete"] += 1
-            return self._after_download(account, ref, where)
+            return self._after_download(account, ref, where, repeated=True)
         try:
             self.sessions.run(account, lambda mailbox: self._fetch_to_file(mailbox, ref, msg, final_path))
         except MessageGoneError as exc:
@@ -258,13 +258,18 @@ class Download(FlowCB):
         hasher.set_path(name)
         return hasher
 
-    def _after_download(self, account: MailAccount, ref: MessageRef, where: str) -> bool:
-        """The file is complete and durable: now, and only now, change the server."""
+    def _after_download(self, account: MailAccount, ref: MessageRef, where: str, repeated: bool = False) -> bool:
+        """The file is complete and durable: now, and only now, change the server.  For a
+        ``repeated`` notice (file already complete) a message already moved or deleted means the
+        action was applied the first time."""
         if not self.action.changes(account.protocol):
             return True
         try:
             self.sessions.run(account, lambda mailbox: self._apply_action(account, mailbox, ref))
         except MessageGoneError as exc:
+            if repeated:
+                logger.info("%s: mailAfterDownload %s was already applied (%s)", where, self.action, exc)
+                return True
             logger.warning("%s: file written, but mailAfterDownload %s not applied: %s", where, self.action, exc)
             return True
         except MailError as exc:

@@ -32,6 +32,7 @@ class FakeMailbox:
     messages = {101: RAW, 102: RAW[::-1]}
     fail_next_fetches = 0
     fetches = 0
+    gone_on_flag = False
     directory = ""  # where the worker writes, to check the file when the server is changed
 
     def __init__(self, account, settings) -> None:
@@ -60,6 +61,8 @@ class FakeMailbox:
         return iter([body[:10], body[10:]]), None
 
     def add_flags(self, folder, uidvalidity, uids, flags):
+        if FakeMailbox.gone_on_flag:
+            raise MessageGoneError(f"{self.account.display} folder 'INBOX' UID {uids[0]}: no longer on the server")
         for uid in uids:
             final = os.path.join(self.directory, f"{uidvalidity}.{uid}.eml")
             self.events.append(("flag", uid, os.path.exists(final) and open(final, "rb").read() == self.messages[uid]))
@@ -201,3 +204,14 @@ def test_a_file_of_the_wrong_size_is_fetched_again(worker, tmp_path):
     target.write_bytes(b"truncated")
     run(worker, [notice(tmp_path, 101, size=len(RAW))])
     assert target.read_bytes() == RAW and FakeMailbox.fetches == 1
+
+
+def test_a_repeated_notice_for_a_message_already_moved_away_is_quietly_done(worker, tmp_path, caplog):
+    run(worker, [notice(tmp_path, 101, size=len(RAW))])
+    FakeMailbox.gone_on_flag = True
+    try:
+        results, worklist = run(worker, [notice(tmp_path, 101, size=len(RAW))])
+    finally:
+        FakeMailbox.gone_on_flag = False
+    assert results == [True] and len(worklist.ok) == 1 and FakeMailbox.fetches == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
