@@ -62,6 +62,14 @@ def download_notice(announced: sarracenia.Message, directory: Path) -> sarraceni
     return msg
 
 
+def poll_pass(poll: sarracenia.flowcb.FlowCB) -> List[sarracenia.Message]:
+    """One sr3 pass of a poll: poll(), then after_post() with what it returned (sr3 calls
+    after_post every pass; only then does the poll remember what it announced)."""
+    notices = poll.poll()
+    poll.after_post(types.SimpleNamespace(ok=notices, incoming=[], rejected=[], failed=[], directories_ok=[]))
+    return notices
+
+
 def download_batch(download: sarracenia.flowcb.FlowCB, msgs: List[sarracenia.Message]) -> types.SimpleNamespace:
     """download() each notice, then after_work() as sr3 does at the end of a batch; the worklist."""
     ok = [msg for msg in msgs if download.download(msg)]

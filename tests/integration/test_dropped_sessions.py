@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_a_download_whose_session_is_dropped_reconnects_and_writes_the_file(
     directory.mkdir()
     download = callback("download", tmp_path, mail_account, scheme, directory=str(directory))
     msg = download_notice(announced, directory)
-    final = directory / msg["new_file"]
+    final = Path(msg["new_dir"]) / msg["new_file"]
     assert download.download(msg) is True  # the first message opens the kept session ...
     first_copy = final.read_bytes()
     final.unlink()
