@@ -14,11 +14,17 @@ For each notice published by :mod:`mailingest.poll` the callback:
    NOOP when it has been idle, re-opened after a failure);
 3. fetches ``BODY.PEEK[]`` of the UID the notice names, after checking the folder's
    UIDVALIDITY, so the file is byte-identical to what the server stores and no flag changes;
-4. writes it to a hidden temp file beside the target, fsyncs, sets mtime to INTERNALDATE,
-   renames it onto ``new_file`` and fsyncs the directory;
+4. writes it to a hidden temp file beside the target, ``<directory>/<relPath>`` (with sr3's
+   default ``mirror off`` the relPath's ``<host>/<user>/<folder>`` directories are kept by
+   ``after_accept``, so accounts sharing a directory never collide), fsyncs, sets mtime to
+   INTERNALDATE, renames it onto ``new_file`` and fsyncs the directory;
 5. makes the notice's ``size`` and ``identity`` (checksum) true for the file written;
 6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.actions`).
    POP3 deletions are committed (QUIT) at the end of each batch.
+
+A repeated notice (the poll's ``mailReannounceAfter``, a redelivery) whose final file already
+exists with the size the server announced is not fetched again: only ``mailAfterDownload`` is
+applied (again), and the notice carries ``_mailingest_already_complete`` for later callbacks.
 
 Large messages are fetched in 4 MiB pieces (``BODY.PEEK[]<offset.length>``) straight into the
 temp file, so memory stays bounded whatever the size.
