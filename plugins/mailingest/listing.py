@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -140,24 +141,32 @@ def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], cr
         refs = [r for r in refs if since.admits(r.internaldate)]
     announce, too_large = split_by_size(refs, max_size)
     repeat: List[Tuple[MessageRef, float]] = []
+    next_due = None
     if reannounce is not None:
         now = time.time() if now is None else now
-        repeat = _imap_due_again(mailbox, folder, uidvalidity, criteria, reannounce, pending, now, limit)
-        pending = record(pending, [r.uid for r in announce], [r.uid for r, _ in repeat], now,
-                         f"{account_display} folder {folder!r}")
+        next_due = known.next_due if known is not None and known.uidvalidity == uidvalidity else None
+        if pending and (next_due is None or now >= next_due):
+            repeat, next_due = _imap_due_again(mailbox, folder, uidvalidity, criteria, reannounce, pending, now, limit)
+        if announce or repeat:
+            pending = record(pending, [r.uid for r in announce], [r.uid for r, _ in repeat], now,
+                             f"{account_display} folder {folder!r}")
+            next_due = min(next_due if next_due is not None else math.inf, now + reannounce.after)
     return Listing(announce=announce, too_large=too_large, exists=status["exists"], candidates=len(uids),
                    deferred=deferred, repeat=repeat,
-                   imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water, pending=pending))
+                   imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water, pending=pending,
+                                          next_due=next_due))
 
 
 def _imap_due_again(mailbox: Any, folder: str, uidvalidity: int, criteria: str, policy: ReannouncePolicy,
-                    pending: Dict[int, Announced], now: float, limit: int) -> List[Tuple[MessageRef, float]]:
-    """The due messages that still match ``criteria``; ``pending`` loses those that no longer do."""
-    due = policy.due(pending, now)
-    if limit:
-        due = due[:limit]
+                    pending: Dict[int, Announced], now: float,
+                    limit: int) -> Tuple[List[Tuple[MessageRef, float]], float]:
+    """The due messages that still match ``criteria`` (``pending`` loses those that no longer
+    do), and when the next of the others is due."""
+    due, next_due = policy.due(pending, now)
+    if limit and len(due) > limit:
+        due, next_due = due[:limit], now  # the rest is due at the next cycle
     if not due:
-        return []
+        return [], next_due
     matching = set(mailbox.search_uids(f"UID {due[0]}:{due[-1]} {criteria}"))
     again = [uid for uid in due if uid in matching]
     refs = list(mailbox.fetch_refs(folder, uidvalidity, again)) if again else []
@@ -165,7 +174,7 @@ def _imap_due_again(mailbox: Any, folder: str, uidvalidity: int, criteria: str, 
     for uid in due:
         if uid not in fetched:  # downloaded (no longer matching) or expunged: nothing left to heal
             del pending[uid]
-    return [(ref, now - pending[ref.uid].at) for ref in refs]
+    return [(ref, now - pending[ref.uid].at) for ref in refs], next_due
 
 
 def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], max_size: int,
@@ -195,7 +204,7 @@ def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], ma
     if reannounce is not None:
         now = time.time() if now is None else now
         pending = {uidl: entry for uidl, entry in (known_pending or {}).items() if uidl in present_set}
-        due = reannounce.due(pending, now)
+        due, _next_due = reannounce.due(pending, now)  # POP3 lists the whole maildrop anyway
         if limit:
             due = due[:limit]
         again = list(mailbox.fetch_refs(due)) if due else []

@@ -17,9 +17,10 @@ are forgotten first, with a warning).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
 import re
-from typing import Any, Dict, Iterable, List, Optional, TypeVar
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, TypeVar
 
 import sarracenia
 
@@ -39,23 +40,12 @@ _DURATION = re.compile(r"^\d+(\.\d+)?[smhdw]?$")
 Key = TypeVar("Key", int, str)
 
 
-@dataclass
-class Announced:
-    """When a message was last announced, and how many times it was announced again."""
+class Announced(NamedTuple):
+    """When a message was last announced, and how many times it was announced again (a tuple:
+    compact, and compared in C when the poll checks whether its state changed)."""
 
     at: float
     repeats: int = 0
-
-    def to_json(self) -> List[float]:
-        return [round(self.at, 3), self.repeats]
-
-    @classmethod
-    def from_json(cls, value: Any) -> Optional["Announced"]:
-        try:
-            at, repeats = value
-            return cls(at=float(at), repeats=int(repeats))
-        except (TypeError, ValueError):
-            return None
 
 
 @dataclass(frozen=True)
@@ -86,9 +76,21 @@ class ReannouncePolicy:
     def wait(self, entry: Announced) -> float:
         return min(self.after * 2.0 ** entry.repeats, max(self.after, MAX_WAIT_SECONDS))
 
-    def due(self, pending: Dict[Key, Announced], now: float) -> List[Key]:
-        """The messages whose wait is over, in key order."""
-        return sorted(key for key, entry in pending.items() if now - entry.at >= self.wait(entry))
+    def due(self, pending: Dict[Key, Announced], now: float) -> Tuple[List[Key], float]:
+        """The messages whose wait is over (in key order), and when the next of the others is due
+        (``inf`` when none): until then no scan of ``pending`` is needed."""
+        waits: Dict[int, float] = {}
+        due: List[Key] = []
+        next_due = math.inf
+        for key, (at, repeats) in pending.items():
+            wait = waits.get(repeats)
+            if wait is None:
+                wait = waits[repeats] = self.wait(Announced(at, repeats))
+            if now - at >= wait:
+                due.append(key)
+            elif at + wait < next_due:
+                next_due = at + wait
+        return sorted(due), next_due
 
 
 def record(pending: Dict[Key, Announced], announced: Iterable[Key], repeated: Iterable[Key], now: float,

@@ -239,3 +239,16 @@ def test_pop3_announces_again_a_uidl_still_in_the_maildrop_only_when_set(tmp_pat
     clock.t += 10**6
     assert cycle(default) == []
     assert cycle(healing) == ["b2"]
+
+
+def test_a_quiet_cycle_neither_searches_the_waiting_messages_nor_rewrites_the_state(tmp_path, server, clock):
+    server.deliver("INBOX", 50)
+    poll = new_poll(tmp_path, mailReannounceAfter="10")
+    cycle(poll)
+    written = (tmp_path / STATE_FILE).stat().st_ino
+    server.searches.clear()
+    for _ in range(5):
+        clock.t += 1
+        assert cycle(poll) == []
+    assert server.searches == ["UNSEEN"] * 5, "only the search for new mail"
+    assert (tmp_path / STATE_FILE).stat().st_ino == written, "nothing changed, nothing written"
