@@ -17,7 +17,8 @@ message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies ar
 fetched and no flag changes, so the poll is read-only unless ``mailQuarantineFolder`` is set.
 
 Notice: ``relPath`` ``<host>[+<port>]/<user>/<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3
-``<host>[+<port>]/<user>/INBOX/<UIDL>.eml``, see :mod:`mailingest.refs`); ``baseUrl`` the pollUrl without password or path; ``mtime`` the
+``<host>[+<port>]/<user>/INBOX/<UIDL>.eml``, see :mod:`mailingest.refs`); ``baseUrl`` the
+pollUrl without password or path; ``mtime`` the
 INTERNALDATE (POP3: the Date header); ``mail`` folder, uidvalidity, uid (or uidl), size,
 internalDate, messageId, subject, from, date.
 
