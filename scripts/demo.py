@@ -63,11 +63,11 @@ def main() -> int:
         elapsed = time.monotonic() - started
         parts.close()
 
-    csvs = sorted(mail_dir.glob("*.parts/*.csv"))
+    csvs = sorted(mail_dir.rglob("*.parts/*.csv"))
     print()
     print(f"Done in {elapsed:.1f} s: {len(eml_files(mail_dir))} messages downloaded and decoded.")
-    print(f"  raw messages     {mail_dir}/<UIDVALIDITY>.<UID>.eml")
-    print(f"  decoded parts    {mail_dir}/<UIDVALIDITY>.<UID>.parts/  e.g. {csvs[0].relative_to(out) if csvs else '-'}")
+    print(f"  raw messages     {mail_dir}/<host>+<port>/<user>/INBOX/<UIDVALIDITY>.<UID>.eml")
+    print(f"  decoded parts    {mail_dir}/<host>+<port>/<user>/INBOX/<UIDVALIDITY>.<UID>.parts/  e.g. {csvs[0].relative_to(out) if csvs else '-'}")
     print(f"  notices          {len(parts.notices)} on exchange xs_mail_parts (one per file written)")
     print(f"  sr3 configs      {home.config_dir}")
     print(f"  logs             {home.logs}")

@@ -3,7 +3,6 @@ independent view of the mailbox (imapclient, not mailingest) to check what chang
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
@@ -117,8 +116,23 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def eml_files(directory: Path) -> list:
-    return sorted(p for p in directory.glob("*.eml")) if directory.exists() else []
+    """The downloaded messages under ``directory``, wherever the relPath layout puts them
+    (``<host>/<user>/<folder>/...``); messages attached inside a decoded ``x.parts/`` are not counted."""
+    if not directory.exists():
+        return []
+    return sorted(p for p in directory.rglob("*.eml") if p.is_file() and not _in_parts(directory, p))
+
+
+def downloaded_files(directory: Path) -> list:
+    """Every file under ``directory`` outside decoded ``x.parts/`` directories (temp files included)."""
+    if not directory.exists():
+        return []
+    return sorted(p for p in directory.rglob("*") if p.is_file() and not _in_parts(directory, p))
 
 
 def no_partial_files(directory: Path) -> bool:
-    return not [n for n in os.listdir(directory) if not n.endswith(".eml")] if directory.exists() else True
+    return not [p for p in downloaded_files(directory) if not p.name.endswith(".eml")]
+
+
+def _in_parts(directory: Path, path: Path) -> bool:
+    return any(part.endswith(".parts") for part in path.relative_to(directory).parts[:-1])

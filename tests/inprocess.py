@@ -14,6 +14,7 @@ import sarracenia.config
 import sarracenia.flowcb
 from sarracenia.config.credentials import CredentialDB
 
+from mailingest.account import parse_mail_url
 from mailingest.refs import parse_notice_fields
 from tests.helpers import scheme_port
 
@@ -44,19 +45,29 @@ def callback(plugin: str, tmp_path: Path, account, scheme: str, **options) -> sa
 
 
 def rel_path(notice: sarracenia.Message) -> str:
-    """The relPath sr3 would publish for a poll notice (``INBOX/<UIDVALIDITY>.<UID>.eml``)."""
-    return parse_notice_fields(notice["mail"]).rel_path
+    """The relPath sr3 would publish for a poll notice (``<host>+<port>/<user>/INBOX/<UIDVALIDITY>.<UID>.eml``)."""
+    return parse_notice_fields(notice["mail"]).rel_path_in(parse_mail_url(notice["baseUrl"]).path_dir)
 
 
 def download_notice(announced: sarracenia.Message, directory: Path) -> sarracenia.Message:
-    """What a subscriber hands the download callback for the poll's notice."""
+    """What a subscriber hands the download callback for the poll's notice (placed under its
+    relPath, as the download's after_accept does)."""
     ref = parse_notice_fields(announced["mail"])
+    path = rel_path(announced)
     msg = sarracenia.Message()
-    msg.update({"baseUrl": announced["baseUrl"], "relPath": ref.rel_path, "mail": announced["mail"],
-                "new_dir": str(directory), "new_file": ref.rel_path.rsplit("/", 1)[1],
+    msg.update({"baseUrl": announced["baseUrl"], "relPath": path, "mail": announced["mail"],
+                "new_dir": str(directory / path.rsplit("/", 1)[0]), "new_file": path.rsplit("/", 1)[1],
                 "identity": {"method": "cod", "value": "sha512"}, "size": ref.size})
     msg["_deleteOnPost"] = set()
     return msg
+
+
+def poll_pass(poll: sarracenia.flowcb.FlowCB) -> List[sarracenia.Message]:
+    """One sr3 pass of a poll: poll(), then after_post() with what it returned (sr3 calls
+    after_post every pass; only then does the poll remember what it announced)."""
+    notices = poll.poll()
+    poll.after_post(types.SimpleNamespace(ok=notices, incoming=[], rejected=[], failed=[], directories_ok=[]))
+    return notices
 
 
 def download_batch(download: sarracenia.flowcb.FlowCB, msgs: List[sarracenia.Message]) -> types.SimpleNamespace:

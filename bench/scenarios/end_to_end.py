@@ -50,9 +50,9 @@ ATTACHMENTS_ONLY = "mailDecodeAnnounce attachments"
 
 def _files_done(directory: Path, n: int, decode: bool, announced: int, attachments_only: bool = False) -> bool:
     """All N messages downloaded (and decoded), and at least one announcement per file announced."""
-    if len(list(directory.glob("*.eml"))) < n:
+    if len(list(directory.rglob("*.eml"))) < n:
         return False
-    if decode and len(list(directory.glob("*.parts/metadata.json"))) < n:
+    if decode and len(list(directory.rglob("*.parts/metadata.json"))) < n:
         return False
     files = [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")]
     if attachments_only:
@@ -74,8 +74,8 @@ def run_one(ctx: BenchContext, instances: int, decode: bool,
         expected=None if decode else n,
         done=lambda count: _files_done(directory, n, decode, count, attachments_only=bool(extra)),
         timeout=max(300.0, n * 0.5), settle=1.0 if ctx.quick else 3.0, extra=extra)
-    emls = len(list(result.directory.glob("*.eml")))
-    parts = len(list(result.directory.glob("*.parts/*")))
+    emls = len([p for p in result.directory.rglob("*.eml") if ".parts" not in str(p.parent)])
+    parts = len(list(result.directory.rglob("*.parts/*")))
     return result.elapsed, result.feed_seconds, result.announced, emls, parts
 
 

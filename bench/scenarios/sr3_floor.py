@@ -31,7 +31,7 @@ def run(ctx: BenchContext) -> List[Row]:
                            preload=bodies, expected=n)
     ours = run_subscriber(ctx, ctx.sr3_home("download", account), "download", ["mailingest.download"],
                           instances=1, preload=bodies, expected=n)
-    files = len(list(ours.directory.glob("*.eml")))
+    files = len(list(ours.directory.rglob("*.eml")))
     floor_ms = floor.elapsed / n * 1000 if floor.elapsed else None
     ours_ms = ours.elapsed / n * 1000 if ours.elapsed else None
     ctx.results["floor_ms"] = floor_ms

@@ -27,6 +27,7 @@ from typing import Any, Optional, Tuple
 from mailingest import keystore
 from mailingest.errors import ConfigError
 from mailingest.oauth2_config import OAuth2Client, OAuth2Settings, complete_client, draft_client
+from mailingest.refs import account_dir
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ class MailAccount:
     def __str__(self) -> str:
         return self.display
 
+    @property
+    def path_dir(self) -> str:
+        """The account's part of every relPath: ``<host>[+<port>]/<user>`` (see :mod:`mailingest.refs`)."""
+        return account_dir(self.host, self.port, SCHEMES[self.scheme][1], self.username)
+
 
 @dataclass(frozen=True)
 class MailUrl:
@@ -94,6 +100,11 @@ class MailUrl:
     def keyring_service(self) -> str:
         """The keyring service that holds this account's password (user: the mail user name)."""
         return f"{KEYRING_SERVICE_PREFIX}{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def path_dir(self) -> str:
+        """The account's part of every relPath: ``<host>[+<port>]/<user>`` (see :mod:`mailingest.refs`)."""
+        return account_dir(self.host, self.port, SCHEMES[self.scheme][1], self.username)
 
     @property
     def base_url(self) -> str:

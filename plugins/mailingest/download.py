@@ -14,11 +14,17 @@ For each notice published by :mod:`mailingest.poll` the callback:
    NOOP when it has been idle, re-opened after a failure);
 3. fetches ``BODY.PEEK[]`` of the UID the notice names, after checking the folder's
    UIDVALIDITY, so the file is byte-identical to what the server stores and no flag changes;
-4. writes it to a hidden temp file beside the target, fsyncs, sets mtime to INTERNALDATE,
-   renames it onto ``new_file`` and fsyncs the directory;
+4. writes it to a hidden temp file beside the target, ``<directory>/<relPath>`` (with sr3's
+   default ``mirror off`` the relPath's ``<host>/<user>/<folder>`` directories are kept by
+   ``after_accept``, so accounts sharing a directory never collide), fsyncs, sets mtime to
+   INTERNALDATE, renames it onto ``new_file`` and fsyncs the directory;
 5. makes the notice's ``size`` and ``identity`` (checksum) true for the file written;
 6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.actions`).
    POP3 deletions are committed (QUIT) at the end of each batch.
+
+A repeated notice (the poll's ``mailReannounceAfter``, a redelivery) whose final file already
+exists with the size the server announced is not fetched again: only ``mailAfterDownload`` is
+applied (again), and the notice carries ``_mailingest_already_complete`` for later callbacks.
 
 Large messages are fetched in 4 MiB pieces (``BODY.PEEK[]<offset.length>``) straight into the
 temp file, so memory stays bounded whatever the size.
@@ -61,6 +67,39 @@ GONE_MARK = "_mailingest_gone"
 #: fetches that may fail to write after the directory passed its probe, before sr3's retry queue takes over
 MAX_WRITES_AFTER_PROBE = 3
 
+#: set on a notice whose file was already complete (not fetched again), for later callbacks
+ALREADY_COMPLETE_MARK = "_mailingest_already_complete"
+#: the new_dir after_accept chose, so a message is placed under its relPath only once
+PLACED_MARK = "_mailingest_placed"
+
+
+def _message_dirs(directory: str, depth: int = 3) -> Iterator[str]:
+    """``directory`` and its subdirectories down to ``depth`` levels (``<host>/<user>/<folder>``,
+    the relPath layout), without decoded ``x.parts`` or hidden directories."""
+    yield directory
+    if depth <= 0:
+        return
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".") \
+                and not entry.name.endswith(".parts"):
+            yield from _message_dirs(entry.path, depth - 1)
+
+
+def place_under_rel_path(msg: sarracenia.Message, options: Any) -> None:
+    """Set ``new_dir`` to sr3's ``new_dir`` plus the relPath's directories, once per acceptance."""
+    rel_dir = os.path.dirname(str(msg.get("relPath", "")).lstrip("/"))
+    new_dir = str(msg.get("new_dir", ""))
+    if not rel_dir or ".." in rel_dir.split("/") or not new_dir or msg.get(PLACED_MARK) == new_dir:
+        return
+    placed = os.path.join(new_dir, rel_dir)
+    msg.updatePaths(options, placed, msg.get("new_file"))
+    msg[PLACED_MARK] = placed
+    msg["_deleteOnPost"] |= {PLACED_MARK}
+
 
 class Download(FlowCB):
     """sr3 download callback for notices from mailingest.poll."""
@@ -71,7 +110,7 @@ class Download(FlowCB):
         opt.declare(self.o, Option("mailAfterDownload", "str", "seen"))
         self.action = AfterDownload.parse(opt.text(self.o, "mailAfterDownload", "seen"))
         self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
-                                        "actions": 0}
+                                        "actions": 0, "alreadyComplete": 0}
         self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
                                     lambda: self.stop_requested)
         self._accounts: Dict[str, MailAccount] = {}
@@ -90,7 +129,8 @@ class Download(FlowCB):
     def on_start(self) -> None:
         directory = getattr(self.o, "directory", None)
         if directory and os.path.isdir(directory):
-            self._sweep(directory)
+            for folder_dir in _message_dirs(directory):
+                self._sweep(folder_dir)
 
     def download(self, msg: sarracenia.Message, options: Any = None) -> bool:
         try:
@@ -100,10 +140,19 @@ class Download(FlowCB):
             return False
 
     def after_accept(self, worklist: Any) -> None:
-        """Create each notice's directory before sr3 does: sr3 drops (422) a notice whose directory
-        it cannot create, whereas here that is waited out like any unwritable directory."""
+        """Write each message where its relPath says, under ``directory``, and create that
+        directory before sr3 does.
+
+        With sr3's default ``mirror off`` the flow would drop the relPath's directories and
+        mailboxes sharing a UIDVALIDITY would overwrite each other's files, so the directories
+        are put back.  ``mirror on`` (with ``strip``) and ``flatten`` are the operator's choice
+        and are left as sr3 computed them.  sr3 drops (422) a notice whose directory it cannot
+        create, whereas here that is waited out like any unwritable directory."""
+        placing = not getattr(self.o, "mirror", False) and str(getattr(self.o, "flatten", "/") or "/") == "/"
         mode = getattr(self.o, "permDirDefault", None) or 0o775
         for msg in list(worklist.incoming):
+            if placing:
+                place_under_rel_path(msg, self.o)
             new_dir = msg.get("new_dir")
             if not new_dir or os.path.isdir(new_dir):
                 continue
@@ -170,8 +219,18 @@ class Download(FlowCB):
             self.metrics["failures"] += 1
             return False
         final_path = os.path.join(msg["new_dir"], msg["new_file"])
-        if msg["new_dir"] not in self._swept_dirs and os.path.isdir(msg["new_dir"]):
+        if msg["new_dir"] not in self._swept_dirs:
+            try:
+                os.makedirs(msg["new_dir"], exist_ok=True)  # sr3 has made it; a direct caller may not
+            except OSError as exc:
+                logger.error("cannot download %s: cannot create %s: %s", where, msg["new_dir"], exc)
+                self.metrics["failures"] += 1
+                return False
             self._sweep(msg["new_dir"])
+        if self._already_complete(final_path, ref, msg):
+            logger.info("%s is already in %s (a repeated notice): not fetched again", where, final_path)
+            self.metrics["alreadyComplete"] += 1
+            return self._after_download(account, ref, where, repeated=True)
         try:
             if not self._fetch_until_written(account, ref, msg, final_path, where):
                 return False  # sr3 keeps the notice in its retry queue
@@ -212,6 +271,25 @@ class Download(FlowCB):
             self.disk.written(msg["new_dir"])
             return True
 
+    @staticmethod
+    def _already_complete(final_path: str, ref: MessageRef, msg: sarracenia.Message) -> bool:
+        """The final file exists with the size the server announced: a repeated notice (the poll's
+        mailReannounceAfter, a redelivery) costs this one stat, never a second fetch.  Files are
+        only ever renamed into place complete, so the size is the whole check."""
+        if ref.size <= 0:
+            return False
+        try:
+            if os.stat(final_path).st_size != ref.size:
+                return False
+        except OSError:
+            return False
+        msg["size"] = ref.size
+        if "identity" in msg:
+            del msg["identity"]  # sr3 computes it from the file
+        msg[ALREADY_COMPLETE_MARK] = True
+        msg["_deleteOnPost"] |= {ALREADY_COMPLETE_MARK}
+        return True
+
     def _fetch_to_file(self, mailbox: Any, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> None:
         chunks, internaldate = mailbox.fetch_stream(ref)
         hasher = self._hasher(msg["new_file"])
@@ -245,13 +323,18 @@ class Download(FlowCB):
         hasher.set_path(name)
         return hasher
 
-    def _after_download(self, account: MailAccount, ref: MessageRef, where: str) -> bool:
-        """The file is complete and durable: now, and only now, change the server."""
+    def _after_download(self, account: MailAccount, ref: MessageRef, where: str, repeated: bool = False) -> bool:
+        """The file is complete and durable: now, and only now, change the server.  For a
+        ``repeated`` notice (file already complete) a message already moved or deleted means the
+        action was applied the first time."""
         if not self.action.changes(account.protocol):
             return True
         try:
             self.sessions.run(account, lambda mailbox: self._apply_action(account, mailbox, ref))
         except MessageGoneError as exc:
+            if repeated:
+                logger.info("%s: mailAfterDownload %s was already applied (%s)", where, self.action, exc)
+                return True
             logger.warning("%s: file written, but mailAfterDownload %s not applied: %s", where, self.action, exc)
             return True
         except MailError as exc:

@@ -3,18 +3,26 @@
 IMAP: ``UID SEARCH`` for the configured criteria among UIDs above the folder's high-water
 mark, then metadata for those UIDs only.  POP3: UIDLs not announced before.  Both apply the
 start date (``mailSince``) and the size cap (``mailMaxSize``); neither changes the mailbox.
+
+With ``mailReannounceAfter`` (a :class:`~mailingest.reannounce.ReannouncePolicy`), a listing also
+returns the messages announced earlier that are due to be announced again: IMAP checks them with
+one ``UID SEARCH <low>:<high> <criteria>`` over the due UIDs; POP3 checks them against the UIDL
+list it has anyway.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from mailingest.errors import ConfigError
+from mailingest.reannounce import Announced, ReannouncePolicy, record
 from mailingest.refs import MessageRef
 from mailingest.state import FolderState
 
@@ -79,6 +87,10 @@ class Listing:
     deferred: int = 0
     imap_state: Optional[FolderState] = None
     pop3_uidls: Optional[Set[str]] = None
+    #: POP3: the UIDLs announced that may still be waiting (mailReannounceAfter)
+    pop3_pending: Dict[str, Announced] = field(default_factory=dict)
+    #: messages announced before and due to be announced again, with the seconds they waited
+    repeat: List[Tuple[MessageRef, float]] = field(default_factory=list)
 
 
 def split_by_size(refs: List[MessageRef], max_size: int) -> tuple:
@@ -89,15 +101,19 @@ def split_by_size(refs: List[MessageRef], max_size: int) -> tuple:
 
 def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], criteria: str,
                      since: Optional[Since], max_size: int, on_uidvalidity_change: str,
-                     account_display: str, limit: int = 0) -> Listing:
+                     account_display: str, limit: int = 0, reannounce: Optional[ReannouncePolicy] = None,
+                     now: Optional[float] = None) -> Listing:
     """New messages of one IMAP folder (see module doc); with ``limit``, only the ``limit``
-    lowest new UIDs, and the high-water mark stops at the last of them."""
+    lowest new UIDs, and the high-water mark stops at the last of them (and at most ``limit``
+    messages are announced again)."""
     status = mailbox.refresh(folder) if hasattr(mailbox, "refresh") else mailbox.examine(folder)
     uidvalidity = status["uidvalidity"]
     above = 0
+    pending: Dict[int, Announced] = {}
     if known is not None:
         if known.uidvalidity == uidvalidity:
             above = known.last_uid
+            pending = dict(known.pending) if reannounce else {}
         elif on_uidvalidity_change == "skip":
             logger.warning("%s folder %r: UIDVALIDITY changed from %d to %d (folder recreated); "
                            "mailUidValidityChange skip: its %d present messages are NOT announced",
@@ -124,14 +140,50 @@ def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], cr
     if since is not None:
         refs = [r for r in refs if since.admits(r.internaldate)]
     announce, too_large = split_by_size(refs, max_size)
+    repeat: List[Tuple[MessageRef, float]] = []
+    next_due = None
+    if reannounce is not None:
+        now = time.time() if now is None else now
+        next_due = known.next_due if known is not None and known.uidvalidity == uidvalidity else None
+        if pending and (next_due is None or now >= next_due):
+            repeat, next_due = _imap_due_again(mailbox, folder, uidvalidity, criteria, reannounce, pending, now, limit)
+        if announce or repeat:
+            pending = record(pending, [r.uid for r in announce], [r.uid for r, _ in repeat], now,
+                             f"{account_display} folder {folder!r}")
+            next_due = min(next_due if next_due is not None else math.inf, now + reannounce.after)
     return Listing(announce=announce, too_large=too_large, exists=status["exists"], candidates=len(uids),
-                   deferred=deferred, imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water))
+                   deferred=deferred, repeat=repeat,
+                   imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water, pending=pending,
+                                          next_due=next_due))
+
+
+def _imap_due_again(mailbox: Any, folder: str, uidvalidity: int, criteria: str, policy: ReannouncePolicy,
+                    pending: Dict[int, Announced], now: float,
+                    limit: int) -> Tuple[List[Tuple[MessageRef, float]], float]:
+    """The due messages that still match ``criteria`` (``pending`` loses those that no longer
+    do), and when the next of the others is due."""
+    due, next_due = policy.due(pending, now)
+    if limit and len(due) > limit:
+        due, next_due = due[:limit], now  # the rest is due at the next cycle
+    if not due:
+        return [], next_due
+    matching = set(mailbox.search_uids(f"UID {due[0]}:{due[-1]} {criteria}"))
+    again = [uid for uid in due if uid in matching]
+    refs = list(mailbox.fetch_refs(folder, uidvalidity, again)) if again else []
+    fetched = {ref.uid for ref in refs}
+    for uid in due:
+        if uid not in fetched:  # downloaded (no longer matching) or expunged: nothing left to heal
+            del pending[uid]
+    return [(ref, now - pending[ref.uid].at) for ref in refs], next_due
 
 
 def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], max_size: int,
-                       limit: int = 0) -> Listing:
+                       limit: int = 0, reannounce: Optional[ReannouncePolicy] = None,
+                       known_pending: Optional[Dict[str, Announced]] = None, now: Optional[float] = None,
+                       where: str = "POP3 maildrop") -> Listing:
     """UIDLs not announced before (with ``limit``, the first ``limit`` of them in maildrop order);
-    ``mailSince`` applies to the Date header."""
+    ``mailSince`` applies to the Date header.  With ``reannounce``, also the announced UIDLs
+    still in the maildrop once their wait is over."""
     present = mailbox.list_uidls()
     new = [uidl for uidl in present if uidl not in known]
     deferred = 0
@@ -145,9 +197,23 @@ def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], ma
         refs = [r for r in refs if since.admits(r.internaldate)]
     announce, too_large = split_by_size(refs, max_size)
     # Remember only what is still in the maildrop, so the state stays as small as the maildrop.
-    remembered = (known & set(present)) | set(new)
+    present_set = set(present)
+    remembered = (known & present_set) | set(new)
+    repeat: List[Tuple[MessageRef, float]] = []
+    pending: Dict[str, Announced] = {}
+    if reannounce is not None:
+        now = time.time() if now is None else now
+        pending = {uidl: entry for uidl, entry in (known_pending or {}).items() if uidl in present_set}
+        due, _next_due = reannounce.due(pending, now)  # POP3 lists the whole maildrop anyway
+        if limit:
+            due = due[:limit]
+        again = list(mailbox.fetch_refs(due)) if due else []
+        for ref in again:
+            ref.internaldate = header_date(ref.headers.get("date"))
+        repeat = [(ref, now - pending[str(ref.uidl)].at) for ref in again]
+        pending = record(pending, [str(r.uidl) for r in announce], [str(r.uidl) for r, _ in repeat], now, where)
     return Listing(announce=announce, too_large=too_large, exists=len(present), candidates=len(new),
-                   deferred=deferred, pop3_uidls=remembered)
+                   deferred=deferred, pop3_uidls=remembered, pop3_pending=pending, repeat=repeat)
 
 
 def header_date(value: Optional[str]) -> Optional[datetime]:

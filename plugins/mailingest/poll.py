@@ -16,13 +16,20 @@ IMAP: each cycle opens every ``mailFolder`` read-only (EXAMINE), searches ``mail
 message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies are never
 fetched and no flag changes, so the poll is read-only unless ``mailQuarantineFolder`` is set.
 
-Notice: ``relPath`` ``<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3 ``INBOX/<UIDL>.eml``, see
-:mod:`mailingest.refs`); ``baseUrl`` the pollUrl without password or path; ``mtime`` the
+Notice: ``relPath`` ``<host>[+<port>]/<user>/<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3
+``<host>[+<port>]/<user>/INBOX/<UIDL>.eml``, see :mod:`mailingest.refs`); ``baseUrl`` the
+pollUrl without password or path; ``mtime`` the
 INTERNALDATE (POP3: the Date header); ``mail`` folder, uidvalidity, uid (or uidl), size,
 internalDate, messageId, subject, from, date.
 
-State (``mailingest_state.json`` in the poll's cache dir) is saved in ``after_post``, once sr3
-has posted the notices (or queued them for retry): a crash re-announces, never loses.
+State (``mailingest_state.json`` in the poll's cache dir): a cycle stages what it listed, and
+``after_post`` commits it once sr3 has posted the notices poll() returned (or queued them for
+retry).  A cycle that fails in any way (any exception) discards what it staged, so its messages
+are listed again by the next cycle: a crash or a bug re-announces, never loses.
+
+With ``mailReannounceAfter`` (default 1h for IMAP, off for POP3) a message announced that long
+ago and still matching the search (POP3: still in the maildrop) is announced again, so a notice
+the broker dropped (no queue bound yet, queue purged) is healed; see :mod:`mailingest.reannounce`.
 
 The connection is kept between cycles (one login, not one per cycle), checked with NOOP, and
 re-opened with a growing backoff after a failure; what arrived meanwhile is caught up by the
@@ -39,8 +46,8 @@ IDLE is noticed at once; the poll reconnects, catches up, and retries a server t
 after a tenth of the outage so far.
 
 Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
-mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax, mailCaFile,
-mailAllowPlaintext, tlsRigour, timeout.
+mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax,
+mailReannounceAfter, mailCaFile, mailAllowPlaintext, tlsRigour, timeout.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from mailingest.listing import Listing, Since, list_imap_folder, list_pop3_maild
 from mailingest.mailbox import new_mailbox
 from mailingest.options import Option, connection_settings, declare_connection_options
 from mailingest.pacing import FlowPacing
+from mailingest.reannounce import Announced, ReannouncePolicy
 from mailingest.refs import MessageRef
 from mailingest.state import STATE_FILE, FolderState, PollState
 
@@ -96,6 +104,7 @@ class PollSettings:
     idle: bool
     idle_max: float
     announce_max: int = 0
+    reannounce: Optional[ReannouncePolicy] = None
 
     @classmethod
     def from_options(cls, options: Any) -> "PollSettings":
@@ -123,6 +132,7 @@ class PollSettings:
             idle=opt.flag(options, "mailIdle") and not pop3,
             idle_max=opt.duration(options, "mailIdleMax", 20.0) or 20.0,
             announce_max=opt.count(options, "mailAnnounceMax", DEFAULT_ANNOUNCE_MAX),
+            reannounce=ReannouncePolicy.parse(opt.text(options, "mailReannounceAfter"), pop3),
         )
 
 
@@ -139,6 +149,8 @@ POLL_OPTIONS = (
     Option("mailIdleMax", "duration", 20.0),
     Option("mailAnnounceMax", "count", DEFAULT_ANNOUNCE_MAX),
     Option("scheduled_interval", "duration", 0.0),
+    # a duration, parsed by ReannouncePolicy: sr3's "duration" kind cannot tell "not set" from 0
+    Option("mailReannounceAfter", "str", None),
 )
 
 
@@ -154,8 +166,10 @@ class Poll(FlowCB):
         self.credentials = CredentialsFile.of(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
         self.state = PollState(os.path.join(run_dir, STATE_FILE))
+        # what the current cycle listed, committed by after_post only if poll() returned normally
         self._staged_folders: Dict[Tuple[str, str], FolderState] = {}
-        self._staged_uidls: Dict[str, Set[str]] = {}
+        self._staged_uidls: Dict[str, Tuple[Set[str], Dict[str, Announced]]] = {}
+        self._staged_complete = False
         self._mailbox: Any = None
         self._failures = 0
         self._retry_at = 0.0
@@ -163,7 +177,7 @@ class Poll(FlowCB):
         self._last_error_logged = 0.0
         self.metrics: Dict[str, Any] = {
             "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0, "deferred": 0,
-            "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0,
+            "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0, "reannounced": 0,
         }
         self.pacing = FlowPacing(self.o)
         self._interval = opt.duration(self.o, "scheduled_interval", 0.0) or DEFAULT_INTERVAL
@@ -173,6 +187,7 @@ class Poll(FlowCB):
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def poll(self) -> List[sarracenia.Message]:
+        self._discard_staged()  # never commit what an earlier poll() staged but sr3 did not post
         if self._pushing():
             return self._poll_idling()
         if time.monotonic() < self._retry_at:
@@ -184,10 +199,15 @@ class Poll(FlowCB):
             account = resolve_account(self.settings.poll_url, self.credentials.database(), self.connection.oauth2)
             notices = self._reconnecting(account, "during the poll cycle", lambda: self._cycle(account))
             self._recovered(account)
+            self._staged_complete = True
         except MailError as exc:
+            notices = []
             self._failed(exc)
         except Exception:  # outermost guard: one log line, never a crash loop
-            logger.exception("poll of %s failed unexpectedly", account.display if account else "pollUrl")
+            logger.exception("poll of %s failed unexpectedly; what it listed is announced by the next cycle",
+                             account.display if account else "pollUrl")
+            notices = []
+            self._discard_staged()
             self._close()
         self.metrics["cycles"] += 1
         self.metrics["lastPollSeconds"] = round(time.monotonic() - started, 3)
@@ -195,15 +215,16 @@ class Poll(FlowCB):
         return notices
 
     def after_post(self, worklist: Any) -> None:
-        """The notices of the last poll() are posted (or queued for retry): remember them."""
-        if not (self._staged_folders or self._staged_uidls):
+        """The notices of the last poll() are posted (or queued for retry): remember them.
+        Only a poll() that returned normally is committed, and only once."""
+        if not self._staged_complete or not (self._staged_folders or self._staged_uidls):
+            self._discard_staged()
             return
         for (account, folder), folder_state in self._staged_folders.items():
             self.state.set_folder(account, folder, folder_state)
-        for account, uidls in self._staged_uidls.items():
-            self.state.set_uidls(account, uidls)
-        self._staged_folders.clear()
-        self._staged_uidls.clear()
+        for account, (uidls, pending) in self._staged_uidls.items():
+            self.state.set_uidls(account, uidls, pending=pending)
+        self._discard_staged()
         try:
             self.state.save()
         except OSError as exc:
@@ -236,9 +257,13 @@ class Poll(FlowCB):
                 raise
             logger.info("%s: connection dropped %s (%s); trying once more", account.display, when, exc)
             self._close()
-            self._staged_folders.clear()
-            self._staged_uidls.clear()
+            self._discard_staged()
             return self._cycle(account)
+
+    def _discard_staged(self) -> None:
+        self._staged_folders.clear()
+        self._staged_uidls.clear()
+        self._staged_complete = False
 
     def _cycle(self, account: MailAccount, folders: Optional[Tuple[str, ...]] = None) -> List[sarracenia.Message]:
         mailbox = self._connected(account)
@@ -249,6 +274,7 @@ class Poll(FlowCB):
             listed_from = time.monotonic()
             listing = self._list(mailbox, account, folder)
             notices.extend(self._notice(account, ref) for ref in listing.announce)
+            notices.extend(self._notice(account, ref) for ref in self._healed(account, folder, listing))
             self._handle_too_large(mailbox, account, folder, listing)
             self._count(listing)
             logger.info("%s folder %r: %d new message(s) to announce (%d in folder, listed in %.3f s)",
@@ -264,20 +290,31 @@ class Poll(FlowCB):
     def _list(self, mailbox: Any, account: MailAccount, folder: str) -> Listing:
         settings = self.settings
         if account.protocol == "pop3":
-            known = self._staged_uidls.get(account.display)
-            if known is None:
-                known = self.state.uidls(account.display)
-            listing = list_pop3_maildrop(mailbox, known, settings.since, settings.max_size, settings.announce_max)
-            self._staged_uidls[account.display] = listing.pop3_uidls or set()
+            staged = self._staged_uidls.get(account.display)
+            known, known_pending = staged if staged is not None else (
+                self.state.uidls(account.display), self.state.pending_uidls(account.display))
+            listing = list_pop3_maildrop(mailbox, known, settings.since, settings.max_size, settings.announce_max,
+                                         settings.reannounce, known_pending, where=account.display)
+            self._staged_uidls[account.display] = (listing.pop3_uidls or set(), listing.pop3_pending)
             return listing
         key = (account.display, folder)
         known_folder = self._staged_folders.get(key) or self.state.folder(account.display, folder)
         listing = list_imap_folder(mailbox, folder, known_folder, settings.search, settings.since,
                                    settings.max_size, settings.uidvalidity_change, account.display,
-                                   settings.announce_max)
+                                   settings.announce_max, settings.reannounce)
         if listing.imap_state is not None:
             self._staged_folders[key] = listing.imap_state
         return listing
+
+    def _healed(self, account: MailAccount, folder: str, listing: Listing) -> List[MessageRef]:
+        """The messages announced again (mailReannounceAfter): one info line each."""
+        for ref, waited in listing.repeat:
+            logger.info("%s folder %r message %s: still not downloaded %.0f s after it was announced; "
+                        "announcing it again (mailReannounceAfter %s)", account.display, folder,
+                        ref.uidl or f"UIDVALIDITY {ref.uidvalidity} UID {ref.uid}", waited,
+                        self.settings.reannounce.after if self.settings.reannounce else 0)
+        self.metrics["reannounced"] += len(listing.repeat)
+        return [ref for ref, _ in listing.repeat]
 
     def _handle_too_large(self, mailbox: Any, account: MailAccount, folder: str, listing: Listing) -> None:
         for ref in listing.too_large:
@@ -338,13 +375,17 @@ class Poll(FlowCB):
             logins = self.metrics["logins"]
             notices = self._reconnecting(account, "while idling", lambda: self._watch(account, hand_back))
             self._recovered(account)
+            self._staged_complete = True
             if self.metrics["logins"] != logins and len(self.settings.folders) > 1:
                 self._next_full_cycle = 0.0  # the catch-up left the session on another folder than IDLE's
             return notices
         except MailError as exc:
+            self._discard_staged()
             self._failed(exc)
         except Exception:  # outermost guard: one log line, never a crash loop
-            logger.exception("poll of %s failed unexpectedly", account.display if account else "pollUrl")
+            logger.exception("poll of %s failed unexpectedly; what it listed is announced by the next cycle",
+                             account.display if account else "pollUrl")
+            self._discard_staged()
             self._close()
             self._retry_at = time.monotonic() + self._interval
         self._next_full_cycle = 0.0  # catch up on everything once the server is back
@@ -419,8 +460,7 @@ class Poll(FlowCB):
     def _failed(self, exc: MailError) -> None:
         """One error line per distinct failure, repeated at most every REPEAT_ERROR_SECONDS."""
         self._close()
-        self._staged_folders.clear()
-        self._staged_uidls.clear()
+        self._discard_staged()
         self._failures += 1
         if not self._outage_started:
             self._outage_started = time.monotonic()
@@ -453,9 +493,10 @@ class Poll(FlowCB):
         stat.st_size = ref.size
         mtime = ref.internaldate.timestamp() if ref.internaldate else time.time()
         stat.st_mtime = stat.st_atime = mtime
-        msg = sarracenia.Message.fromFileInfo(ref.rel_path, self.o, stat)
+        rel_path = ref.rel_path_in(account.path_dir)
+        msg = sarracenia.Message.fromFileInfo(rel_path, self.o, stat)
         msg["baseUrl"] = account.base_url
         msg["mail"] = ref.notice_fields()
-        msg["nodupe_override"] = {"key": f"{account.display}|{ref.rel_path}", "path": ref.rel_path}
+        msg["nodupe_override"] = {"key": f"{account.display}|{rel_path}", "path": rel_path}
         msg["_deleteOnPost"] |= {"nodupe_override"}
         return msg

@@ -1,9 +1,17 @@
 """Message identity: what a notice names, and how that becomes a stable, safe relPath.
 
-IMAP: ``<folder token>/<UIDVALIDITY>.<UID>.eml``; POP3: ``<maildrop token>/<UIDL token>.eml``.
-Tokens keep ``A-Z a-z 0-9 - _ +`` and inner dots; every other byte of the UTF-8 name becomes
-``=XX`` (hex), so ``Archive/2024`` is ``Archive=2F2024`` and no token is ``.``/``..`` or holds a
-path separator.
+A relPath names the account as well as the message, so two mailboxes never share a name::
+
+    IMAP: <host token>/<user token>/<folder token>/<UIDVALIDITY>.<UID>.eml
+    POP3: <host token>/<user token>/INBOX/<UIDL token>.eml
+
+e.g. ``mail.example.org/alice/INBOX/1700000000.42.eml``.  The host token is the server's host
+name, with ``+<port>`` appended only when the port is not the scheme's default
+(``mail.example.org+1993``); the user token is the login name.  Tokens keep
+``A-Z a-z 0-9 - _ + @`` and inner dots; every other byte of the UTF-8 name becomes ``=XX``
+(hex), so ``Archive/2024`` is ``Archive=2F2024`` and no token is ``.``/``..`` or holds a path
+separator.  A POP3 UIDL token escapes dots too, so its file name never has the
+``<digits>.<digits>.eml`` shape of an IMAP one.
 """
 
 from __future__ import annotations
@@ -18,21 +26,30 @@ from email import policy
 from email.parser import BytesHeaderParser
 from typing import Any, Dict, Optional
 
-_SAFE = re.compile(rb"[A-Za-z0-9_+\-]")
+_SAFE = re.compile(rb"[A-Za-z0-9_+@\-]")
 _HEADER_TEXT_MAX = 998
 
 
-def safe_token(name: str) -> str:
-    """A reversible, file-name-safe spelling of ``name`` (see module doc)."""
+def safe_token(name: str, keep_dots: bool = True) -> str:
+    """A reversible, file-name-safe spelling of ``name`` (see module doc); with ``keep_dots``
+    false, dots are escaped as well."""
     out = []
     raw = name.encode("utf-8", "surrogateescape")
     for index, byte in enumerate(raw):
         char = bytes([byte])
-        if _SAFE.match(char) or (char == b"." and 0 < index < len(raw) - 1):
+        if _SAFE.match(char) or (keep_dots and char == b"." and 0 < index < len(raw) - 1):
             out.append(char.decode("ascii"))
         else:
             out.append(f"={byte:02X}")
     return "".join(out) or "=00"
+
+
+def account_dir(host: str, port: int, default_port: int, user: str) -> str:
+    """``<host token>[+<port>]/<user token>``: the part of a relPath that names the mailbox owner."""
+    host_token = safe_token(host.lower())
+    if port != default_port:
+        host_token += f"+{port}"
+    return f"{host_token}/{safe_token(user)}"
 
 
 @dataclass
@@ -47,11 +64,11 @@ class MessageRef:
     internaldate: Optional[datetime] = None
     headers: Dict[str, str] = field(default_factory=dict)
 
-    @property
-    def rel_path(self) -> str:
+    def rel_path_in(self, account: str) -> str:
+        """The relPath of this message of the account whose :func:`account_dir` is ``account``."""
         if self.uidl is not None:
-            return f"{safe_token(self.folder)}/{safe_token(self.uidl)}.eml"
-        return f"{safe_token(self.folder)}/{self.uidvalidity}.{self.uid}.eml"
+            return f"{account}/{safe_token(self.folder)}/{safe_token(self.uidl, keep_dots=False)}.eml"
+        return f"{account}/{safe_token(self.folder)}/{self.uidvalidity}.{self.uid}.eml"
 
     def notice_fields(self) -> Dict[str, Any]:
         """The ``mail`` field of the notice (JSON-serialisable)."""

@@ -2,7 +2,10 @@
 
 IMAP: per account and folder, the UIDVALIDITY and the highest UID examined (``last_uid``).
 A later cycle searches only ``UID last_uid+1:*``, so its cost follows the new mail, not the
-mailbox.  POP3: per account, the UIDLs announced that are still in the maildrop.  The file is JSON, replaced atomically; it lives in the poll's sr3 cache directory
+mailbox.  POP3: per account, the UIDLs announced that are still in the maildrop.  With
+``mailReannounceAfter``, also the messages announced that may still be waiting for a download,
+with when they were announced (see :mod:`mailingest.reannounce`).  The file is JSON, replaced
+atomically; it lives in the poll's sr3 cache directory
 (``~/.cache/sr3/poll/<config>/mailingest_state.json``).
 """
 
@@ -11,10 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Set
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from mailingest.atomic import write_atomically
+from mailingest.reannounce import Announced
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +29,26 @@ STATE_FILE = "mailingest_state.json"
 class FolderState:
     uidvalidity: int
     last_uid: int
+    #: UID -> when it was announced, for the messages that may still be waiting (mailReannounceAfter)
+    pending: Dict[int, Announced] = field(default_factory=dict)
+    #: no message of ``pending`` is due before this time (not stored; None: unknown, scan)
+    next_due: Optional[float] = field(default=None, compare=False)
 
 
 class PollState:
-    """Folder high-water marks, keyed by account display (``scheme://user@host:port``) and folder."""
+    """Folder high-water marks, keyed by account display (``scheme://user@host:port``) and folder.
+
+    Entries are parsed once and kept; :meth:`save` writes the file only when something changed,
+    so a quiet cycle costs no write even with many messages waiting (``pending``).  ``pending`` is
+    stored grouped by announcement, ``[[at, repeats, [uid, ...]], ...]``: the messages of one
+    cycle share one group."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._data: Dict[str, Dict[str, Dict[str, Any]]] = self._load()
+        self._folders: Dict[Tuple[str, str], Optional[FolderState]] = {}
+        self._maildrops: Dict[Tuple[str, str], Tuple[Set[str], Dict[str, Announced]]] = {}
+        self._dirty = False
 
     def _load(self) -> Dict[str, Dict[str, Dict[str, Any]]]:
         try:
@@ -47,25 +63,87 @@ class PollState:
         return data if isinstance(data, dict) else {}
 
     def folder(self, account: str, folder: str) -> Optional[FolderState]:
-        entry = self._data.get(account, {}).get(folder)
-        if not entry or "uidvalidity" not in entry:
-            return None
-        return FolderState(uidvalidity=int(entry["uidvalidity"]), last_uid=int(entry["last_uid"]))
+        """IMAP: the folder's committed state (treat it as read-only), None if never listed."""
+        key = (account, folder)
+        if key not in self._folders:
+            entry = self._data.get(account, {}).get(folder)
+            if not entry or "uidvalidity" not in entry:
+                self._folders[key] = None
+            else:
+                pending = {uid: announced for uid, announced in _parse_pending(entry).items()
+                           if isinstance(uid, int)}
+                self._folders[key] = FolderState(uidvalidity=int(entry["uidvalidity"]),
+                                                 last_uid=int(entry["last_uid"]), pending=pending)
+        return self._folders[key]
 
     def set_folder(self, account: str, folder: str, state: FolderState) -> None:
-        self._data.setdefault(account, {})[folder] = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid}
+        if self.folder(account, folder) == state:
+            self._folders[(account, folder)] = state  # same content, maybe a fresher next_due
+            return
+        entry: Dict[str, Any] = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid}
+        if state.pending:
+            entry["pending"] = _pending_json(state.pending)
+        self._data.setdefault(account, {})[folder] = entry
+        self._folders[(account, folder)] = state
+        self._dirty = True
 
     def uidls(self, account: str, folder: str = "INBOX") -> Set[str]:
         """POP3: the UIDLs already announced (and still in the maildrop at the last cycle)."""
-        entry = self._data.get(account, {}).get(folder) or {}
-        return set(entry.get("uidls", []))
+        return self._maildrop(account, folder)[0]
 
-    def set_uidls(self, account: str, uidls: Set[str], folder: str = "INBOX") -> None:
-        self._data.setdefault(account, {})[folder] = {"uidls": sorted(uidls)}
+    def pending_uidls(self, account: str, folder: str = "INBOX") -> Dict[str, Announced]:
+        """POP3: the UIDLs announced that may still be waiting for a download (mailReannounceAfter)."""
+        return self._maildrop(account, folder)[1]
+
+    def _maildrop(self, account: str, folder: str) -> Tuple[Set[str], Dict[str, Announced]]:
+        key = (account, folder)
+        if key not in self._maildrops:
+            entry = self._data.get(account, {}).get(folder) or {}
+            self._maildrops[key] = (set(entry.get("uidls", [])), _parse_pending(entry))
+        return self._maildrops[key]
+
+    def set_uidls(self, account: str, uidls: Set[str], folder: str = "INBOX",
+                  pending: Optional[Dict[str, Announced]] = None) -> None:
+        pending = pending or {}
+        if self._maildrop(account, folder) == (uidls, pending):
+            return
+        entry: Dict[str, Any] = {"uidls": sorted(uidls)}
+        if pending:
+            entry["pending"] = _pending_json(pending)
+        self._data.setdefault(account, {})[folder] = entry
+        self._maildrops[(account, folder)] = (set(uidls), dict(pending))
+        self._dirty = True
 
     def save(self) -> None:
-        """Write atomically (temp file, fsync, rename, directory fsync)."""
+        """Write atomically (temp file, fsync, rename, directory fsync), if anything changed."""
+        if not self._dirty:
+            return
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, exist_ok=True)
-        text = json.dumps(self._data, indent=1, sort_keys=True)
+        text = json.dumps(self._data, sort_keys=True)
         write_atomically(self.path, [text.encode("utf-8")])
+        self._dirty = False
+
+
+def _pending_json(pending: Dict[Any, Announced]) -> List[List[Any]]:
+    groups: Dict[Announced, List[Any]] = {}
+    for key, announced in pending.items():
+        groups.setdefault(announced, []).append(key)
+    return [[round(announced.at, 3), announced.repeats, sorted(keys)] for announced, keys in sorted(groups.items())]
+
+
+def _parse_pending(entry: Dict[str, Any]) -> Dict[str, Announced]:
+    """``pending`` of a state entry (keys as stored: UIDs as ints, UIDLs as strings); {} if unusable."""
+    out: Dict[Any, Announced] = {}
+    groups = entry.get("pending")
+    if not isinstance(groups, list):
+        return out
+    for group in groups:
+        try:
+            at, repeats, keys = group
+            announced = Announced(at=float(at), repeats=int(repeats))
+        except (TypeError, ValueError):
+            continue
+        for key in keys if isinstance(keys, list) else []:
+            out[key] = announced
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailingest.atomic import process_running
-from tests.helpers import (child_pids, eml_files, imap_client, imap_flags, imap_raw, make_home, peak_rss_kib, poll_config,
+from tests.helpers import (child_pids, downloaded_files, eml_files, imap_client, imap_flags, imap_raw, make_home, peak_rss_kib, poll_config,
                            subscribe_config,
                            wait_until)
 from tests.mailgen import sample_message
@@ -72,7 +72,7 @@ def assert_files_match_server(directory: Path, raw_by_uid: dict) -> None:
     for path in files:
         uid = int(path.name.split(".")[1])
         assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(raw_by_uid[uid]).digest(), path.name
-    leftovers = [n for n in os.listdir(directory) if not n.endswith(".eml")]
+    leftovers = [p.name for p in downloaded_files(directory) if not p.name.endswith(".eml")]
     assert not leftovers, f"partial or temp files left: {leftovers[:5]}"
 
 
@@ -237,7 +237,7 @@ def test_a_50_mb_message_downloads_within_bounded_memory(tmp_path, rabbitmq, mai
         peak = peak_rss_kib(worker.popen.pid)
     [written] = eml_files(directory)
     assert hashlib.sha256(written.read_bytes()).digest() == hashlib.sha256(raw[1]).digest()
-    assert sorted(os.listdir(directory)) == [written.name], "no temp file left"
+    assert downloaded_files(directory) == [written], "no temp file left"
     size_kib = len(big) / 1024
     print(f"\n50 MB message over {scheme}: RSS before {baseline / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB, "
           f"extra {(peak - baseline) / size_kib:.2f}x the message")

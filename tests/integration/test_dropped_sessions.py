@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from mailingest.errors import MailConnectionError
 from mailingest.imap import ImapMailbox
 from mailingest.mailbox import new_mailbox
 from mailingest.pop3 import Pop3Mailbox
+from tests.helpers import downloaded_files, eml_files
 from tests.inprocess import callback, download_batch, download_notice, mailingest_problems, url_of
 from tests.mailgen import sample_message
 
@@ -86,7 +88,7 @@ def test_a_download_whose_session_is_dropped_reconnects_and_writes_the_file(
     directory.mkdir()
     download = callback("download", tmp_path, mail_account, scheme, directory=str(directory))
     msg = download_notice(announced, directory)
-    final = directory / msg["new_file"]
+    final = Path(msg["new_dir"]) / msg["new_file"]
     assert download.download(msg) is True  # the first message opens the kept session ...
     first_copy = final.read_bytes()
     final.unlink()
@@ -117,16 +119,16 @@ def test_a_pop3_session_dropped_while_the_body_streams_leaves_no_file_and_the_re
             yield piece
             if not pieces_before_the_kick:
                 pieces_before_the_kick.append(len(piece))
-                assert not list(directory.glob("*.eml")), "nothing under the final name mid-stream"
+                assert not eml_files(directory), "nothing under the final name mid-stream"
                 kick(mail_account)
                 self.conn.sock.shutdown(2)  # and the kicked socket is gone for sure
 
     monkeypatch.setattr(Pop3Mailbox, "_body", body_kicked_after_the_first_piece)
     assert download_batch(download, [msg]).ok == [msg]
     download.on_stop()
-    [written] = directory.glob("*.eml")
+    [written] = eml_files(directory)
     assert written.stat().st_size == msg["size"] == announced["mail"]["size"]
-    assert sorted(p.name for p in directory.iterdir()) == [written.name], "no temp file left"
+    assert downloaded_files(directory) == [written], "no temp file left"
     assert pieces_before_the_kick, "the session was dropped mid-message"
     assert sum("reconnected to" in r.getMessage() for r in caplog.records) == 1
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.mailgen import eight_bit_message, sample_message
-from tests.helpers import imap_flags as server_state, imap_raw as server_raw, make_home
+from tests.helpers import eml_files, imap_flags as server_state, imap_raw as server_raw, make_home, no_partial_files
 from tests.sr3env import NoticeCollector
 
 pytestmark = pytest.mark.integration
@@ -41,10 +41,13 @@ def test_one_poll_cycle_announces_exactly_the_unseen_mail_and_changes_no_flag(tm
         unseen_uids = {uid for uid, flags in flags_before.items() if b"\\Seen" not in flags}
         assert {n["mail"]["uid"] for n in notices} == unseen_uids
         sample = notices[0]
-        assert sample["relPath"].startswith("INBOX/") and sample["relPath"].endswith(".eml")
+        server = mail_account.server
+        account_dir = f"{server.host}+{server.imaps_port}/{mail_account.user}"
+        assert sample["relPath"] == (f"{account_dir}/INBOX/"
+                                     f"{sample['mail']['uidvalidity']}.{sample['mail']['uid']}.eml")
         assert sample["baseUrl"] == f"imaps://{mail_account.user}@{mail_account.server.host}:{mail_account.server.imaps_port}/"
         assert {"folder", "uidvalidity", "uid", "size", "messageId", "subject", "from", "date"} <= set(sample["mail"])
-        assert set(collector.routing_keys) == {"v03.INBOX"}
+        assert set(collector.routing_keys) == {f"v03.{account_dir.replace('/', '.')}.INBOX"}
         assert server_state(mail_account) == flags_before, "the poll changed flags on the server"
 
         # A restarted poll announces nothing new.
@@ -88,13 +91,13 @@ def test_subscriber_writes_byte_identical_files(tmp_path, rabbitmq, mail_account
             poll.wait_for_log("40 new message(s) to announce")
         mail_dir = tmp_path / "mail"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(mail_dir.glob("*.eml"))) < 40:
+        while time.monotonic() < deadline and len(eml_files(mail_dir)) < 40:
             time.sleep(0.5)
         time.sleep(1)
         log = subscriber.log_text()
-    files = sorted(mail_dir.glob("*.eml"))
+    files = eml_files(mail_dir)
     assert len(files) == 40, log[-3000:]
-    assert not [p for p in mail_dir.iterdir() if not p.name.endswith(".eml")], "temp files left behind"
+    assert no_partial_files(mail_dir), "temp files left behind"
     raw = server_raw(mail_account)
     for path in files:
         uid = int(path.name.split(".")[1])

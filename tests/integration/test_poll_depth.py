@@ -13,7 +13,7 @@ from email.policy import SMTP
 
 import pytest
 
-from tests.helpers import imap_client, imap_flags, make_home, peak_rss_kib, poll_config
+from tests.helpers import imap_client, imap_flags, make_home, peak_rss_kib, poll_config, scheme_port
 from tests.mailgen import sample_message
 from tests.sr3env import NoticeCollector
 
@@ -72,7 +72,8 @@ def test_pop3_announces_each_message_once_across_cycles_and_restarts(tmp_path, r
     first = collector.drain(settle=0.5)
     assert len(first) == 21, "later cycles announce only the new message"
     assert len({n["mail"]["uidl"] for n in first}) == 21
-    assert all(n["relPath"].startswith("INBOX/") and n["relPath"].endswith(".eml") for n in first)
+    account_dir = f"{mail_account.server.host}+{scheme_port(mail_account.server, scheme)}/{mail_account.user}"
+    assert all(n["relPath"] == f"{account_dir}/INBOX/{n['mail']['uidl']}.eml" for n in first)
     assert all(n["mail"]["subject"].startswith("Observations") for n in first)
     again = run_poll(home, rabbitmq, mail_account, collector, expect=0, scheme=scheme, log_name="restart.log")
     assert again == [], "a restarted POP3 poll must not announce the maildrop again"
@@ -88,7 +89,7 @@ def test_two_folders_each_announced_with_distinct_rel_paths(tmp_path, rabbitmq, 
                        extra="mailFolder INBOX,Reports/2026")
     by_folder = {}
     for n in notices:
-        by_folder.setdefault(n["mail"]["folder"], set()).add(n["relPath"].split("/")[0])
+        by_folder.setdefault(n["mail"]["folder"], set()).add(n["relPath"].split("/")[-2])
     assert by_folder == {"INBOX": {"INBOX"}, "Reports/2026": {"Reports=2F2026"}}
     assert len({n["relPath"] for n in notices}) == 6
 

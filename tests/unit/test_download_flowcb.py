@@ -21,6 +21,7 @@ from mailingest.errors import MailConnectionError, MessageGoneError
 from mailingest.refs import MessageRef
 
 BASE_URL = "imaps://alice@mail.example.com/"
+ACCOUNT_DIR = "mail.example.com/alice"
 RAW = b"From: a@example.org\r\nSubject: x\r\n\r\n" + bytes(range(256)) + b"\r\n"
 
 
@@ -30,6 +31,8 @@ class FakeMailbox:
     instances: List["FakeMailbox"] = []
     messages = {101: RAW, 102: RAW[::-1]}
     fail_next_fetches = 0
+    fetches = 0
+    gone_on_flag = False
     directory = ""  # where the worker writes, to check the file when the server is changed
 
     def __init__(self, account, settings) -> None:
@@ -48,6 +51,7 @@ class FakeMailbox:
         return True
 
     def fetch_stream(self, ref: MessageRef):
+        FakeMailbox.fetches += 1
         if FakeMailbox.fail_next_fetches:
             FakeMailbox.fail_next_fetches -= 1
             raise MailConnectionError(f"cannot fetch from {self.account.display}: connection reset")
@@ -57,6 +61,8 @@ class FakeMailbox:
         return iter([body[:10], body[10:]]), None
 
     def add_flags(self, folder, uidvalidity, uids, flags):
+        if FakeMailbox.gone_on_flag:
+            raise MessageGoneError(f"{self.account.display} folder 'INBOX' UID {uids[0]}: no longer on the server")
         for uid in uids:
             final = os.path.join(self.directory, f"{uidvalidity}.{uid}.eml")
             self.events.append(("flag", uid, os.path.exists(final) and open(final, "rb").read() == self.messages[uid]))
@@ -66,28 +72,34 @@ class FakeMailbox:
 def worker(tmp_path, monkeypatch):
     FakeMailbox.instances = []
     FakeMailbox.fail_next_fetches = 0
-    FakeMailbox.directory = str(tmp_path)
+    FakeMailbox.fetches = 0
+    FakeMailbox.directory = str(tmp_path / ACCOUNT_DIR / "INBOX")
     monkeypatch.setattr("mailingest.sessions.new_mailbox", FakeMailbox)
     monkeypatch.setattr("mailingest.sessions.time.sleep", lambda s: None)
     o = sarracenia.config.no_file_config()
     o.component, o.config, o.action, o.no = "subscribe", "t", "foreground", 0
     o.directory = str(tmp_path)
     o.finalize("subscribe", "t")
+    o.mirror = False  # sr3's default for subscribe
     o.credentials = CredentialDB()
     o.credentials._parse("imaps://alice:pw@mail.example.com/")
     return sarracenia.flowcb.load_library("mailingest.download", o)
 
 
-def notice(tmp_path, uid: int, base_url: str = BASE_URL) -> sarracenia.Message:
+def notice(tmp_path, uid: int, base_url: str = BASE_URL, account_dir: str = ACCOUNT_DIR,
+           size: int = 1) -> sarracenia.Message:
+    """A notice as sr3 hands it over with its default ``mirror off``: new_dir is ``directory``."""
+    rel_path = f"{account_dir}/INBOX/7.{uid}.eml" if account_dir else f"INBOX/7.{uid}.eml"
     msg = sarracenia.Message()
-    msg.update({"baseUrl": base_url, "relPath": f"INBOX/7.{uid}.eml", "new_dir": str(tmp_path),
+    msg.update({"baseUrl": base_url, "relPath": rel_path, "new_dir": str(tmp_path),
                 "new_file": f"7.{uid}.eml", "identity": {"method": "cod", "value": "sha512"},
-                "mail": {"folder": "INBOX", "uidvalidity": 7, "uid": uid, "size": 1}})
+                "mail": {"folder": "INBOX", "uidvalidity": 7, "uid": uid, "size": size}})
     msg["_deleteOnPost"] = set()
     return msg
 
 
 def run(worker, msgs):
+    worker.after_accept(types.SimpleNamespace(incoming=msgs, failed=[], directories_ok=[]))
     results = [worker.download(m) for m in msgs]
     worklist = types.SimpleNamespace(ok=[m for m, r in zip(msgs, results) if r], rejected=[], failed=[],
                                      incoming=[], directories_ok=[])
@@ -99,11 +111,11 @@ def test_file_is_whole_and_notice_true_before_the_message_is_marked_seen(worker,
     msgs = [notice(tmp_path, 101), notice(tmp_path, 102)]
     results, worklist = run(worker, msgs)
     assert results == [True, True]
-    assert (tmp_path / "7.101.eml").read_bytes() == RAW
+    assert (tmp_path / ACCOUNT_DIR / "INBOX" / "7.101.eml").read_bytes() == RAW
     assert FakeMailbox.instances[0].events == [("flag", 101, True), ("flag", 102, True)]
     assert msgs[0]["size"] == len(RAW)
     assert msgs[0]["identity"] == {"method": "sha512", "value": base64.b64encode(hashlib.sha512(RAW).digest()).decode()}
-    assert sorted(os.listdir(tmp_path)) == ["7.101.eml", "7.102.eml"]
+    assert sorted(os.listdir(tmp_path / ACCOUNT_DIR / "INBOX")) == ["7.101.eml", "7.102.eml"]
 
 
 def test_one_login_serves_many_messages(worker, tmp_path):
@@ -114,12 +126,12 @@ def test_one_login_serves_many_messages(worker, tmp_path):
 def test_a_gone_message_is_rejected_with_410_and_one_line(worker, tmp_path, caplog):
     results, worklist = run(worker, [notice(tmp_path, 999), notice(tmp_path, 101)])
     assert results == [True, True]
-    assert [m["relPath"] for m in worklist.rejected] == ["INBOX/7.999.eml"]
+    assert [m["relPath"] for m in worklist.rejected] == [f"{ACCOUNT_DIR}/INBOX/7.999.eml"]
     assert worklist.rejected[0]["report"]["code"] == 410
-    assert [m["relPath"] for m in worklist.ok] == ["INBOX/7.101.eml"]
+    assert [m["relPath"] for m in worklist.ok] == [f"{ACCOUNT_DIR}/INBOX/7.101.eml"]
     assert [r.message for r in caplog.records if "UID 999" in r.message] == [
         "dropping notice: imaps://alice@mail.example.com:993 folder 'INBOX' UID 999: message no longer on the server"]
-    assert not (tmp_path / "7.999.eml").exists()
+    assert not (tmp_path / ACCOUNT_DIR / "INBOX" / "7.999.eml").exists()
 
 
 def test_a_broken_connection_is_reopened_within_the_call(worker, tmp_path, caplog):
@@ -137,9 +149,69 @@ def test_an_account_unreachable_past_the_budget_is_paused_and_the_notice_retried
     results, _ = run(worker, [notice(tmp_path, 101), notice(tmp_path, 102)])
     assert results == [False, False]
     assert sum("paused for 15 s" in r.message for r in caplog.records) == 1, "one error line, then quiet"
-    assert not list(tmp_path.iterdir())
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
 def test_a_notice_that_is_not_mail_is_dropped_not_retried(worker, tmp_path):
     results, worklist = run(worker, [notice(tmp_path, 101, base_url="https://example.com/")])
     assert results == [True] and len(worklist.rejected) == 1
+
+
+def test_with_mirror_off_the_file_lands_where_the_rel_path_says(worker, tmp_path):
+    alice, bob = notice(tmp_path, 101), notice(tmp_path, 101, account_dir="mail.example.com/bob")
+    run(worker, [alice, bob])
+    assert (tmp_path / ACCOUNT_DIR / "INBOX" / "7.101.eml").read_bytes() == RAW
+    assert (tmp_path / "mail.example.com" / "bob" / "INBOX" / "7.101.eml").read_bytes() == RAW
+    assert alice["new_relPath"].endswith(f"{ACCOUNT_DIR}/INBOX/7.101.eml")
+
+
+def test_placing_under_the_rel_path_happens_once_per_acceptance(worker, tmp_path):
+    msg = notice(tmp_path, 101)
+    worker.after_accept(types.SimpleNamespace(incoming=[msg], failed=[], directories_ok=[]))
+    worker.after_accept(types.SimpleNamespace(incoming=[msg], failed=[], directories_ok=[]))
+    assert msg["new_dir"] == str(tmp_path / ACCOUNT_DIR / "INBOX")
+
+
+def test_with_mirror_on_sr3s_placement_is_kept(worker, tmp_path):
+    worker.o.mirror = True
+    msg = notice(tmp_path, 101)
+    worker.after_accept(types.SimpleNamespace(incoming=[msg], failed=[], directories_ok=[]))
+    assert msg["new_dir"] == str(tmp_path)
+
+
+def test_a_notice_from_an_older_poll_lands_under_its_folder(worker, tmp_path):
+    results, _ = run(worker, [notice(tmp_path, 101, account_dir="")])
+    assert results == [True]
+    assert (tmp_path / "INBOX" / "7.101.eml").read_bytes() == RAW
+
+
+def test_a_repeated_notice_for_a_complete_file_is_not_fetched_again_but_marks_seen(worker, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mailingest")
+    run(worker, [notice(tmp_path, 101, size=len(RAW))])
+    results, worklist = run(worker, [notice(tmp_path, 101, size=len(RAW))])
+    assert results == [True] and len(worklist.ok) == 1
+    assert FakeMailbox.fetches == 1, "one fetch for two notices"
+    assert [e[:2] for e in FakeMailbox.instances[0].events] == [("flag", 101), ("flag", 101)]
+    assert worker.metrics["alreadyComplete"] == 1
+    assert "identity" not in worklist.ok[0], "sr3 computes the identity of the file already there"
+    assert worklist.ok[0]["_mailingest_already_complete"] is True, "later callbacks (decode) can tell"
+    assert sum("not fetched again" in r.message for r in caplog.records) == 1
+
+
+def test_a_file_of_the_wrong_size_is_fetched_again(worker, tmp_path):
+    target = tmp_path / ACCOUNT_DIR / "INBOX" / "7.101.eml"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"truncated")
+    run(worker, [notice(tmp_path, 101, size=len(RAW))])
+    assert target.read_bytes() == RAW and FakeMailbox.fetches == 1
+
+
+def test_a_repeated_notice_for_a_message_already_moved_away_is_quietly_done(worker, tmp_path, caplog):
+    run(worker, [notice(tmp_path, 101, size=len(RAW))])
+    FakeMailbox.gone_on_flag = True
+    try:
+        results, worklist = run(worker, [notice(tmp_path, 101, size=len(RAW))])
+    finally:
+        FakeMailbox.gone_on_flag = False
+    assert results == [True] and len(worklist.ok) == 1 and FakeMailbox.fetches == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -54,3 +54,14 @@ def test_pop3_has_one_folder_and_no_quarantine():
 def test_an_unknown_uidvalidity_policy_is_refused():
     with pytest.raises(ConfigError, match="use reannounce or skip"):
         settings(mailUidValidityChange="ignore")
+
+
+def test_mail_reannounce_after_is_an_hour_for_imap_and_off_for_pop3_unless_set():
+    assert settings().reannounce.after == 3600.0
+    assert settings(pollUrl="pops://alice@mail.example.com/").reannounce is None
+    assert settings(pollUrl="pops://alice@mail.example.com/", mailReannounceAfter="30m").reannounce.after == 1800.0
+    assert settings(mailReannounceAfter="10").reannounce.after == 10.0
+    assert settings(mailReannounceAfter="0").reannounce is None
+    assert settings(mailReannounceAfter="off").reannounce is None
+    with pytest.raises(ConfigError, match="mailReannounceAfter 'soon'"):
+        settings(mailReannounceAfter="soon")

@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from mailingest.account import parse_mail_url
 from mailingest.refs import MessageRef, parse_notice_fields, safe_token, summary_headers
 
 
@@ -30,13 +31,49 @@ def test_distinct_names_never_share_a_token():
     assert len({safe_token(n) for n in names}) == len(names)
 
 
-def test_imap_rel_path_is_folder_uidvalidity_uid():
+def test_imap_rel_path_is_host_user_folder_uidvalidity_uid():
     ref = MessageRef(folder="Archive/2024", uid=101, uidvalidity=1700000000)
-    assert ref.rel_path == "Archive=2F2024/1700000000.101.eml"
+    account = parse_mail_url("imaps://alice@mail.example.org/").path_dir
+    assert ref.rel_path_in(account) == "mail.example.org/alice/Archive=2F2024/1700000000.101.eml"
 
 
-def test_pop3_rel_path_uses_the_uidl():
-    assert MessageRef(folder="INBOX", uidl="0000001a/x..y").rel_path == "INBOX/0000001a=2Fx..y.eml"
+def test_pop3_rel_path_uses_the_uidl_with_every_dot_escaped():
+    account = parse_mail_url("pops://alice@mail.example.org/").path_dir
+    ref = MessageRef(folder="INBOX", uidl="0000001a/x..y")
+    assert ref.rel_path_in(account) == "mail.example.org/alice/INBOX/0000001a=2Fx=2E=2Ey.eml"
+
+
+def test_a_pop3_name_never_looks_like_an_imap_name():
+    imap = MessageRef(folder="INBOX", uid=42, uidvalidity=1700000000).rel_path_in("h/u")
+    pop3 = MessageRef(folder="INBOX", uidl="1700000000.42").rel_path_in("h/u")
+    assert imap != pop3
+
+
+@pytest.mark.parametrize("url, account_dir", [
+    ("imaps://alice@Mail.Example.org/", "mail.example.org/alice"),
+    ("imaps://alice@mail.example.org:993/", "mail.example.org/alice"),
+    ("imap://alice@mail.example.org:143/", "mail.example.org/alice"),
+    ("imaps://alice@mail.example.org:1993/", "mail.example.org+1993/alice"),
+    ("imap://alice@mail.example.org:993/", "mail.example.org+993/alice"),
+    ("pops://alice%40example.org@mail.example.org/", "mail.example.org/alice@example.org"),
+    ("pop://..@[::1]:1110/", "=3A=3A1+1110/=2E=2E"),
+    ("imaps://a%2Fb@mail.example.org/", "mail.example.org/a=2Fb"),
+])
+def test_the_account_part_names_host_non_default_port_and_user_safely(url, account_dir):
+    assert parse_mail_url(url).path_dir == account_dir
+
+
+def test_two_accounts_with_the_same_uidvalidity_and_uid_get_different_names():
+    ref = MessageRef(folder="INBOX", uid=1, uidvalidity=1700000000)
+    names = {ref.rel_path_in(parse_mail_url(u).path_dir) for u in
+             ("imaps://alice@mail.example.org/", "imaps://bob@mail.example.org/",
+              "imaps://alice@mail.example.net/", "imaps://alice@mail.example.org:1993/")}
+    assert len(names) == 4
+
+
+def test_no_secret_reaches_the_account_part():
+    url = parse_mail_url("imaps://alice:s3cret@mail.example.org/")
+    assert "s3cret" not in url.path_dir
 
 
 def test_notice_fields_round_trip_to_the_same_message():
