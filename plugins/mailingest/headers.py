@@ -42,7 +42,7 @@ HEADER_ERRORS = (HeaderParseError, MessageError, ValueError, LookupError, TypeEr
 #: Longest header value (characters, unfolded) handed to the structured parser.
 MAX_PARSED_HEADER = 32 * 1024
 #: Most header characters the structured parser reads for one message (about 12 us each).
-MAX_PARSED_PER_MESSAGE = 256 * 1024
+MAX_PARSED_PER_MESSAGE = 128 * 1024
 #: Most addresses parsed in one address header (From, To, Cc ...).
 MAX_ADDRESSES = 1000
 #: Most parameters parsed in one Content-Type or Content-Disposition header.
@@ -79,6 +79,17 @@ def text_codec(name: str | None) -> str | None:
 
 
 _codec = text_codec  # the name the rest of this module used first
+
+
+@functools.lru_cache(maxsize=512)
+def _ascii_compatible(codec: str | None) -> bool:
+    """Whether ASCII bytes mean ASCII text in *codec* (not so in UTF-7, UTF-16, HZ, EBCDIC)."""
+    if codec is None:
+        return True
+    try:
+        return "+~{az-".encode(codec) == b"+~{az-"
+    except (UnicodeError, LookupError, ValueError):
+        return False
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -505,7 +516,7 @@ def guess_decode(data: bytes, declared: str | None = None, hints: Iterable[str] 
     """Decode *data*: with the first candidate charset that decodes it strictly; when a
     (non-ASCII) charset was declared and nothing fits, with that charset and replacement
     characters.  The result holds no lone surrogates."""
-    if data.isascii() and b"\x1b" not in data:
+    if data.isascii() and b"\x1b" not in data and _ascii_compatible(text_codec(declared)):
         return data.decode("ascii")
     for charset in candidates(data, declared, hints):
         try:
@@ -514,6 +525,8 @@ def guess_decode(data: bytes, declared: str | None = None, hints: Iterable[str] 
             if (charset == "utf-8" and exc.reason == "unexpected end of data"
                     and not data[:exc.start].isascii()):
                 return _decode(data, charset, "replace")  # UTF-8 cut short by a length limit
+    if data.isascii() and b"\x1b" not in data:
+        return data.decode("ascii")  # ASCII that a declared UTF-7/UTF-16 ... does not decode
     return _decode(data, text_codec(declared) or "latin-1", "replace")
 
 
