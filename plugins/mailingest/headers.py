@@ -33,7 +33,6 @@ from email.errors import HeaderDefect, HeaderParseError, MessageError
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.policy import Compat32, EmailPolicy
-from email.quoprimime import header_decode
 
 #: Exceptions the email package raises from header accessors on broken input.
 HEADER_ERRORS = (HeaderParseError, MessageError, ValueError, LookupError, TypeError, AttributeError,
@@ -146,7 +145,10 @@ class HeaderBudget:
         self.cache: dict[tuple[str, str], object] = {}
         self.notes: list[str] = []
 
+        self.noted = False  # set by note(): what was just parsed must not be shared
+
     def note(self, text: str) -> None:
+        self.noted = True
         if text not in self.notes and len(self.notes) < 100:
             self.notes.append(text)
 
@@ -169,8 +171,9 @@ class RawHeader(str):
 
 
 class _SafeParams:
-    """Parameter accessors that never raise: the standard library's RFC 2231 decoding raises
-    on mixed continuations (``name*1*=x; name*=...``), NUL or 8-bit bytes in a charset."""
+    """Parameter and payload accessors that never raise: the standard library's RFC 2231
+    decoding raises on mixed continuations (``name*1*=x; name*=...``), NUL or 8-bit bytes in a
+    charset, and ``get_payload()`` on 8-bit text in a charset that is no codec."""
 
     def get_params(self, failobj=None, header="content-type", unquote=True):  # type: ignore[no-untyped-def]
         try:
@@ -187,6 +190,16 @@ class _SafeParams:
         except HEADER_ERRORS:
             return failobj
         return value if value is failobj else _safe_rfc2231(value)
+
+    def get_payload(self, i=None, decode=False):  # type: ignore[no-untyped-def]
+        try:
+            return super().get_payload(i, decode)  # type: ignore[misc]
+        except ValueError:  # 8-bit text in a charset that is no codec ('undefined', NUL ...)
+            payload = self._payload  # type: ignore[attr-defined]
+            if decode or i is not None or not isinstance(payload, str):
+                raise
+            # what the standard library does for an unknown charset
+            return payload.encode("ascii", "surrogateescape").decode("ascii", "replace")
 
     def get_content_charset(self, failobj=None):  # type: ignore[no-untyped-def]
         try:
@@ -287,8 +300,9 @@ class BoundedPolicy(EmailPolicy):
         if header is None:
             header = _SHARED.get(key)
             if header is None:
+                budget.noted = False
                 header = self._parse(name, value, budget)
-                if not isinstance(header, RawHeader):
+                if not budget.noted:  # a header with a defect is parsed again in each message
                     _SHARED.put(key, header)
             budget.cache[key] = header
         return header  # type: ignore[return-value]
@@ -486,8 +500,8 @@ def encoded_words(text: str) -> list[tuple[bytes, str | None]]:
 
 
 def _word_bytes(kind: str, payload: str) -> bytes | None:
-    if kind == "q":
-        return header_decode(payload).encode("latin-1", "replace")
+    if kind == "q":  # binascii, not email.quoprimime: that one compiles a regex on every call
+        return binascii.a2b_qp(payload.encode("latin-1", "replace"), header=True)
     data = payload.encode("ascii", "replace")
     try:
         return binascii.a2b_base64(data + b"=" * (-len(data) % 4))  # Postel: add missing padding
