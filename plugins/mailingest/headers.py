@@ -46,6 +46,9 @@ MAX_PARSED_PER_MESSAGE = 128 * 1024
 MAX_ADDRESSES = 1000
 #: Most parameters parsed in one Content-Type or Content-Disposition header.
 MAX_PARAMS = 100
+#: Longest single address parsed (the address parser is quadratic on some shapes: 30 000
+#: double quotes take 6 s).
+MAX_ADDRESS_CHARS = 1024
 #: Longest name accepted as a charset.
 _MAX_CHARSET_NAME = 64
 
@@ -155,13 +158,14 @@ class HeaderBudget:
 
 class RawHeader(str):
     """A header the structured parser did not read (too long, over the budget, or unreadable):
-    its unfolded source text, with the attributes code expects of a header object."""
+    its unfolded source text (8-bit bytes as U+FFFD; :py:func:`raw_header` has them), with the
+    attributes code expects of a header object."""
 
     name: str
     defects: tuple[HeaderDefect, ...]
 
     def __new__(cls, name: str, value: str, why: str) -> RawHeader:
-        self = super().__new__(cls, value)
+        self = super().__new__(cls, clean(value))  # undecoded bytes: U+FFFD, as the parser does
         self.name = name
         self.defects = (HeaderDefect(why),)
         return self
@@ -310,20 +314,24 @@ class BoundedPolicy(EmailPolicy):
     def _parse(self, name: str, value: str, budget: HeaderBudget) -> str:
         text = _unfold(value)
         lower = name.lower()
+        cut: str | None = text
         if lower in _ADDRESS_HEADERS:
-            text = _first_items(name, text, ",", MAX_ADDRESSES, "addresses", budget)
+            cut = _first_items(name, text, ",", MAX_ADDRESSES, "addresses", budget, MAX_ADDRESS_CHARS)
         elif lower in _PARAMETERIZED:
-            text = _params_cleaned(name, text, budget)
-        if len(text) > MAX_PARSED_HEADER:
+            cut = _params_cleaned(name, text, budget)
+        if cut is None:
+            why = "header %s has an address over %d characters: kept as raw text" % (
+                name, MAX_ADDRESS_CHARS)
+        elif len(cut) > MAX_PARSED_HEADER:
             why = "header %s has %d characters, over %d: kept as raw text" % (
                 name, len(text), MAX_PARSED_HEADER)
-        elif len(text) > budget.left:
+        elif len(cut) > budget.left:
             why = "header %s not parsed: the message's headers are over %d characters: kept as raw text" % (
                 name, MAX_PARSED_PER_MESSAGE)
         else:
-            budget.left -= len(text)
+            budget.left -= len(cut)
             try:
-                return self.header_factory(name, text)  # type: ignore[no-any-return]
+                return self.header_factory(name, cut)  # type: ignore[no-any-return]
             except HEADER_ERRORS + (UnicodeError, RecursionError) as exc:
                 why = "header %s unreadable by the parser (%s: %s): kept as raw text" % (
                     name, type(exc).__name__, clean(str(exc))[:80])
@@ -380,13 +388,19 @@ def _items(text: str, sep: str, limit: int) -> Iterator[re.Match[str]]:
             return
 
 
-def _first_items(name: str, text: str, sep: str, limit: int, what: str, budget: HeaderBudget) -> str:
+def _first_items(name: str, text: str, sep: str, limit: int, what: str, budget: HeaderBudget,
+                 longest: int = MAX_PARSED_HEADER) -> str | None:
     """*text* cut after its *limit*-th item, or at the last item that ends within
-    :py:data:`MAX_PARSED_HEADER` characters (a defect is noted when anything is cut)."""
-    if len(text) <= MAX_PARSED_HEADER and text.count(sep) < limit:
+    :py:data:`MAX_PARSED_HEADER` characters, or before the first item over *longest*
+    characters (a defect is noted when anything is cut); None when that is the first item."""
+    if len(text) <= min(MAX_PARSED_HEADER, longest) and text.count(sep) < limit:
         return text
     end = 0
     for match in _items(text, sep, limit):
+        if match.end() - match.start() > longest:
+            if not end:
+                return None
+            break
         if match.end() > MAX_PARSED_HEADER and end:
             break
         end = match.end()
@@ -400,7 +414,7 @@ def _params_cleaned(name: str, text: str, budget: HeaderBudget) -> str:
     """Content-Type/-Disposition with at most :py:data:`MAX_PARAMS` parameters, and without the
     numbered continuations of a parameter also given whole (``name*=`` plus ``name*1*=``),
     which the standard library cannot combine."""
-    text = _first_items(name, text, ";", MAX_PARAMS + 1, "parameters", budget)
+    text = _first_items(name, text, ";", MAX_PARAMS + 1, "parameters", budget) or text
     if "*" not in text:
         return text
     items = [m.group() for m in _items(text, ";", MAX_PARAMS + 1)]

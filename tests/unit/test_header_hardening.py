@@ -375,6 +375,15 @@ HOSTILE_SHAPES = {
             + b"; ".join(b"q%d=v" % j for j in range(1500)) + b"\n\nx\n" for i in range(300))
         + b"--b--\n"),
     "4 MB subject of 20-byte words": lambda: message(b"=?x?q?abc?= word " * 230000),
+    "address headers of quoted strings (the parser's slowest shape)": lambda: b"".join(
+        b"%s: %s\n" % (name, b", ".join([b'"' * 1000] * 40))
+        for name in (b"From", b"To", b"Cc", b"Bcc", b"Reply-To", b"Sender")) + b"\nhi\n",
+    "a 30,000-character address": lambda: b"From: a@b.c\nTo: " + b'"' * 30000 + b"\n\nhi\n",
+    "attached messages with long headers": lambda: (
+        b"From: a@b.c\nContent-Type: multipart/mixed; boundary=o\n\n" + b"".join(
+            b"--o\nContent-Type: message/rfc822\n\nTo: " + b", ".join([b"a%d <a@b.c>" % i] * 2000)
+            + b"\nSubject: " + b" ".join([b"=?utf-8?q?x%d?=" % i] * 2000) + b"\n\nhi\n" for i in range(40))
+        + b"--o--\n"),
 }
 
 
