@@ -40,8 +40,8 @@ HEADER_ERRORS = (HeaderParseError, MessageError, ValueError, LookupError, TypeEr
 
 #: Longest header value (characters, unfolded) handed to the structured parser.
 MAX_PARSED_HEADER = 32 * 1024
-#: Most header characters the structured parser reads for one message (about 12 us each).
-MAX_PARSED_PER_MESSAGE = 128 * 1024
+#: Most header characters the structured parser reads for one message (10-25 us each).
+MAX_PARSED_PER_MESSAGE = 64 * 1024
 #: Most addresses parsed in one address header (From, To, Cc ...).
 MAX_ADDRESSES = 1000
 #: Most parameters parsed in one Content-Type or Content-Disposition header.
@@ -49,6 +49,8 @@ MAX_PARAMS = 100
 #: Longest single address parsed (the address parser is quadratic on some shapes: 30 000
 #: double quotes take 6 s).
 MAX_ADDRESS_CHARS = 1024
+#: Longest multipart boundary used (RFC 2046 allows 70; the parser compiles it into a regex).
+MAX_BOUNDARY = 8 * 1024
 #: Longest name accepted as a charset.
 _MAX_CHARSET_NAME = 64
 
@@ -205,6 +207,16 @@ class _SafeParams:
             # what the standard library does for an unknown charset
             return payload.encode("ascii", "surrogateescape").decode("ascii", "replace")
 
+    def get_boundary(self, failobj=None):  # type: ignore[no-untyped-def]
+        boundary = super().get_boundary(failobj)  # type: ignore[misc]
+        if isinstance(boundary, str) and len(boundary) > MAX_BOUNDARY:
+            # the feed parser compiles it into a regular expression: 4 MB of boundary, 500 MB
+            budget = getattr(self.policy, "budget", None) or _ACTIVE_BUDGET.get()  # type: ignore[attr-defined]
+            if budget is not None:
+                budget.note("boundary of %d characters, over %d: ignored" % (len(boundary), MAX_BOUNDARY))
+            return failobj
+        return boundary
+
     def get_content_charset(self, failobj=None):  # type: ignore[no-untyped-def]
         try:
             return super().get_content_charset(failobj)  # type: ignore[misc]
@@ -336,7 +348,7 @@ class BoundedPolicy(EmailPolicy):
                 why = "header %s unreadable by the parser (%s: %s): kept as raw text" % (
                     name, type(exc).__name__, clean(str(exc))[:80])
         budget.note(why)
-        return RawHeader(name, text, why)
+        return RawHeader(name, text if cut is None else cut, why)
 
 
 def message_policy() -> BoundedPolicy:
@@ -367,7 +379,7 @@ POLICY = BoundedPolicy(header_factory=_Registry())
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 #: one parameter or address: characters up to the separator, quoted strings kept whole
-_ITEM = {sep: re.compile(r'(?:[^%s"\\]|\\.|"(?:[^"\\]|\\.)*"?)*' % sep, re.S) for sep in ";,"}
+_ITEM = {sep: re.compile(r'(?:[^%s"\\]+|\\.|"(?:[^"\\]+|\\.)*"?)*' % sep, re.S) for sep in ";,"}
 _CONTINUED = re.compile(r"\s*([^\s=*]+)\*(\d+)?\*?\s*=")
 
 
@@ -375,16 +387,18 @@ def _unfold(value: str) -> str:
     return _LINE_BREAK.sub("", value)
 
 
-def _items(text: str, sep: str, limit: int) -> Iterator[re.Match[str]]:
-    """The first *limit* ``sep``-separated items of *text* (quote-aware), lazily."""
+def _items(text: str, sep: str, limit: int, endpos: int | None = None) -> Iterator[re.Match[str]]:
+    """The first *limit* ``sep``-separated items of *text* (quote-aware), lazily, reading no
+    further than *endpos* (the regex engine's memory grows with the length it matches)."""
     pattern = _ITEM[sep]
+    end = len(text) if endpos is None else min(endpos, len(text))
     pos = 0
     for _ in range(limit):
-        match = pattern.match(text, pos)
+        match = pattern.match(text, pos, end)
         assert match is not None  # the pattern matches the empty string
         yield match
         pos = match.end() + 1
-        if pos > len(text):
+        if pos > end:
             return
 
 
@@ -395,13 +409,13 @@ def _first_items(name: str, text: str, sep: str, limit: int, what: str, budget: 
     characters (a defect is noted when anything is cut); None when that is the first item."""
     if len(text) <= min(MAX_PARSED_HEADER, longest) and text.count(sep) < limit:
         return text
+    window = MAX_PARSED_HEADER + 1
     end = 0
-    for match in _items(text, sep, limit):
-        if match.end() - match.start() > longest:
+    for match in _items(text, sep, limit, window):
+        over = match.end() == window < len(text)  # goes on past what is read
+        if over or match.end() - match.start() > longest:
             if not end:
                 return None
-            break
-        if match.end() > MAX_PARSED_HEADER and end:
             break
         end = match.end()
     if end < len(text):
@@ -415,7 +429,7 @@ def _params_cleaned(name: str, text: str, budget: HeaderBudget) -> str:
     numbered continuations of a parameter also given whole (``name*=`` plus ``name*1*=``),
     which the standard library cannot combine."""
     text = _first_items(name, text, ";", MAX_PARAMS + 1, "parameters", budget) or text
-    if "*" not in text:
+    if "*" not in text or len(text) > MAX_PARSED_HEADER:  # a longer one is kept raw anyway
         return text
     items = [m.group() for m in _items(text, ";", MAX_PARAMS + 1)]
     whole: set[str] = set()
