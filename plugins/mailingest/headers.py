@@ -311,7 +311,7 @@ class BoundedPolicy(EmailPolicy):
         if hasattr(value, "name"):
             return value
         budget = self.budget or _ACTIVE_BUDGET.get() or HeaderBudget()
-        key = (name.lower(), value)
+        key = (name, value)
         header = budget.cache.get(key)
         if header is None:
             header = _SHARED.get(key)
