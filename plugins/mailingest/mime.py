@@ -1,7 +1,7 @@
 """Pure MIME decoding: raw RFC 822 bytes -> :py:class:`DecodedMail`.
 
 No I/O, no sarracenia import.  The parser is Python's ``email`` package with ``policy.default``
-(memoized: :py:class:`mailingest.headers.MemoPolicy`).  This module walks the tree it builds:
+(bounded and cached per message: :py:class:`mailingest.headers.BoundedPolicy`).  This module walks the tree it builds:
 the bodies are the parts ``get_body(('plain',))`` and ``get_body(('html',))`` pick; every other
 leaf becomes a :py:class:`Part` with its decoded bytes; attached messages are kept as bytes
 *and* decoded recursively; uuencoded blocks in text parts become parts of their own.  Unnamed
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.errors import MessageError, MissingHeaderBodySeparatorDefect
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
@@ -89,12 +89,12 @@ class DecodedMail:
 
 
 def parse(raw: bytes) -> EmailMessage:
-    """Parse *raw* with (memoized) ``policy.default``.
+    """Parse *raw* with ``policy.default``, bounded per message (:py:func:`headers.message_policy`).
 
     :raises MimeError: the parser failed outright (it records, rather than raises, defects).
     """
     try:
-        msg = BytesParser(policy=headers.POLICY).parsebytes(raw)
+        msg = BytesParser(policy=headers.message_policy()).parsebytes(raw)
     except (MessageError, ValueError, LookupError, TypeError) as exc:
         raise MimeError("the email parser failed: %s" % exc) from exc
     if not isinstance(msg, EmailMessage):  # pragma: no cover - policy.default always makes one
@@ -114,9 +114,13 @@ def decode_bytes(raw: bytes, limits: DecodeLimits = DecodeLimits(), *,
                                % (len(raw), limits.max_decoded_bytes))
     try:
         crlf = raw[:raw.find(b"\n") + 1].endswith(b"\r\n")
-        return _Walker(limits, uuencode, crlf).message(parse(raw), depth=0, number="")
+        with headers.active_budget() as budget:  # one header budget for the whole decode
+            decoded = _Walker(limits, uuencode, crlf).message(parse(raw), depth=0, number="")
     except RecursionError as exc:
         raise DecodeLimitError("message is nested too deeply for the parser") from exc
+    if budget.notes:  # headers cut, kept raw or unreadable (docs/decode.md, "Hostile headers")
+        decoded = replace(decoded, defects=decoded.defects + tuple(budget.notes))
+    return decoded
 
 
 class _Walker:

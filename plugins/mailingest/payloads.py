@@ -19,7 +19,7 @@ from email.errors import (CloseBoundaryNotFoundDefect, InvalidBase64LengthDefect
                           InvalidBase64PaddingDefect, MissingHeaderBodySeparatorDefect)
 from email.message import Message
 
-from mailingest.headers import HEADER_ERRORS, POLICY, decode_raw
+from mailingest.headers import HEADER_ERRORS, POLICY, decode_body, decode_raw
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 _UU_BEGIN = re.compile(rb"^begin [0-7]{3,4}(?:[ \t]+([^\r\n]*?))?[ \t]*\r?$", re.M)
@@ -60,16 +60,10 @@ def _lenient_b64(encoded: bytes) -> bytes:
 def body_text(part: Message, data: bytes, defects: list[str]) -> str:
     """Body bytes as text: declared charset, else UTF-8, else with replacement characters."""
     charset = part.get_content_charset() or "us-ascii"
-    for candidate in (charset, "utf-8"):
-        try:
-            return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    defects.append("body is not valid %s; decoded with replacement characters" % charset)
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:
-        return data.decode("latin-1")
+    text, problem = decode_body(data, charset)  # only text codecs; no lone surrogates
+    if problem:
+        defects.append(problem)
+    return text
 
 
 def attached_bytes(part: Message, defects: list[str],

@@ -16,8 +16,6 @@ separator.  A POP3 UIDL token escapes dots too, so its file name never has the
 
 from __future__ import annotations
 
-import email.errors
-import email.header
 import email.utils
 import re
 from dataclasses import dataclass, field
@@ -28,6 +26,10 @@ from typing import Any, Dict, Optional
 
 _SAFE = re.compile(rb"[A-Za-z0-9_+@\-]")
 _HEADER_TEXT_MAX = 998
+#: Raw header characters read to produce at most _HEADER_TEXT_MAX decoded ones (an encoded-word
+#: takes about 4 raw characters per decoded one, 12 for a 4-byte UTF-8 character in Q).
+_HEADER_SOURCE_MAX = 16 * _HEADER_TEXT_MAX
+_FOLDS = re.compile(r"\r?\n")
 
 
 def safe_token(name: str, keep_dots: bool = True) -> str:
@@ -109,18 +111,19 @@ _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)  # fast: the poll par
 
 
 def _decoded(value: str) -> str:
-    """An RFC 2047 header value as text; raw 8-bit bytes (kept as surrogates by the parser) are
-    decoded as UTF-8, else by :func:`mailingest.headers.guess_decode`."""
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
-        from mailingest.headers import guess_decode
+    """An RFC 2047 header value as text, by :func:`mailingest.headers.decode_raw`: raw 8-bit bytes
+    (kept as surrogates by the parser) decoded as UTF-8, else guessed; a charset that is no text
+    codec ignored.  Only the first :data:`_HEADER_SOURCE_MAX` characters are read (work and
+    memory bounded whatever the header's length); linear time, never raises."""
+    value = _FOLDS.sub(" ", value)
+    if len(value) > _HEADER_SOURCE_MAX:
+        cut = value.rfind(" ", 0, _HEADER_SOURCE_MAX)  # not inside an encoded-word
+        value = value[:cut if cut > 0 else _HEADER_SOURCE_MAX]
+    if "=?" not in value and value.isascii():
+        return value
+    from mailingest.headers import decode_raw, to_bytes
 
-        value = guess_decode(value.encode("ascii", "surrogateescape"))
-    if "=?" not in value:
-        return value
-    try:
-        return str(email.header.make_header(email.header.decode_header(value)))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        return value
+    return decode_raw(to_bytes(value))
 
 
 def summary_headers(header_block: bytes) -> Dict[str, str]:
@@ -140,6 +143,6 @@ def summary_headers(header_block: bytes) -> Dict[str, str]:
     if "date" in out:
         try:
             out["date"] = email.utils.parsedate_to_datetime(out["date"]).isoformat()
-        except (TypeError, ValueError):
-            pass
+        except (TypeError, ValueError, OverflowError):
+            pass  # not an RFC 5322 date: kept as text
     return out
