@@ -1,7 +1,7 @@
 """A private Dovecot (IMAP + POP3) on loopback, for integration tests and benchmarks.
 
 Everything lives under *base_dir*: a generated ``dovecot.conf`` (``/etc/dovecot`` is never
-read), the ``run/`` and ``state/`` dirs, a trustme CA and server certificate, the
+read), the ``state/`` dir, a trustme CA and server certificate, the
 passwd-files and ``dovecot.log``.  Four free loopback ports serve imap, imaps, pop3, pop3s.
 
 Example::
@@ -19,6 +19,9 @@ Facts worth knowing:
   own view of the message).  NUL-free 8-bit bodies come back byte for byte.
 * UIDs are assigned in delivery order; POP3 UIDLs are ``%08x%08x`` (UID, UIDVALIDITY) in
   lowercase hex, although the setting reads ``%08Xu%08Xv``.
+* The ``run/`` dir (Dovecot's ``base_dir``, with its Unix sockets) is a short temporary
+  directory (``/tmp/mi-dovecot-XXXX/run``), because a socket path may not exceed 108 bytes;
+  :py:meth:`DovecotServer.close` removes it.
 * Dovecot refuses mail access as root.  Run as root, mail belongs to ``nobody`` and the
   Maildirs live where ``nobody`` can reach them (``base_dir/mail``, or a private temporary
   directory linked from there when *base_dir* sits in a 0700 tree such as pytest's).
@@ -105,7 +108,11 @@ class DovecotServer(process.ManagedServer):
         self.ca_pem = self.base_dir / "tls" / "ca.pem"
         self.server_pem = self.base_dir / "tls" / "server.pem"
         self.console_path = self.base_dir / "dovecot.console.log"
-        self.run_dir = self.base_dir / "run"
+        # Dovecot's Unix sockets live in run_dir; a path under pytest-xdist's deep temporary tree
+        # would exceed the 108-byte limit of a socket path, so it is a short private directory.
+        self._short_dir = Path(tempfile.mkdtemp(prefix="mi-dovecot-"))
+        self._short_dir.chmod(0o755)
+        self.run_dir = self._short_dir / "run"
         self.state_dir = self.base_dir / "state"
         self._as_root = os.geteuid() == 0
         self.mail_uid, self.mail_gid = _mail_identity(self._as_root)
@@ -165,8 +172,9 @@ class DovecotServer(process.ManagedServer):
         self.start()
 
     def close(self) -> None:
-        """Stop, and remove the mail directory if it lives outside *base_dir*."""
+        """Stop, and remove the run directory and (if it lives outside *base_dir*) the mail."""
         self.stop()
+        shutil.rmtree(self._short_dir, ignore_errors=True)
         if self._external_mail_root is not None:
             shutil.rmtree(self._external_mail_root, ignore_errors=True)
             self._external_mail_root = None

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import types
+from pathlib import Path
 from typing import List, Tuple
 
 import pytest
@@ -59,7 +60,7 @@ class FakeMailbox:
     def add_flags(self, folder, uidvalidity, uids, flags):
         for uid in uids:
             final = os.path.join(self.directory, f"{uidvalidity}.{uid}.eml")
-            self.events.append(("flag", uid, os.path.exists(final) and open(final, "rb").read() == self.messages[uid]))
+            self.events.append(("flag", uid, os.path.exists(final) and Path(final).read_bytes() == self.messages[uid]))
 
 
 @pytest.fixture
