@@ -198,6 +198,19 @@ class DovecotServer(process.ManagedServer):
                                    f"last lines:\n{process.tail(self.log_path)}")
             time.sleep(0.05)
 
+    def idle_sessions(self, user: str) -> int:
+        """How many IMAP sessions of *user* are in IDLE right now (from the process titles)."""
+        prefix = f"mailingest-{self.imap_port}/imap [{user} ".encode()
+        count = 0
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                title = cmdline.read_bytes().rstrip(b"\0")
+            except OSError:
+                continue  # the process just went away
+            if prefix in title and title.endswith(b" IDLE]"):
+                count += 1
+        return count
+
     # -- configuration ---------------------------------------------------------------------
 
     def config_text(self) -> str:
