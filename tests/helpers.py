@@ -117,7 +117,13 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def eml_files(directory: Path) -> list:
-    return sorted(p for p in directory.glob("*.eml")) if directory.exists() else []
+    """The downloaded raw messages under *directory*, at any depth (the relPath layout may add
+    directories), leaving out hidden staging entries and decoded ``*.parts`` directories."""
+    if not directory.exists():
+        return []
+    return sorted(p for p in directory.rglob("*.eml")
+                  if not any(part.startswith(".") or part.endswith(".parts")
+                             for part in p.relative_to(directory).parts))
 
 
 def no_partial_files(directory: Path) -> bool:
