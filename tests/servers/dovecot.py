@@ -198,18 +198,23 @@ class DovecotServer(process.ManagedServer):
                                    f"last lines:\n{process.tail(self.log_path)}")
             time.sleep(0.05)
 
-    def idle_sessions(self, user: str) -> int:
-        """How many IMAP sessions of *user* are in IDLE right now (from the process titles)."""
-        prefix = f"mailingest-{self.imap_port}/imap [{user} ".encode()
+    def sessions(self, user: str, *, idle: bool = False) -> int:
+        """How many IMAP and POP3 sessions of *user* are open right now (only those in IDLE with
+        *idle*), from the mail processes' titles (``verbose_proctitle``)."""
+        prefixes = [f"mailingest-{self.imap_port}/{protocol} [{user} ".encode() for protocol in ("imap", "pop3")]
         count = 0
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
                 title = cmdline.read_bytes().rstrip(b"\0")
             except OSError:
                 continue  # the process just went away
-            if prefix in title and title.endswith(b" IDLE]"):
+            if any(prefix in title for prefix in prefixes) and (not idle or title.endswith(b" IDLE]")):
                 count += 1
         return count
+
+    def idle_sessions(self, user: str) -> int:
+        """How many IMAP sessions of *user* are in IDLE right now."""
+        return self.sessions(user, idle=True)
 
     # -- configuration ---------------------------------------------------------------------
 

@@ -162,6 +162,12 @@ class OAuth2Server:
         with self._lock:
             return [token for token, grant in self._refresh.items() if grant.user == user]
 
+    def live_access_tokens(self, user: str) -> int:
+        """How many access tokens issued for *user* are still valid (not expired, not revoked)."""
+        now = time.time()
+        with self._lock:
+            return sum(1 for grant, expires in self._access.values() if grant.user == user and expires > now)
+
     def revoke_access_tokens(self) -> None:
         """Every access token issued so far stops being accepted (the client is not told)."""
         with self._lock:
