@@ -4,7 +4,6 @@ real `sr3 foreground` subscriber → files; notices checked with an independent 
 from __future__ import annotations
 
 import hashlib
-import time
 
 import pytest
 
