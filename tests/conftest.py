@@ -24,6 +24,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.secret_scan import find_leaks, register_secret  # noqa: E402
 from tests.servers import DovecotAccount, DovecotServer, RabbitMQServer  # noqa: E402
+from tests.servers.dovecot import memory_tmp  # noqa: E402
 
 
 #: Workers for ``-n auto``: the integration tests spend most of their time waiting (on sr3's
@@ -53,8 +54,11 @@ def no_secret_in_any_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="session")
 def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
-    """Dovecot with imap (STARTTLS), imaps, pop3 (STLS) and pop3s; plaintext login allowed."""
-    with DovecotServer(tmp_path_factory.mktemp("dovecot")) as server:
+    """Dovecot with imap (STARTTLS), imaps, pop3 (STLS) and pop3s; plaintext login allowed.
+
+    Its Maildirs live in memory when possible (``memory_tmp``): the big scenarios write and
+    remove 100,000 files."""
+    with DovecotServer(tmp_path_factory.mktemp("dovecot"), mail_parent=memory_tmp()) as server:
         yield server
 
 

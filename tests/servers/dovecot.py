@@ -90,10 +90,14 @@ class DovecotServer(process.ManagedServer):
     :param allow_plaintext_auth: with False, any login without TLS is refused.
     :param auth_mechanisms: the ``auth_mechanisms`` setting (add e.g. ``xoauth2``).
     :param extra_config: appended verbatim to ``dovecot.conf`` (extra passdbs, settings).
+    :param mail_parent: keep the Maildirs in a private directory made under this one (linked
+        from ``base_dir/mail``) and removed on :py:meth:`close`; e.g. a tmpfs, see
+        :py:func:`memory_tmp`.
     """
 
     def __init__(self, base_dir: Path, *, starttls: bool = True, allow_plaintext_auth: bool = True,
-                 auth_mechanisms: str = "plain login", extra_config: str = "") -> None:
+                 auth_mechanisms: str = "plain login", extra_config: str = "",
+                 mail_parent: Path | None = None) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.starttls = starttls
@@ -120,7 +124,7 @@ class DovecotServer(process.ManagedServer):
         self._process: process.ServerProcess | None = None
         self._external_mail_root: Path | None = None
         self._write_tls()
-        self.mail_root = self._make_mail_root()
+        self.mail_root = self._make_mail_root(mail_parent)
         process.register(self)
 
     def __repr__(self) -> str:
@@ -351,16 +355,17 @@ class DovecotServer(process.ManagedServer):
                 self.create_folder(user, folder)
         return directory
 
-    def _make_mail_root(self) -> Path:
+    def _make_mail_root(self, mail_parent: Path | None) -> Path:
         link = self.base_dir / "mail"
-        if not self._as_root or maildir.others_can_traverse(self.base_dir):
+        if mail_parent is None and (not self._as_root or maildir.others_can_traverse(self.base_dir)):
             root = link
             root.mkdir(mode=0o700, exist_ok=True)
         else:
-            # Mail processes run as nobody and cannot enter base_dir (e.g. pytest's 0700
-            # tree): keep mail in a private directory that nobody can reach, linked from here.
-            root = Path(tempfile.mkdtemp(prefix="mailingest-dovecot-mail-"))
-            if not maildir.others_can_traverse(root.parent):
+            # Asked for (mail_parent), or mail processes run as nobody and cannot enter base_dir
+            # (e.g. pytest's 0700 tree): keep mail in a private directory that nobody can reach,
+            # linked from here.
+            root = Path(tempfile.mkdtemp(prefix="mailingest-dovecot-mail-", dir=mail_parent))
+            if self._as_root and not maildir.others_can_traverse(root.parent):
                 shutil.rmtree(root)
                 raise RuntimeError(f"Dovecot's mail user cannot reach {root.parent}: set TMPDIR to a "
                                    "directory with o+x on every parent")
@@ -371,6 +376,26 @@ class DovecotServer(process.ManagedServer):
         if self._as_root:
             os.chown(root, self.mail_uid, self.mail_gid)
         return root
+
+
+#: Free space a tmpfs needs to hold the test mail (100,000 small messages take ~0.5 GiB there).
+MEMORY_TMP_MIN_FREE = 2 << 30
+
+
+def memory_tmp() -> Path | None:
+    """``/dev/shm`` when it is a writable tmpfs with room for the test mail, else None.
+
+    The suite keeps its Maildirs there: writing and removing 100,000 message files on a busy
+    disk took minutes; in memory it takes seconds, and no test depends on the disk.
+    """
+    shm = Path("/dev/shm")
+    try:
+        stats = os.statvfs(shm)
+    except OSError:
+        return None
+    if not os.access(shm, os.W_OK | os.X_OK) or stats.f_bavail * stats.f_frsize < MEMORY_TMP_MIN_FREE:
+        return None
+    return shm
 
 
 def _mail_identity(as_root: bool) -> tuple[int, int]:
