@@ -329,6 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/introspect":
             self._json(200, self.idp.introspect(form.get("token", "")))
             return
+        if path == "/token":
+            self.idp.stats["token_endpoint"] += 1  # every request, refused ones included
         if self.idp.failure == "unavailable":
             data = b"<html><body>503 Service Unavailable</body></html>"
             self.send_response(503)
