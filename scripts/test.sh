@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing (as root on Debian), then runs pytest.
 # Integration tests start their own Dovecot and RabbitMQ on free loopback ports and stop them.
+# Tests run on parallel pytest-xdist workers (setup.cfg: -n auto), each with its own servers;
+# pass -n 0 to run in one process (debugging), see docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

@@ -3,10 +3,15 @@
 The servers are the plain classes of :py:mod:`tests.servers` (bench and demo scripts use
 them directly).  A server that cannot start makes the tests that need it fail with the
 server's RuntimeError (what failed, the port, the log); they are never skipped.
+
+Under pytest-xdist (``-n``, on by default: see setup.cfg) every worker is a session of its
+own: it starts its own servers on free ports, registers its own secrets and scans its own
+base temporary directory.  See docs/testing.md.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +24,20 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.secret_scan import find_leaks, register_secret  # noqa: E402
 from tests.servers import DovecotAccount, DovecotServer, RabbitMQServer  # noqa: E402
+from tests.servers.dovecot import memory_tmp  # noqa: E402
+
+
+#: Workers for ``-n auto``: the integration tests spend most of their time waiting (on sr3's
+#: cycles, on servers), so twice the cores, at least 4; at most 8, as every worker runs its own
+#: RabbitMQ and Dovecot.  PYTEST_XDIST_AUTO_NUM_WORKERS overrides it, as in pytest-xdist.
+MIN_WORKERS, MAX_WORKERS = 4, 8
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    override = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if override:
+        return int(override)
+    return min(MAX_WORKERS, max(MIN_WORKERS, 2 * (os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,8 +54,11 @@ def no_secret_in_any_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="session")
 def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
-    """Dovecot with imap (STARTTLS), imaps, pop3 (STLS) and pop3s; plaintext login allowed."""
-    with DovecotServer(tmp_path_factory.mktemp("dovecot")) as server:
+    """Dovecot with imap (STARTTLS), imaps, pop3 (STLS) and pop3s; plaintext login allowed.
+
+    Its Maildirs live in memory when possible (``memory_tmp``): the big scenarios write and
+    remove 100,000 files."""
+    with DovecotServer(tmp_path_factory.mktemp("dovecot"), mail_parent=memory_tmp()) as server:
         yield server
 
 

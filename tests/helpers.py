@@ -9,7 +9,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 import imapclient
 
-from tests.sr3env import Sr3Home
+from tests.sr3env import QUICK_IDLE_SLEEP, Sr3Home
 
 
 def imap_client(account) -> imapclient.IMAPClient:
@@ -53,6 +53,7 @@ def make_home(tmp_path: Path, rabbitmq, account, *, password: Optional[str] = No
         MAIL_DIR=str(tmp_path / "mail"),
     )
     home.defaults.append(f"mailCaFile {server.ca_pem}")
+    home.defaults.append(QUICK_IDLE_SLEEP)
     for scheme in schemes:
         home.credentials.append(f"{scheme}://{account.user}:{password or account.password}@"
                                 f"{server.host}:{scheme_port(server, scheme)}/")
@@ -73,7 +74,7 @@ def poll_config(rabbitmq, account, *, scheme: str = "imaps", exchange: str = "xs
             f"post_exchange {exchange}\n"
             f"pollUrl {scheme}://{account.user}@{server.host}:{scheme_port(server, scheme)}/\n"
             f"callback mailingest.poll\n"
-            f"scheduled_interval {interval}\n"
+            f"scheduled_interval {interval}\n{QUICK_IDLE_SLEEP}\n"
             f"nodupe_ttl 0\nfileAgeMax 0\n{extra}\n")
 
 
@@ -83,7 +84,8 @@ def subscribe_config(rabbitmq, directory: Path, *, exchange: str = "xs_mail", ex
     return (f"broker amqp://{rabbitmq.user}@{rabbitmq.host}:{rabbitmq.port}/\n"
             f"exchange {exchange}\n"
             + (f"queueName {queue}\n" if queue else "")
-            + f"prefetch 5\nsubtopic #\ndirectory {directory}\ncallback mailingest.download\n{extra}\n")
+            + f"prefetch 5\nsubtopic #\ndirectory {directory}\ncallback mailingest.download\n"
+            + f"{QUICK_IDLE_SLEEP}\n{extra}\n")
 
 
 def wait_until(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition") -> None:

@@ -19,6 +19,10 @@ The *contents* of raw messages (``*.eml``) and of decoded attachments (files und
 other than body.txt, body.html and metadata.json) are the test mail itself, copied byte for byte
 from the server: they are checked by name only.  Scanning hundreds of megabytes of base64 for
 hundreds of secrets made the session's teardown take minutes.
+
+The search itself (:class:`SecretIndex`) costs the same for ten secrets or ten thousand.  Under
+pytest-xdist every worker is its own process: it registers its own secrets and scans its own
+base temporary directory.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import os
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 MIN_LENGTH = 8  # shorter strings ("guest") would match by chance
@@ -89,29 +93,74 @@ def _mail_content(path: Path) -> bool:
     return any(part.endswith(".parts") for part in path.parts[:-1]) and path.name not in _PARTS_WRITTEN_BY_US
 
 
-def find_leaks(root: Path) -> list[str]:
-    """``"<path>: <how>"`` for every file under *root* whose name or contents hold a secret."""
-    harvest_dovecot_passwords(root)
-    needles = {}
-    for secret in registered():
-        needles[secret.encode()] = secret
-        needles[urllib.parse.quote(secret, safe="").encode()] = secret
-    if not needles:
+class SecretIndex:
+    """Finds registered secrets in bytes at a cost that does not grow with their number.
+
+    Every secret (and its percent-encoded form) is a *needle*.  A needle only contains bytes of
+    the needles' alphabet, so it lies inside a run of such bytes at least ``MIN_LENGTH`` long;
+    one fixed regex finds those runs, and each window of a needle's length inside a run is
+    looked up in a set.  The work is proportional to the bytes scanned times the number of
+    distinct needle lengths (a handful: secrets are generated tokens), never to the number of
+    secrets: a regex alternation of every secret, tried at every position, made the session's
+    teardown take more than a minute with thousands of short-lived OAuth2 tokens.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._needles: dict[bytes, str] = {}
+        for secret in secrets:
+            for form in (secret, urllib.parse.quote(secret, safe="")):
+                needle = form.encode()
+                if len(needle) >= MIN_LENGTH:
+                    self._needles[needle] = secret
+        self._lengths = sorted({len(needle) for needle in self._needles})
+        alphabet = sorted({byte for needle in self._needles for byte in needle})
+        char_class = b"".join(re.escape(bytes([byte])) for byte in alphabet)
+        self._runs = re.compile(b"[" + char_class + b"]{%d,}" % MIN_LENGTH) if alphabet else None
+
+    def __bool__(self) -> bool:
+        return bool(self._needles)
+
+    def first_in(self, data: bytes) -> str | None:
+        """The first registered secret found in *data*, or None."""
+        if self._runs is None:
+            return None
+        needles = self._needles
+        for run in self._runs.finditer(data):
+            text = run.group()
+            for length in self._lengths:
+                if length > len(text):
+                    break
+                for start in range(len(text) - length + 1):
+                    secret = needles.get(text[start:start + length])
+                    if secret is not None:
+                        return secret
+        return None
+
+
+def find_leaks(root: Path, secrets: Iterable[str] | None = None) -> list[str]:
+    """``"<path>: <how>"`` for every file under *root* whose name or contents hold a secret.
+
+    :param secrets: the secrets to look for; by default every registered one (after the
+        passwords of Dovecot's passwd-files under *root* are registered).
+    """
+    if secrets is None:
+        harvest_dovecot_passwords(root)
+        secrets = registered()
+    index = SecretIndex(secrets)
+    if not index:
         return []
-    pattern = re.compile(b"|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)))
     leaks = []
     for path in _files(root):
-        found = pattern.search(os.fsencode(path.name))
-        if found:
-            leaks.append(f"{path}: file name contains a secret ({needles[found.group()][:3]}...)")
+        secret = index.first_in(os.fsencode(path.name))
+        if secret is not None:
+            leaks.append(f"{path}: file name contains a secret ({secret[:3]}...)")
         if not path.is_file() or _mail_content(path):
             continue
         try:
             data = path.read_bytes()
         except OSError:
             continue
-        found = pattern.search(data)
-        if found:
-            secret = needles[found.group()]
+        secret = index.first_in(data)
+        if secret is not None:
             leaks.append(f"{path}: contains a secret ({secret[:3]}..., {len(secret)} characters)")
     return leaks

@@ -7,6 +7,12 @@ Not a pytest module: the demo and the benchmarks use it too.
 * :meth:`Sr3Home.foreground` runs ``sr3 foreground component/config`` in its own process group,
   logging to a file, and stops it (SIGTERM, then SIGKILL) on exit.
 * :class:`NoticeCollector` is an independent AMQP consumer (pika) bound to an exchange.
+
+Tests wait on events, never on fixed sleeps: a log line (:meth:`Sr3Process.wait_for_log`), a
+number of poll cycles (:meth:`Sr3Process.wait_for_more_cycles`), notices in the queue
+(:meth:`NoticeCollector.wait_for`).  :meth:`NoticeCollector.drain` returns everything published
+until the call, exactly: sr3 commits every publish (AMQP transactions) before it logs
+``posted``, and the drain reads its own queue up to a marker it enqueues behind those notices.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -106,6 +113,18 @@ class Sr3Home:
             process.stop()
 
 
+#: sr3 doubles a flow's sleep after each pass that found nothing while it is under 5 s, and sleeps in
+#: steps of 5 s (sarracenia/flow/__init__.py, Flow.run): from the default ``sleep 0.1`` an idle
+#: poll or subscriber wakes about every 10 s (6.4 s, slept as 5 + 5).  From 5/32 s the doubling
+#: stops at exactly 5 s, so an idle flow wakes twice as often; nothing else changes.  The test
+#: homes set it (tests/helpers.py); the benchmarks keep sr3's default.
+QUICK_IDLE_SLEEP = "sleep 0.15625"
+#: What sr3 3.3.1's scheduled gather (sarracenia/flowcb/scheduled) logs when a poll cycle starts.
+CYCLE_STARTED = "ready_to_gather --> yes"
+#: What sr3's log callback writes once a notice is published (after the AMQP commit).
+POSTED = "after_post posted "
+
+
 class Sr3Process:
     def __init__(self, target: str, log: Path, env: Dict[str, str]) -> None:
         self.target = target
@@ -131,6 +150,27 @@ class Sr3Process:
             time.sleep(0.2)
         raise AssertionError(f"{self.target}: {needle!r} not seen {count}x in {timeout}s "
                              f"(alive={self.alive()}); log {self.log_path}:\n{self.log_text()[-3000:]}")
+
+    def wait_for_exit(self, timeout: float = 60) -> int:
+        """Wait until the ``sr3 foreground`` process has ended by itself; its exit code."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.target}: still running after {timeout}s; log {self.log_path}:\n"
+                                 f"{self.log_text()[-3000:]}") from None
+
+    def cycles_started(self) -> int:
+        """How many poll cycles sr3 has started so far."""
+        return self.log_text().count(CYCLE_STARTED)
+
+    def wait_for_more_cycles(self, more: int = 1, timeout: float = 60) -> str:
+        """Wait until ``more`` further poll cycles have started; with ``more=2`` a whole cycle ran
+        (listing, announcing and publishing) after this call: the "nothing more happens" event."""
+        return self.wait_for_log(CYCLE_STARTED, timeout=timeout, count=self.cycles_started() + more)
+
+    def wait_for_posted(self, count: int, timeout: float = 60) -> str:
+        """Wait until sr3 has published (and logged) ``count`` notices in all."""
+        return self.wait_for_log(POSTED, timeout=timeout, count=count)
 
     def stop(self, timeout: float = 20) -> None:
         if self.popen.poll() is None:
@@ -171,8 +211,26 @@ class NoticeCollector:
         self._queue = result.method.queue
         self._channel = channel
 
-    def drain(self, settle: float = 0.3) -> List[Dict[str, Any]]:
-        """Pull everything queued now (waiting ``settle`` s for stragglers); returns all collected so far."""
+    def drain(self, settle: float = 0.0, timeout: float = 30) -> List[Dict[str, Any]]:
+        """Pull every notice published to the exchange before this call; returns all collected so far.
+
+        A marker is enqueued on the collector's own queue behind whatever the exchange has routed
+        there, and the queue is read up to it.  ``settle`` (seconds) additionally waits until no
+        notice came for that long; prefer waiting on an event (a log line, a poll cycle) first.
+        """
+        marker = uuid.uuid4().hex
+        self._channel.basic_publish("", self._queue, b"", pika.BasicProperties(message_id=marker))
+        deadline = time.monotonic() + timeout
+        while True:
+            method, props, body = self._channel.basic_get(self._queue, auto_ack=True)
+            if method is None:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"exchange {self.exchange}: drain marker not back after {timeout}s")
+                self._connection.sleep(0.02)
+                continue
+            if props.message_id == marker:
+                break
+            self._collect(method, body)
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < settle:
             method, _props, body = self._channel.basic_get(self._queue, auto_ack=True)
@@ -180,16 +238,20 @@ class NoticeCollector:
                 self._connection.sleep(0.05)
                 continue
             idle_since = time.monotonic()
-            self.notices.append(json.loads(body))
-            self.routing_keys.append(method.routing_key)
+            self._collect(method, body)
         return self.notices
+
+    def _collect(self, method: Any, body: bytes) -> None:
+        self.notices.append(json.loads(body))
+        self.routing_keys.append(method.routing_key)
 
     def wait_for(self, count: int, timeout: float = 60, predicate: Callable[[], bool] = lambda: True) -> List[Dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.drain(settle=0.2)
+            self.drain()
             if len(self.notices) >= count and predicate():
                 return self.notices
+            self._connection.sleep(0.1)
         raise AssertionError(f"exchange {self.exchange}: {len(self.notices)} notices after {timeout}s, wanted {count}")
 
     def close(self) -> None:

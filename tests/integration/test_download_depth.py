@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from mailingest.atomic import process_running
-from tests.helpers import (child_pids, downloaded_files, eml_files, imap_client, imap_flags, imap_raw, make_home, peak_rss_kib, poll_config,
-                           subscribe_config,
-                           wait_until)
+from tests.helpers import (child_pids, downloaded_files, eml_files, imap_client, imap_flags, imap_raw, make_home,
+                           no_partial_files, peak_rss_kib, poll_config, subscribe_config, wait_until)
 from tests.mailgen import sample_message
 from tests.sr3env import NoticeCollector
 
@@ -59,8 +58,7 @@ def run_instances(home, name: str, instances: int, until, timeout: float = 300) 
     started = home.run("start", f"subscribe/{name}")
     assert started.returncode == 0, started.stdout + started.stderr
     try:
-        wait_until(until, timeout=timeout, what=f"subscribe/{name} with {instances} instances")
-        time.sleep(1)
+        wait_until(until, timeout=timeout, what=f"subscribe/{name} with {instances} instances", interval=0.5)
     finally:
         home.run("stop", f"subscribe/{name}", timeout=120)
     return instance_logs(home, name)
@@ -88,10 +86,15 @@ def test_four_workers_download_each_of_1000_messages_exactly_once(tmp_path, rabb
     directory = setup_subscriber(home, rabbitmq, tmp_path, exchange,
                                  f"instances 4\nmailAfterDownload {action}\nlogLevel info")
     announce_all(home, rabbitmq, mail_account, exchange, total)
-    logs = run_instances(home, "dl", 4, lambda: len(eml_files(directory)) >= total)
+    seen = {uid: tuple(sorted(set(f) | {b"\\Seen"})) for uid, f in flags_before.items()}
+
+    def done() -> bool:  # every file written and the server changed for each
+        return len(eml_files(directory)) >= total and imap_flags(mail_account) == ({} if action != "seen" else seen)
+
+    logs = run_instances(home, "dl", 4, done)
     assert_files_match_server(directory, raw)
     if action == "seen":
-        assert imap_flags(mail_account) == {uid: tuple(sorted(set(f) | {b"\\Seen"})) for uid, f in flags_before.items()}
+        assert imap_flags(mail_account) == seen
     else:
         assert imap_flags(mail_account) == {}, "INBOX must be empty after move"
         assert len(imap_flags(mail_account, "Archive")) == total
@@ -134,7 +137,7 @@ def test_kill_minus_nine_at_random_moments_loses_and_doubles_nothing(tmp_path, r
                 progress.append(len(eml_files(directory)))
                 continue
             wait_until(lambda: not imap_flags(mail_account), timeout=120, what="INBOX emptied")
-            time.sleep(2)
+            wait_until(lambda: no_partial_files(directory), timeout=30, what="killed workers' partial files swept")
             break
     print(f"\nfiles after each kill -9: {progress}")
     assert kills >= 10 and sum(0 < p < total for p in progress) >= 5, f"kills must land mid-run: {progress}"
@@ -169,7 +172,6 @@ def test_message_deleted_after_its_notice_is_dropped_with_one_line(tmp_path, rab
     with home.foreground("subscribe/dl") as worker:
         wait_until(lambda: len(eml_files(directory)) >= 4, timeout=60, what="4 files")
         worker.wait_for_log("rejected: 410", timeout=30)
-        time.sleep(2)
         log = worker.log_text()
         assert worker.alive(), "the worker carries on"
     assert sorted(int(p.name.split(".")[1]) for p in eml_files(directory)) == [1, 2, 4, 5]
@@ -189,7 +191,8 @@ def test_dovecot_restart_mid_run_loses_nothing(tmp_path, rabbitmq, dovecot, mail
         wait_until(lambda: len(eml_files(directory)) >= 20, timeout=60, what="first files")
         dovecot.restart()
         wait_until(lambda: len(eml_files(directory)) >= total, timeout=180, what="all files after the restart")
-        time.sleep(2)
+        wait_until(lambda: all(b"\\Seen" in flags for flags in imap_flags(mail_account).values()), timeout=60,
+                   what="\\Seen on every message")
     assert_files_match_server(directory, raw)
     assert all(b"\\Seen" in flags for flags in imap_flags(mail_account).values())
 
@@ -208,7 +211,6 @@ def test_pop3_download_with_delete_or_none(tmp_path, rabbitmq, mail_account, act
         wait_until(lambda: len(eml_files(directory)) >= total, timeout=120, what="POP3 files")
         if action == "delete":
             wait_until(lambda: not imap_flags(mail_account), timeout=60, what="maildrop emptied")
-        time.sleep(1)
         log = worker.log_text()
     files = eml_files(directory)
     assert len(files) == total
@@ -230,7 +232,6 @@ def test_a_50_mb_message_downloads_within_bounded_memory(tmp_path, rabbitmq, mai
     directory = setup_subscriber(home, rabbitmq, tmp_path, exchange, "mailAfterDownload none")
     with home.foreground("subscribe/dl") as worker:
         worker.wait_for_log("binding", timeout=60)
-        time.sleep(2)
         baseline = peak_rss_kib(worker.popen.pid)
         announce_all(home, rabbitmq, mail_account, exchange, 1, scheme=scheme)
         wait_until(lambda: len(eml_files(directory)) == 1, timeout=120, what="the 50 MB file")
@@ -262,11 +263,12 @@ def test_a_rabbitmq_restart_mid_run_loses_and_doubles_nothing(tmp_path, rabbitmq
         rabbitmq.stop()
         for i in range(during):  # announced by the poll while the broker is down
             mail_account.deliver(sample_message(first + i, size_hint=10_000))
-        time.sleep(5)
+        poll.wait_for_log("failed to post, queued to retry", count=during, timeout=90)
         rabbitmq.start()
         wait_until(lambda: len(eml_files(directory)) >= first + during, timeout=120,
                    what="all files after the broker restart")
-        time.sleep(3)
+        wait_until(lambda: all(b"\\Seen" in flags for flags in imap_flags(mail_account).values()), timeout=60,
+                   what="\\Seen on every message")
         assert worker.alive() and poll.alive()
     assert_files_match_server(directory, imap_raw(mail_account))
     assert all(b"\\Seen" in flags for flags in imap_flags(mail_account).values())

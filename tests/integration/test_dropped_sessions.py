@@ -20,7 +20,7 @@ from mailingest.errors import MailConnectionError
 from mailingest.imap import ImapMailbox
 from mailingest.mailbox import new_mailbox
 from mailingest.pop3 import Pop3Mailbox
-from tests.helpers import downloaded_files, eml_files
+from tests.helpers import downloaded_files, eml_files, wait_until
 from tests.inprocess import callback, download_batch, download_notice, mailingest_problems, url_of
 from tests.mailgen import sample_message
 
@@ -30,7 +30,8 @@ pytestmark = pytest.mark.integration
 def kick(account) -> None:
     """Drop every session of the account, as an administrator would, and let it take effect."""
     account.server.doveadm("kick", account.user)
-    time.sleep(0.3)
+    wait_until(lambda: account.server.sessions(account.user) == 0, timeout=30, interval=0.02,
+               what="the kicked sessions to end")
 
 
 def kick_before_first_call(monkeypatch, cls, method: str, account) -> list:

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -61,7 +60,7 @@ def idp_state(idp):
 def keyring_file(tmp_path, monkeypatch):
     """A file keyring for this test, used by every child process (sr3, mailingest)."""
     path = tmp_path / "test.keyring.json"
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyring_backend.FileKeyring")
     monkeypatch.setenv("MAILINGEST_TEST_KEYRING", str(path))
     return FileKeyring(str(path))
@@ -135,14 +134,14 @@ def test_poll_and_download_refresh_expiring_tokens_without_a_failure(
             # before a poll cycle, housekeeping every 2 s in the subscriber) the access tokens they
             # hold have expired: each re-login needs a refresh.
             kick(oauth_dovecot, account.user)
-            time.sleep(3.5)
+            wait_until(lambda: idp.live_access_tokens(account.user) == 0, timeout=30, interval=0.1,
+                       what="the flows' access tokens expired")
             oauth_dovecot.deliver_many(account.user, (sample_message(batch * 1000 + i, attachments=False)
                                                       for i in range(per_batch)))
             # Drop the sessions once more: a POP3 session only sees the mail that was there at login.
             kick(oauth_dovecot, account.user)
             wait_until(lambda: len(eml_files(mail_dir)) >= (batch + 1) * per_batch, timeout=90,
                        what=f"{(batch + 1) * per_batch} downloaded files")
-        time.sleep(1)
         logs = poll.log_text() + subscriber.log_text()
     assert len(eml_files(mail_dir)) == total
     assert problems(logs) == []
@@ -199,14 +198,22 @@ def test_refresh_failures_give_one_clear_line_each_and_the_poll_recovers(
     try:
         with home.foreground("poll/failing") as poll:
             for failure, words in expected.items():
+                asked = idp.stats["refresh_token"]  # the provider counts the requests it does not refuse outright
                 if failure == "down":
                     idp.stop()
                 else:
                     idp.failure = failure
-                time.sleep(3)  # the poll's access token expires
+                wait_until(lambda: idp.live_access_tokens(account.user) == 0, timeout=30, interval=0.1,
+                           what="the poll's access token expired")
                 kick(oauth_dovecot, account.user)  # and its connection drops: it must refresh
-                poll.wait_for_log(words, timeout=30)
-                time.sleep(2.5)  # a few more cycles: retried, not logged again
+                poll.wait_for_log(words, timeout=90)
+                if failure != "down":  # retried (and, the end of the test checks, not logged again)
+                    hits = idp.stats["token_endpoint"]
+                    wait_until(lambda: idp.stats["token_endpoint"] > hits, timeout=90,
+                               what=f"the poll asking the provider again ({failure})")
+                if failure == "invalid_grant":
+                    wait_until(lambda: idp.stats["refresh_token"] >= max(6, asked + 3), timeout=90,
+                               what="the provider asked again in later failing cycles")
                 assert poll.alive()
             requests = idp.stats["refresh_token"]
             idp.failure = None
@@ -251,6 +258,8 @@ def run_oauth2(args, browse=None):
     out = process.stdout.read()
     process.wait(60)
     reader.join(5)
+    process.stdout.close()
+    process.stderr.close()
     return process.returncode, out, "".join(err_lines)
 
 

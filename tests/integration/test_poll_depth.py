@@ -10,10 +10,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import Callable, Optional
 
 import pytest
 
-from tests.helpers import imap_client, imap_flags, make_home, peak_rss_kib, poll_config, scheme_port
+from tests.helpers import imap_client, imap_flags, make_home, peak_rss_kib, poll_config, scheme_port, wait_until
 from tests.mailgen import sample_message
 from tests.sr3env import NoticeCollector
 
@@ -40,18 +41,20 @@ def collector(rabbitmq, request):
 
 
 def run_poll(home, rabbitmq, account, collector, *, expect: int, scheme: str = "imaps", extra: str = "",
-             name: str = "p", settle: float = 2.0, log_name: str = "") -> list:
-    """One `sr3 foreground` poll until ``expect`` notices arrived and a cycle found nothing more."""
+             name: str = "p", log_name: str = "", until: Optional[Callable[[], bool]] = None) -> list:
+    """One `sr3 foreground` poll until ``expect`` notices arrived, a cycle found nothing more (and
+    ``until()`` holds); returns every notice the poll published."""
     home.write_config("poll", name, poll_config(rabbitmq, account, scheme=scheme, exchange=collector.exchange,
                                                 extra=extra))
-    before = len(collector.drain(settle=0.2))
+    before = len(collector.drain())
     with home.foreground(f"poll/{name}", log_name=log_name or None) as poll:
         if expect:
             collector.wait_for(before + expect, timeout=90)
         poll.wait_for_log("0 new message(s) to announce", timeout=60)
-        time.sleep(settle)
-        collector.drain(settle=0.5)
+        if until is not None:
+            wait_until(until, timeout=60, what=f"{until.__doc__ or 'the condition'} while poll/{name} runs")
         poll.last_log = poll.log_text()
+    collector.drain()  # everything the poll published, now that it has stopped
     return collector.notices[before:]
 
 
@@ -68,8 +71,7 @@ def test_pop3_announces_each_message_once_across_cycles_and_restarts(tmp_path, r
         mail_account.deliver(sample_message(20))  # arrives while the poll runs
         collector.wait_for(21, timeout=30)
         poll.wait_for_log("0 new message(s) to announce", timeout=30, count=3)
-        time.sleep(1)
-    first = collector.drain(settle=0.5)
+    first = collector.drain()
     assert len(first) == 21, "later cycles announce only the new message"
     assert len({n["mail"]["uidl"] for n in first}) == 21
     account_dir = f"{mail_account.server.host}+{scheme_port(mail_account.server, scheme)}/{mail_account.user}"
@@ -150,11 +152,12 @@ def test_uidvalidity_change_reannounces_or_skips_with_a_warning(tmp_path, rabbit
         assert len(run_poll(home, rabbitmq, mail_account, collector, expect=2, name=policy, extra=extra)) == 2
     # Recreate the folder: same name, new UIDVALIDITY, new messages with UIDs 1 and 2 again.
     with imap_client(mail_account) as client:
+        first_life = client.folder_status("Feed", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
         client.delete_folder("Feed")
         client.create_folder("Feed")
         for i in range(2):
             client.append("Feed", message(f"second life {i}"))
-    time.sleep(1.1)  # Dovecot's UIDVALIDITY is a timestamp
+        assert client.folder_status("Feed", [b"UIDVALIDITY"])[b"UIDVALIDITY"] != first_life
     reannounced = run_poll(home, rabbitmq, mail_account, collector, expect=2, name="reannounce",
                            extra="mailFolder Feed\nmailUidValidityChange reannounce", log_name="r2.log")
     assert sorted(n["mail"]["subject"] for n in reannounced) == ["second life 0", "second life 1"]
@@ -169,7 +172,18 @@ def test_metrics_are_in_sr3_metrics_file(tmp_path, rabbitmq, mail_account, colle
     for i in range(3):
         mail_account.deliver(message(f"m {i}"))
     home = make_home(tmp_path, rabbitmq, mail_account)
-    run_poll(home, rabbitmq, mail_account, collector, expect=3, settle=6)
+
+    def metrics_written() -> bool:
+        """sr3's metrics file with this cycle's counts"""
+        for path in (home.cache_dir / "metrics").glob("poll_p_*.json"):
+            try:
+                if json.loads(path.read_text())["mailingest.poll"]["announced"] == 3:
+                    return True
+            except (ValueError, KeyError):
+                continue  # being written, or written before the poll callback reported
+        return False
+
+    run_poll(home, rabbitmq, mail_account, collector, expect=3, until=metrics_written)
     files = list((home.cache_dir / "metrics").glob("poll_p_*.json"))
     assert files, f"no metrics file under {home.cache_dir}"
     metrics = json.loads(files[0].read_text())["mailingest.poll"]
@@ -213,21 +227,22 @@ def test_idle_announces_within_a_second_and_survives_a_server_restart(tmp_path, 
     delays = []
     with home.foreground("poll/idle") as poll:
         poll.wait_for_log("0 new message(s) to announce", timeout=60)
-        time.sleep(1)
         with imap_client(mail_account) as client:
             for i in range(20):
+                wait_until(lambda: dovecot.idle_sessions(mail_account.user) > 0, timeout=30,
+                           interval=0.05, what="the poll in IDLE")
                 client.append("INBOX", message(f"idle {i}"))
                 appended = time.monotonic()
                 collector.wait_for(i + 1, timeout=30)
                 delays.append(time.monotonic() - appended)
-                time.sleep(0.3)
         median = statistics.median(delays)
         print(f"\nIDLE delay APPEND→notice: median {median:.3f} s, max {max(delays):.3f} s")
         assert median <= 1.0, delays
         # Kill the IMAP connection: restart Dovecot, deliver during the outage.
         dovecot.stop()
         mail_account.deliver(message("during outage"))
-        time.sleep(2)
+        wait_until(lambda: dovecot.idle_sessions(mail_account.user) == 0, timeout=30,
+                   what="the poll's IDLE session gone with the server")
         dovecot.start()
         collector.wait_for(21, timeout=90)
     assert collector.notices[-1]["mail"]["subject"] == "during outage"

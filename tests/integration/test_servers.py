@@ -237,6 +237,7 @@ def test_restart_keeps_the_ports_and_drops_connections(tmp_path):
         server.restart()
         with pytest.raises((imapclient.exceptions.IMAPClientAbortError, OSError)):
             client.noop()
+        client.shutdown()  # close the dropped connection's socket
         assert (server.imap_port, server.imaps_port, server.pop3_port, server.pop3s_port) == ports
         with imap(server) as again:
             again.login(account.user, account.password)

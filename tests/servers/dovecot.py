@@ -1,7 +1,7 @@
 """A private Dovecot (IMAP + POP3) on loopback, for integration tests and benchmarks.
 
 Everything lives under *base_dir*: a generated ``dovecot.conf`` (``/etc/dovecot`` is never
-read), the ``run/`` and ``state/`` dirs, a trustme CA and server certificate, the
+read), the ``state/`` dir, a trustme CA and server certificate, the
 passwd-files and ``dovecot.log``.  Four free loopback ports serve imap, imaps, pop3, pop3s.
 
 Example::
@@ -19,6 +19,9 @@ Facts worth knowing:
   own view of the message).  NUL-free 8-bit bodies come back byte for byte.
 * UIDs are assigned in delivery order; POP3 UIDLs are ``%08x%08x`` (UID, UIDVALIDITY) in
   lowercase hex, although the setting reads ``%08Xu%08Xv``.
+* The ``run/`` dir (Dovecot's ``base_dir``, with its Unix sockets) is a short temporary
+  directory (``/tmp/mi-dovecot-XXXX/run``), because a socket path may not exceed 108 bytes;
+  :py:meth:`DovecotServer.close` removes it.
 * Dovecot refuses mail access as root.  Run as root, mail belongs to ``nobody`` and the
   Maildirs live where ``nobody`` can reach them (``base_dir/mail``, or a private temporary
   directory linked from there when *base_dir* sits in a 0700 tree such as pytest's).
@@ -87,10 +90,14 @@ class DovecotServer(process.ManagedServer):
     :param allow_plaintext_auth: with False, any login without TLS is refused.
     :param auth_mechanisms: the ``auth_mechanisms`` setting (add e.g. ``xoauth2``).
     :param extra_config: appended verbatim to ``dovecot.conf`` (extra passdbs, settings).
+    :param mail_parent: keep the Maildirs in a private directory made under this one (linked
+        from ``base_dir/mail``) and removed on :py:meth:`close`; e.g. a tmpfs, see
+        :py:func:`memory_tmp`.
     """
 
     def __init__(self, base_dir: Path, *, starttls: bool = True, allow_plaintext_auth: bool = True,
-                 auth_mechanisms: str = "plain login", extra_config: str = "") -> None:
+                 auth_mechanisms: str = "plain login", extra_config: str = "",
+                 mail_parent: Path | None = None) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.starttls = starttls
@@ -105,7 +112,11 @@ class DovecotServer(process.ManagedServer):
         self.ca_pem = self.base_dir / "tls" / "ca.pem"
         self.server_pem = self.base_dir / "tls" / "server.pem"
         self.console_path = self.base_dir / "dovecot.console.log"
-        self.run_dir = self.base_dir / "run"
+        # Dovecot's Unix sockets live in run_dir; a path under pytest-xdist's deep temporary tree
+        # would exceed the 108-byte limit of a socket path, so it is a short private directory.
+        self._short_dir = Path(tempfile.mkdtemp(prefix="mi-dovecot-"))
+        self._short_dir.chmod(0o755)
+        self.run_dir = self._short_dir / "run"
         self.state_dir = self.base_dir / "state"
         self._as_root = os.geteuid() == 0
         self.mail_uid, self.mail_gid = _mail_identity(self._as_root)
@@ -113,7 +124,7 @@ class DovecotServer(process.ManagedServer):
         self._process: process.ServerProcess | None = None
         self._external_mail_root: Path | None = None
         self._write_tls()
-        self.mail_root = self._make_mail_root()
+        self.mail_root = self._make_mail_root(mail_parent)
         process.register(self)
 
     def __repr__(self) -> str:
@@ -165,8 +176,9 @@ class DovecotServer(process.ManagedServer):
         self.start()
 
     def close(self) -> None:
-        """Stop, and remove the mail directory if it lives outside *base_dir*."""
+        """Stop, and remove the run directory and (if it lives outside *base_dir*) the mail."""
         self.stop()
+        shutil.rmtree(self._short_dir, ignore_errors=True)
         if self._external_mail_root is not None:
             shutil.rmtree(self._external_mail_root, ignore_errors=True)
             self._external_mail_root = None
@@ -189,6 +201,24 @@ class DovecotServer(process.ManagedServer):
                 raise TimeoutError(f"No line with {needles!r} in {self.log_path} after {timeout:.0f}s; "
                                    f"last lines:\n{process.tail(self.log_path)}")
             time.sleep(0.05)
+
+    def sessions(self, user: str, *, idle: bool = False) -> int:
+        """How many IMAP and POP3 sessions of *user* are open right now (only those in IDLE with
+        *idle*), from the mail processes' titles (``verbose_proctitle``)."""
+        prefixes = [f"mailingest-{self.imap_port}/{protocol} [{user} ".encode() for protocol in ("imap", "pop3")]
+        count = 0
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                title = cmdline.read_bytes().rstrip(b"\0")
+            except OSError:
+                continue  # the process just went away
+            if any(prefix in title for prefix in prefixes) and (not idle or title.endswith(b" IDLE]")):
+                count += 1
+        return count
+
+    def idle_sessions(self, user: str) -> int:
+        """How many IMAP sessions of *user* are in IDLE right now."""
+        return self.sessions(user, idle=True)
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -325,16 +355,17 @@ class DovecotServer(process.ManagedServer):
                 self.create_folder(user, folder)
         return directory
 
-    def _make_mail_root(self) -> Path:
+    def _make_mail_root(self, mail_parent: Path | None) -> Path:
         link = self.base_dir / "mail"
-        if not self._as_root or maildir.others_can_traverse(self.base_dir):
+        if mail_parent is None and (not self._as_root or maildir.others_can_traverse(self.base_dir)):
             root = link
             root.mkdir(mode=0o700, exist_ok=True)
         else:
-            # Mail processes run as nobody and cannot enter base_dir (e.g. pytest's 0700
-            # tree): keep mail in a private directory that nobody can reach, linked from here.
-            root = Path(tempfile.mkdtemp(prefix="mailingest-dovecot-mail-"))
-            if not maildir.others_can_traverse(root.parent):
+            # Asked for (mail_parent), or mail processes run as nobody and cannot enter base_dir
+            # (e.g. pytest's 0700 tree): keep mail in a private directory that nobody can reach,
+            # linked from here.
+            root = Path(tempfile.mkdtemp(prefix="mailingest-dovecot-mail-", dir=mail_parent))
+            if self._as_root and not maildir.others_can_traverse(root.parent):
                 shutil.rmtree(root)
                 raise RuntimeError(f"Dovecot's mail user cannot reach {root.parent}: set TMPDIR to a "
                                    "directory with o+x on every parent")
@@ -345,6 +376,26 @@ class DovecotServer(process.ManagedServer):
         if self._as_root:
             os.chown(root, self.mail_uid, self.mail_gid)
         return root
+
+
+#: Free space a tmpfs needs to hold the test mail (100,000 small messages take ~0.5 GiB there).
+MEMORY_TMP_MIN_FREE = 2 << 30
+
+
+def memory_tmp() -> Path | None:
+    """``/dev/shm`` when it is a writable tmpfs with room for the test mail, else None.
+
+    The suite keeps its Maildirs there: writing and removing 100,000 message files on a busy
+    disk took minutes; in memory it takes seconds, and no test depends on the disk.
+    """
+    shm = Path("/dev/shm")
+    try:
+        stats = os.statvfs(shm)
+    except OSError:
+        return None
+    if not os.access(shm, os.W_OK | os.X_OK) or stats.f_bavail * stats.f_frsize < MEMORY_TMP_MIN_FREE:
+        return None
+    return shm
 
 
 def _mail_identity(as_root: bool) -> tuple[int, int]:

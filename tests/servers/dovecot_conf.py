@@ -13,6 +13,9 @@ Nothing from ``/etc/dovecot`` is included.  Choices that are not Dovecot default
   ``-o ssl=no`` (no STARTTLS/STLS capability) while imaps/pop3s keep TLS.
 * One passwd-file per user (``passwd.d/<user>``): Dovecot re-checks a passwd-file at most
   once per second, which would hide a user added right after another user's login.
+* ``verbose_proctitle = yes``: a mail process's title names its user and the command it is
+  in (``.../imap [alice 127.0.0.1 IDLE]``), so a test can wait until a client is in IDLE
+  (:py:meth:`DovecotServer.idle_sessions`) instead of sleeping.
 * Run as root, login processes use ``dovenull`` and mail processes ``nobody`` (Dovecot
   refuses mail access as root); otherwise everything runs as the current user, unchrooted.
 """
@@ -65,6 +68,7 @@ mail_location = maildir:~/Maildir
 mail_fsync = never
 pop3_uidl_format = %08Xu%08Xv
 imap_idle_notify_interval = 1 secs
+verbose_proctitle = yes
 protocol imap {{
   mail_max_userip_connections = 100
 }}

@@ -162,6 +162,12 @@ class OAuth2Server:
         with self._lock:
             return [token for token, grant in self._refresh.items() if grant.user == user]
 
+    def live_access_tokens(self, user: str) -> int:
+        """How many access tokens issued for *user* are still valid (not expired, not revoked)."""
+        now = time.time()
+        with self._lock:
+            return sum(1 for grant, expires in self._access.values() if grant.user == user and expires > now)
+
     def revoke_access_tokens(self) -> None:
         """Every access token issued so far stops being accepted (the client is not told)."""
         with self._lock:
@@ -323,6 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/introspect":
             self._json(200, self.idp.introspect(form.get("token", "")))
             return
+        if path == "/token":
+            self.idp.stats["token_endpoint"] += 1  # every request, refused ones included
         if self.idp.failure == "unavailable":
             data = b"<html><body>503 Service Unavailable</body></html>"
             self.send_response(503)

@@ -34,6 +34,9 @@ PACKAGES = {"rabbitmq-server": "rabbitmq-server", "epmd": "erlang-base"}
 DEBIAN_SCRIPTS = Path("/usr/lib/rabbitmq/bin")
 _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 _LOOPBACK_ERL = "-kernel inet_dist_use_interface {127,0,0,1}"
+#: No scheduler busy-waiting: an idle Erlang VM otherwise spins on every core, and the test suite
+#: runs one broker per pytest-xdist worker next to the tests themselves.
+_NO_BUSY_WAIT_ERL = "+sbwt none +sbwtdcpu none +sbwtdio none"
 
 
 class RabbitMQServer(process.ManagedServer):
@@ -145,7 +148,7 @@ class RabbitMQServer(process.ManagedServer):
             "RABBITMQ_MNESIA_BASE": str(self.base_dir / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.log_dir),
             "RABBITMQ_PID_FILE": str(self.base_dir / "rabbitmq.pid"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": _LOOPBACK_ERL,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{_LOOPBACK_ERL} {_NO_BUSY_WAIT_ERL}",
             "RABBITMQ_CTL_ERL_ARGS": _LOOPBACK_ERL,
         })
         return env

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import types
+from pathlib import Path
 from typing import List, Tuple
 
 import pytest
@@ -65,7 +66,7 @@ class FakeMailbox:
             raise MessageGoneError(f"{self.account.display} folder 'INBOX' UID {uids[0]}: no longer on the server")
         for uid in uids:
             final = os.path.join(self.directory, f"{uidvalidity}.{uid}.eml")
-            self.events.append(("flag", uid, os.path.exists(final) and open(final, "rb").read() == self.messages[uid]))
+            self.events.append(("flag", uid, os.path.exists(final) and Path(final).read_bytes() == self.messages[uid]))
 
 
 @pytest.fixture
