@@ -172,6 +172,7 @@ class Poll(FlowCB):
         self._staged_complete = False
         self._mailbox: Any = None
         self._failures = 0
+        self._connection_failures = 0  # in a row: the reconnect backoff grows with these alone
         self._retry_at = 0.0
         self._last_error = ""
         self._last_error_logged = 0.0
@@ -454,6 +455,7 @@ class Poll(FlowCB):
             logger.info("%s: reachable again", account.display)
         self._last_error = ""
         self._failures = 0
+        self._connection_failures = 0
         self._retry_at = 0.0
         self._outage_started = 0.0
 
@@ -462,12 +464,15 @@ class Poll(FlowCB):
         self._close()
         self._discard_staged()
         self._failures += 1
+        # a refused login (wrong secret, revoked token) is retried every cycle; only an unreachable
+        # server backs off, from 1 s, whatever failed before it
+        self._connection_failures = self._connection_failures + 1 if isinstance(exc, MailConnectionError) else 0
         if not self._outage_started:
             self._outage_started = time.monotonic()
         if self._pushing():
             self._retry_at = time.monotonic() + self._idle_retry_delay(exc)
         elif isinstance(exc, MailConnectionError):
-            self._retry_at = time.monotonic() + min(RECONNECT_BACKOFF_MAX, 2.0 ** (self._failures - 1))
+            self._retry_at = time.monotonic() + min(RECONNECT_BACKOFF_MAX, 2.0 ** (self._connection_failures - 1))
         text = str(exc)
         now = time.monotonic()
         if text != self._last_error or now - self._last_error_logged >= REPEAT_ERROR_SECONDS:

@@ -156,7 +156,10 @@ def test_a_full_disk_fails_the_probe_until_space_is_freed(tmp_path):
 def announced_notice(tmp_path, mail_account):
     mail_account.deliver(message())
     poll = callback("poll", tmp_path, mail_account, "imaps", pollUrl=url_of(mail_account, "imaps"))
-    [announced] = poll.poll()
+    try:
+        [announced] = poll.poll()
+    finally:
+        poll.on_stop()
     return announced
 
 
@@ -170,7 +173,10 @@ def test_a_write_that_fails_although_the_directory_passes_the_probe_goes_to_sr3s
     monkeypatch.setattr(mailingest.download, "write_atomically",
                         lambda *_args, **_kwargs: (_ for _ in ()).throw(refused))
     msg = download_notice(announced_notice(tmp_path, mail_account), directory)
-    assert download.download(msg) is False
+    try:
+        assert download.download(msg) is False
+    finally:
+        download.on_stop()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= 40 and r.name.startswith("mailingest.d")]
     assert len(errors) == 2 and "keeps failing although the directory can be written" in errors[-1]
     assert "Traceback" not in caplog.text and emls(directory) == []
@@ -184,6 +190,9 @@ def test_a_stop_request_ends_the_wait_and_leaves_the_notice_to_sr3(tmp_path, mai
         msg = download_notice(announced_notice(tmp_path, mail_account), directory)
         download.please_stop()
         started = time.monotonic()
-        assert download.download(msg) is False
+        try:
+            assert download.download(msg) is False
+        finally:
+            download.on_stop()
         assert time.monotonic() - started < 5
     assert all(b"\\Seen" not in flags for flags in imap_flags(mail_account).values())

@@ -326,7 +326,8 @@ def test_the_examples_of_the_wheel_poll_download_and_decode_mail(venv, tmp_path,
         except AssertionError as exc:  # say why: a plugin that did not load, a missing module...
             raise AssertionError(f"{exc}\n--- poll log:\n{poll.log_text()[-2500:]}\n"
                                  f"--- subscriber log:\n{subscriber.log_text()[-2500:]}") from exc
-        assert {n["relPath"].rsplit("/", 1)[0] for n in announced} == {"INBOX"}
+        assert {n["relPath"].rsplit("/", 1)[0].split("/", 2)[-1] for n in announced} == {"INBOX"}, \
+            "relPath: <host>[+port]/<user>/INBOX/<UIDVALIDITY>.<UID>.eml"
     finally:
         notices.close()
         parts.close()
