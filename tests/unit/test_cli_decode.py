@@ -182,6 +182,21 @@ def test_the_summary_line_counts_messages_files_bytes_and_failures(eml, tmp_path
     assert ", 1 failed, " in summary and summary.endswith(" s")
 
 
+def test_the_summary_line_says_message_for_exactly_one(eml, tmp_path):
+    code, _out, err = mailingest("decode", eml, "-o", tmp_path / "out")
+    assert code == 0
+    assert err.splitlines()[-1].startswith("1 message decoded, "), err
+
+
+def test_a_directory_without_any_eml_file_is_named_in_a_warning(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "report.msg").write_bytes(sample())
+    code, out, err = mailingest("decode", tmp_path / "in")
+    assert code == 0 and out == ""
+    assert "%s: no *.eml file below it" % (tmp_path / "in") in err
+    assert err.splitlines()[-1].startswith("0 messages decoded, "), err
+
+
 def test_quiet_prints_only_errors(eml, tmp_path):
     code, out, err = mailingest("decode", eml, tmp_path / "missing.eml", "-o", tmp_path / "out", "-q")
     assert code == 1 and out == ""
