@@ -111,7 +111,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="nesting limit, like mailDecodeMaxDepth (default %(default)s)")
     p.add_argument("--max-parts", type=parse_count, metavar="N", default=defaults.max_parts,
                    help="part limit, like mailDecodeMaxParts (default %(default)s)")
-    p.add_argument("--max-bytes", type=parse_size, metavar="SIZE", default=defaults.max_decoded_bytes,
+    # a str default goes through parse_size too, and reads in --help as it does in docs/configuration.md
+    p.add_argument("--max-bytes", type=parse_size, metavar="SIZE", default="%dmb" % (defaults.max_decoded_bytes >> 20),
                    help="decoded-bytes limit, like mailDecodeMaxBytes (default %(default)s)")
     p.add_argument("--no-html", dest="html", action="store_false", help="do not write body.html")
     p.add_argument("--no-uuencode", dest="uuencode", action="store_false",

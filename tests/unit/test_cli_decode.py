@@ -375,3 +375,14 @@ def test_a_write_failure_removes_what_was_written(eml, tmp_path, monkeypatch, ca
     assert main(["decode", str(eml), "-q"]) == 1
     assert os.listdir(eml.parent) == ["x.eml"]
     assert "No space left" in caplog.text
+
+
+def test_the_byte_limit_defaults_to_the_callbacks_and_its_help_reads_as_the_option_does(capsys):
+    from mailingest.cli import build_parser
+    from mailingest.mime import DecodeLimits
+
+    args = build_parser().parse_args(["decode", "x.eml"])
+    assert args.max_bytes == DecodeLimits().max_decoded_bytes
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["decode", "--help"])
+    assert "(default 256mb)" in " ".join(capsys.readouterr().out.split())
