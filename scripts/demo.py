@@ -50,9 +50,10 @@ def main() -> int:
         home = make_home(out, rabbitmq, account)
         home.add_example("examples/poll/mail.conf")
         home.add_example("examples/subscribe/decodeemail.conf")
-        parts = NoticeCollector(rabbitmq.url, "xs_mail_parts")
-        NoticeCollector(rabbitmq.url, "xs_mail").close()
+        # The README's order: the poll's exchange, then the subscriber's queue bound to it.
+        home.run("declare", "poll/mail")
         home.run("declare", "subscribe/decodeemail")
+        parts = NoticeCollector(rabbitmq.url, "xs_mail_parts")
         mail_dir = out / "mail"
         started = time.monotonic()
         with home.foreground("subscribe/decodeemail"):
@@ -63,11 +64,14 @@ def main() -> int:
         elapsed = time.monotonic() - started
         parts.close()
 
+    messages = eml_files(mail_dir)
     csvs = sorted(mail_dir.rglob("*.parts/*.csv"))
+    # <host>+<port>/<user>/<folder>/ (the relPath's directories, docs/design.md#message-identity)
+    folder = messages[0].parent if messages else mail_dir
     print()
-    print(f"Done in {elapsed:.1f} s: {len(eml_files(mail_dir))} messages downloaded and decoded.")
-    print(f"  raw messages     {mail_dir}/<host>+<port>/<user>/INBOX/<UIDVALIDITY>.<UID>.eml")
-    print(f"  decoded parts    {mail_dir}/<host>+<port>/<user>/INBOX/<UIDVALIDITY>.<UID>.parts/  e.g. {csvs[0].relative_to(out) if csvs else '-'}")
+    print(f"Done in {elapsed:.1f} s: {len(messages)} messages downloaded and decoded.")
+    print(f"  raw messages     {folder}/<UIDVALIDITY>.<UID>.eml  (<host>+<port>/<user>/<folder>/)")
+    print(f"  decoded parts    {folder}/<UIDVALIDITY>.<UID>.parts/  e.g. {csvs[0].relative_to(out) if csvs else '-'}")
     print(f"  notices          {len(parts.notices)} on exchange xs_mail_parts (one per file written)")
     print(f"  sr3 configs      {home.config_dir}")
     print(f"  logs             {home.logs}")

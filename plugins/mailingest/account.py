@@ -20,6 +20,7 @@ A :class:`MailAccount` never shows its secrets: ``repr``/``str``/``display`` nam
 from __future__ import annotations
 
 import logging
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
@@ -134,6 +135,10 @@ class MailUrl:
         return (with_port, without_port) if self.explicit_port else (without_port, with_port)
 
 
+#: a ``${NAME}`` sr3 left in place because no ``declare env`` or environment variable defines it
+_SR3_VARIABLE = re.compile(r"\$\{(\w+)\}")
+
+
 def parse_mail_url(url: str) -> MailUrl:
     """Parse ``imap[s]://user@host[:port]/path`` or ``pop[s]://...``.
 
@@ -141,6 +146,15 @@ def parse_mail_url(url: str) -> MailUrl:
     """
     if not url:
         raise ConfigError("no mail URL given: set pollUrl (e.g. pollUrl imaps://user@mail.example.com/)")
+    undefined = _SR3_VARIABLE.findall(url)
+    if undefined:
+        shown = ", ".join("${" + name + "}" for name in undefined)
+        raise ConfigError(
+            f"mail URL {redact_url(url)} still holds {shown}: "
+            f"no 'declare env' line and no environment variable defines {'it' if len(undefined) == 1 else 'them'}; "
+            f"add e.g. 'declare env {undefined[0]}=...' to ~/.config/sr3/default.conf, as the example "
+            f"config's header shows"
+        )
     parts = urllib.parse.urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:

@@ -109,7 +109,7 @@ def imap_login(client: Any, account: MailAccount) -> None:
         else:
             client.login(account.username, account.password or "")
     except LoginError as exc:
-        raise MailAuthError(f"login refused for {account.display}: {server_text(exc)}") from None
+        raise MailAuthError(_refused(account, exc)) from None
     except IMAPClientError as exc:
         if isinstance(exc, IMAPClientAbortError):
             raise
@@ -132,7 +132,15 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
         if is_temporary(exc):  # maildrop locked by another session, server shutting down, ...
             raise MailConnectionError(f"{account.display} cannot take a login now: {server_text(exc)}; "
                                       f"will retry") from None
-        raise MailAuthError(f"login refused for {account.display}: {server_text(exc)}") from None
+        raise MailAuthError(_refused(account, exc)) from None
+
+
+def _refused(account: MailAccount, exc: Exception) -> str:
+    """A refused login, with what to check when it was a password login."""
+    hint = "" if account.oauth2 is not None or account.bearer_token else (
+        "; check the account's password in credentials.conf (percent-encoded, docs/authentication.md) "
+        "or in the keyring")
+    return f"login refused for {account.display}: {server_text(exc)}{hint}"
 
 
 def _bearer_login(session: Any, account: MailAccount) -> None:

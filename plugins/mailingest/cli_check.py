@@ -76,6 +76,9 @@ def _options(args: argparse.Namespace) -> Any:
         if not os.path.isfile(path):
             raise ConfigError(f"no sr3 config {args.config} ({path} does not exist)")
         component = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        # sr3's parser needs to know which config it reads (a subscriber's subtopic line
+        # resolves the queue name from them), as sr3's own one_config() sets them.
+        options.override({"component": component, "config": os.path.splitext(os.path.basename(path))[0]})
         options.parse_file(path, component)
     for option in FLAGS:
         value = getattr(args, option)

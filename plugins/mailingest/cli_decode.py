@@ -111,7 +111,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="nesting limit, like mailDecodeMaxDepth (default %(default)s)")
     p.add_argument("--max-parts", type=parse_count, metavar="N", default=defaults.max_parts,
                    help="part limit, like mailDecodeMaxParts (default %(default)s)")
-    p.add_argument("--max-bytes", type=parse_size, metavar="SIZE", default=defaults.max_decoded_bytes,
+    # a str default goes through parse_size too, and reads in --help as it does in docs/configuration.md
+    p.add_argument("--max-bytes", type=parse_size, metavar="SIZE", default="%dmb" % (defaults.max_decoded_bytes >> 20),
                    help="decoded-bytes limit, like mailDecodeMaxBytes (default %(default)s)")
     p.add_argument("--no-html", dest="html", action="store_false", help="do not write body.html")
     p.add_argument("--no-uuencode", dest="uuencode", action="store_false",
@@ -149,12 +150,16 @@ def plan(inputs: Sequence[str], output: str | None, stdin_name: str) -> Iterator
         if item == STDIN:
             yield Job(STDIN, stdin_name, os.path.join(output or os.curdir, parts_dir_name(stdin_name)))
         elif os.path.isdir(item):
-            for path in _messages_below(item, skip):
+            found = 0
+            for found, path in enumerate(_messages_below(item, skip), 1):
                 relative = os.path.relpath(os.path.dirname(path), item)
                 where = os.path.dirname(path) if output is None else os.path.normpath(
                     os.path.join(output, relative))
                 name = os.path.basename(path)
                 yield Job(path, name, os.path.join(where, parts_dir_name(name)))
+            if not found:
+                logger.warning("%s: no *.eml file below it (a message found in a DIRECTORY must end "
+                               "in .eml; give other files by name)", item)
         else:
             name = os.path.basename(item)
             where = os.path.dirname(item) if output is None else output
@@ -225,8 +230,9 @@ class Tally:
     failed: int = 0
 
     def summary(self, seconds: float) -> str:
-        return "%d messages decoded, %d files, %d bytes (%s), %d failed, %.2f s" % (
-            self.messages, self.files, self.bytes, human_bytes(self.bytes), self.failed, seconds)
+        return "%d %s decoded, %d files, %d bytes (%s), %d failed, %.2f s" % (
+            self.messages, "message" if self.messages == 1 else "messages", self.files, self.bytes,
+            human_bytes(self.bytes), self.failed, seconds)
 
 
 # -- running -----------------------------------------------------------------------------------

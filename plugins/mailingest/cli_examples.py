@@ -122,18 +122,31 @@ def _holds(path: Path, content: bytes) -> bool:
 
 
 def _next_steps(directory: Path, examples: list[Example]) -> str:
+    """The commands that follow, in the documented order: add, then declare the poll (its
+    exchange) before the subscriber (its queue, bound to that exchange), then start."""
     polls = [e.relative for e in examples if e.relative.startswith("poll/")]
-    subscribes = [e.relative for e in examples if e.relative.startswith("subscribe/")]
+    downloads = [e.relative for e in examples
+                 if e.relative.startswith("subscribe/") and b"callback mailingest.download" in e.content]
+    later = [e.relative for e in examples if e.relative.startswith("subscribe/") and e.relative not in downloads]
+    download = next((r for r in downloads if r.endswith("downloademail.conf")), downloads[0] if downloads else None)
+    others = [r for r in downloads if r != download]
     lines = ["", "next (docs/quickstart.md):", f"  cd {directory}"]
     lines += [f"  sr3 add {relative}" for relative in polls[:1]]
-    if subscribes:
-        download = next((r for r in subscribes if r.endswith("downloademail.conf")), subscribes[0])
-        others = [r for r in subscribes if r != download]
-        lines.append(f"  sr3 add {download}" + (f"    # or: {', '.join(others)}" if others else ""))
+    if download:
+        lines.append(_command(f"sr3 add {download}", f"or: {', '.join(others)}" if others else ""))
+    if later:
+        lines.append(f"  # later stages, fed by the decoding subscriber: {', '.join(later)}")
     lines += [
         "  # define the variables in ~/.config/sr3/default.conf and the passwords in",
         "  # ~/.config/sr3/credentials.conf, as each file's header comment shows; then",
-        "  sr3 declare",
-        "  sr3 start",
     ]
+    lines += [_command(f"sr3 declare {relative.removesuffix('.conf')}", "first: the exchange" if download else "")
+              for relative in polls[:1]]
+    if download:
+        lines.append(_command(f"sr3 declare {download.removesuffix('.conf')}", "then its queue, before the poll first runs"))
+    lines.append("  sr3 start")
     return "\n".join(lines)
+
+
+def _command(command: str, comment: str = "") -> str:
+    return f"  {command:<38}  # {comment}" if comment else f"  {command}"

@@ -311,8 +311,8 @@ class Poll(FlowCB):
         """The messages announced again (mailReannounceAfter): one info line each."""
         for ref, waited in listing.repeat:
             logger.info("%s folder %r message %s: still not downloaded %.0f s after it was announced; "
-                        "announcing it again (mailReannounceAfter %s)", account.display, folder,
-                        ref.uidl or f"UIDVALIDITY {ref.uidvalidity} UID {ref.uid}", waited,
+                        "announcing it again (mailReannounceAfter %.0f s, doubled at each repeat)",
+                        account.display, folder, ref.uidl or f"UIDVALIDITY {ref.uidvalidity} UID {ref.uid}", waited,
                         self.settings.reannounce.after if self.settings.reannounce else 0)
         self.metrics["reannounced"] += len(listing.repeat)
         return [ref for ref, _ in listing.repeat]

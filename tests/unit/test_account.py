@@ -39,6 +39,15 @@ def test_unknown_scheme_is_a_config_error_naming_the_schemes():
         parse_mail_url("ftp://alice@mail.example.com/")
 
 
+def test_a_url_with_a_variable_sr3_could_not_resolve_names_it_and_says_where_to_define_it():
+    with pytest.raises(ConfigError) as caught:
+        parse_mail_url("imaps://${MAIL_USER}@${MAIL_HOST}/")
+    text = str(caught.value)
+    assert "${MAIL_USER}, ${MAIL_HOST}" in text
+    assert "declare env MAIL_USER=" in text and "default.conf" in text
+    assert "credentials.conf" not in text, "not the misleading no-password advice"
+
+
 def test_url_without_user_says_where_the_password_goes():
     with pytest.raises(ConfigError, match="no user name.*credentials.conf"):
         parse_mail_url("imaps://mail.example.com/")

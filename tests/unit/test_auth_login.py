@@ -181,3 +181,10 @@ def test_password_login_error_names_the_account_not_the_password():
     with pytest.raises(MailAuthError) as caught:
         auth.imap_login(FakeImap(valid=set()), account(oauth2=None, password="pass-word-123"))
     assert "imaps://alice@mail.example.com:993" in str(caught.value) and "pass-word-123" not in str(caught.value)
+
+
+def test_a_refused_password_login_says_where_the_password_comes_from():
+    with pytest.raises(MailAuthError) as caught:
+        auth.imap_login(FakeImap(valid=set()), account(oauth2=None, password="pass-word-123"))
+    assert str(caught.value).startswith("login refused for imaps://alice@mail.example.com:993: ")
+    assert "check the account's password in credentials.conf" in str(caught.value)

@@ -182,6 +182,21 @@ def test_the_summary_line_counts_messages_files_bytes_and_failures(eml, tmp_path
     assert ", 1 failed, " in summary and summary.endswith(" s")
 
 
+def test_the_summary_line_says_message_for_exactly_one(eml, tmp_path):
+    code, _out, err = mailingest("decode", eml, "-o", tmp_path / "out")
+    assert code == 0
+    assert err.splitlines()[-1].startswith("1 message decoded, "), err
+
+
+def test_a_directory_without_any_eml_file_is_named_in_a_warning(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "report.msg").write_bytes(sample())
+    code, out, err = mailingest("decode", tmp_path / "in")
+    assert code == 0 and out == ""
+    assert "%s: no *.eml file below it" % (tmp_path / "in") in err
+    assert err.splitlines()[-1].startswith("0 messages decoded, "), err
+
+
 def test_quiet_prints_only_errors(eml, tmp_path):
     code, out, err = mailingest("decode", eml, tmp_path / "missing.eml", "-o", tmp_path / "out", "-q")
     assert code == 1 and out == ""
@@ -360,3 +375,14 @@ def test_a_write_failure_removes_what_was_written(eml, tmp_path, monkeypatch, ca
     assert main(["decode", str(eml), "-q"]) == 1
     assert os.listdir(eml.parent) == ["x.eml"]
     assert "No space left" in caplog.text
+
+
+def test_the_byte_limit_defaults_to_the_callbacks_and_its_help_reads_as_the_option_does(capsys):
+    from mailingest.cli import build_parser
+    from mailingest.mime import DecodeLimits
+
+    args = build_parser().parse_args(["decode", "x.eml"])
+    assert args.max_bytes == DecodeLimits().max_decoded_bytes
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["decode", "--help"])
+    assert "(default 256mb)" in " ".join(capsys.readouterr().out.split())

@@ -46,7 +46,17 @@ def test_with_a_directory_it_writes_poll_and_subscribe_and_prints_the_next_comma
     assert f"cd {target}" in out
     assert "sr3 add poll/mail.conf" in out
     assert "sr3 add subscribe/downloademail.conf" in out
-    assert "sr3 declare" in out and "sr3 start" in out
+    assert "sr3 start" in out
+
+
+def test_the_next_commands_declare_the_poll_then_the_subscriber_by_name_before_starting(tmp_path, capsys):
+    # A bare `sr3 declare` with several configs does nothing (sr3 wants --dangerWillRobinson=N),
+    # and the subscriber's queue can only be bound once the poll has declared the exchange.
+    assert main(["examples", str(tmp_path)]) == 0
+    commands = [line.split("#")[0].strip() for line in capsys.readouterr().out.splitlines()]
+    declares = [command for command in commands if command.startswith("sr3 declare")]
+    assert declares == ["sr3 declare poll/mail", "sr3 declare subscribe/downloademail"]
+    assert commands.index("sr3 declare subscribe/downloademail") < commands.index("sr3 start")
 
 
 def test_a_file_that_differs_is_refused_and_nothing_at_all_is_written(tmp_path, capsys):

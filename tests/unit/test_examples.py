@@ -31,6 +31,12 @@ def test_every_variable_an_example_uses_is_declared_in_some_example_header():
         assert set(USED.findall(settings)) <= declared, path.name
 
 
+def test_the_header_comments_use_no_variable_that_no_header_declares():
+    declared = set(declared_values())
+    for path in EXAMPLES:
+        assert set(USED.findall(path.read_text())) <= declared, path.name
+
+
 def test_the_broker_credential_lines_name_the_declared_broker_user():
     (user,) = declared_values()["AMQP_USER"]
     for path in EXAMPLES:

@@ -178,6 +178,7 @@ def test_a_message_still_unseen_after_the_wait_is_announced_again_and_logged_onc
     assert cycle(poll) == ["INBOX:1", "INBOX:3"]
     healed = [r.getMessage() for r in caplog.records if "announcing it again" in r.getMessage()]
     assert len(healed) == 2 and "UID 1" in healed[0] and "10 s after it was announced" in healed[0]
+    assert "(mailReannounceAfter 10 s, doubled at each repeat)" in healed[0], "the duration in seconds, not 10.0"
     assert poll.metricsReport()["reannounced"] == 2
     assert cycle(poll) == [], "not again before the next, longer wait"
 

@@ -1,0 +1,29 @@
+"""``mailingest check --config``: reading an sr3 config the way sr3 reads it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+from mailingest import cli_check
+
+
+def _args(config: str, url: str = "") -> argparse.Namespace:
+    values = {option: None for option in cli_check.FLAGS}
+    return argparse.Namespace(config=config, url=url or None, timeout=None, **values)
+
+
+# sr3 3.3.1's Config.parse_file never closes the config file (sarracenia/config/__init__.py:1545).
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_check_reads_a_subscriber_config_with_a_subtopic_line(tmp_path: Path) -> None:
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "sr3" / "subscribe" / "checkdownload.conf"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("broker amqp://feeder:unit-test@localhost/\nexchange xs_mail\nsubtopic #\n"
+                      f"directory {tmp_path}\ncallback mailingest.download\nmailCaFile /etc/private-ca.pem\n")
+
+    options = cli_check._options(_args("subscribe/checkdownload", "imaps://alice@mail.example.com/"))
+
+    assert options.pollUrl == "imaps://alice@mail.example.com/"
+    assert options.mailCaFile == "/etc/private-ca.pem"
