@@ -106,8 +106,6 @@ def raw_config(tmp_path, **lines_by_file) -> sarracenia.config.Config:
     return config
 
 
-# sr3 3.3.1's Config.parse_file leaves the files it reads open (config/__init__.py:1545)
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_declare_hands_sr3_one_value_so_a_repeated_str_does_not_stay_a_list(tmp_path):
     name = "mailSpecRepeatedText"  # declared nowhere else, so sr3 does not know it while parsing
     config = raw_config(tmp_path, default=f"{name} ALL\n", poll=f"{name} UNSEEN\n")
@@ -116,8 +114,6 @@ def test_declare_hands_sr3_one_value_so_a_repeated_str_does_not_stay_a_list(tmp_
     assert getattr(config, name) == "UNSEEN"
 
 
-# sr3 3.3.1's Config.parse_file leaves the files it reads open (config/__init__.py:1545)
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_sr3s_post_load_check_shows_the_values_the_callback_uses(tmp_path):
     """sr3 show prints the flow's options after check_undeclared_options; a callback only sees a copy."""
     config = raw_config(tmp_path, default="scheduled_interval 30\nmailIdleMax 40\nmailFolder Site\n"
@@ -131,8 +127,6 @@ def test_sr3s_post_load_check_shows_the_values_the_callback_uses(tmp_path):
         (5.0, 7.0, ["Own", "Other"], 9)
 
 
-# sr3 3.3.1's Config.parse_file leaves the files it reads open (config/__init__.py:1545)
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_poll_loads_with_options_repeated_in_default_conf_and_the_config(tmp_path):
     config = raw_config(tmp_path, default="scheduled_interval 30\nmailIdleMax 40\nmailAnnounceMax 50\n"
                                           "mailFolder Site\nmailIdle off\n",
