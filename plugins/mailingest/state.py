@@ -132,7 +132,7 @@ def _pending_json(pending: Dict[Any, Announced]) -> List[List[Any]]:
     return [[round(announced.at, 3), announced.repeats, sorted(keys)] for announced, keys in sorted(groups.items())]
 
 
-def _parse_pending(entry: Dict[str, Any]) -> Dict[str, Announced]:
+def _parse_pending(entry: Dict[str, Any]) -> Dict[Any, Announced]:
     """``pending`` of a state entry (keys as stored: UIDs as ints, UIDLs as strings); {} if unusable."""
     out: Dict[Any, Announced] = {}
     groups = entry.get("pending")
