@@ -8,10 +8,10 @@ import pytest
 import sarracenia.config
 from sarracenia.config.credentials import CredentialDB
 
-from mailingest import keystore
-from mailingest.account import resolve_account
+from mailingest.security import keystore
+from mailingest.mailbox.account import resolve_account
 from mailingest.errors import ConfigError
-from mailingest.oauth2_config import OAuth2Settings, draft_client
+from mailingest.oauth2.config import OAuth2Settings, draft_client
 from mailingest.options import connection_settings, declare_connection_options
 
 REFRESH = "1//refresh-token/with+odd=chars"
