@@ -83,8 +83,8 @@ import sarracenia
 from sarracenia.flowcb import FlowCB
 
 from mailingest.atomic import remove_stale_temps
-from mailingest.mime.decoded import find_decoded
 from mailingest.errors import ConfigError, MimeError
+from mailingest.mime.decoded import find_decoded
 from mailingest.mime.journal import Batch, DecodeJournal
 from mailingest.mime.layout import DecodeResult, DecodeSettings, decode_file
 from mailingest.mime.parse import DecodeLimits

@@ -51,15 +51,15 @@ import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
 from mailingest import options as opt
-from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, resolve_account
-from mailingest.fetcher.actions import AfterDownload
 from mailingest.atomic import remove_stale_temps, write_atomically
-from mailingest.mailbox.credentials_file import CredentialsFile
-from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
-from mailingest.options import Option, connection_settings, declare_connection_options
-from mailingest.mailbox.refs import MessageRef, parse_notice_fields
+from mailingest.fetcher.actions import AfterDownload
+from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
 from mailingest.fetcher.sessions import AccountUnavailableError, SessionPool
+from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, resolve_account
+from mailingest.mailbox.credentials_file import CredentialsFile
+from mailingest.mailbox.refs import MessageRef, parse_notice_fields
+from mailingest.options import Option, connection_settings, declare_connection_options
 
 logger = logging.getLogger(__name__)
 

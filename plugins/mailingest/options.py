@@ -26,8 +26,8 @@ import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Set
 
-from mailingest.mailbox.connection import ConnectionSettings
 from mailingest.errors import ConfigError
+from mailingest.mailbox.connection import ConnectionSettings
 from mailingest.oauth2.config import OAuth2Settings, draft_client
 
 logger = logging.getLogger(__name__)

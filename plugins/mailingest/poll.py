@@ -64,15 +64,15 @@ import sarracenia.filemetadata
 from sarracenia.flowcb import FlowCB
 
 from mailingest import options as opt
+from mailingest.errors import ConfigError, MailConnectionError, MailError
 from mailingest.mailbox.account import MailAccount, parse_mail_url, resolve_account
 from mailingest.mailbox.credentials_file import CredentialsFile
-from mailingest.errors import ConfigError, MailConnectionError, MailError
-from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.mailbox.factory import new_mailbox
+from mailingest.mailbox.refs import MessageRef
 from mailingest.options import Option, connection_settings, declare_connection_options
+from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.poller.pacing import FlowPacing
 from mailingest.poller.reannounce import Announced, ReannouncePolicy
-from mailingest.mailbox.refs import MessageRef
 from mailingest.poller.state import STATE_FILE, FolderState, PollState
 
 logger = logging.getLogger(__name__)

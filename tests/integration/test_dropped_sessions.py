@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from mailingest.errors import MailConnectionError
 from mailingest.mailbox.account import resolve_account
 from mailingest.mailbox.connection import ConnectionSettings
-from mailingest.errors import MailConnectionError
-from mailingest.mailbox.imap import ImapMailbox
 from mailingest.mailbox.factory import new_mailbox
+from mailingest.mailbox.imap import ImapMailbox
 from mailingest.mailbox.pop3 import Pop3Mailbox
 from tests.helpers import downloaded_files, eml_files, wait_until
 from tests.inprocess import callback, download_batch, download_notice, mailingest_problems, url_of

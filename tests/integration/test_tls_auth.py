@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from mailingest.errors import TlsError
 from mailingest.mailbox.account import resolve_account
 from mailingest.mailbox.connection import ConnectionSettings
-from mailingest.errors import TlsError
 from mailingest.mailbox.factory import new_mailbox
 from tests.helpers import poll_config, scheme_port, wait_until
 from tests.mailgen import sample_message

@@ -5,8 +5,8 @@ import logging
 import pytest
 from sarracenia.config.credentials import CredentialDB
 
-from mailingest.mailbox.account import parse_mail_url, redact_url, resolve_account
 from mailingest.errors import ConfigError
+from mailingest.mailbox.account import parse_mail_url, redact_url, resolve_account
 
 SECRET = "s3cr#t:p@ss"
 ENCODED = "s3cr%23t%3ap%40ss"

@@ -9,10 +9,10 @@ import logging
 import pytest
 from imapclient.exceptions import LoginError
 
-from mailingest.mailbox import auth, sasl
-from mailingest.oauth2 import tokens as oauth2
-from mailingest.mailbox.account import MailAccount
 from mailingest.errors import MailAuthError
+from mailingest.mailbox import auth, sasl
+from mailingest.mailbox.account import MailAccount
+from mailingest.oauth2 import tokens as oauth2
 from mailingest.oauth2.config import OAuth2Client
 
 ERROR_JSON = json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"}).encode()

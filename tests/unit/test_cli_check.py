@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from mailingest.cli import check as cli_check
 
 

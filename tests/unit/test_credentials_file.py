@@ -9,12 +9,12 @@ import re
 import urllib.parse
 
 import pytest
-from mailingest.security import keystore
-from mailingest.mailbox.account import resolve_account
-from mailingest.mailbox.credentials_file import CredentialsFile, line_problem
-from mailingest.errors import ConfigError
 from sarracenia.config.credentials import CredentialDB
 
+from mailingest.errors import ConfigError
+from mailingest.mailbox.account import resolve_account
+from mailingest.mailbox.credentials_file import CredentialsFile, line_problem
+from mailingest.security import keystore
 from tests.secret_scan import register_secret
 
 #: a password with every character that breaks an unencoded URL

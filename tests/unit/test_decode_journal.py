@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 import pytest
+
 from mailingest.atomic import _host_tag
 from mailingest.mime.journal import DecodeJournal, Owner, process_start
-
 from tests.unit.test_decode_flowcb import IMAP_MAIL, downloaded, load, options, sample, worklist
 
 REL = "host/user/INBOX/1700000000.101.eml"

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mailingest
+from mailingest.mailbox.refs import summary_headers
 from mailingest.mime import headers
 from mailingest.mime.layout import decode_file
 from mailingest.mime.parse import DecodedMail, decode_bytes
-from mailingest.mailbox.refs import summary_headers
 
 PLUGINS = os.path.dirname(os.path.dirname(mailingest.__file__))
 NON_TEXT_CODECS = ["hex", "base64", "zlib", "rot13", "uu", "bz2", "quopri", "undefined", "punycode",

@@ -17,7 +17,6 @@ from mailingest.errors import MailAuthError, MailConnectionError
 from mailingest.poller.pacing import FlowPacing, longest_empty_sleep
 
 
-
 def in_a_minute() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=60)
 

@@ -5,9 +5,9 @@ from typing import List
 
 import pytest
 
+from mailingest.errors import MailConnectionError
 from mailingest.mailbox.account import resolve_account
 from mailingest.mailbox.connection import ConnectionSettings
-from mailingest.errors import MailConnectionError
 from mailingest.mailbox.imap import ImapMailbox, _bye
 
 ACCOUNT = resolve_account("imaps://alice:pw@mail.example.com/", None)

@@ -10,10 +10,10 @@ import stat
 import keyring
 import pytest
 
-from mailingest.security import keystore
-from mailingest.oauth2.tokens import REFRESH_MARGIN, TokenSource
 from mailingest.oauth2.config import OAuth2Client
 from mailingest.oauth2.endpoint import OAuth2Error
+from mailingest.oauth2.tokens import REFRESH_MARGIN, TokenSource
+from mailingest.security import keystore
 from tests.keyring_backend import MemoryKeyring
 
 TOKEN_URL = "https://idp.example.com/token"

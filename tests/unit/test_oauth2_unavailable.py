@@ -8,14 +8,14 @@ import socket
 
 import keyring
 import pytest
+
+from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError
+from mailingest.fetcher.sessions import RECONNECT_DELAYS, AccountUnavailableError, SessionPool
 from mailingest.mailbox import auth
-from mailingest.oauth2 import tokens as oauth2
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.connection import ConnectionSettings
-from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError
+from mailingest.oauth2 import tokens as oauth2
 from mailingest.oauth2.config import OAuth2Client
-from mailingest.fetcher.sessions import RECONNECT_DELAYS, AccountUnavailableError, SessionPool
-
 from tests.keyring_backend import MemoryKeyring
 from tests.secret_scan import register_secret
 from tests.servers.oauth2_server import OAuth2Server

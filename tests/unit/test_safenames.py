@@ -2,8 +2,15 @@
 
 import pytest
 
-from mailingest.mime.safenames import (MAX_NAME_BYTES, extension_for, fallback_name, name_key, safe_name,
-                                  truncate, unique_name)
+from mailingest.mime.safenames import (
+    MAX_NAME_BYTES,
+    extension_for,
+    fallback_name,
+    name_key,
+    safe_name,
+    truncate,
+    unique_name,
+)
 
 
 @pytest.mark.parametrize("original, expected", [

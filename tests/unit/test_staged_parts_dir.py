@@ -7,8 +7,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailingest.mime import layout
 from mailingest.atomic import remove_stale_temps, temp_name
+from mailingest.mime import layout
 from mailingest.mime.layout import decode_file
 from mailingest.mime.writer import OutputDir
 

@@ -7,9 +7,9 @@ import ssl
 import pytest
 import trustme
 
+from mailingest.errors import ConfigError, TlsError
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
-from mailingest.errors import ConfigError, TlsError
 from mailingest.security.tlsconfig import make_ssl_context
 
 ACCOUNT = MailAccount(scheme="imaps", host="mail.example.com", port=993, username="alice")

@@ -155,8 +155,8 @@ def _name(rdns: Tuple[Tuple[Tuple[str, str], ...], ...]) -> str:
 def _folders(mailbox: Any) -> List[Tuple[str, int, int]]:
     from imapclient.exceptions import IMAPClientError
 
-    from mailingest.mailbox.connection import connection_error
     from mailingest.errors import MailboxError
+    from mailingest.mailbox.connection import connection_error
 
     client = mailbox.client
     out = []

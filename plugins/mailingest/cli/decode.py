@@ -151,7 +151,7 @@ def plan(inputs: Sequence[str], output: str | None, stdin_name: str) -> Iterator
             yield Job(STDIN, stdin_name, os.path.join(output or os.curdir, parts_dir_name(stdin_name)))
         elif os.path.isdir(item):
             found = 0
-            for found, path in enumerate(_messages_below(item, skip), 1):
+            for found, path in enumerate(_messages_below(item, skip), 1):  # noqa: B007 (a count, read below)
                 relative = os.path.relpath(os.path.dirname(path), item)
                 where = os.path.dirname(path) if output is None else os.path.normpath(
                     os.path.join(output, relative))

@@ -60,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mailingest.security import keystore
-    from mailingest.oauth2 import flows as oauth2_flows
     from mailingest.errors import ConfigError
+    from mailingest.oauth2 import flows as oauth2_flows
     from mailingest.oauth2.config import OAuth2Settings, draft_client
+    from mailingest.security import keystore
 
     secret_file = os.path.abspath(args.client_secret_file) if args.client_secret_file else None
     settings = OAuth2Settings(provider=args.provider, client_id=args.client_id, client_secret_file=secret_file,

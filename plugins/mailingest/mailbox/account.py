@@ -25,10 +25,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
-from mailingest.security import keystore
 from mailingest.errors import ConfigError
-from mailingest.oauth2.config import OAuth2Client, OAuth2Settings, complete_client, draft_client
 from mailingest.mailbox.refs import account_dir
+from mailingest.oauth2.config import OAuth2Client, OAuth2Settings, complete_client, draft_client
+from mailingest.security import keystore
 
 logger = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from typing import Any, List, Optional
 
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from mailingest.oauth2 import tokens as oauth2
+from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError, server_text
 from mailingest.mailbox import sasl
 from mailingest.mailbox.account import MailAccount
-from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError, server_text
-from mailingest.oauth2.endpoint import OAuth2Error
 from mailingest.mailbox.pop3codes import is_temporary
+from mailingest.oauth2 import tokens as oauth2
+from mailingest.oauth2.endpoint import OAuth2Error
 
 logger = logging.getLogger(__name__)
 

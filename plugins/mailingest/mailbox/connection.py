@@ -8,8 +8,8 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mailingest.mailbox.account import MailAccount
 from mailingest.errors import MailConnectionError, MailError, TlsError
+from mailingest.mailbox.account import MailAccount
 from mailingest.oauth2.config import OAuth2Settings
 from mailingest.security.tlsconfig import make_ssl_context
 

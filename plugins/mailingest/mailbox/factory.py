@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailingest.errors import ConfigError
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.connection import ConnectionSettings
-from mailingest.errors import ConfigError
 
 
 def new_mailbox(account: MailAccount, settings: ConnectionSettings) -> Any:

@@ -15,9 +15,6 @@ import socket
 import ssl
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from mailingest.mailbox.account import MailAccount
-from mailingest.mailbox.auth import pop3_login
-from mailingest.mailbox.connection import ConnectionSettings, connection_error
 from mailingest.errors import (
     MailboxError,
     MailConnectionError,
@@ -26,6 +23,9 @@ from mailingest.errors import (
     TlsError,
     server_text,
 )
+from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.auth import pop3_login
+from mailingest.mailbox.connection import ConnectionSettings, connection_error
 from mailingest.mailbox.pop3codes import is_temporary
 from mailingest.mailbox.refs import MessageRef, summary_headers
 

@@ -22,8 +22,8 @@ from email.errors import MessageError, MissingHeaderBodySeparatorDefect
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
-from mailingest.mime import headers, payloads
 from mailingest.errors import DecodeLimitError, MimeError
+from mailingest.mime import headers, payloads
 
 _BODY_TEXT = "body-text"
 _BODY_HTML = "body-html"

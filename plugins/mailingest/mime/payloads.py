@@ -15,8 +15,12 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Sequence
-from email.errors import (CloseBoundaryNotFoundDefect, InvalidBase64LengthDefect,
-                          InvalidBase64PaddingDefect, MissingHeaderBodySeparatorDefect)
+from email.errors import (
+    CloseBoundaryNotFoundDefect,
+    InvalidBase64LengthDefect,
+    InvalidBase64PaddingDefect,
+    MissingHeaderBodySeparatorDefect,
+)
 from email.message import Message
 
 from mailingest.mime.headers import HEADER_ERRORS, POLICY, decode_body, decode_raw

@@ -30,9 +30,9 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from mailingest.security import keystore
 from mailingest.oauth2.config import OAuth2Client
 from mailingest.oauth2.endpoint import OAuth2Error, client_fields, post_form, token_response
+from mailingest.security import keystore
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from mailingest.errors import ConfigError
-from mailingest.poller.reannounce import Announced, ReannouncePolicy, record
 from mailingest.mailbox.refs import MessageRef
+from mailingest.poller.reannounce import Announced, ReannouncePolicy, record
 from mailingest.poller.state import FolderState
 
 logger = logging.getLogger(__name__)
