@@ -86,7 +86,6 @@ def _cpu_model() -> str:
 
 def machine_notes(python: str) -> Dict[str, str]:
     import os
-
     from importlib import metadata
 
     try:

@@ -35,7 +35,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import mailingest, sarracenia, pika, imapclient, trustme, pytest, build, netifaces, xdist, hypothesis' >/dev/null 2>&1; then
+if ! .venv/bin/python -c 'import mailingest, sarracenia, pika, imapclient, trustme, pytest, build, netifaces, xdist, hypothesis, mypy' >/dev/null 2>&1 || [ ! -x .venv/bin/ruff ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[test]'
 fi

@@ -26,7 +26,6 @@ from tests.secret_scan import find_leaks, register_secret  # noqa: E402
 from tests.servers import DovecotAccount, DovecotServer, RabbitMQServer  # noqa: E402
 from tests.servers.dovecot import memory_tmp  # noqa: E402
 
-
 #: Workers for ``-n auto``: the integration tests spend most of their time waiting (on sr3's
 #: cycles, on servers), so twice the cores, at least 4; at most 8, as every worker runs its own
 #: RabbitMQ and Dovecot.  PYTEST_XDIST_AUTO_NUM_WORKERS overrides it, as in pytest-xdist.

@@ -14,8 +14,8 @@ import sarracenia.config
 import sarracenia.flowcb
 from sarracenia.config.credentials import CredentialDB
 
-from mailingest.account import parse_mail_url
-from mailingest.refs import parse_notice_fields
+from mailingest.mailbox.account import parse_mail_url
+from mailingest.mailbox.refs import parse_notice_fields
 from tests.helpers import scheme_port
 
 

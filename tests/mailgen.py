@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 
 
 def sample_message(index: int, *, attachments: bool = True, size_hint: int = 0, seed: int = 0) -> bytes:

@@ -70,11 +70,11 @@ def per_message_fetch(ctx: BenchContext, account, uid_list: List[int]) -> Tuple[
 
 
 def ours_per_message(ctx: BenchContext, account, uid_list: List[int]) -> Tuple[float, int]:
-    """The same loop through mailingest.imap.ImapMailbox.fetch_raw (no sr3, no disk)."""
-    from mailingest.account import resolve_account
-    from mailingest.connection import ConnectionSettings
-    from mailingest.imap import ImapMailbox
-    from mailingest.refs import MessageRef
+    """The same loop through mailingest.mailbox.imap.ImapMailbox.fetch_raw (no sr3, no disk)."""
+    from mailingest.mailbox.account import resolve_account
+    from mailingest.mailbox.connection import ConnectionSettings
+    from mailingest.mailbox.imap import ImapMailbox
+    from mailingest.mailbox.refs import MessageRef
 
     mail_account = resolve_account(ctx.imaps_url(account, with_password=True), None)
     mailbox = ImapMailbox(mail_account, ConnectionSettings(ca_file=str(account.server.ca_pem))).connect()

@@ -58,11 +58,11 @@ mailDecodeAnnounce  str    all         which files written get a notice: all, no
 ==================  =====  ==========  =========================================================
 
 A decode survives the death of its worker (sr3 acknowledges a notice before ``after_work``):
-``after_accept`` records the pass's .eml notices in a journal (:mod:`mailingest.journal`, in the
+``after_accept`` records the pass's .eml notices in a journal (:mod:`mailingest.mime.journal`, in the
 subscriber's sr3 cache directory) before the download, ``after_post`` forgets them once posted,
 and a worker of the same host takes over a dead worker's pending decodes at ``on_start`` and
 ``on_housekeeping`` and finishes them in its next ``after_work``.  A complete ``x.parts`` of the
-same message (:mod:`mailingest.decoded`) is announced again, never rewritten, so announcements
+same message (:mod:`mailingest.mime.decoded`) is announced again, never rewritten, so announcements
 are at least once (docs/decode.md, "What a killed worker leaves behind").
 
 An attached message over a bound is kept as its .eml, undecoded (``"status": "not-decoded"``
@@ -83,11 +83,11 @@ import sarracenia
 from sarracenia.flowcb import FlowCB
 
 from mailingest.atomic import remove_stale_temps
-from mailingest.decoded import find_decoded
 from mailingest.errors import ConfigError, MimeError
-from mailingest.journal import Batch, DecodeJournal
-from mailingest.layout import DecodeResult, DecodeSettings, decode_file
-from mailingest.mime import DecodeLimits
+from mailingest.mime.decoded import find_decoded
+from mailingest.mime.journal import Batch, DecodeJournal
+from mailingest.mime.layout import DecodeResult, DecodeSettings, decode_file
+from mailingest.mime.parse import DecodeLimits
 from mailingest.options import Option, count, declare, flag
 from mailingest.sr3log import DecodedFilesQuiet
 
@@ -108,7 +108,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
         self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0}
-        # pending decodes (see mailingest.journal): recorded before sr3 acknowledges a notice,
+        # pending decodes (see mailingest.mime.journal): recorded before sr3 acknowledges a notice,
         # forgotten once the announcements are posted, taken over from a dead worker
         self.journal = DecodeJournal(os.path.join(str(getattr(self.o, "cfg_run_dir", ".")), JOURNAL_DIR),
                                      fsync=self.settings.fsync)

@@ -19,7 +19,7 @@ For each notice published by :mod:`mailingest.poll` the callback:
    ``after_accept``, so accounts sharing a directory never collide), fsyncs, sets mtime to
    INTERNALDATE, renames it onto ``new_file`` and fsyncs the directory;
 5. makes the notice's ``size`` and ``identity`` (checksum) true for the file written;
-6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.actions`).
+6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.fetcher.actions`).
    POP3 deletions are committed (QUIT) at the end of each batch.
 
 A repeated notice (the poll's ``mailReannounceAfter``, a redelivery) whose final file already
@@ -31,9 +31,9 @@ temp file, so memory stays bounded whatever the size.
 
 A message no longer on the server (expunged, moved, folder recreated) is logged once and
 rejected (410), never retried.  A broken connection is re-opened within the same call (see
-:mod:`mailingest.sessions`); an account that refuses the login or stays unreachable is paused
+:mod:`mailingest.fetcher.sessions`); an account that refuses the login or stays unreachable is paused
 with a growing backoff and its notices go back to sr3, which retries them later.  A download
-directory that cannot be written is waited out here (:mod:`mailingest.diskwait`): one error line,
+directory that cannot be written is waited out here (:mod:`mailingest.fetcher.diskwait`): one error line,
 a probe every 30 s at most, and the notice kept in hand until the file can be written.
 
 Options: ``mailAfterDownload``, ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout``
@@ -51,15 +51,15 @@ import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
 from mailingest import options as opt
-from mailingest.account import MailAccount, parse_mail_url, redact_url, resolve_account
-from mailingest.actions import AfterDownload
 from mailingest.atomic import remove_stale_temps, write_atomically
-from mailingest.credentials_file import CredentialsFile
-from mailingest.diskwait import DirectoryWait, LocalWriteError, make_directory
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
+from mailingest.fetcher.actions import AfterDownload
+from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
+from mailingest.fetcher.sessions import AccountUnavailableError, SessionPool
+from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, resolve_account
+from mailingest.mailbox.credentials_file import CredentialsFile
+from mailingest.mailbox.refs import MessageRef, parse_notice_fields
 from mailingest.options import Option, connection_settings, declare_connection_options
-from mailingest.refs import MessageRef, parse_notice_fields
-from mailingest.sessions import AccountUnavailableError, SessionPool
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class Download(FlowCB):
     def _fetch_until_written(self, account: MailAccount, ref: MessageRef, msg: sarracenia.Message,
                              final_path: str, where: str) -> bool:
         """Fetch the message into *final_path*; while its directory cannot be written, wait
-        (:mod:`mailingest.diskwait`) and fetch again.  False when a stop was requested, or when
+        (:mod:`mailingest.fetcher.diskwait`) and fetch again.  False when a stop was requested, or when
         writing keeps failing although the directory passes the probe (e.g. a name the file
         system refuses): the notice then goes to sr3's retry queue."""
         refused_after_probe = 0

@@ -20,7 +20,7 @@ class MailConnectionError(MailError):
 
 class OAuth2UnavailableError(MailConnectionError):
     """The OAuth2 token endpoint is down, unreachable or answers 5xx: transient, retried with a backoff
-    (a provider that *refuses* raises :class:`mailingest.oauth2_endpoint.OAuth2Error`, a MailAuthError)."""
+    (a provider that *refuses* raises :class:`mailingest.oauth2.endpoint.OAuth2Error`, a MailAuthError)."""
 
 
 class TlsError(MailError):

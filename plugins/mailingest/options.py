@@ -26,9 +26,9 @@ import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Set
 
-from mailingest.connection import ConnectionSettings
 from mailingest.errors import ConfigError
-from mailingest.oauth2_config import OAuth2Settings, draft_client
+from mailingest.mailbox.connection import ConnectionSettings
+from mailingest.oauth2.config import OAuth2Settings, draft_client
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def _apply_rule_to_what_sr3_shows() -> None:
 
 def connection_settings(options: Any) -> ConnectionSettings:
     """Connection settings of a flow (TLS, timeouts, OAuth2); pass ``.oauth2`` to
-    :func:`mailingest.account.resolve_account`.
+    :func:`mailingest.mailbox.account.resolve_account`.
 
     :raises ConfigError: bad tlsRigour, unreadable mailCaFile, or bad OAuth2 options.
     """

@@ -17,7 +17,7 @@ message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies ar
 fetched and no flag changes, so the poll is read-only unless ``mailQuarantineFolder`` is set.
 
 Notice: ``relPath`` ``<host>[+<port>]/<user>/<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3
-``<host>[+<port>]/<user>/INBOX/<UIDL>.eml``, see :mod:`mailingest.refs`); ``baseUrl`` the
+``<host>[+<port>]/<user>/INBOX/<UIDL>.eml``, see :mod:`mailingest.mailbox.refs`); ``baseUrl`` the
 pollUrl without password or path; ``mtime`` the
 INTERNALDATE (POP3: the Date header); ``mail`` folder, uidvalidity, uid (or uidl), size,
 internalDate, messageId, subject, from, date.
@@ -29,7 +29,7 @@ are listed again by the next cycle: a crash or a bug re-announces, never loses.
 
 With ``mailReannounceAfter`` (default 1h for IMAP, off for POP3) a message announced that long
 ago and still matching the search (POP3: still in the maildrop) is announced again, so a notice
-the broker dropped (no queue bound yet, queue purged) is healed; see :mod:`mailingest.reannounce`.
+the broker dropped (no queue bound yet, queue purged) is healed; see :mod:`mailingest.poller.reannounce`.
 
 The connection is kept between cycles (one login, not one per cycle), checked with NOOP, and
 re-opened with a growing backoff after a failure; what arrived meanwhile is caught up by the
@@ -38,7 +38,7 @@ which on Maildir servers costs O(mailbox).
 
 With ``mailIdle on`` (IMAP IDLE) the poll is push, whatever ``scheduled_interval`` says: it waits
 in IDLE on the first folder and returns as soon as mail arrives, after having sr3's scheduler
-let the next gather through at once (:mod:`mailingest.pacing`), so it is back in IDLE right after
+let the next gather through at once (:mod:`mailingest.poller.pacing`), so it is back in IDLE right after
 sr3 has posted the notices.  ``scheduled_interval`` then paces only the full cycles over every
 folder (and a server without IDLE, which is polled normally).  Control goes back to sr3 after
 ``mailIdleMax``, when housekeeping is due or on a stop request.  A session the server ends during
@@ -64,16 +64,16 @@ import sarracenia.filemetadata
 from sarracenia.flowcb import FlowCB
 
 from mailingest import options as opt
-from mailingest.account import MailAccount, parse_mail_url, resolve_account
-from mailingest.credentials_file import CredentialsFile
 from mailingest.errors import ConfigError, MailConnectionError, MailError
-from mailingest.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
-from mailingest.mailbox import new_mailbox
+from mailingest.mailbox.account import MailAccount, parse_mail_url, resolve_account
+from mailingest.mailbox.credentials_file import CredentialsFile
+from mailingest.mailbox.factory import new_mailbox
+from mailingest.mailbox.refs import MessageRef
 from mailingest.options import Option, connection_settings, declare_connection_options
-from mailingest.pacing import FlowPacing
-from mailingest.reannounce import Announced, ReannouncePolicy
-from mailingest.refs import MessageRef
-from mailingest.state import STATE_FILE, FolderState, PollState
+from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
+from mailingest.poller.pacing import FlowPacing
+from mailingest.poller.reannounce import Announced, ReannouncePolicy
+from mailingest.poller.state import STATE_FILE, FolderState, PollState
 
 logger = logging.getLogger(__name__)
 

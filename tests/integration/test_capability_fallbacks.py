@@ -14,10 +14,10 @@ from datetime import datetime
 
 import pytest
 
-from tests.secret_scan import register_secret
 from tests.helpers import eml_files, imap_client, imap_raw, make_home, poll_config
 from tests.inprocess import callback, download_batch, download_notice, mailingest_problems, poll_pass, url_of
 from tests.mailgen import sample_message
+from tests.secret_scan import register_secret
 from tests.servers import DovecotServer
 from tests.sr3env import NoticeCollector
 

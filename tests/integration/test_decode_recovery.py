@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mailingest.atomic import process_running
 
+from mailingest.atomic import process_running
 from tests.helpers import child_pids, imap_raw, make_home, wait_until
 from tests.integration.test_download_depth import announce_all, setup_subscriber
 from tests.mailgen import sample_message

@@ -14,8 +14,20 @@ from pathlib import Path
 import pytest
 
 from mailingest.atomic import process_running
-from tests.helpers import (child_pids, downloaded_files, eml_files, imap_client, imap_flags, imap_raw, make_home,
-                           no_partial_files, peak_rss_kib, poll_config, subscribe_config, wait_until)
+from tests.helpers import (
+    child_pids,
+    downloaded_files,
+    eml_files,
+    imap_client,
+    imap_flags,
+    imap_raw,
+    make_home,
+    no_partial_files,
+    peak_rss_kib,
+    poll_config,
+    subscribe_config,
+    wait_until,
+)
 from tests.mailgen import sample_message
 from tests.sr3env import NoticeCollector
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from mailingest.account import resolve_account
-from mailingest.connection import ConnectionSettings
 from mailingest.errors import MailConnectionError
-from mailingest.imap import ImapMailbox
-from mailingest.mailbox import new_mailbox
-from mailingest.pop3 import Pop3Mailbox
+from mailingest.mailbox.account import resolve_account
+from mailingest.mailbox.connection import ConnectionSettings
+from mailingest.mailbox.factory import new_mailbox
+from mailingest.mailbox.imap import ImapMailbox
+from mailingest.mailbox.pop3 import Pop3Mailbox
 from tests.helpers import downloaded_files, eml_files, wait_until
 from tests.inprocess import callback, download_batch, download_notice, mailingest_problems, url_of
 from tests.mailgen import sample_message

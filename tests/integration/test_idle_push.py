@@ -21,7 +21,7 @@ from datetime import datetime
 
 import pytest
 
-from mailingest.imap import ImapMailbox
+from mailingest.mailbox.imap import ImapMailbox
 from tests.helpers import imap_client, make_home, poll_config, wait_until
 from tests.inprocess import callback, poll_pass, url_of
 from tests.integration.test_poll_depth import message

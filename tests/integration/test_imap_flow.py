@@ -7,8 +7,10 @@ import hashlib
 
 import pytest
 
+from tests.helpers import eml_files, make_home, no_partial_files, wait_until
+from tests.helpers import imap_flags as server_state
+from tests.helpers import imap_raw as server_raw
 from tests.mailgen import eight_bit_message, sample_message
-from tests.helpers import eml_files, imap_flags as server_state, imap_raw as server_raw, make_home, no_partial_files, wait_until
 from tests.sr3env import NoticeCollector
 
 pytestmark = pytest.mark.integration
@@ -116,7 +118,7 @@ def test_wrong_password_gives_one_clear_line_and_recovers(tmp_path, rabbitmq, ma
             poll.wait_for_more_cycles(2)  # one more cycle fails in full, another starts
             text = poll.log_text()
             assert poll.alive()
-            line = next(l for l in text.splitlines() if "login refused for" in l)
+            line = next(entry for entry in text.splitlines() if "login refused for" in entry)
             assert f"imaps://{mail_account.user}@{mail_account.server.host}:{mail_account.server.imaps_port}" in line
             assert "uthentication" in line  # the server's reason
             assert text.count("login refused for") == 1, "the same failure is logged once, not every cycle"
@@ -141,7 +143,7 @@ def test_unreachable_server_gives_one_clear_line_and_recovers(tmp_path, rabbitmq
     try:
         with home.foreground("poll/mail") as poll:
             text = poll.wait_for_log("connection refused", timeout=60)
-            line = next(l for l in text.splitlines() if "connection refused" in l)
+            line = next(entry for entry in text.splitlines() if "connection refused" in entry)
             assert f"{mail_account.user}@{dovecot.host}:{dovecot.imaps_port}" in line
             assert poll.alive()
             dovecot.start()

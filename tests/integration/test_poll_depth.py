@@ -131,7 +131,7 @@ def test_oversize_message_is_logged_quarantined_and_not_announced(tmp_path, rabb
                        extra="mailMaxSize 100k\nmailQuarantineFolder Quarantine")
     assert [n["mail"]["subject"] for n in notices] == ["small"]
     log = home.logs.joinpath("poll_p.log").read_text()
-    line = next(l for l in log.splitlines() if "over mailMaxSize" in l)
+    line = next(entry for entry in log.splitlines() if "over mailMaxSize" in entry)
     assert "UID 2" in line and "Quarantine" in line
     assert log.count("over mailMaxSize") == 1, "an oversize message is reported once, not every cycle"
     with imap_client(mail_account) as client:
@@ -210,8 +210,8 @@ def test_big_mailbox_later_cycles_cost_follows_new_mail(tmp_path, rabbitmq, mail
         poll.wait_for_log("0 new message(s) to announce", timeout=30, count=2)
         rss = peak_rss_kib(poll.popen.pid)
         text = poll.log_text()
-    later = [float(l.split("listed in ")[1].split(" s")[0]) for l in text.splitlines()
-             if "new message(s) to announce" in l and "listed in" in l][1:]
+    later = [float(entry.split("listed in ")[1].split(" s")[0]) for entry in text.splitlines()
+             if "new message(s) to announce" in entry and "listed in" in entry][1:]
     print(f"\n100k mailbox: first cycle {first_cycle:.1f} s (incl. sr3 start), later cycles "
           f"median {statistics.median(later):.3f} s, peak RSS {rss / 1024:.0f} MiB")
     assert len(collector.drain()) == 10

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mailingest.account import resolve_account
-from mailingest.connection import ConnectionSettings
 from mailingest.errors import TlsError
-from mailingest.mailbox import new_mailbox
+from mailingest.mailbox.account import resolve_account
+from mailingest.mailbox.connection import ConnectionSettings
+from mailingest.mailbox.factory import new_mailbox
 from tests.helpers import poll_config, scheme_port, wait_until
 from tests.mailgen import sample_message
 from tests.servers import DovecotServer

@@ -9,8 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (eml_files, imap_client, imap_flags, imap_raw, make_home, no_partial_files, poll_config,
-                           scheme_port, subscribe_config, wait_until)
+from tests.helpers import (
+    eml_files,
+    imap_client,
+    imap_flags,
+    imap_raw,
+    make_home,
+    no_partial_files,
+    poll_config,
+    scheme_port,
+    subscribe_config,
+    wait_until,
+)
 from tests.mailgen import sample_message
 from tests.secret_scan import register_secret
 

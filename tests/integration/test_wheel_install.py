@@ -93,8 +93,10 @@ def test_the_wheel_holds_the_package_its_examples_and_licence_and_no_test_or_ben
     dist_info = f"mailingest-{mailingest.__version__}.dist-info"
     assert built.wheel.name.startswith(f"mailingest-{mailingest.__version__}-py3-none-any")
     assert all(n.startswith(("mailingest/", dist_info + "/")) for n in names), names
-    modules = {p.name for p in (REPO / "plugins" / "mailingest").glob("*.py")}
-    assert {n.split("/", 1)[1] for n in names if n.count("/") == 1 and n.endswith(".py")} == modules
+    # every module of every subpackage (mime/, mailbox/, poller/, ... : docs/design.md, "Pieces")
+    modules = {p.relative_to(REPO / "plugins").as_posix() for p in (REPO / "plugins" / "mailingest").rglob("*.py")}
+    assert {n for n in names if n.endswith(".py")} == modules
+    assert {"mailingest/mime/__init__.py", "mailingest/cli/__init__.py"} <= modules
     with zipfile.ZipFile(built.wheel) as archive:
         shipped = {n.removeprefix("mailingest/examples/"): archive.read(n)
                    for n in names if n.startswith("mailingest/examples/")}

@@ -5,8 +5,8 @@ import logging
 import pytest
 from sarracenia.config.credentials import CredentialDB
 
-from mailingest.account import parse_mail_url, redact_url, resolve_account
 from mailingest.errors import ConfigError
+from mailingest.mailbox.account import parse_mail_url, redact_url, resolve_account
 
 SECRET = "s3cr#t:p@ss"
 ENCODED = "s3cr%23t%3ap%40ss"
@@ -71,7 +71,7 @@ def test_default_port_written_or_not_still_matches(poll_url, credential_line):
 
 
 def test_missing_password_is_a_config_error_with_both_remedies(monkeypatch):
-    monkeypatch.setattr("mailingest.account._from_keyring", lambda service, user: None)
+    monkeypatch.setattr("mailingest.mailbox.account._from_keyring", lambda service, user: None)
     with pytest.raises(ConfigError, match="credentials.conf.*keyring set mailingest:imaps://mail.example.com:993 alice"):
         resolve_account("imaps://alice@mail.example.com/", credentials())
 
@@ -83,7 +83,7 @@ def test_keyring_is_asked_when_credentials_conf_has_no_password(monkeypatch):
         asked.append((service, user))
         return SECRET
 
-    monkeypatch.setattr("mailingest.account._from_keyring", fake_keyring)
+    monkeypatch.setattr("mailingest.mailbox.account._from_keyring", fake_keyring)
     account = resolve_account("imaps://alice@mail.example.com/", credentials())
     assert account.password == SECRET
     assert asked == [("mailingest:imaps://mail.example.com:993", "alice")]

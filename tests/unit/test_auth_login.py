@@ -9,10 +9,11 @@ import logging
 import pytest
 from imapclient.exceptions import LoginError
 
-from mailingest import auth, oauth2, sasl
-from mailingest.account import MailAccount
 from mailingest.errors import MailAuthError
-from mailingest.oauth2_config import OAuth2Client
+from mailingest.mailbox import auth, sasl
+from mailingest.mailbox.account import MailAccount
+from mailingest.oauth2 import tokens as oauth2
+from mailingest.oauth2.config import OAuth2Client
 
 ERROR_JSON = json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"}).encode()
 

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from mailingest import cli_check
+
+from mailingest.cli import check as cli_check
 
 
 def _args(config: str, url: str = "") -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""Specification of ``mailingest decode`` (mailingest.cli_decode + mailingest.layout) on crafted messages.
+"""Specification of ``mailingest decode`` (mailingest.cli.decode + mailingest.mime.layout) on crafted messages.
 
 Standard input, exit codes, the summary line and the progress bar are checked on the real command
 (``python -m mailingest`` in a subprocess, under a pseudo-terminal for the progress bar)."""
@@ -336,7 +336,7 @@ def test_max_bytes_accepts_sr3_size_suffixes(eml, tmp_path):
 @pytest.mark.parametrize("text, size", [("1000", 1000), ("100m", 100_000_000), ("100mb", 100 * 1024 ** 2),
                                         ("2Gi", 2 * 1024 ** 3), ("5k", 5000)])
 def test_size_syntax_matches_sr3(text, size):
-    from mailingest.cli_decode import parse_size
+    from mailingest.cli.decode import parse_size
     assert parse_size(text) == size
 
 
@@ -360,7 +360,7 @@ def test_the_decode_path_does_not_import_sarracenia(eml, tmp_path):
 
 
 def test_a_write_failure_removes_what_was_written(eml, tmp_path, monkeypatch, caplog):
-    from mailingest import writer
+    from mailingest.mime import writer
 
     real = writer.OutputDir.write
     calls = []
@@ -379,7 +379,7 @@ def test_a_write_failure_removes_what_was_written(eml, tmp_path, monkeypatch, ca
 
 def test_the_byte_limit_defaults_to_the_callbacks_and_its_help_reads_as_the_option_does(capsys):
     from mailingest.cli import build_parser
-    from mailingest.mime import DecodeLimits
+    from mailingest.mime.parse import DecodeLimits
 
     args = build_parser().parse_args(["decode", "x.eml"])
     assert args.max_bytes == DecodeLimits().max_decoded_bytes

@@ -1,4 +1,4 @@
-"""Specification of ``mailingest examples [DIR] [--force]`` (mailingest.cli_examples)."""
+"""Specification of ``mailingest examples [DIR] [--force]`` (mailingest.cli.examples)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mailingest.cli import main
-from mailingest.cli_examples import shipped_examples
+from mailingest.cli.examples import shipped_examples
 
 REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

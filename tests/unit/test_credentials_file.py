@@ -9,12 +9,12 @@ import re
 import urllib.parse
 
 import pytest
-from mailingest import keystore
-from mailingest.account import resolve_account
-from mailingest.credentials_file import CredentialsFile, line_problem
-from mailingest.errors import ConfigError
 from sarracenia.config.credentials import CredentialDB
 
+from mailingest.errors import ConfigError
+from mailingest.mailbox.account import resolve_account
+from mailingest.mailbox.credentials_file import CredentialsFile, line_problem
+from mailingest.security import keystore
 from tests.secret_scan import register_secret
 
 #: a password with every character that breaks an unencoded URL
@@ -89,7 +89,7 @@ def test_a_password_fixed_in_the_file_is_used_at_the_next_lookup_and_the_change_
     assert resolve_account("imaps://erin@mail.example.com/", credentials.database()).password == WRONG
     first = credentials.generation
     write(conf, f"imaps://erin:{GOOD}@mail.example.com/")
-    caplog.set_level(logging.INFO, logger="mailingest.credentials_file")
+    caplog.set_level(logging.INFO, logger="mailingest.mailbox.credentials_file")
     assert resolve_account("imaps://erin@mail.example.com/", credentials.database()).password == GOOD
     assert resolve_account("imaps://erin@mail.example.com/", credentials.database()).password == GOOD
     assert credentials.generation == first + 1

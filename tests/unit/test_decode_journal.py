@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 import pytest
-from mailingest.atomic import _host_tag
-from mailingest.journal import DecodeJournal, Owner, process_start
 
+from mailingest.atomic import _host_tag
+from mailingest.mime.journal import DecodeJournal, Owner, process_start
 from tests.unit.test_decode_flowcb import IMAP_MAIL, downloaded, load, options, sample, worklist
 
 REL = "host/user/INBOX/1700000000.101.eml"
@@ -256,7 +256,7 @@ def test_a_batch_whose_takers_keep_dying_is_set_aside_instead_of_crash_looping(o
     leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
     for _attempt in range(5):  # each taker dies before its post
         taker = subprocess.run([sys.executable, "-c",
-                                "import sys; from mailingest.journal import DecodeJournal;"
+                                "import sys; from mailingest.mime.journal import DecodeJournal;"
                                 "assert DecodeJournal(sys.argv[1]).take_over_orphans()", journal_dir(o)],
                                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
         assert taker.returncode == 0

@@ -1,4 +1,4 @@
-"""Specification of mailingest.diskwait: an unwritable download directory is waited out with a
+"""Specification of mailingest.fetcher.diskwait: an unwritable download directory is waited out with a
 bounded backoff and few log lines."""
 
 import errno
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mailingest.diskwait import PROBE_DELAYS, DirectoryWait, LocalWriteError, probe_writable
+from mailingest.fetcher.diskwait import PROBE_DELAYS, DirectoryWait, LocalWriteError, probe_writable
 
 READ_ONLY = OSError(errno.EROFS, "Read-only file system")
 
@@ -56,12 +56,12 @@ def test_at_most_three_error_lines_in_any_minute_of_a_long_outage(caplog):
     stamps = []
     handler = logging.Handler()
     handler.emit = lambda record: stamps.append((fake.now, record.levelno))
-    logging.getLogger("mailingest.diskwait").addHandler(handler)
+    logging.getLogger("mailingest.fetcher.diskwait").addHandler(handler)
     try:
         assert waiter.wait(LocalWriteError("/data/mail", READ_ONLY), "imaps://alice@mail/INBOX/1.eml", probe)
         waiter.written("/data/mail")
     finally:
-        logging.getLogger("mailingest.diskwait").removeHandler(handler)
+        logging.getLogger("mailingest.fetcher.diskwait").removeHandler(handler)
     errors = [t for t, level in stamps if level == logging.ERROR]
     assert 2 <= len(errors) <= 31
     assert all(sum(1 for t in errors if start <= t < start + 60) <= 3 for start in errors)

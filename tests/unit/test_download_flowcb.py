@@ -19,7 +19,7 @@ import sarracenia.flowcb
 from sarracenia.config.credentials import CredentialDB
 
 from mailingest.errors import MailConnectionError, MessageGoneError
-from mailingest.refs import MessageRef
+from mailingest.mailbox.refs import MessageRef
 
 BASE_URL = "imaps://alice@mail.example.com/"
 ACCOUNT_DIR = "mail.example.com/alice"
@@ -75,8 +75,8 @@ def worker(tmp_path, monkeypatch):
     FakeMailbox.fail_next_fetches = 0
     FakeMailbox.fetches = 0
     FakeMailbox.directory = str(tmp_path / ACCOUNT_DIR / "INBOX")
-    monkeypatch.setattr("mailingest.sessions.new_mailbox", FakeMailbox)
-    monkeypatch.setattr("mailingest.sessions.time.sleep", lambda s: None)
+    monkeypatch.setattr("mailingest.fetcher.sessions.new_mailbox", FakeMailbox)
+    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
     o = sarracenia.config.no_file_config()
     o.component, o.config, o.action, o.no = "subscribe", "t", "foreground", 0
     o.directory = str(tmp_path)

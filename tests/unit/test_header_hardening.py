@@ -1,6 +1,6 @@
 """Specification of hostile headers (issue 11, header half; docs/decode.md "Hostile headers"):
 no header, parameter or charset makes a message undecodable, slow or memory-hungry, in the
-decoder (mailingest.mime / headers) and in the poll's summary (mailingest.refs)."""
+decoder (mailingest.mime.parse / headers) and in the poll's summary (mailingest.mailbox.refs)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailingest import headers
-from mailingest.layout import decode_file
-from mailingest.mime import DecodedMail, decode_bytes
-from mailingest.refs import summary_headers
+import mailingest
+from mailingest.mailbox.refs import summary_headers
+from mailingest.mime import headers
+from mailingest.mime.layout import decode_file
+from mailingest.mime.parse import DecodedMail, decode_bytes
 
-PLUGINS = os.path.dirname(os.path.dirname(headers.__file__))
+PLUGINS = os.path.dirname(os.path.dirname(mailingest.__file__))
 NON_TEXT_CODECS = ["hex", "base64", "zlib", "rot13", "uu", "bz2", "quopri", "undefined", "punycode",
                    "idna", "unicode_escape", "raw_unicode_escape"]
 ODD_CHARSETS = NON_TEXT_CODECS + ["utf\x00-8", "utf\xe9-8", "", " ", "x" * 200, "utf-7", "utf-16",
@@ -359,7 +360,7 @@ def test_every_charset_decodes_any_bytes_to_clean_text_or_is_refused(name, data)
 # -- time and memory, measured in a subprocess ---------------------------------------------------
 _MEASURE = textwrap.dedent("""
     import gc, resource, sys, time
-    from mailingest import mime
+    from mailingest.mime import parse as mime
     raw = open(sys.argv[1], "rb").read()
     mime.decode_bytes(raw)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -420,7 +421,7 @@ def test_a_hostile_message_under_5_mb_decodes_within_5_cpu_seconds_and_400_mb(sh
 _MANY = textwrap.dedent("""
     import gc, sys
     import psutil
-    from mailingest import mime
+    from mailingest.mime import parse as mime
     shapes = [
         lambda i: b"From: a@b.c\\nSubject: " + b" ".join([b"=?utf-8?q?m%d?=" % i] * 200) + b"\\n\\nhi\\n",
         lambda i: b"From: a@b.c\\nTo: " + b", ".join(b"U%d <u%d@x.org>" % (i, j) for j in range(50)) + b"\\n\\nhi\\n",

@@ -1,4 +1,4 @@
-"""How a poll with mailIdle on paces itself inside sr3's poll flow (mailingest.pacing and the
+"""How a poll with mailIdle on paces itself inside sr3's poll flow (mailingest.poller.pacing and the
 poll's retry policy), without a server: a Flow and its scheduler are built without their
 constructors, as sr3 3.3.1 lays them out."""
 
@@ -14,8 +14,7 @@ import sarracenia.flowcb
 from sarracenia.flowcb.scheduled.poll import Poll as Sr3Scheduler
 
 from mailingest.errors import MailAuthError, MailConnectionError
-from mailingest.pacing import FlowPacing, longest_empty_sleep
-
+from mailingest.poller.pacing import FlowPacing, longest_empty_sleep
 
 
 def in_a_minute() -> datetime.datetime:
@@ -58,7 +57,7 @@ def test_outside_an_sr3_flow_there_is_nothing_to_steer_and_one_info_line_says_so
     pacing = FlowPacing(types.SimpleNamespace(housekeeping=300, sleep=0.1))
     assert not pacing.gather_again_now()
     assert not pacing.gather_again_now()
-    lines = [r for r in caplog.records if r.name == "mailingest.pacing"]
+    lines = [r for r in caplog.records if r.name == "mailingest.poller.pacing"]
     assert len(lines) == 1 and lines[0].levelno == logging.INFO
     assert "waits for the next scheduled_interval" in lines[0].getMessage()
 

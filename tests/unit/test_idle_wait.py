@@ -5,10 +5,10 @@ from typing import List
 
 import pytest
 
-from mailingest.account import resolve_account
-from mailingest.connection import ConnectionSettings
 from mailingest.errors import MailConnectionError
-from mailingest.imap import ImapMailbox, _bye
+from mailingest.mailbox.account import resolve_account
+from mailingest.mailbox.connection import ConnectionSettings
+from mailingest.mailbox.imap import ImapMailbox, _bye
 
 ACCOUNT = resolve_account("imaps://alice:pw@mail.example.com/", None)
 

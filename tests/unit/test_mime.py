@@ -1,4 +1,4 @@
-"""Specification of MIME decoding (mailingest.mime, headers, payloads) on crafted messages."""
+"""Specification of MIME decoding (mailingest.mime.parse, headers, payloads) on crafted messages."""
 
 import base64
 import dataclasses
@@ -9,7 +9,7 @@ from email.parser import BytesParser
 import pytest
 
 from mailingest.errors import DecodeLimitError, MimeError
-from mailingest.mime import DecodeLimits, decode_bytes
+from mailingest.mime.parse import DecodeLimits, decode_bytes
 
 PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \r\n end"
 
@@ -330,10 +330,10 @@ def test_mime_error_is_a_mail_error():
     (b"plain", [], "plain"),
 ])
 def test_guess_decode(data, hints, expected):
-    from mailingest.headers import guess_decode
+    from mailingest.mime.headers import guess_decode
     assert guess_decode(data, None, hints) == expected
 
 
 def test_a_declared_charset_that_does_not_fit_keeps_replacement_characters():
-    from mailingest.headers import guess_decode
+    from mailingest.mime.headers import guess_decode
     assert guess_decode(b"\xff\xfe ok", "utf-8") == "\ufffd\ufffd ok"

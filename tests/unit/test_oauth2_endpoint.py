@@ -10,9 +10,9 @@ import urllib.parse
 
 import pytest
 
-from mailingest import oauth2_endpoint
 from mailingest.errors import ConfigError, MailAuthError
-from mailingest.oauth2_endpoint import OAuth2Error, check_token_url, post_form, scrub, token_response
+from mailingest.oauth2 import endpoint as oauth2_endpoint
+from mailingest.oauth2.endpoint import OAuth2Error, check_token_url, post_form, scrub, token_response
 
 URL = "https://idp.example.com/token"
 SECRET = "refresh-SECRET-value"

@@ -8,8 +8,8 @@ import urllib.parse
 
 import pytest
 
-from mailingest import oauth2_flows
-from mailingest.oauth2_endpoint import DEVICE_GRANT, OAuth2Error
+from mailingest.oauth2 import flows as oauth2_flows
+from mailingest.oauth2.endpoint import DEVICE_GRANT, OAuth2Error
 
 ENDPOINTS = oauth2_flows.Endpoints(token_url="https://idp/token", auth_url="https://idp/auth",
                                    device_url="https://idp/device", scope="mail offline_access",

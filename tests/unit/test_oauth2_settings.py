@@ -8,11 +8,11 @@ import pytest
 import sarracenia.config
 from sarracenia.config.credentials import CredentialDB
 
-from mailingest import keystore
-from mailingest.account import resolve_account
 from mailingest.errors import ConfigError
-from mailingest.oauth2_config import OAuth2Settings, draft_client
+from mailingest.mailbox.account import resolve_account
+from mailingest.oauth2.config import OAuth2Settings, draft_client
 from mailingest.options import connection_settings, declare_connection_options
+from mailingest.security import keystore
 
 REFRESH = "1//refresh-token/with+odd=chars"
 CLIENT_SECRET = "GOCSPX-client-secret"

@@ -10,10 +10,10 @@ import stat
 import keyring
 import pytest
 
-from mailingest import keystore
-from mailingest.oauth2 import REFRESH_MARGIN, TokenSource
-from mailingest.oauth2_config import OAuth2Client
-from mailingest.oauth2_endpoint import OAuth2Error
+from mailingest.oauth2.config import OAuth2Client
+from mailingest.oauth2.endpoint import OAuth2Error
+from mailingest.oauth2.tokens import REFRESH_MARGIN, TokenSource
+from mailingest.security import keystore
 from tests.keyring_backend import MemoryKeyring
 
 TOKEN_URL = "https://idp.example.com/token"
@@ -188,7 +188,7 @@ def test_without_a_keyring_a_rotated_token_is_kept_in_memory_and_one_error_says_
     ("invalid_client", "mailOAuth2ClientId"),
 ])
 def test_refresh_errors_name_account_provider_and_code(tmp_path, memory_keyring, code, words):
-    from mailingest.oauth2_endpoint import _advice
+    from mailingest.oauth2.endpoint import _advice
 
     clock, endpoint = FakeClock(), FakeEndpoint()
     endpoint.valid.clear() if code == "invalid_grant" else None

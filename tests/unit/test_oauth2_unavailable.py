@@ -8,13 +8,14 @@ import socket
 
 import keyring
 import pytest
-from mailingest import auth, oauth2
-from mailingest.account import MailAccount
-from mailingest.connection import ConnectionSettings
-from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError
-from mailingest.oauth2_config import OAuth2Client
-from mailingest.sessions import RECONNECT_DELAYS, AccountUnavailableError, SessionPool
 
+from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError
+from mailingest.fetcher.sessions import RECONNECT_DELAYS, AccountUnavailableError, SessionPool
+from mailingest.mailbox import auth
+from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.connection import ConnectionSettings
+from mailingest.oauth2 import tokens as oauth2
+from mailingest.oauth2.config import OAuth2Client
 from tests.keyring_backend import MemoryKeyring
 from tests.secret_scan import register_secret
 from tests.servers.oauth2_server import OAuth2Server
@@ -93,8 +94,8 @@ class _Mailbox:
 
 
 def attempts_before_giving_up(monkeypatch, failure: Exception) -> int:
-    monkeypatch.setattr("mailingest.sessions.time.sleep", lambda seconds: None)
-    monkeypatch.setattr("mailingest.sessions.new_mailbox", _Mailbox)
+    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("mailingest.fetcher.sessions.new_mailbox", _Mailbox)
     _Mailbox.failure, _Mailbox.attempts = failure, 0
     pool = SessionPool(ConnectionSettings(), lambda account, mailbox: None, {})
     account = MailAccount(scheme="imaps", host="mail.example.com", port=993, username="dave")

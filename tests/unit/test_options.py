@@ -12,6 +12,7 @@ import warnings
 import pytest
 import sarracenia.config
 import sarracenia.flowcb
+
 from mailingest import options as opt
 from mailingest.errors import ConfigError
 from mailingest.options import Option

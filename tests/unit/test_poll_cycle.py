@@ -16,8 +16,8 @@ import sarracenia.config
 import sarracenia.flowcb
 from sarracenia.config.credentials import CredentialDB
 
-from mailingest.refs import MessageRef, parse_notice_fields
-from mailingest.state import STATE_FILE
+from mailingest.mailbox.refs import MessageRef, parse_notice_fields
+from mailingest.poller.state import STATE_FILE
 
 IMAP_URL = "imaps://alice@mail.example.com/"
 POP3_URL = "pops://alice@mail.example.com/"
@@ -99,7 +99,7 @@ def server(monkeypatch):
 @pytest.fixture
 def clock(monkeypatch):
     now = types.SimpleNamespace(t=1_800_000_000.0)
-    monkeypatch.setattr("mailingest.listing.time.time", lambda: now.t)
+    monkeypatch.setattr("mailingest.poller.listing.time.time", lambda: now.t)
     return now
 
 

@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from mailingest.account import parse_mail_url
-from mailingest.refs import MessageRef, parse_notice_fields, safe_token, summary_headers
+from mailingest.mailbox.account import parse_mail_url
+from mailingest.mailbox.refs import MessageRef, parse_notice_fields, safe_token, summary_headers
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,16 @@
-"""Specification of safe file names (mailingest.safenames)."""
+"""Specification of safe file names (mailingest.mime.safenames)."""
 
 import pytest
 
-from mailingest.safenames import (MAX_NAME_BYTES, extension_for, fallback_name, name_key, safe_name,
-                                  truncate, unique_name)
+from mailingest.mime.safenames import (
+    MAX_NAME_BYTES,
+    extension_for,
+    fallback_name,
+    name_key,
+    safe_name,
+    truncate,
+    unique_name,
+)
 
 
 @pytest.mark.parametrize("original, expected", [

@@ -7,10 +7,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailingest import layout
 from mailingest.atomic import remove_stale_temps, temp_name
-from mailingest.layout import decode_file
-from mailingest.writer import OutputDir
+from mailingest.mime import layout
+from mailingest.mime.layout import decode_file
+from mailingest.mime.writer import OutputDir
 
 
 def eml(tmp_path, name="1.2.eml"):

@@ -6,7 +6,7 @@ import time
 
 from mailingest import atomic
 from mailingest.atomic import process_running, remove_stale_temps, temp_name, write_atomically
-from mailingest.state import FolderState, PollState
+from mailingest.poller.state import FolderState, PollState
 
 
 def test_poll_state_survives_a_restart(tmp_path):

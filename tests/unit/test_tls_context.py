@@ -7,10 +7,10 @@ import ssl
 import pytest
 import trustme
 
-from mailingest.account import MailAccount
-from mailingest.connection import ConnectionSettings, connection_error
 from mailingest.errors import ConfigError, TlsError
-from mailingest.tlsconfig import make_ssl_context
+from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.connection import ConnectionSettings, connection_error
+from mailingest.security.tlsconfig import make_ssl_context
 
 ACCOUNT = MailAccount(scheme="imaps", host="mail.example.com", port=993, username="alice")
 

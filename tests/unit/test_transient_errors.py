@@ -5,10 +5,10 @@ import ssl
 
 import pytest
 
-from mailingest.account import resolve_account
-from mailingest.connection import connection_error
 from mailingest.errors import MailConnectionError, TlsError
-from mailingest.pop3codes import is_temporary, response_code
+from mailingest.mailbox.account import resolve_account
+from mailingest.mailbox.connection import connection_error
+from mailingest.mailbox.pop3codes import is_temporary, response_code
 
 ACCOUNT = resolve_account("pops://alice:pw@mail.example.com/", None)
 

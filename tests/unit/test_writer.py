@@ -1,10 +1,10 @@
-"""Specification of the no-follow, no-overwrite, atomic writer (mailingest.writer)."""
+"""Specification of the no-follow, no-overwrite, atomic writer (mailingest.mime.writer)."""
 
 import os
 
 import pytest
 
-from mailingest.writer import OutputDir
+from mailingest.mime.writer import OutputDir
 
 
 def test_writes_atomically_and_leaves_no_temporary_file(tmp_path):

@@ -4,7 +4,7 @@ IMAP: ``UID SEARCH`` for the configured criteria among UIDs above the folder's h
 mark, then metadata for those UIDs only.  POP3: UIDLs not announced before.  Both apply the
 start date (``mailSince``) and the size cap (``mailMaxSize``); neither changes the mailbox.
 
-With ``mailReannounceAfter`` (a :class:`~mailingest.reannounce.ReannouncePolicy`), a listing also
+With ``mailReannounceAfter`` (a :class:`~mailingest.poller.reannounce.ReannouncePolicy`), a listing also
 returns the messages announced earlier that are due to be announced again: IMAP checks them with
 one ``UID SEARCH <low>:<high> <criteria>`` over the due UIDs; POP3 checks them against the UIDL
 list it has anyway.
@@ -22,9 +22,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from mailingest.errors import ConfigError
-from mailingest.reannounce import Announced, ReannouncePolicy, record
-from mailingest.refs import MessageRef
-from mailingest.state import FolderState
+from mailingest.mailbox.refs import MessageRef
+from mailingest.poller.reannounce import Announced, ReannouncePolicy, record
+from mailingest.poller.state import FolderState
 
 logger = logging.getLogger(__name__)
 

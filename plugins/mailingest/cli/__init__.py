@@ -3,7 +3,7 @@
 Commands:
 
 * ``mailingest decode INPUT... [-o DIR] [--force]``: decode files, directory trees and standard
-  input exactly as ``callback mailingest.decode`` does (:py:mod:`mailingest.cli_decode`);
+  input exactly as ``callback mailingest.decode`` does (:py:mod:`mailingest.cli.decode`);
 * ``mailingest check ...`` and ``mailingest oauth2 ...``: see their modules.
 
 Adding a command is one ``add_parser(subparsers)`` function in its own module that registers a
@@ -24,10 +24,10 @@ logger = logging.getLogger(__name__)
 #: sets ``func``).  Modules are imported only when their command runs (or for --help), so
 #: ``mailingest decode`` does not pay for the others' imports.
 COMMANDS: dict[str, str] = {
-    "decode": "mailingest.cli_decode:add_parser",
-    "check": "mailingest.cli_check:add_parser",
-    "oauth2": "mailingest.cli_oauth2:add_parser",
-    "examples": "mailingest.cli_examples:add_parser",
+    "decode": "mailingest.cli.decode:add_parser",
+    "check": "mailingest.cli.check:add_parser",
+    "oauth2": "mailingest.cli.oauth2:add_parser",
+    "examples": "mailingest.cli.examples:add_parser",
 }
 _AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 

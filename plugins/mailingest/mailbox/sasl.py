@@ -1,6 +1,6 @@
 """SASL messages for bearer-token logins: XOAUTH2 (Google/Microsoft) and OAUTHBEARER (RFC 7628).
 
-Pure functions, no I/O: :mod:`mailingest.auth` sends what they build.
+Pure functions, no I/O: :mod:`mailingest.mailbox.auth` sends what they build.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mailingest.account import MailAccount
 from mailingest.errors import MailConnectionError, MailError, TlsError
-from mailingest.oauth2_config import OAuth2Settings
-from mailingest.tlsconfig import make_ssl_context
+from mailingest.mailbox.account import MailAccount
+from mailingest.oauth2.config import OAuth2Settings
+from mailingest.security.tlsconfig import make_ssl_context
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Tuple
 
-from mailingest import keystore
 from mailingest.errors import ConfigError
-from mailingest.oauth2_endpoint import check_token_url
+from mailingest.oauth2.endpoint import check_token_url
+from mailingest.security import keystore
 
 MECHANISMS = ("auto", "XOAUTH2", "OAUTHBEARER")
 

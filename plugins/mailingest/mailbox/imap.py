@@ -17,9 +17,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from mailingest.account import MailAccount
-from mailingest.auth import imap_login
-from mailingest.connection import ConnectionSettings, connection_error
 from mailingest.errors import (
     MailboxError,
     MailConnectionError,
@@ -27,7 +24,10 @@ from mailingest.errors import (
     TlsError,
     server_text,
 )
-from mailingest.refs import MessageRef, summary_headers
+from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.auth import imap_login
+from mailingest.mailbox.connection import ConnectionSettings, connection_error
+from mailingest.mailbox.refs import MessageRef, summary_headers
 
 logger = logging.getLogger(__name__)
 

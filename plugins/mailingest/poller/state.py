@@ -4,7 +4,7 @@ IMAP: per account and folder, the UIDVALIDITY and the highest UID examined (``la
 A later cycle searches only ``UID last_uid+1:*``, so its cost follows the new mail, not the
 mailbox.  POP3: per account, the UIDLs announced that are still in the maildrop.  With
 ``mailReannounceAfter``, also the messages announced that may still be waiting for a download,
-with when they were announced (see :mod:`mailingest.reannounce`).  The file is JSON, replaced
+with when they were announced (see :mod:`mailingest.poller.reannounce`).  The file is JSON, replaced
 atomically; it lives in the poll's sr3 cache directory
 (``~/.cache/sr3/poll/<config>/mailingest_state.json``).
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from mailingest.atomic import write_atomically
-from mailingest.reannounce import Announced
+from mailingest.poller.reannounce import Announced
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""OAuth2 for IMAP and POP3: the access-token source (presets and settings: :mod:`mailingest.oauth2_config`).
+"""OAuth2 for IMAP and POP3: the access-token source (presets and settings: :mod:`mailingest.oauth2.config`).
 
 A :class:`TokenSource` turns a refresh token into access tokens for one mail user:
 
@@ -30,9 +30,9 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from mailingest import keystore
-from mailingest.oauth2_config import OAuth2Client
-from mailingest.oauth2_endpoint import OAuth2Error, client_fields, post_form, token_response
+from mailingest.oauth2.config import OAuth2Client
+from mailingest.oauth2.endpoint import OAuth2Error, client_fields, post_form, token_response
+from mailingest.security import keystore
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class TokenSource:
     """Access tokens for one (token URL, client, user); see the module docstring.
 
     :param clock: monotonic seconds (tests pass a fake).
-    :param post: :func:`mailingest.oauth2_endpoint.post_form` or a fake.
+    :param post: :func:`mailingest.oauth2.endpoint.post_form` or a fake.
     """
 
     def __init__(self, client: OAuth2Client, username: str, display: str, *,
@@ -183,7 +183,7 @@ class TokenSource:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._context is None:
-            from mailingest.tlsconfig import make_ssl_context
+            from mailingest.security.tlsconfig import make_ssl_context
 
             self._context = make_ssl_context(self.client.tls_rigour, self.client.ca_file)
         return self._context

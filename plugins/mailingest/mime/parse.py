@@ -1,7 +1,7 @@
 """Pure MIME decoding: raw RFC 822 bytes -> :py:class:`DecodedMail`.
 
 No I/O, no sarracenia import.  The parser is Python's ``email`` package with ``policy.default``
-(bounded and cached per message: :py:class:`mailingest.headers.BoundedPolicy`).  This module walks the tree it builds:
+(bounded and cached per message: :py:class:`mailingest.mime.headers.BoundedPolicy`).  This module walks the tree it builds:
 the bodies are the parts ``get_body(('plain',))`` and ``get_body(('html',))`` pick; every other
 leaf becomes a :py:class:`Part` with its decoded bytes; attached messages are kept as bytes
 *and* decoded recursively; uuencoded blocks in text parts become parts of their own.  Unnamed
@@ -22,8 +22,8 @@ from email.errors import MessageError, MissingHeaderBodySeparatorDefect
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
-from mailingest import headers, payloads
 from mailingest.errors import DecodeLimitError, MimeError
+from mailingest.mime import headers, payloads
 
 _BODY_TEXT = "body-text"
 _BODY_HTML = "body-html"

@@ -1,7 +1,7 @@
 """Getting the first refresh token: authorization-code flow with a loopback redirect (RFC 8252,
 PKCE S256) and device-authorization flow (RFC 8628) for hosts without a browser.
 
-Used by ``mailingest oauth2`` (:mod:`mailingest.cli_oauth2`); no sr3 involved.
+Used by ``mailingest oauth2`` (:mod:`mailingest.cli.oauth2`); no sr3 involved.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from mailingest.errors import ConfigError
-from mailingest.oauth2_endpoint import (
+from mailingest.oauth2.endpoint import (
     DEVICE_GRANT,
     OAuth2Error,
     TokenResponse,

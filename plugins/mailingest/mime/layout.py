@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from mailingest.atomic import temp_name
-from mailingest.mime import DecodedMail, DecodeLimits, Part, decode_bytes
-from mailingest.safenames import fallback_name, safe_name
-from mailingest.writer import OutputDir
+from mailingest.mime.parse import DecodedMail, DecodeLimits, Part, decode_bytes
+from mailingest.mime.safenames import fallback_name, safe_name
+from mailingest.mime.writer import OutputDir
 
 SCHEMA = "mailingest-decode/1"
 PARTS_SUFFIX = ".parts"

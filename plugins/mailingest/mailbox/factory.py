@@ -8,22 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailingest.account import MailAccount
-from mailingest.connection import ConnectionSettings
 from mailingest.errors import ConfigError
+from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.connection import ConnectionSettings
 
 
 def new_mailbox(account: MailAccount, settings: ConnectionSettings) -> Any:
     """An unconnected mailbox object for ``account``."""
     if account.protocol == "imap":
         try:
-            from mailingest.imap import ImapMailbox
+            from mailingest.mailbox.imap import ImapMailbox
         except ImportError as exc:
             raise ConfigError(f"IMAP support needs the imapclient package: pip install imapclient ({exc})") from None
         return ImapMailbox(account, settings)
     if account.protocol == "pop3":
         try:
-            from mailingest.pop3 import Pop3Mailbox
+            from mailingest.mailbox.pop3 import Pop3Mailbox
         except ImportError as exc:
             raise ConfigError(f"POP3 support is not available: {exc}") from None
         return Pop3Mailbox(account, settings)

@@ -60,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mailingest import keystore, oauth2_flows
     from mailingest.errors import ConfigError
-    from mailingest.oauth2_config import OAuth2Settings, draft_client
+    from mailingest.oauth2 import flows as oauth2_flows
+    from mailingest.oauth2.config import OAuth2Settings, draft_client
+    from mailingest.security import keystore
 
     secret_file = os.path.abspath(args.client_secret_file) if args.client_secret_file else None
     settings = OAuth2Settings(provider=args.provider, client_id=args.client_id, client_secret_file=secret_file,
@@ -128,7 +129,7 @@ def _mail_url(args: argparse.Namespace) -> str:
 
 
 def _config_lines(args: argparse.Namespace, client: Any, secret_in_keyring: bool) -> List[str]:
-    from mailingest.oauth2_config import PROVIDERS
+    from mailingest.oauth2.config import PROVIDERS
 
     preset = PROVIDERS[args.provider]
     lines = ["# sr3 poll and subscribe configuration:", f"pollUrl {_mail_url(args)}",

@@ -1,7 +1,7 @@
 """Find the complete parts directory an earlier decode already made for an ``.eml``.
 
 A notice delivered again (the worker died before sr3 acknowledged it) or a decode taken over
-from a dead worker (:mod:`mailingest.journal`) may find that ``x.parts`` was already published.
+from a dead worker (:mod:`mailingest.mime.journal`) may find that ``x.parts`` was already published.
 It is then announced again, never rewritten, if it is *complete*: its ``metadata.json`` names
 this ``.eml`` (``source``) and the same mail identity, and every file it lists (recursively
 into the ``decodedInto`` directories of attached messages) is there, a regular file, with the
@@ -17,7 +17,7 @@ import stat
 from collections.abc import Mapping
 from typing import Any
 
-from mailingest.layout import PARTS_SUFFIX, SCHEMA, DecodeResult, WrittenFile, parts_dir_name
+from mailingest.mime.layout import PARTS_SUFFIX, SCHEMA, DecodeResult, WrittenFile, parts_dir_name
 
 #: the ``mail`` fields that name a message (the rest, e.g. ``size``, may be refined on download)
 IDENTITY_KEYS = ("account", "folder", "uidvalidity", "uid", "uidl")

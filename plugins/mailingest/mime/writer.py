@@ -8,7 +8,7 @@ fsync'ed, then published under its final name with ``link()``, which fails inste
 replacing an existing entry; the temporary name is then removed.  On file systems without hard
 links the final name is first claimed with ``O_EXCL`` and the data moved over it with
 ``os.replace``.  A name that turns out to exist gets the next ``-N`` suffix
-(:py:func:`mailingest.safenames.unique_name`).  POSIX only (``dir_fd`` support).
+(:py:func:`mailingest.mime.safenames.unique_name`).  POSIX only (``dir_fd`` support).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import errno
 import os
 import shutil
 
-from mailingest.safenames import name_key, unique_name
+from mailingest.mime.safenames import name_key, unique_name
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC

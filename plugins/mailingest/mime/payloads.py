@@ -15,11 +15,15 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Sequence
-from email.errors import (CloseBoundaryNotFoundDefect, InvalidBase64LengthDefect,
-                          InvalidBase64PaddingDefect, MissingHeaderBodySeparatorDefect)
+from email.errors import (
+    CloseBoundaryNotFoundDefect,
+    InvalidBase64LengthDefect,
+    InvalidBase64PaddingDefect,
+    MissingHeaderBodySeparatorDefect,
+)
 from email.message import Message
 
-from mailingest.headers import HEADER_ERRORS, POLICY, decode_body, decode_raw
+from mailingest.mime.headers import HEADER_ERRORS, POLICY, decode_body, decode_raw
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 _UU_BEGIN = re.compile(rb"^begin [0-7]{3,4}(?:[ \t]+([^\r\n]*?))?[ \t]*\r?$", re.M)

@@ -14,10 +14,10 @@ import logging
 import time
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
-from mailingest.account import MailAccount
-from mailingest.connection import ConnectionSettings
 from mailingest.errors import MailAuthError, MailConnectionError, MailError, TlsError
-from mailingest.mailbox import new_mailbox
+from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.connection import ConnectionSettings
+from mailingest.mailbox.factory import new_mailbox
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from mailingest.errors import ConfigError
-from mailingest.refs import MessageRef
+from mailingest.mailbox.refs import MessageRef
 
 KINDS = ("none", "seen", "flag", "move", "delete")
 

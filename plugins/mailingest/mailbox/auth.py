@@ -5,7 +5,7 @@ The only place that hands a secret to a protocol library.  Errors come back as
 server's reason.
 
 With OAuth2 (``account.oauth2``) the access token comes from a
-:class:`~mailingest.oauth2.TokenSource`: cached until shortly before expiry, refreshed when
+:class:`~mailingest.oauth2.tokens.TokenSource`: cached until shortly before expiry, refreshed when
 needed, and refreshed once more (then retried once, on the same connection) when the
 server refuses it.  The mechanism is XOAUTH2 or OAUTHBEARER (``mailOAuth2Mechanism``, or
 ``login_method`` in credentials.conf, or chosen from what the server offers).
@@ -21,11 +21,12 @@ from typing import Any, List, Optional
 
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from mailingest import oauth2, sasl
-from mailingest.account import MailAccount
 from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError, server_text
-from mailingest.oauth2_endpoint import OAuth2Error
-from mailingest.pop3codes import is_temporary
+from mailingest.mailbox import sasl
+from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.pop3codes import is_temporary
+from mailingest.oauth2 import tokens as oauth2
+from mailingest.oauth2.endpoint import OAuth2Error
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ This is the only module that reads sr3's credentials.  Order of lookup for the p
    user name = the account's user name.
 
 With OAuth2 (``mailOAuth2Provider`` set) there is no password: the account carries an
-:class:`~mailingest.oauth2_config.OAuth2Client` instead.  credentials.conf may then hold the client
+:class:`~mailingest.oauth2.config.OAuth2Client` instead.  credentials.conf may then hold the client
 secret, as the password of a line for the token URL (``https://CLIENT_ID:SECRET@host/path``),
 and a refresh token, as the password of the mail URL; the keyring and the JSON secret file
-are read when a token is needed (:mod:`mailingest.oauth2`).
+are read when a token is needed (:mod:`mailingest.oauth2.tokens`).
 
 A :class:`MailAccount` never shows its secrets: ``repr``/``str``/``display`` name only
 ``scheme://user@host:port``.
@@ -25,10 +25,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
-from mailingest import keystore
 from mailingest.errors import ConfigError
-from mailingest.oauth2_config import OAuth2Client, OAuth2Settings, complete_client, draft_client
-from mailingest.refs import account_dir
+from mailingest.mailbox.refs import account_dir
+from mailingest.oauth2.config import OAuth2Client, OAuth2Settings, complete_client, draft_client
+from mailingest.security import keystore
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class MailAccount:
 
     @property
     def path_dir(self) -> str:
-        """The account's part of every relPath: ``<host>[+<port>]/<user>`` (see :mod:`mailingest.refs`)."""
+        """The account's part of every relPath: ``<host>[+<port>]/<user>`` (see :mod:`mailingest.mailbox.refs`)."""
         return account_dir(self.host, self.port, SCHEMES[self.scheme][1], self.username)
 
 
@@ -104,7 +104,7 @@ class MailUrl:
 
     @property
     def path_dir(self) -> str:
-        """The account's part of every relPath: ``<host>[+<port>]/<user>`` (see :mod:`mailingest.refs`)."""
+        """The account's part of every relPath: ``<host>[+<port>]/<user>`` (see :mod:`mailingest.mailbox.refs`)."""
         return account_dir(self.host, self.port, SCHEMES[self.scheme][1], self.username)
 
     @property

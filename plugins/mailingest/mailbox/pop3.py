@@ -15,9 +15,6 @@ import socket
 import ssl
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from mailingest.account import MailAccount
-from mailingest.auth import pop3_login
-from mailingest.connection import ConnectionSettings, connection_error
 from mailingest.errors import (
     MailboxError,
     MailConnectionError,
@@ -26,8 +23,11 @@ from mailingest.errors import (
     TlsError,
     server_text,
 )
-from mailingest.pop3codes import is_temporary
-from mailingest.refs import MessageRef, summary_headers
+from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.auth import pop3_login
+from mailingest.mailbox.connection import ConnectionSettings, connection_error
+from mailingest.mailbox.pop3codes import is_temporary
+from mailingest.mailbox.refs import MessageRef, summary_headers
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """``mailingest decode``: decode messages on disk exactly as ``callback mailingest.decode`` does
-(same code: :py:func:`mailingest.layout.decode_file`), for files, directory trees and standard
+(same code: :py:func:`mailingest.mime.layout.decode_file`), for files, directory trees and standard
 input.  The rules are in :py:data:`RULES` (also shown by ``mailingest decode --help``).
 
 The sr3 stack is never imported here: start-up time matters when a shell loop runs one
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mailingest.layout import DecodeResult, DecodeSettings
+    from mailingest.mime.layout import DecodeResult, DecodeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def parse_stdin_name(text: str) -> str:
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from mailingest.mime import DecodeLimits
+    from mailingest.mime.parse import DecodeLimits
 
     defaults = DecodeLimits()
     p = subparsers.add_parser(
@@ -141,7 +141,7 @@ class UsageError(Exception):
 
 def plan(inputs: Sequence[str], output: str | None, stdin_name: str) -> Iterator[Job]:
     """The messages named by *inputs*, in order (directories sorted, recursively)."""
-    from mailingest.layout import parts_dir_name
+    from mailingest.mime.layout import parts_dir_name
 
     if sum(1 for i in inputs if i == STDIN) > 1:
         raise UsageError("'-' (standard input) can be given only once")
@@ -151,7 +151,7 @@ def plan(inputs: Sequence[str], output: str | None, stdin_name: str) -> Iterator
             yield Job(STDIN, stdin_name, os.path.join(output or os.curdir, parts_dir_name(stdin_name)))
         elif os.path.isdir(item):
             found = 0
-            for found, path in enumerate(_messages_below(item, skip), 1):
+            for found, path in enumerate(_messages_below(item, skip), 1):  # noqa: B007 (a count, read below)
                 relative = os.path.relpath(os.path.dirname(path), item)
                 where = os.path.dirname(path) if output is None else os.path.normpath(
                     os.path.join(output, relative))
@@ -254,8 +254,8 @@ class Outcome:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mailingest.layout import DecodeSettings
-    from mailingest.mime import DecodeLimits
+    from mailingest.mime.layout import DecodeSettings
+    from mailingest.mime.parse import DecodeLimits
 
     settings = DecodeSettings(
         limits=DecodeLimits(max_depth=args.max_depth, max_parts=args.max_parts,
@@ -345,7 +345,7 @@ def _decode(job: Job, settings: DecodeSettings, force: bool) -> Outcome:
 
 def _decode_into(source: str, target: str, settings: DecodeSettings, force: bool) -> Outcome:
     from mailingest.atomic import temp_name
-    from mailingest.layout import decode_file
+    from mailingest.mime.layout import decode_file
 
     parent = os.path.dirname(target) or os.curdir
     if not os.path.lexists(target):

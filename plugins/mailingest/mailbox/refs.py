@@ -111,7 +111,7 @@ _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)  # fast: the poll par
 
 
 def _decoded(value: str) -> str:
-    """An RFC 2047 header value as text, by :func:`mailingest.headers.decode_raw`: raw 8-bit bytes
+    """An RFC 2047 header value as text, by :func:`mailingest.mime.headers.decode_raw`: raw 8-bit bytes
     (kept as surrogates by the parser) decoded as UTF-8, else guessed; a charset that is no text
     codec ignored.  Only the first :data:`_HEADER_SOURCE_MAX` characters are read (work and
     memory bounded whatever the header's length); linear time, never raises."""
@@ -121,7 +121,7 @@ def _decoded(value: str) -> str:
         value = value[:cut if cut > 0 else _HEADER_SOURCE_MAX]
     if "=?" not in value and value.isascii():
         return value
-    from mailingest.headers import decode_raw, to_bytes
+    from mailingest.mime.headers import decode_raw, to_bytes
 
     return decode_raw(to_bytes(value))
 

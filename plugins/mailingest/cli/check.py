@@ -95,9 +95,9 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _check(options: Any) -> List[str]:
-    from mailingest.account import resolve_account
-    from mailingest.credentials_file import CredentialsFile
-    from mailingest.mailbox import new_mailbox
+    from mailingest.mailbox.account import resolve_account
+    from mailingest.mailbox.credentials_file import CredentialsFile
+    from mailingest.mailbox.factory import new_mailbox
     from mailingest.options import connection_settings
 
     settings = connection_settings(options)
@@ -155,8 +155,8 @@ def _name(rdns: Tuple[Tuple[Tuple[str, str], ...], ...]) -> str:
 def _folders(mailbox: Any) -> List[Tuple[str, int, int]]:
     from imapclient.exceptions import IMAPClientError
 
-    from mailingest.connection import connection_error
     from mailingest.errors import MailboxError
+    from mailingest.mailbox.connection import connection_error
 
     client = mailbox.client
     out = []

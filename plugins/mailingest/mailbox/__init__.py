@@ -1,0 +1,15 @@
+"""The protocol edge: mail accounts and IMAP/POP3 sessions (layer 3).
+
+Library errors (imapclient, imaplib, poplib, ssl, socket) become :mod:`mailingest.errors` here.
+
+* :mod:`~mailingest.mailbox.account`           a mail URL + credentials -> :class:`~mailingest.mailbox.account.MailAccount`
+* :mod:`~mailingest.mailbox.credentials_file`  sr3's credentials.conf, checked line by line, re-read on change
+* :mod:`~mailingest.mailbox.refs`              message identity: what a notice names, the relPath
+* :mod:`~mailingest.mailbox.connection`        settings shared by every connection; socket/TLS errors
+* :mod:`~mailingest.mailbox.auth`              logging in: password, bearer token, OAuth2
+* :mod:`~mailingest.mailbox.sasl`              XOAUTH2 and OAUTHBEARER messages (pure)
+* :mod:`~mailingest.mailbox.imap`              IMAP through imapclient, UID commands only
+* :mod:`~mailingest.mailbox.pop3`              POP3 through poplib, UIDL identity
+* :mod:`~mailingest.mailbox.pop3codes`         which ``-ERR`` answers are temporary
+* :mod:`~mailingest.mailbox.factory`           ``new_mailbox``: the right class for an account
+"""

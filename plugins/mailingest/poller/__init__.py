@@ -1,0 +1,7 @@
+"""What ``callback mailingest.poll`` (:mod:`mailingest.poll`) needs below the sr3 glue (layer 4).
+
+* :mod:`~mailingest.poller.listing`     what is new in a folder (IMAP) or maildrop (POP3)
+* :mod:`~mailingest.poller.state`       what was announced, on disk, so a restart announces nothing twice
+* :mod:`~mailingest.poller.reannounce`  when to announce a message again (``mailReannounceAfter``)
+* :mod:`~mailingest.poller.pacing`      how sr3 paces the poll callback (``mailIdle``)
+"""
