@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -48,13 +49,24 @@ NOT_ATTACHMENTS = ("body.txt", "body.html", "metadata.json")
 ATTACHMENTS_ONLY = "mailDecodeAnnounce attachments"
 
 
+def _visible_files(directory: Path) -> List[Path]:
+    """Every file under *directory* outside hidden entries (temp files, staging directories),
+    read while workers write: a staging directory renamed away mid-walk is skipped, not an error
+    (os.walk ignores directories that vanish; Path.rglob raises)."""
+    found: List[Path] = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(root, name) for name in names if not name.startswith("."))
+    return found
+
+
 def _files_done(directory: Path, n: int, decode: bool, announced: int, attachments_only: bool = False) -> bool:
     """All N messages downloaded (and decoded), and at least one announcement per file announced."""
-    if len(list(directory.rglob("*.eml"))) < n:
+    files = _visible_files(directory)
+    if sum(p.suffix == ".eml" and not p.parent.name.endswith(".parts") for p in files) < n:
         return False
-    if decode and len(list(directory.rglob("*.parts/metadata.json"))) < n:
+    if decode and sum(p.name == "metadata.json" and p.parent.name.endswith(".parts") for p in files) < n:
         return False
-    files = [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")]
     if attachments_only:
         files = [p for p in files if p.name not in NOT_ATTACHMENTS]
     return announced >= len(files)
@@ -74,8 +86,9 @@ def run_one(ctx: BenchContext, instances: int, decode: bool,
         expected=None if decode else n,
         done=lambda count: _files_done(directory, n, decode, count, attachments_only=bool(extra)),
         timeout=max(300.0, n * 0.5), settle=1.0 if ctx.quick else 3.0, extra=extra)
-    emls = len([p for p in result.directory.rglob("*.eml") if ".parts" not in str(p.parent)])
-    parts = len(list(result.directory.rglob("*.parts/*")))
+    files = _visible_files(result.directory)
+    emls = sum(p.suffix == ".eml" and not p.parent.name.endswith(".parts") for p in files)
+    parts = sum(p.parent.name.endswith(".parts") for p in files)
     return result.elapsed, result.feed_seconds, result.announced, emls, parts
 
 
