@@ -95,8 +95,11 @@ def _run_decode(args: argparse.Namespace) -> int:
             continue
         for defect in result.defects:
             logger.warning("%s: MIME defect: %s", path, defect)
+        if result.bounds:
+            logger.warning("%s: decoded partially, the rest kept raw: %s", path, "; ".join(result.bounds))
         if not args.quiet:
-            print("%s: %d files in %s" % (path, len(result.files), result.directory))
+            print("%s: %d files in %s%s" % (path, len(result.files), result.directory,
+                                             " (partial)" if result.bounds else ""))
     return 1 if failures else 0
 
 

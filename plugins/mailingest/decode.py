@@ -35,7 +35,7 @@ under ``post_baseDir`` and ``baseUrl`` = ``post_baseUrl``.  Two extra fields let
 * ``mailPart``: ``{"kind", "originalName", "contentType", "disposition", "contentId"}``.
 
 The .eml notice is published too, with ``mailDecode = {"status": "decoded", "files": N,
-"announced": M, "directory": ...}`` (M < N when ``mailDecodeAnnounce`` leaves some kinds out).  A message over a bound, or one that cannot be decoded, is logged once
+"announced": M, "directory": ...}`` (M < N when ``mailDecodeAnnounce`` leaves some kinds out).  A message that cannot be decoded (larger than ``mailDecodeMaxBytes``, unparseable) is logged once
 (error level, with the reason), left as it is and published with ``mailDecode = {"status":
 "not-decoded", "reason": ...}``; nothing is written for it.  MIME defects the parser found are
 logged as warnings with the message identity.  To keep .eml notices away from a later stage,
@@ -46,8 +46,8 @@ Options:
 ==================  =====  ==========  =========================================================
 option              kind   default     meaning
 ==================  =====  ==========  =========================================================
-mailDecodeMaxDepth  count  16          deepest nesting of multiparts/attached messages
-mailDecodeMaxParts  count  1000        most MIME parts per message (attached messages included)
+mailDecodeMaxDepth  count  200         deepest nesting of multiparts/attached messages
+mailDecodeMaxParts  count  2000        most parts (files) per message (attached messages included)
 mailDecodeMaxBytes  size   256mb       most decoded bytes per message (also caps the .eml size);
                            (2**28)     sr3 sizes: ``100m`` = 10**8, ``100mb``/``100Mi`` = 100*2**20
 mailDecodeHtml      flag   True        write body.html when the message has an HTML body
@@ -57,8 +57,9 @@ mailDecodeAnnounce  str    all         which files written get a notice: all, no
                                        bodies, attachments, metadata (comma-separated)
 ==================  =====  ==========  =========================================================
 
-An attached message over a bound is kept as its .eml, undecoded (``"status": "not-decoded"``
-in its metadata.json entry); the enclosing message is still decoded.  The same code runs from
+Past a bound the message is decoded partially: what lies within the bounds is decoded, the
+rest is kept as raw files (``raw-<part>.eml``), and the notice says ``mailDecode = {"status":
+"partial", ..., "bounds": [...]}``.  The same code runs from
 the command line: ``mailingest decode FILE.eml... -o DIR`` (docs/decode.md).
 
 Change log: 0.1.0 first version.
@@ -96,7 +97,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.o.add_option("mailDecodeAnnounce", "str", "all")
         self.settings = settings_from_options(self.o)
         self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
-        self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
+        self.metrics: Dict[str, int] = {"decoded": 0, "partial": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0}
 
     def metricsReport(self) -> Dict[str, int]:
@@ -131,8 +132,11 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.metrics["defects"] += len(result.defects)
         self.metrics["decoded"] += 1
         notices = self._announce(msg, result, mail)
-        msg["mailDecode"] = {"status": "decoded", "files": len(result.files), "announced": len(notices),
+        msg["mailDecode"] = {"status": result.status, "files": len(result.files), "announced": len(notices),
                              "directory": os.path.basename(result.directory)}
+        if result.bounds:  # partial: what lay past a bound is kept raw (docs/decode.md)
+            msg["mailDecode"]["bounds"] = list(result.bounds)
+            self.metrics["partial"] += 1
         logger.debug("%s: %d files in %s", _identity(msg), len(notices), result.directory)
         return notices
 
@@ -175,7 +179,7 @@ def settings_from_options(o: Any) -> DecodeSettings:
 #: what each ``mailDecodeAnnounce`` word stands for, as :class:`WrittenFile` kinds
 ANNOUNCE_GROUPS = {
     "bodies": frozenset({"body-text", "body-html"}),
-    "attachments": frozenset({"part", "message", "uuencoded"}),
+    "attachments": frozenset({"part", "message", "uuencoded", "raw"}),
     "metadata": frozenset({"metadata"}),
 }
 

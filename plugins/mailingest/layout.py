@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from mailingest.atomic import temp_name
 from mailingest.mime import DecodedMail, DecodeLimits, Part, decode_bytes
-from mailingest.safenames import fallback_name, safe_name
+from mailingest.safenames import MAX_NAME_BYTES, fallback_name, safe_name, truncate
 from mailingest.writer import OutputDir
 
 SCHEMA = "mailingest-decode/1"
@@ -70,12 +70,16 @@ class DecodeResult:
     files: tuple[WrittenFile, ...]
     defects: tuple[str, ...]
     message_id: str | None
+    #: ``decoded``, or ``partial`` when a bound was reached (what lay past it is kept raw)
+    status: str = "decoded"
+    #: the bounds reached, one line per raw-kept part (prefixed like the defects)
+    bounds: tuple[str, ...] = ()
 
 
 def parts_dir_name(eml_name: str) -> str:
-    """``x.eml`` -> ``x.parts`` (the stem of any name plus ``.parts``)."""
+    """``x.eml`` -> ``x.parts`` (the stem of any name plus ``.parts``), at most 255 bytes."""
     stem, dot, _ext = eml_name.rpartition(".")
-    return (stem if dot and stem else eml_name) + PARTS_SUFFIX
+    return truncate((stem if dot and stem else eml_name) + PARTS_SUFFIX)
 
 
 def decode_file(eml_path: str, out_dir: str | None = None, *, flat: bool = False,
@@ -119,7 +123,9 @@ def _write_staged(decoded: DecodedMail, parent: OutputDir, eml_name: str, settin
     never sees a half-written parts directory.  A dead writer's staging directory is removed
     by :py:func:`mailingest.atomic.remove_stale_temps` (the download's sweep)."""
     final_name = parts_dir_name(eml_name)
-    staging = parent.mkdir_staging(os.path.basename(temp_name(parent.join(final_name))))
+    overhead = len(os.path.basename(temp_name(parent.join(""))).encode("utf-8"))
+    staging_name = os.path.basename(temp_name(parent.join(truncate(final_name, MAX_NAME_BYTES - overhead))))
+    staging = parent.mkdir_staging(staging_name)
     written = _write_all(decoded, staging, eml_name, settings, mail)
     staging_path = staging.path
     published = parent.publish(staging, final_name)
@@ -138,14 +144,25 @@ def _write_all(decoded: DecodedMail, target: OutputDir, eml_name: str,
                settings: DecodeSettings, mail: Mapping[str, object] | None) -> DecodeResult:
     files: list[WrittenFile] = []
     defects: list[str] = []
-    _write_message(decoded, target, eml_name, settings, mail, "", files, defects)
-    return DecodeResult(eml_name, target.path, tuple(files), tuple(defects), decoded.message_id)
+    status = _write_message(decoded, target, eml_name, settings, mail, "", files, defects)
+    return DecodeResult(eml_name, target.path, tuple(files), tuple(defects), decoded.message_id,
+                        status, tuple(_bounds(decoded, "")))
+
+
+def _bounds(decoded: DecodedMail, prefix: str) -> list[str]:
+    """The bounds reached at every level of *decoded* (attached messages included)."""
+    found = [prefix + reason for reason in decoded.partial]
+    for part in decoded.parts:
+        if part.message is not None:
+            found.extend(_bounds(part.message, "%s%s: " % (prefix, part.number)))
+    return found
 
 
 def _write_message(decoded: DecodedMail, target: OutputDir, source: str, settings: DecodeSettings,
                    mail: Mapping[str, object] | None, prefix: str, files: list[WrittenFile],
-                   defects: list[str]) -> None:
-    """Write one message level into *target*; recurse into attached messages."""
+                   defects: list[str]) -> str:
+    """Write one message level into *target*; recurse into attached messages.  Returns the
+    level's status: ``partial`` when it or a message attached to it hit a bound."""
     defects.extend(prefix + d for d in decoded.defects)
     meta_name = target.reserve("metadata.json")
     bodies = {p.kind: target.reserve(_BODY_NAMES[p.kind]) for p in decoded.parts
@@ -156,6 +173,8 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
             continue
         if part.kind in bodies:
             written = target.write(bodies.pop(part.kind), part.data, reserved=True)
+        elif part.kind == "raw":
+            written = target.write(safe_name("raw-%s.eml" % part.number, "raw.eml"), part.data)
         else:
             name = safe_name(part.filename, fallback_name(index, part.content_type))
             written = target.write(name, part.data)
@@ -163,23 +182,27 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
                                  part.content_type, part.disposition, part.content_id))
         entry = _entry(part, written)
         if part.not_decoded:
-            entry["status"] = "not-decoded"
+            entry["status"] = "raw" if part.kind == "raw" else "not-decoded"
             entry["reason"] = part.not_decoded
         if part.message is not None:
-            entry["status"] = "decoded"
             child = target.mkdir(parts_dir_name(written))
             entry["decodedInto"] = os.path.basename(child.path)
-            _write_message(part.message, child, written, settings, None,
-                           "%s%s: " % (prefix, written), files, defects)
+            entry["status"] = _write_message(part.message, child, written, settings, None,
+                                             "%s%s: " % (prefix, written), files, defects)
         entries.append(entry)
-    meta = {"schema": SCHEMA, "source": source, "status": "decoded",
+    status = "partial" if decoded.partial or any(e.get("status") == "partial" for e in entries) \
+        else "decoded"
+    meta = {"schema": SCHEMA, "source": source, "status": status,
             "mail": dict(mail) if mail is not None else None,
             "messageId": decoded.message_id, "from": decoded.from_, "to": list(decoded.to),
             "cc": list(decoded.cc), "subject": decoded.subject, "date": decoded.date,
             "parts": entries, "defects": list(decoded.defects)}
+    if decoded.partial:
+        meta["bounds"] = list(decoded.partial)
     data = json.dumps(meta, ensure_ascii=False, indent=1, default=str).encode("utf-8", "backslashreplace")
     target.write(meta_name, data + b"\n", reserved=True)
     files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json"))
+    return status
 
 
 def _entry(part: Part, written: str) -> dict[str, object]:

@@ -100,7 +100,12 @@ def truncate(name: str, limit: int = MAX_NAME_BYTES) -> str:
         return name
     stem, ext = split_extension(name)
     room = limit - len(ext.encode("utf-8"))
-    return _cut(stem, room) + ext
+    if room < 1:  # an extension that leaves no room is part of the name
+        stem, ext, room = name, "", limit
+    cut = _cut(stem, room).rstrip(". \t")
+    if not cut and ext:  # e.g. ".....pdf": keep the extension, without its dot
+        return _cut(ext.lstrip("."), limit).rstrip(". \t") or "part"
+    return (cut or "part") + ext
 
 
 def _cut(text: str, limit: int) -> str:
