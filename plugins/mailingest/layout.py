@@ -185,10 +185,10 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
             entry["status"] = "raw" if part.kind == "raw" else "not-decoded"
             entry["reason"] = part.not_decoded
         if part.message is not None:
-            child = target.mkdir(parts_dir_name(written))
-            entry["decodedInto"] = os.path.basename(child.path)
-            entry["status"] = _write_message(part.message, child, written, settings, None,
-                                             "%s%s: " % (prefix, written), files, defects)
+            with target.mkdir(parts_dir_name(written)) as child:  # closed at once: bounded fds
+                entry["decodedInto"] = os.path.basename(child.path)
+                entry["status"] = _write_message(part.message, child, written, settings, None,
+                                                 "%s%s: " % (prefix, written), files, defects)
         entries.append(entry)
     status = "partial" if decoded.partial or any(e.get("status") == "partial" for e in entries) \
         else "decoded"
