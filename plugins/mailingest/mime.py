@@ -114,24 +114,36 @@ def decode_bytes(raw: bytes, limits: DecodeLimits = DecodeLimits(), *,
     rest is kept as raw parts (``kind="raw"``: the entity's bytes as they came) and the bound is
     named in :py:attr:`DecodedMail.partial`.
 
-    :raises DecodeLimitError: the message itself is larger than ``max_decoded_bytes``, or
-        nested deeper than the parser can follow (its recursion limit, several hundred levels).
+    Nesting deeper than the parser can follow (Python's recursion limit: several hundred
+    levels) is handled the same way: the message is cut in half at a line end until the first
+    part parses; the rest is kept raw.
+
+    :raises DecodeLimitError: the message itself is larger than ``max_decoded_bytes``.
     :raises MimeError: the parser failed outright.
     """
     if len(raw) > limits.max_decoded_bytes:
         raise DecodeLimitError("message is %d bytes, over the limit of %d (max_decoded_bytes)"
                                % (len(raw), limits.max_decoded_bytes))
+    crlf = raw[:raw.find(b"\n") + 1].endswith(b"\r\n")
     head, tail = _cut_for_parts(raw, limits.max_parts)
-    try:
-        crlf = raw[:raw.find(b"\n") + 1].endswith(b"\r\n")
-        msg = parse(head)
-        decoded = _Walker(limits, uuencode, crlf).message(msg, 0, "", RawSpans(head, msg))
-    except RecursionError as exc:
-        raise DecodeLimitError("message is nested too deeply for the parser") from exc
+    reason = ("max_parts (%d): the message has more MIME delimiters than the bound allows"
+              % limits.max_parts)
+    while True:
+        try:
+            msg = parse(head)
+            decoded = _Walker(limits, uuencode, crlf).message(msg, 0, "", RawSpans(head, msg))
+            break
+        except RecursionError as exc:
+            # nested deeper than the parser (or the standard library's tree walks) can follow:
+            # decode the first half, keep the rest raw; the deep point is soon left behind
+            cut = head.rfind(b"\n", 0, len(head) // 2) + 1
+            if cut <= 0:
+                raise DecodeLimitError("message is nested too deeply for the parser") from exc
+            head, tail = head[:cut], head[cut:] + tail
+            reason = "nesting deeper than the parser can follow"
     if not tail:
         return decoded
-    reason = ("max_parts (%d): the message has more MIME delimiters than the bound allows; "
-              "its last %d bytes were not parsed and are kept raw" % (limits.max_parts, len(tail)))
+    reason = "%s: the last %d bytes of the message were not parsed and are kept raw" % (reason, len(tail))
     kept = Part("tail", "raw", None, "application/octet-stream", None, None, tail,
                 not_decoded=reason)
     return replace(decoded, parts=decoded.parts + (kept,), partial=decoded.partial + (reason,),

@@ -278,9 +278,12 @@ def test_two_hundred_nested_multiparts_decode_fully_by_default():
     assert leaf.kind == "body-text" and leaf.data == b"leaf"
 
 
-def test_pathological_nesting_is_a_limit_error_not_a_crash():
-    with pytest.raises(DecodeLimitError):
-        decode_bytes(nested_multiparts(3000), DecodeLimits(max_depth=10_000))
+def test_nesting_deeper_than_the_parser_can_follow_is_decoded_partially_not_refused():
+    raw = nested_multiparts(3000)
+    decoded = decode_bytes(raw, DecodeLimits(max_depth=10_000))
+    assert decoded.parts[-1].number == "tail" and decoded.parts[-1].data.endswith(b"--b2999--\n")
+    assert "deeper than the parser" in decoded.partial[-1]
+    assert sum(len(p.data) for p in decoded.parts if p.kind == "raw") > len(raw) // 2
 
 
 def test_part_count_bound_decodes_the_first_parts_and_keeps_the_rest_raw_in_one_file():
