@@ -70,7 +70,8 @@ class Part:
     content_type: str
     disposition: str | None
     content_id: str | None
-    data: bytes
+    #: ``bytes``; for attached messages and raw parts, usually a ``memoryview`` of the message
+    data: bytes | memoryview
     charset: str | None = None
     message: DecodedMail | None = None
     not_decoded: str | None = None
@@ -316,6 +317,7 @@ class _Walker:
                     spans.adopt(part, inner)
                     inner_spans = spans
                 else:
+                    raw = bytes(raw)
                     inner = parse(raw)
                     inner_spans = RawSpans(raw, inner)
                 nested = self.message(inner, depth + 1, number, inner_spans)

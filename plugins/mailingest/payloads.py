@@ -49,7 +49,7 @@ def leaf_bytes(part: Message) -> bytes:
     return data
 
 
-def _lenient_b64(encoded: bytes) -> bytes:
+def _lenient_b64(encoded: bytes | memoryview) -> bytes:
     """Decode base64 ignoring any character outside the alphabet, resuming after padding met
     in mid-stream (a stray ``=`` line), dropping an incomplete quantum that no padding closes
     (what ripmime, munpack, mu and uudeview do at the end of the data).
@@ -87,7 +87,7 @@ def body_text(part: Message, data: bytes, defects: list[str]) -> str:
 
 
 def attached_bytes(part: Message, defects: list[str], crlf: bool = False,
-                   original: bytes | None = None) -> tuple[bytes, Message | None]:
+                   original: memoryview | None = None) -> tuple[bytes | memoryview, Message | None]:
     """A ``message/*`` part as bytes, plus the parsed message unless a transfer encoding hid it
     from the parser (then the caller parses the bytes).
 

@@ -87,7 +87,7 @@ class OutputDir:
         self._reserved.add(final)
         return final
 
-    def write(self, name: str, data: bytes, *, reserved: bool = False) -> str:
+    def write(self, name: str, data: bytes | memoryview, *, reserved: bool = False) -> str:
         """Write *data* under *name* (or the next free ``-N`` variant); return the name used.
 
         :param reserved: *name* was returned by :py:meth:`reserve`: use it as it is.
@@ -207,7 +207,7 @@ class OutputDir:
             os.close(self.fd)
             self.fd = -1
 
-    def _write_private(self, name: str, final: str, data: bytes) -> str:
+    def _write_private(self, name: str, final: str, data: bytes | memoryview) -> str:
         """Create *final* (``O_EXCL``, never following a link) and write *data*; the fsync
         waits for :py:meth:`_sync_pending`, before the directory is published."""
         while True:
@@ -244,7 +244,7 @@ class OutputDir:
                 os.close(fd)
             self._unsynced.clear()
 
-    def _write_temp(self, data: bytes) -> str:
+    def _write_temp(self, data: bytes | memoryview) -> str:
         while True:
             tmp = ".mailingest-%s.tmp" % os.urandom(6).hex()
             try:
