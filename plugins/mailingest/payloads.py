@@ -1,8 +1,9 @@
 """Pure: the decoded bytes of one parsed part, where ``get_payload(decode=True)`` needs help.
 
-* **base64 with a broken length** (a final quantum of 1-3 characters, or text after the data):
-  the email package either returns the *encoded* text (length 1 mod 4) or pads the fragment.
-  Here the incomplete final quantum is dropped, as ripmime, munpack, mu and uudeview do.
+* **base64 with a broken length** (a final quantum of 1-3 characters, padding in mid-stream, or
+  text after the data): the email package returns the *encoded* text when the length is 1 mod
+  4; then the lenient decoder here is used (dropping the lone last character).  Otherwise the
+  longer of the two results is kept: never less than the standard library recovers.
 * **attached messages** (``message/*``): the generator re-emits the parsed message (keeping a
   ``From `` line, line endings, and a missing close boundary missing); a base64 or
   quoted-printable wrapping is undone.
@@ -44,7 +45,7 @@ def leaf_bytes(part: Message) -> bytes:
         if isinstance(encoded, str):
             lenient = _lenient_b64(encoded.encode("utf-8", "surrogateescape"))
             decoded_by_stdlib = not any(isinstance(d, InvalidBase64LengthDefect) for d in part.defects)
-            if not decoded_by_stdlib or len(lenient) + 2 >= len(data):
+            if not decoded_by_stdlib or len(lenient) >= len(data):
                 data = lenient
     return data
 
@@ -54,8 +55,8 @@ def _lenient_b64(encoded: bytes | memoryview) -> bytes:
     in mid-stream (a stray ``=`` line), dropping an incomplete quantum that no padding closes
     (what ripmime, munpack, mu and uudeview do at the end of the data).
 
-    The caller keeps the standard library's result instead when that is longer by more than
-    the 1-2 bytes an incomplete last quantum can hold: this never loses data the standard
+    The caller keeps the standard library's result instead when that is longer (it pads an
+    incomplete last quantum of 2-3 characters): the result never holds less than the standard
     library recovers.
     """
     clean = _NOT_BASE64.sub(b"", encoded)

@@ -242,15 +242,16 @@ def hostile_message(draw: st.DrawFn) -> bytes:
 FIVE_MB = 5 * 1000 * 1000 - 100_000
 
 
-def big_messages() -> dict[str, bytes]:
-    """One large hostile message per class, each under 5 MB."""
+def big_messages(size: int = FIVE_MB) -> dict[str, bytes]:
+    """One large hostile message per class, each under *size* bytes (default: just under 5 MB)."""
+    FIVE_MB = size  # noqa: N806 - the builders below are written for the 5 MB case
     head = b"From: a@example.org\nSubject: big\n"
     levels = (FIVE_MB - 200) // 70
     deep = (b"".join(b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i) for i in range(levels))
             + b"x" + b"".join(b"\n--b%d--\n" % i for i in reversed(range(levels))))
     chain = b"Content-Type: message/rfc822\n\nSubject: s\n" * ((FIVE_MB - 100) // 42) + b"body\n"
     filler = b"attachment data " * 1600
-    fat = 190  # attached messages, each beside a 16 kB part: the .eml of each level holds all below
+    fat = min(190, max(2, size // 26_000))  # attached messages, each beside a 16 kB part: the .eml of each level holds all below
     chain_fat = (b"".join(b"Content-Type: multipart/mixed; boundary=C%d\n\n--C%d\nContent-Type: message/rfc822\n\n"
                           b"Subject: s\n" % (i, i) for i in range(fat)) + b"x\n"
                  + b"".join(b"\n--C%d\nContent-Type: text/plain\n\n" % i + filler + b"\n--C%d--\n" % i
