@@ -3,7 +3,8 @@
 * **base64 with a broken length** (a final quantum of 1-3 characters, padding in mid-stream, or
   text after the data): the email package returns the *encoded* text when the length is 1 mod
   4; then the lenient decoder here is used (dropping the lone last character).  Otherwise the
-  longer of the two results is kept: never less than the standard library recovers.
+  lenient result is kept unless the standard library's holds more than an incomplete last
+  quantum more (or the lenient one is empty): no data the standard library recovers is lost.
 * **attached messages** (``message/*``): the generator re-emits the parsed message (keeping a
   ``From `` line, line endings, and a missing close boundary missing); a base64 or
   quoted-printable wrapping is undone.
@@ -43,33 +44,47 @@ def leaf_bytes(part: Message) -> bytes:
                                for d in part.defects):
         encoded = part.get_payload(decode=False)
         if isinstance(encoded, str):
-            lenient = _lenient_b64(encoded.encode("utf-8", "surrogateescape"))
+            lenient, closed = _lenient_b64_closed(encoded.encode("utf-8", "surrogateescape"))
             decoded_by_stdlib = not any(isinstance(d, InvalidBase64LengthDefect) for d in part.defects)
             if not decoded_by_stdlib or len(lenient) >= len(data):
+                data = lenient
+            elif lenient and data.startswith(lenient) and (closed or len(data) - len(lenient) <= 2):
+                # the stdlib padded an incomplete last quantum (most decoders drop it), or
+                # decoded the text after the closing padding as data
                 data = lenient
     return data
 
 
 def _lenient_b64(encoded: bytes | memoryview) -> bytes:
-    """Decode base64 ignoring any character outside the alphabet, resuming after padding met
-    in mid-stream (a stray ``=`` line), dropping an incomplete quantum that no padding closes
-    (what ripmime, munpack, mu and uudeview do at the end of the data).
+    return _lenient_b64_closed(encoded)[0]
 
-    The caller keeps the standard library's result instead when that is longer (it pads an
-    incomplete last quantum of 2-3 characters): the result never holds less than the standard
-    library recovers.
+
+def _lenient_b64_closed(encoded: bytes | memoryview) -> tuple[bytes, bool]:
+    """Decode base64 ignoring any character outside the alphabet.  Padding that closes an
+    incomplete quantum ends the data (what follows is text, e.g. a signature); padding at a
+    quantum boundary (a stray ``=`` line) is ignored and decoding goes on.  A last quantum that
+    no padding closes is dropped (what ripmime, munpack, mu and uudeview do).  Returns the bytes
+    and whether closing padding ended them.
+
+    The caller keeps the standard library's result instead when that is longer by more than
+    an incomplete last quantum (1-2 bytes) and is not just this result plus text decoded after
+    the closing padding, or when this result is empty: no data the standard library recovers
+    is lost.
     """
     clean = _NOT_BASE64.sub(b"", encoded)
     segments = _PADDING.split(clean)
     out = []
+    pending = b""
     for i, segment in enumerate(segments):
+        segment = pending + segment
         padded = i < len(segments) - 1
         rest = len(segment) % 4
         if padded and rest in (2, 3):
             out.append(binascii.a2b_base64(segment + b"=" * (4 - rest)))
-        else:
-            out.append(binascii.a2b_base64(segment[:len(segment) - rest]))
-    return b"".join(out)
+            return b"".join(out), True
+        out.append(binascii.a2b_base64(segment[:len(segment) - rest]))
+        pending = segment[len(segment) - rest:] if padded else b""
+    return b"".join(out), False
 
 
 def body_text(part: Message, data: bytes, defects: list[str]) -> str:

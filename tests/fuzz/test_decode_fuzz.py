@@ -118,6 +118,9 @@ def check_every_leaf_is_written(raw: bytes, files: dict[str, bytes], *, partial:
             continue
         if _as_text_in(part, data, blob):
             continue
+        cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+        if cte == "base64" and len(data) > 2 and (data[:-1] in blob or data[:-2] in blob):
+            continue  # an incomplete last quantum is dropped on purpose (docs/decode.md)
         if partial and (_encoded(part) in raw_kept or raw_kept):
             continue  # past a bound: kept raw, undecoded
         raise AssertionError("leaf %s (%d bytes) not written: %r" % (part.get_content_type(), len(data), data[:60]))

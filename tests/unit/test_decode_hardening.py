@@ -83,7 +83,14 @@ def test_a_stray_padding_line_in_base64_loses_nothing_the_standard_library_recov
 def test_a_lone_incomplete_base64_quantum_is_not_dropped():
     raw = multipart(b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAA")
     (part,) = decode_bytes(raw).parts
-    assert part.data == b"\x00"  # before: an empty leaf, dropped
+    assert part.data == b"\x00"  # all there is: kept as the stdlib pads it (before: dropped)
+
+
+def test_text_after_the_closing_padding_is_not_decoded_as_data():
+    raw = multipart(b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
+                    b"Content-Disposition: attachment; filename=a.bin\n\nQUJDRA==\n-- \nAnn Example, Sales\n")
+    (part,) = decode_bytes(raw).parts
+    assert part.data == b"ABCD"
 
 
 # -- names --------------------------------------------------------------------------------------
