@@ -44,32 +44,24 @@ def leaf_bytes(part: Message) -> bytes:
                                for d in part.defects):
         encoded = part.get_payload(decode=False)
         if isinstance(encoded, str):
-            lenient, closed = _lenient_b64_closed(encoded.encode("utf-8", "surrogateescape"))
+            lenient = _lenient_b64(encoded.encode("utf-8", "surrogateescape"))
             decoded_by_stdlib = not any(isinstance(d, InvalidBase64LengthDefect) for d in part.defects)
-            if not decoded_by_stdlib or len(lenient) >= len(data):
-                data = lenient
-            elif lenient and data.startswith(lenient) and (closed or len(data) - len(lenient) <= 2):
-                # the stdlib padded an incomplete last quantum (most decoders drop it), or
-                # decoded the text after the closing padding as data
+            if not decoded_by_stdlib or len(lenient) >= len(data) or (
+                    lenient and data.startswith(lenient) and len(data) - len(lenient) <= 2):
+                # the stdlib padded an incomplete last quantum: most decoders drop it
                 data = lenient
     return data
 
 
 def _lenient_b64(encoded: bytes | memoryview) -> bytes:
-    return _lenient_b64_closed(encoded)[0]
-
-
-def _lenient_b64_closed(encoded: bytes | memoryview) -> tuple[bytes, bool]:
     """Decode base64 ignoring any character outside the alphabet.  Padding that closes an
     incomplete quantum ends the data (what follows is text, e.g. a signature); padding at a
     quantum boundary (a stray ``=`` line) is ignored and decoding goes on.  A last quantum that
-    no padding closes is dropped (what ripmime, munpack, mu and uudeview do).  Returns the bytes
-    and whether closing padding ended them.
+    no padding closes is dropped (what ripmime, munpack, mu and uudeview do).
 
     The caller keeps the standard library's result instead when that is longer by more than
-    an incomplete last quantum (1-2 bytes) and is not just this result plus text decoded after
-    the closing padding, or when this result is empty: no data the standard library recovers
-    is lost.
+    an incomplete last quantum (1-2 bytes), or when this result is empty: no data the standard
+    library recovers is lost.
     """
     clean = _NOT_BASE64.sub(b"", encoded)
     segments = _PADDING.split(clean)
@@ -81,10 +73,10 @@ def _lenient_b64_closed(encoded: bytes | memoryview) -> tuple[bytes, bool]:
         rest = len(segment) % 4
         if padded and rest in (2, 3):
             out.append(binascii.a2b_base64(segment + b"=" * (4 - rest)))
-            return b"".join(out), True
+            break
         out.append(binascii.a2b_base64(segment[:len(segment) - rest]))
         pending = segment[len(segment) - rest:] if padded else b""
-    return b"".join(out), False
+    return b"".join(out)
 
 
 def body_text(part: Message, data: bytes, defects: list[str]) -> str:
