@@ -244,7 +244,7 @@ FIVE_MB = 5 * 1000 * 1000 - 100_000
 
 def big_messages(size: int = FIVE_MB) -> dict[str, bytes]:
     """One large hostile message per class, each under *size* bytes (default: just under 5 MB)."""
-    FIVE_MB = size  # noqa: N806 - the builders below are written for the 5 MB case
+    FIVE_MB = size
     head = b"From: a@example.org\nSubject: big\n"
     levels = (FIVE_MB - 200) // 70
     deep = (b"".join(b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i) for i in range(levels))

@@ -9,7 +9,6 @@ import os
 import time
 
 import pytest
-
 from mailingest.layout import decode_file, parts_dir_name
 from mailingest.mime import DecodeLimits, decode_bytes
 from mailingest.safenames import MAX_NAME_BYTES, safe_name, truncate, unique_name
@@ -107,12 +106,13 @@ def test_an_attached_message_with_a_250_byte_name_is_decoded_and_every_name_fits
     names = list(all_names(tmp_path))
     assert all(len(n.encode("utf-8")) <= MAX_NAME_BYTES for n in names)
     assert any(n.endswith(".parts") for n in os.listdir(result.directory))
-    assert json.loads(open(os.path.join(result.directory, "metadata.json"), "rb").read())["status"] == "decoded"
+    with open(os.path.join(result.directory, "metadata.json"), "rb") as fh:
+        assert json.load(fh)["status"] == "decoded"
 
 
-def decode_settings(limits=DecodeLimits()):
+def decode_settings(limits=None):
     from mailingest.layout import DecodeSettings
-    return DecodeSettings(limits=limits, fsync=False)
+    return DecodeSettings(limits=limits or DecodeLimits(), fsync=False)
 
 
 @pytest.mark.parametrize("name", ["a" * 250 + "." * 20 + "b.pdf", "x" * 253 + "..", "." * 300 + "pdf",
