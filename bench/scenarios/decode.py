@@ -106,8 +106,12 @@ def _fidelity(result: Optional[Dict[str, str]]) -> str:
 def _measure(ctx: BenchContext, *args: str, timeout: float = 600) -> List[dict]:
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo / "plugins"), str(repo)]))
-    done = subprocess.run([sys.executable, "-m", "tests.fuzz.measure", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=str(repo), check=False)
+    try:
+        done = subprocess.run([sys.executable, "-m", "tests.fuzz.measure", *args], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=str(repo), check=False)
+    except subprocess.TimeoutExpired:
+        logger.warning("decode of %s: no result after %.0f s", args, timeout)
+        return [{"status": "timeout", "cpu": timeout, "wall": timeout, "maxrss_mb": 0.0}]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
