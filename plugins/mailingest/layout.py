@@ -9,8 +9,9 @@ Layout (docs/decode.md): for ``DIR/x.eml`` a new directory ``DIR/x.parts/`` rece
 * uuencoded blocks found in text bodies, under the name on their ``begin`` line;
 * ``metadata.json`` (schema ``mailingest-decode/1``), written last.
 
-The raw .eml is only read.  Decoding happens in memory first, so a message over a bound writes
-nothing; the parts are written into a hidden staging directory that is renamed to ``x.parts``
+The raw .eml is only read.  Decoding happens in memory first, so a .eml over
+``max_decoded_bytes`` (the one bound that refuses a message; past the others it is decoded
+partially, the rest kept as ``raw-<part>.eml`` files) writes nothing; the parts are written into a hidden staging directory that is renamed to ``x.parts``
 once complete, so a crash leaves no half-written parts directory; a failure part-way through
 writing removes what was written.
 """
@@ -90,7 +91,7 @@ def decode_file(eml_path: str, out_dir: str | None = None, *, flat: bool = False
 
     :param flat: write the parts straight into *out_dir* (created if missing) instead.
     :param mail: the notice's ``mail`` identity, copied into metadata.json.
-    :raises DecodeLimitError: over a bound; nothing written.
+    :raises DecodeLimitError: the .eml is larger than ``max_decoded_bytes``; nothing written.
     :raises MimeError: undecodable; nothing written.
     :raises OSError: reading or writing failed; what was written is removed.
     """
