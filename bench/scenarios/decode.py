@@ -7,11 +7,18 @@ ripmime (Debian package) in the same run.
   space without fsync (``--no-fsync``; the callback fsyncs by default).
 * Fidelity: the corpus judge ``compare.py`` for both (ripmime in its leave-one-out self-test):
   recall of agreed attachments, exact filenames, crashes, unsafe writes.
+* Hostile input (issue 11): one message of each hostile class of ``tests/fuzz/generators.py``
+  just under 5 MB, each decoded in a fresh process (``tests/fuzz/measure.py``, fsync on, as the
+  callback runs): the worst CPU time, wall time and peak RSS, against ripmime's worst wall time
+  on the same files; and 1,000 smaller hostile messages decoded in one process (a subscriber):
+  RSS after the first 100 and after the last.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -96,6 +103,67 @@ def _fidelity(result: Optional[Dict[str, str]]) -> str:
             f"timeouts {result['timeouts']}, unsafe {result['unsafe']}, extra {result['extra']}")
 
 
+def _measure(ctx: BenchContext, *args: str, timeout: float = 600) -> List[dict]:
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo / "plugins"), str(repo)]))
+    try:
+        done = subprocess.run([sys.executable, "-m", "tests.fuzz.measure", *args], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=str(repo), check=False)
+    except subprocess.TimeoutExpired:
+        logger.warning("decode of %s: no result after %.0f s", args, timeout)
+        return [{"status": "timeout", "cpu": timeout, "wall": timeout, "maxrss_mb": 0.0}]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def hostile_rows(ctx: BenchContext) -> List[Row]:
+    """Issue 11: time and memory on hostile input, one process per message and 1,000 in a row."""
+    try:
+        from tests.fuzz.generators import big_messages
+    except ImportError as exc:  # hypothesis missing: the test extra is not installed
+        return [Row("7c. decode, hostile input", "—", "not available", "—", "—", "", str(exc))]
+    folder = ctx.work / "decode" / "hostile"
+    folder.mkdir(parents=True, exist_ok=True)
+    worst = {"cpu": 0.0, "wall": 0.0, "maxrss_mb": 0.0}
+    ripmime_worst = 0.0
+    binary = shutil.which("ripmime") or "ripmime"
+    big = big_messages()
+    for name, raw in big.items():
+        path = folder / ("%s.eml" % name)
+        path.write_bytes(raw)
+        for report in _measure(ctx, str(path), timeout=120):
+            worst = {k: max(worst[k], float(report[k])) for k in worst}
+        target = folder / ("ripmime-%s" % name)
+        target.mkdir(exist_ok=True)
+        started = time.perf_counter()
+        try:
+            subprocess.run([binary, "-i", str(path), "-d", str(target)], capture_output=True, timeout=120, check=False)
+        except subprocess.TimeoutExpired:
+            pass
+        ripmime_worst = max(ripmime_worst, time.perf_counter() - started)
+    rows = [Row("7c. decode, hostile input < 5 MB: worst of %d classes" % len(big), "%d msgs, %.1f MB" % (
+        len(big), mb(sum(len(r) for r in big.values()))),
+        f"{worst['cpu']:.1f} s CPU, {worst['wall']:.1f} s wall, {worst['maxrss_mb']:.0f} MB peak RSS",
+        f"ripmime {ripmime_worst:.1f} s wall", ratio(worst["wall"], ripmime_worst),
+        target_check(worst["cpu"], 5.0, at_least=False, label=" s CPU") + (
+            "" if worst["maxrss_mb"] <= 400 else f"; RSS {worst['maxrss_mb']:.0f} MB > 400"),
+        "one fresh process per message, fsync on; target ≤ 5 s and ≤ 400 MB")]
+    loop = ctx.work / "decode" / "hostile-loop"
+    loop.mkdir(parents=True, exist_ok=True)
+    small = [raw for name, raw in big_messages(50_000).items()]
+    count = 200 if ctx.quick else 1000
+    for i in range(count):
+        (loop / ("%04d.eml" % i)).write_bytes(small[i % len(small)])
+    reports = _measure(ctx, "--loop", str(loop), "--no-fsync", timeout=3600)
+    if len(reports) < count:
+        return rows + [Row("7d. decode, %d hostile messages in one process" % count, "", "failed", "—", "—", "",
+                           "%d of %d decoded" % (len(reports), count))]
+    first, last = reports[99]["rss_mb"], max(r["rss_mb"] for r in reports[-100:])
+    rows.append(Row("7d. decode, %d hostile messages in one process (a subscriber)" % count,
+                    "%d classes, ~50 kB each" % len(small), f"RSS {first:.0f} MB after 100, {last:.0f} MB at the end",
+                    "—", "—", "flat" if last <= first + 20 else "GROWS", "target: flat (≤ +20 MB)"))
+    return rows
+
+
 def run(ctx: BenchContext) -> List[Row]:
     if not (CORPUS / "compare.py").exists():
         return [Row("7. decode vs ripmime", "—", "—", "—", "—", "", f"corpus not found at {CORPUS}")]
@@ -113,7 +181,7 @@ def run(ctx: BenchContext) -> List[Row]:
     recall_ratio = ratio(float(ours_fid["recall"]), float(theirs_fid["recall"])) if ours_fid and theirs_fid else "—"
     per_process = (f"compare.py, one process per message: ours {ours_fid['MBps'] if ours_fid else '?'} MB/s, "
                    f"ripmime {theirs_fid['MBps'] if theirs_fid else '?'} MB/s")
-    return [
+    return hostile_rows(ctx) + [
         Row("7a. decode throughput: `mailingest decode` vs ripmime", size,
             f"{ours_rate:.1f} MB/s ({ours_s:.1f} s, one process)",
             f"{theirs_rate:.1f} MB/s ({theirs_s:.1f} s, one process per message)",

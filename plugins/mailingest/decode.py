@@ -35,7 +35,7 @@ under ``post_baseDir`` and ``baseUrl`` = ``post_baseUrl``.  Two extra fields let
 * ``mailPart``: ``{"kind", "originalName", "contentType", "disposition", "contentId"}``.
 
 The .eml notice is published too, with ``mailDecode = {"status": "decoded", "files": N,
-"announced": M, "directory": ...}`` (M < N when ``mailDecodeAnnounce`` leaves some kinds out).  A message over a bound, or one that cannot be decoded, is logged once
+"announced": M, "directory": ...}`` (M < N when ``mailDecodeAnnounce`` leaves some kinds out).  A message that cannot be decoded (larger than ``mailDecodeMaxBytes``, unparseable) is logged once
 (error level, with the reason), left as it is and published with ``mailDecode = {"status":
 "not-decoded", "reason": ...}``; nothing is written for it.  MIME defects the parser found are
 logged as warnings with the message identity.  To keep .eml notices away from a later stage,
@@ -46,8 +46,8 @@ Options:
 ==================  =====  ==========  =========================================================
 option              kind   default     meaning
 ==================  =====  ==========  =========================================================
-mailDecodeMaxDepth  count  16          deepest nesting of multiparts/attached messages
-mailDecodeMaxParts  count  1000        most MIME parts per message (attached messages included)
+mailDecodeMaxDepth  count  200         deepest nesting of multiparts/attached messages
+mailDecodeMaxParts  count  2000        most parts (files) per message (attached messages included)
 mailDecodeMaxBytes  size   256mb       most decoded bytes per message (also caps the .eml size);
                            (2**28)     sr3 sizes: ``100m`` = 10**8, ``100mb``/``100Mi`` = 100*2**20
 mailDecodeHtml      flag   True        write body.html when the message has an HTML body
@@ -65,8 +65,9 @@ and a worker of the same host takes over a dead worker's pending decodes at ``on
 same message (:mod:`mailingest.mime.decoded`) is announced again, never rewritten, so announcements
 are at least once (docs/decode.md, "What a killed worker leaves behind").
 
-An attached message over a bound is kept as its .eml, undecoded (``"status": "not-decoded"``
-in its metadata.json entry); the enclosing message is still decoded.  The same code runs from
+Past a bound the message is decoded partially: what lies within the bounds is decoded, the
+rest is kept as raw files (``raw-<part>.eml``), and the notice says ``mailDecode = {"status":
+"partial", ..., "bounds": [...]}``.  The same code runs from
 the command line: ``mailingest decode FILE.eml... -o DIR`` (docs/decode.md).
 
 Change log: 0.1.0 first version.
@@ -106,7 +107,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.settings = settings_from_options(self.o)
         self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
         self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
-        self.metrics: Dict[str, int] = {"decoded": 0, "notDecoded": 0, "filesWritten": 0,
+        self.metrics: Dict[str, int] = {"decoded": 0, "partial": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0}
         # pending decodes (see mailingest.mime.journal): recorded before sr3 acknowledges a notice,
         # forgotten once the announcements are posted, taken over from a dead worker
@@ -240,10 +241,14 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     def _announced(self, msg: sarracenia.Message, result: DecodeResult, mail: Any) -> List[sarracenia.Message]:
         notices = self._announce(msg, result, mail)
-        msg["mailDecode"] = {"status": "decoded", "files": len(result.files), "announced": len(notices),
+        msg["mailDecode"] = {"status": result.status, "files": len(result.files), "announced": len(notices),
                              "directory": os.path.basename(result.directory)}
-        logger.info("%s: decoded into %s: %d files, %d announced", _identity(msg),
-                    os.path.basename(result.directory), len(result.files), len(notices))
+        if result.bounds:  # partial: what lay past a bound is kept raw (docs/decode.md)
+            msg["mailDecode"]["bounds"] = list(result.bounds)
+            self.metrics["partial"] += 1
+        logger.info("%s: decoded into %s: %d files, %d announced%s", _identity(msg),
+                    os.path.basename(result.directory), len(result.files), len(notices),
+                    " (partial: what lay past a bound is kept raw)" if result.bounds else "")
         return notices
 
     def _announce(self, parent: sarracenia.Message, result: DecodeResult,
@@ -299,7 +304,7 @@ def settings_from_options(o: Any) -> DecodeSettings:
 #: what each ``mailDecodeAnnounce`` word stands for, as :class:`WrittenFile` kinds
 ANNOUNCE_GROUPS = {
     "bodies": frozenset({"body-text", "body-html"}),
-    "attachments": frozenset({"part", "message", "uuencoded"}),
+    "attachments": frozenset({"part", "message", "uuencoded", "raw"}),
     "metadata": frozenset({"metadata"}),
 }
 

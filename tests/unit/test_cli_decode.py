@@ -309,10 +309,20 @@ def test_attached_messages_are_saved_and_decoded_into_a_subfolder(tmp_path):
     assert (entry["kind"], entry["status"], entry["decodedInto"]) == ("message", "decoded", "orig.parts")
 
 
-def test_a_message_over_a_bound_fails_with_exit_1_and_writes_nothing(eml, tmp_path, caplog):
-    assert main(["decode", str(eml), "-o", str(tmp_path / "out"), "--max-parts", "2", "-q"]) == 1
-    assert not (tmp_path / "out").exists() or tree(tmp_path / "out") == []
-    assert "not decoded" in caplog.text and "max_parts" in caplog.text
+def test_a_message_over_a_bound_is_decoded_partially_with_the_rest_kept_raw(eml, tmp_path, caplog):
+    assert main(["decode", str(eml), "-o", str(tmp_path / "out"), "--max-parts", "2", "-q"]) == 0
+    [meta_path] = (tmp_path / "out").rglob("metadata.json")
+    meta = json.loads(meta_path.read_text("utf-8"))
+    assert meta["status"] == "partial" and "max_parts (2)" in meta["bounds"][0]
+    raw = [p for p in meta["parts"] if p["kind"] == "raw"]
+    assert raw and raw[0]["status"] == "raw" and raw[0]["file"].startswith("raw-")
+    assert "decoded partially" in caplog.text and "max_parts" in caplog.text
+
+
+def test_a_message_larger_than_max_bytes_fails_with_exit_1_and_writes_nothing(eml, tmp_path, caplog):
+    assert main(["decode", str(eml), "-o", str(tmp_path / "out"), "--max-bytes", "10", "-q"]) == 1
+    assert not (tmp_path / "out").exists()
+    assert "not decoded" in caplog.text and "max_decoded_bytes" in caplog.text
 
 
 def test_a_missing_file_fails_but_the_others_are_decoded(eml, tmp_path):

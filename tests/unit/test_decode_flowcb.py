@@ -117,14 +117,25 @@ def test_pop3_identity_is_copied_as_is(base):
     assert all(m["mailParent"]["mail"] == pop for m in wl.ok[1:])
 
 
-def test_a_message_over_a_bound_is_posted_as_not_decoded_with_one_clear_line(base, caplog):
+def test_a_message_over_a_part_bound_is_decoded_partially_and_says_so(base):
     o = options(base, mailDecodeMaxParts=2)
+    parent = downloaded(o, base, "INBOX/1.5.eml", sample(names=("a.csv", "b.csv")))
+    wl = worklist(parent)
+    load(o).after_work(wl)
+    assert parent["mailDecode"]["status"] == "partial"
+    assert "max_parts (2)" in parent["mailDecode"]["bounds"][0]
+    kinds = [m["mailPart"]["kind"] for m in wl.ok[1:]]
+    assert "raw" in kinds and "metadata" in kinds
+
+
+def test_a_message_over_the_byte_bound_is_posted_as_not_decoded_with_one_clear_line(base, caplog):
+    o = options(base, mailDecodeMaxBytes=100)
     parent = downloaded(o, base, "INBOX/1.5.eml", sample(names=("a.csv", "b.csv")))
     wl = worklist(parent)
     load(o).after_work(wl)
     assert wl.ok == [parent]
     assert parent["mailDecode"]["status"] == "not-decoded"
-    assert "max_parts" in parent["mailDecode"]["reason"]
+    assert "max_decoded_bytes" in parent["mailDecode"]["reason"]
     assert os.listdir(base / "INBOX") == ["1.5.eml"]
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1
@@ -189,7 +200,7 @@ def test_attachments_with_hostile_names_are_announced_inside_the_parts_directory
 def test_options_are_declared_with_defaults_and_settings_apply(base):
     cb = load(options(base))
     limits = (cb.o.mailDecodeMaxDepth, cb.o.mailDecodeMaxParts, cb.o.mailDecodeMaxBytes)
-    assert limits == (16, 1000, 256 * 1024 ** 2)
+    assert limits == (200, 2000, 256 * 1024 ** 2)
     assert (cb.o.mailDecodeHtml, cb.o.mailDecodeUuencode, cb.o.mailDecodeFsync) == (True, True, True)
     cb = load(options(base, mailDecodeMaxBytes="10m", mailDecodeMaxDepth=4, mailDecodeHtml="off"))
     assert cb.settings.limits.max_decoded_bytes == 10_000_000          # sr3: m is decimal
@@ -208,8 +219,8 @@ def test_metrics(base):
     o = options(base)
     cb = load(o)
     cb.after_work(worklist(downloaded(o, base, "INBOX/1.9.eml", sample())))
-    assert cb.metricsReport() == {"decoded": 1, "notDecoded": 0, "filesWritten": 3, "filesAnnounced": 3,
-                                  "defects": 0, "reannounced": 0, "recovered": 0}
+    assert cb.metricsReport() == {"decoded": 1, "partial": 0, "notDecoded": 0, "filesWritten": 3,
+                                  "filesAnnounced": 3, "defects": 0, "reannounced": 0, "recovered": 0}
 
 
 @pytest.mark.parametrize("choice, announced", [

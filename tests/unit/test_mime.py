@@ -154,7 +154,14 @@ def test_base64_with_an_incomplete_last_quantum_drops_it():
     raw = mixed(text_part(), b"Content-Type: application/pdf; name=x.pdf\n"
                 b"Content-Transfer-Encoding: base64\n\n" + base64.b64encode(b"abcdef") + b"QUJ\n")
     (part,) = attachments(decode_bytes(raw))
-    assert part.data == b"abcdef"
+    assert part.data == b"abcdef"  # as ripmime, munpack, mu and uudeview (the stdlib pads it)
+
+
+def test_base64_with_one_character_too_many_drops_it():
+    raw = mixed(text_part(), b"Content-Type: application/pdf; name=x.pdf\n"
+                b"Content-Transfer-Encoding: base64\n\n" + base64.b64encode(b"abcdef") + b"Q\n")
+    (part,) = attachments(decode_bytes(raw))
+    assert part.data == b"abcdef"  # the stdlib would return the encoded text
 
 
 def test_parser_defects_are_reported_not_raised():
@@ -265,45 +272,81 @@ def nested_multiparts(depth: int) -> bytes:
     return b"Subject: deep\n" + raw
 
 
-def test_depth_bound():
-    decode_bytes(nested_multiparts(5), DecodeLimits(max_depth=5))
-    with pytest.raises(DecodeLimitError, match="max_depth"):
-        decode_bytes(nested_multiparts(6), DecodeLimits(max_depth=5))
+def test_depth_bound_keeps_the_subtree_past_it_raw():
+    assert not decode_bytes(nested_multiparts(5), DecodeLimits(max_depth=5)).partial
+    decoded = decode_bytes(nested_multiparts(6), DecodeLimits(max_depth=5))
+    (raw,) = decoded.parts
+    data = bytes(raw.data)
+    assert raw.kind == "raw" and data.endswith(b"leaf") and b"Content-Type: text/plain" in data
+    assert "max_depth (5)" in decoded.partial[0]
 
 
-def test_pathological_nesting_is_a_limit_error_not_a_crash():
-    with pytest.raises(DecodeLimitError):
-        decode_bytes(nested_multiparts(3000), DecodeLimits(max_depth=10_000))
+def test_two_hundred_nested_multiparts_decode_fully_by_default():
+    (leaf,) = decode_bytes(nested_multiparts(200)).parts
+    assert leaf.kind == "body-text" and leaf.data == b"leaf"
 
 
-def test_part_count_bound():
-    raw = mixed(*[named_part(b'Content-Disposition: attachment; filename="f%d.bin"\n' % i, b"x")
+def test_nesting_deeper_than_the_parser_can_follow_is_decoded_partially_not_refused():
+    raw = nested_multiparts(3000)
+    decoded = decode_bytes(raw, DecodeLimits(max_depth=10_000))
+    assert decoded.parts[-1].number == "tail" and bytes(decoded.parts[-1].data).endswith(b"--b2999--\n")
+    assert "deeper than the parser" in decoded.partial[-1]
+    assert sum(len(p.data) for p in decoded.parts if p.kind == "raw") > len(raw) // 2
+
+
+def test_part_count_bound_decodes_the_first_parts_and_keeps_the_rest_raw_in_one_file():
+    raw = mixed(*[named_part(b'Content-Disposition: attachment; filename="f%d.bin"\n' % i, b"x%d" % i)
                   for i in range(10)])
-    assert len(decode_bytes(raw, DecodeLimits(max_parts=11)).parts) == 10
-    with pytest.raises(DecodeLimitError, match="max_parts"):
-        decode_bytes(raw, DecodeLimits(max_parts=10))
+    assert len(decode_bytes(raw, DecodeLimits(max_parts=10)).parts) == 10
+    decoded = decode_bytes(raw, DecodeLimits(max_parts=5))
+    assert [p.filename for p in decoded.parts[:5]] == ["f%d.bin" % i for i in range(5)]
+    kept = decoded.parts[5:]
+    assert [p.kind for p in kept] == ["raw", "raw"]
+    assert b"f5.bin" in bytes(kept[0].data) and all(b"f%d.bin" % i in bytes(kept[1].data) for i in range(6, 10))
+    assert "max_parts (5)" in decoded.partial[0]
 
 
-def test_decoded_bytes_bound():
-    raw = mixed(text_part(), named_part(b"Content-Disposition: attachment; filename=big.bin\n", b"x" * 5000))
-    decode_bytes(raw, DecodeLimits(max_decoded_bytes=10_000))
+def test_two_thousand_attachments_decode_fully_by_default():
+    raw = mixed(text_part(), *[named_part(b'Content-Disposition: attachment; filename="f%d.bin"\n' % i, b"x")
+                               for i in range(1999)])
+    decoded = decode_bytes(raw)
+    assert len(decoded.parts) == 2000 and not decoded.partial
+
+
+def test_far_too_many_delimiters_are_not_even_parsed_but_kept_raw():
+    raw = b"Content-Type: multipart/mixed; boundary=B\n\n" + b"--B\n\nx\n" * 200_000 + b"--B--\n"
+    decoded = decode_bytes(raw, DecodeLimits(max_parts=10))
+    assert decoded.parts[-1].number == "tail" and bytes(decoded.parts[-1].data).endswith(b"--B--\n")
+    assert sum(len(p.data) for p in decoded.parts if p.kind == "raw") > len(raw) - 200
+
+
+def test_decoded_bytes_bound_keeps_the_part_that_does_not_fit_raw():
+    inner = mixed(text_part(), b"Content-Type: application/octet-stream\nContent-Disposition: attachment; "
+                  b"filename=big.bin\n\n" + b"x" * 3000, boundary="INNER")
+    raw = mixed(text_part(), b"Content-Type: message/rfc822\n\n" + inner)
+    assert not decode_bytes(raw, DecodeLimits(max_decoded_bytes=10_000)).partial
+    decoded = decode_bytes(raw, DecodeLimits(max_decoded_bytes=len(raw) + 500))  # .eml + inner > raw
+    (attached,) = attachments(decoded)
+    kinds = [p.kind for p in attached.message.parts]
+    assert kinds == ["body-text", "raw"] and bytes(attached.message.parts[1].data).endswith(b"x" * 3000)
+    assert "max_decoded_bytes" in attached.message.partial[0]
     with pytest.raises(DecodeLimitError, match="max_decoded_bytes"):
-        decode_bytes(raw, DecodeLimits(max_decoded_bytes=4000))
+        decode_bytes(raw, DecodeLimits(max_decoded_bytes=100))  # the message itself is larger
 
 
-def test_an_attached_message_over_a_bound_is_kept_undecoded():
+def test_an_attached_message_over_a_bound_is_saved_and_decoded_partially():
     inner = nested_multiparts(6)
     raw = mixed(text_part(), b"Content-Type: message/rfc822\nContent-Disposition: attachment; "
                 b"filename=deep.eml\n\n" + inner)
     (attached,) = attachments(decode_bytes(raw, DecodeLimits(max_depth=5)))
-    assert attached.message is None
-    assert "max_depth" in attached.not_decoded
-    assert attached.data.rstrip(b"\n") == inner.rstrip(b"\n")
+    assert bytes(attached.data).rstrip(b"\n") == inner.rstrip(b"\n")
+    assert attached.message is not None and attached.message.partial
+    assert attached.message.parts[0].kind == "raw"
 
 
 def test_limits_are_frozen_validated_and_loud_on_typos():
     limits = DecodeLimits()
-    assert (limits.max_depth, limits.max_parts, limits.max_decoded_bytes) == (16, 1000, 256 * 1024 * 1024)
+    assert (limits.max_depth, limits.max_parts, limits.max_decoded_bytes) == (200, 2000, 256 * 1024 * 1024)
     with pytest.raises(dataclasses.FrozenInstanceError):
         limits.max_depth = 3
     with pytest.raises(TypeError):

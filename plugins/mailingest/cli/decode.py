@@ -247,10 +247,13 @@ class Outcome:
     files: int
     bytes: int
     defects: tuple[str, ...]
+    #: the bounds reached: what lay past them is kept as raw files (a partial decode)
+    bounds: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, result: DecodeResult) -> Outcome:
-        return cls(len(result.files), sum(_size_of(f.path) for f in result.files), result.defects)
+        return cls(len(result.files), sum(_size_of(f.path) for f in result.files), result.defects,
+                   result.bounds)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -316,12 +319,15 @@ def _run_job(job: Job, settings: DecodeSettings, args: argparse.Namespace, claim
         return False
     for defect in outcome.defects:
         logger.warning("%s: MIME defect: %s", shown, defect)
+    if outcome.bounds:
+        logger.warning("%s: decoded partially, the rest kept raw: %s", shown, "; ".join(outcome.bounds))
     tally.messages += 1
     tally.files += outcome.files
     tally.bytes += outcome.bytes
     if not args.quiet:
         progress.clear()
-        print("%s -> %s (%d files)" % (shown, job.target, outcome.files), flush=True)
+        print("%s -> %s (%d files%s)" % (shown, job.target, outcome.files,
+                                         ", partial" if outcome.bounds else ""), flush=True)
     return True
 
 

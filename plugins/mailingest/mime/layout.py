@@ -9,8 +9,9 @@ Layout (docs/decode.md): for ``DIR/x.eml`` a new directory ``DIR/x.parts/`` rece
 * uuencoded blocks found in text bodies, under the name on their ``begin`` line;
 * ``metadata.json`` (schema ``mailingest-decode/1``), written last.
 
-The raw .eml is only read.  Decoding happens in memory first, so a message over a bound writes
-nothing; the parts are written into a hidden staging directory that is renamed to ``x.parts``
+The raw .eml is only read.  Decoding happens in memory first, so a .eml over
+``max_decoded_bytes`` (the one bound that refuses a message; past the others it is decoded
+partially, the rest kept as ``raw-<part>.eml`` files) writes nothing; the parts are written into a hidden staging directory that is renamed to ``x.parts``
 once complete, so a crash leaves no half-written parts directory; a failure part-way through
 writing removes what was written.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from mailingest.atomic import temp_name
 from mailingest.mime.parse import DecodedMail, DecodeLimits, Part, decode_bytes
-from mailingest.mime.safenames import fallback_name, safe_name
+from mailingest.mime.safenames import MAX_NAME_BYTES, fallback_name, safe_name, truncate
 from mailingest.mime.writer import OutputDir
 
 SCHEMA = "mailingest-decode/1"
@@ -70,12 +71,16 @@ class DecodeResult:
     files: tuple[WrittenFile, ...]
     defects: tuple[str, ...]
     message_id: str | None
+    #: ``decoded``, or ``partial`` when a bound was reached (what lay past it is kept raw)
+    status: str = "decoded"
+    #: the bounds reached, one line per raw-kept part (prefixed like the defects)
+    bounds: tuple[str, ...] = ()
 
 
 def parts_dir_name(eml_name: str) -> str:
-    """``x.eml`` -> ``x.parts`` (the stem of any name plus ``.parts``)."""
+    """``x.eml`` -> ``x.parts`` (the stem of any name plus ``.parts``), at most 255 bytes."""
     stem, dot, _ext = eml_name.rpartition(".")
-    return (stem if dot and stem else eml_name) + PARTS_SUFFIX
+    return truncate((stem if dot and stem else eml_name) + PARTS_SUFFIX)
 
 
 def decode_file(eml_path: str, out_dir: str | None = None, *, flat: bool = False,
@@ -86,7 +91,7 @@ def decode_file(eml_path: str, out_dir: str | None = None, *, flat: bool = False
 
     :param flat: write the parts straight into *out_dir* (created if missing) instead.
     :param mail: the notice's ``mail`` identity, copied into metadata.json.
-    :raises DecodeLimitError: over a bound; nothing written.
+    :raises DecodeLimitError: the .eml is larger than ``max_decoded_bytes``; nothing written.
     :raises MimeError: undecodable; nothing written.
     :raises OSError: reading or writing failed; what was written is removed.
     """
@@ -119,7 +124,9 @@ def _write_staged(decoded: DecodedMail, parent: OutputDir, eml_name: str, settin
     never sees a half-written parts directory.  A dead writer's staging directory is removed
     by :py:func:`mailingest.atomic.remove_stale_temps` (the download's sweep)."""
     final_name = parts_dir_name(eml_name)
-    staging = parent.mkdir_staging(os.path.basename(temp_name(parent.join(final_name))))
+    overhead = len(os.path.basename(temp_name(parent.join(""))).encode("utf-8"))
+    staging_name = os.path.basename(temp_name(parent.join(truncate(final_name, MAX_NAME_BYTES - overhead))))
+    staging = parent.mkdir_staging(staging_name)
     written = _write_all(decoded, staging, eml_name, settings, mail)
     staging_path = staging.path
     published = parent.publish(staging, final_name)
@@ -138,14 +145,25 @@ def _write_all(decoded: DecodedMail, target: OutputDir, eml_name: str,
                settings: DecodeSettings, mail: Mapping[str, object] | None) -> DecodeResult:
     files: list[WrittenFile] = []
     defects: list[str] = []
-    _write_message(decoded, target, eml_name, settings, mail, "", files, defects)
-    return DecodeResult(eml_name, target.path, tuple(files), tuple(defects), decoded.message_id)
+    status = _write_message(decoded, target, eml_name, settings, mail, "", files, defects)
+    return DecodeResult(eml_name, target.path, tuple(files), tuple(defects), decoded.message_id,
+                        status, tuple(_bounds(decoded, "")))
+
+
+def _bounds(decoded: DecodedMail, prefix: str) -> list[str]:
+    """The bounds reached at every level of *decoded* (attached messages included)."""
+    found = [prefix + reason for reason in decoded.partial]
+    for part in decoded.parts:
+        if part.message is not None:
+            found.extend(_bounds(part.message, "%s%s: " % (prefix, part.number)))
+    return found
 
 
 def _write_message(decoded: DecodedMail, target: OutputDir, source: str, settings: DecodeSettings,
                    mail: Mapping[str, object] | None, prefix: str, files: list[WrittenFile],
-                   defects: list[str]) -> None:
-    """Write one message level into *target*; recurse into attached messages."""
+                   defects: list[str]) -> str:
+    """Write one message level into *target*; recurse into attached messages.  Returns the
+    level's status: ``partial`` when it or a message attached to it hit a bound."""
     defects.extend(prefix + d for d in decoded.defects)
     meta_name = target.reserve("metadata.json")
     bodies = {p.kind: target.reserve(_BODY_NAMES[p.kind]) for p in decoded.parts
@@ -156,6 +174,8 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
             continue
         if part.kind in bodies:
             written = target.write(bodies.pop(part.kind), part.data, reserved=True)
+        elif part.kind == "raw":
+            written = target.write(safe_name("raw-%s.eml" % part.number, "raw.eml"), part.data)
         else:
             name = safe_name(part.filename, fallback_name(index, part.content_type))
             written = target.write(name, part.data)
@@ -163,23 +183,27 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
                                  part.content_type, part.disposition, part.content_id))
         entry = _entry(part, written)
         if part.not_decoded:
-            entry["status"] = "not-decoded"
+            entry["status"] = "raw" if part.kind == "raw" else "not-decoded"
             entry["reason"] = part.not_decoded
         if part.message is not None:
-            entry["status"] = "decoded"
-            child = target.mkdir(parts_dir_name(written))
-            entry["decodedInto"] = os.path.basename(child.path)
-            _write_message(part.message, child, written, settings, None,
-                           "%s%s: " % (prefix, written), files, defects)
+            with target.mkdir(parts_dir_name(written)) as child:  # closed at once: bounded fds
+                entry["decodedInto"] = os.path.basename(child.path)
+                entry["status"] = _write_message(part.message, child, written, settings, None,
+                                                 "%s%s: " % (prefix, written), files, defects)
         entries.append(entry)
-    meta = {"schema": SCHEMA, "source": source, "status": "decoded",
+    status = "partial" if decoded.partial or any(e.get("status") == "partial" for e in entries) \
+        else "decoded"
+    meta = {"schema": SCHEMA, "source": source, "status": status,
             "mail": dict(mail) if mail is not None else None,
             "messageId": decoded.message_id, "from": decoded.from_, "to": list(decoded.to),
             "cc": list(decoded.cc), "subject": decoded.subject, "date": decoded.date,
             "parts": entries, "defects": list(decoded.defects)}
+    if decoded.partial:
+        meta["bounds"] = list(decoded.partial)
     data = json.dumps(meta, ensure_ascii=False, indent=1, default=str).encode("utf-8", "backslashreplace")
     target.write(meta_name, data + b"\n", reserved=True)
     files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json"))
+    return status
 
 
 def _entry(part: Part, written: str) -> dict[str, object]:

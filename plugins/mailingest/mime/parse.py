@@ -24,6 +24,7 @@ from email.parser import BytesParser
 
 from mailingest.errors import DecodeLimitError, MimeError
 from mailingest.mime import headers, payloads
+from mailingest.mime.spans import RawSpans
 
 _BODY_TEXT = "body-text"
 _BODY_HTML = "body-html"
@@ -37,12 +38,13 @@ class DecodeLimits:
     """Bounds on the work one message may cause; frozen, validated on creation.
 
     :param max_depth: deepest nesting of multiparts and attached messages (top level is 0).
-    :param max_parts: most MIME entities (containers, leaves, uuencoded blocks) per message.
+    :param max_parts: most parts per message: MIME leaves, attached messages and uuencoded
+        blocks, i.e. the files written (multipart containers are bounded by *max_depth*).
     :param max_decoded_bytes: most bytes decoded in total (bodies, parts, attached messages).
     """
 
-    max_depth: int = 16
-    max_parts: int = 1000
+    max_depth: int = 200
+    max_parts: int = 2000
     max_decoded_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -68,7 +70,8 @@ class Part:
     content_type: str
     disposition: str | None
     content_id: str | None
-    data: bytes
+    #: ``bytes``; for attached messages and raw parts, usually a ``memoryview`` of the message
+    data: bytes | memoryview
     charset: str | None = None
     message: DecodedMail | None = None
     not_decoded: str | None = None
@@ -86,6 +89,8 @@ class DecodedMail:
     message_id: str | None
     parts: tuple[Part, ...]
     defects: tuple[str, ...] = ()
+    #: why parts of this level were kept raw (a bound reached); empty when fully decoded
+    partial: tuple[str, ...] = ()
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -104,27 +109,79 @@ def parse(raw: bytes) -> EmailMessage:
 
 def decode_bytes(raw: bytes, limits: DecodeLimits = DecodeLimits(), *,
                  uuencode: bool = True) -> DecodedMail:
-    """Decode the raw message *raw*.
+    """Decode the raw message *raw*, as far as the *limits* allow.
 
-    :raises DecodeLimitError: nested too deep, too many parts or too many decoded bytes.
+    Past a bound the message is still decoded: what lies within the bounds is decoded, the
+    rest is kept as raw parts (``kind="raw"``: the entity's bytes as they came) and the bound is
+    named in :py:attr:`DecodedMail.partial`.
+
+    Nesting deeper than the parser can follow (Python's recursion limit: several hundred
+    levels) is handled the same way: the message is cut in half at a line end until the first
+    part parses; the rest is kept raw.
+
+    :raises DecodeLimitError: the message itself is larger than ``max_decoded_bytes``.
     :raises MimeError: the parser failed outright.
     """
     if len(raw) > limits.max_decoded_bytes:
         raise DecodeLimitError("message is %d bytes, over the limit of %d (max_decoded_bytes)"
                                % (len(raw), limits.max_decoded_bytes))
-    try:
-        crlf = raw[:raw.find(b"\n") + 1].endswith(b"\r\n")
-        with headers.active_budget() as budget:  # one header budget for the whole decode
-            decoded = _Walker(limits, uuencode, crlf).message(parse(raw), depth=0, number="")
-    except RecursionError as exc:
-        raise DecodeLimitError("message is nested too deeply for the parser") from exc
+    crlf = raw[:raw.find(b"\n") + 1].endswith(b"\r\n")
+    head, tail = _cut_for_parts(raw, limits.max_parts)
+    reason = ("max_parts (%d): the message has more MIME delimiters than the bound allows"
+              % limits.max_parts)
+    with headers.active_budget() as budget:  # one header budget for the whole decode
+        while True:
+            try:
+                msg = parse(head)
+                decoded = _Walker(limits, uuencode, crlf).message(msg, 0, "", RawSpans(head, msg))
+                break
+            except RecursionError as exc:
+                # nested deeper than the parser (or the standard library's tree walks) can follow:
+                # decode the first half, keep the rest raw; the deep point is soon left behind
+                cut = head.rfind(b"\n", 0, len(head) // 2) + 1
+                if cut <= 0:
+                    raise DecodeLimitError("message is nested too deeply for the parser") from exc
+                head, tail = head[:cut], head[cut:] + tail
+                reason = "nesting deeper than the parser can follow"
     if budget.notes:  # headers cut, kept raw or unreadable (docs/decode.md, "Hostile headers")
         decoded = replace(decoded, defects=decoded.defects + tuple(budget.notes))
-    return decoded
+    if not tail:
+        return decoded
+    reason = "%s: the last %d bytes of the message were not parsed and are kept raw" % (reason, len(tail))
+    kept = Part("tail", "raw", None, "application/octet-stream", None, None, tail,
+                not_decoded=reason)
+    return replace(decoded, parts=decoded.parts + (kept,), partial=decoded.partial + (reason,),
+                   defects=decoded.defects + ("top: " + reason,))
+
+
+def _cut_for_parts(raw: bytes, max_parts: int) -> tuple[bytes, bytes]:
+    """Split *raw* before a delimiter line far past ``max_parts`` parts (each entity has one
+    opening delimiter, each multipart one closing; four lines per part leave room for a
+    multipart around each), so the parser never builds a tree far larger than the walker may
+    visit: parsing costs time and memory per entity.  ``(raw, b"")`` when there are fewer."""
+    allowed = 4 * max_parts + 16
+    if raw.count(b"\n--") <= allowed:
+        return raw, b""
+    markers = {m.strip(b'"') for m in _BOUNDARY_PARAM.findall(raw)}
+    seen, pos = 0, 0
+    while True:
+        pos = raw.find(b"\n--", pos)
+        if pos < 0:
+            return raw, b""
+        pos += 1
+        line_end = raw.find(b"\n", pos)
+        token = raw[pos + 2:line_end if line_end >= 0 else len(raw)].rstrip(b" \t\r")
+        if token in markers or (token.endswith(b"--") and token[:-2] in markers):
+            seen += 1
+            if seen > allowed:
+                return raw[:pos], raw[pos:]
+
+
+_BOUNDARY_PARAM = re.compile(rb"(?i)\bboundary[ \t]*=[ \t]*(\"[^\"\r\n]{1,200}\"|[^\s;\"]{1,200})")
 
 
 class _Walker:
-    """Walks one message tree, enforcing the limits as it goes."""
+    """Walks one message tree within the limits; what lies past them is kept raw."""
 
     def __init__(self, limits: DecodeLimits, uuencode: bool, crlf: bool) -> None:
         self.limits = limits
@@ -132,22 +189,20 @@ class _Walker:
         self.crlf = crlf
         self.entities = 0
         self.decoded = 0
+        #: the bound (max_parts, max_decoded_bytes) that ended decoding: the rest is kept raw
+        self.exhausted: str | None = None
 
-    def _enter(self, depth: int, number: str) -> None:
-        self.entities += 1
-        if depth > self.limits.max_depth:
-            raise DecodeLimitError("part %s is nested %d deep, over the limit of %d (max_depth)"
-                                   % (number or "top", depth, self.limits.max_depth))
-        if self.entities > self.limits.max_parts:
-            raise DecodeLimitError("more than %d MIME parts (max_parts)" % self.limits.max_parts)
-
-    def _account(self, size: int) -> None:
+    def _fits(self, size: int) -> bool:
+        """Charge *size* decoded bytes; False (and decoding ends) when over the bound."""
+        if self.exhausted is not None:
+            return False
+        if self.decoded + size > self.limits.max_decoded_bytes:
+            self.exhausted = "max_decoded_bytes (%d)" % self.limits.max_decoded_bytes
+            return False
         self.decoded += size
-        if self.decoded > self.limits.max_decoded_bytes:
-            raise DecodeLimitError("more than %d decoded bytes (max_decoded_bytes)"
-                                   % self.limits.max_decoded_bytes)
+        return True
 
-    def message(self, msg: Message, depth: int, number: str) -> DecodedMail:
+    def message(self, msg: Message, depth: int, number: str, spans: RawSpans) -> DecodedMail:
         hints = headers.charset_hints(msg)
         defects: list[str] = []
         bodies: dict[int, str] = {}
@@ -160,7 +215,7 @@ class _Walker:
             if found is not None and not found.is_multipart():
                 bodies[id(found)] = kind
         parts: list[Part] = []
-        self._walk(msg, depth, number, bodies, hints, parts, defects)
+        self._walk(msg, depth, number, bodies, hints, parts, defects, spans)
         sender = headers.addresses(msg, "from", hints, defects)
         return DecodedMail(
             subject=headers.header_text(msg, "subject", hints, defects),
@@ -169,22 +224,38 @@ class _Walker:
             cc=headers.addresses(msg, "cc", hints, defects),
             date=headers.date_iso(msg, defects),
             message_id=headers.header_text(msg, "message-id", hints, defects),
-            parts=tuple(parts), defects=tuple(defects))
+            parts=tuple(parts), defects=tuple(defects),
+            partial=tuple(p.not_decoded for p in parts if p.kind == "raw" and p.not_decoded))
 
     def _walk(self, part: Message, depth: int, number: str, bodies: dict[int, str],
-              hints: Sequence[str], out: list[Part], defects: list[str]) -> None:
-        self._enter(depth, number)
+              hints: Sequence[str], out: list[Part], defects: list[str], spans: RawSpans) -> None:
         ctype = _content_type(part)
         children = part.get_payload()
-        if ctype.startswith("multipart/") and isinstance(children, list):
+        container = ctype.startswith("multipart/") and isinstance(children, list)
+        if not container:  # containers are bounded by max_depth and by _cut_for_parts
+            self.entities += 1
+            if self.exhausted is None and self.entities > self.limits.max_parts:
+                self.exhausted = "max_parts (%d)" % self.limits.max_parts
+        if self.exhausted is not None or depth > self.limits.max_depth:
+            bound = self.exhausted or "max_depth (%d)" % self.limits.max_depth
+            out.append(self._raw([part], number or "1", bound, spans, defects))
+            return
+        if container:
             _note(defects, number, part.defects)
             for i, child in enumerate(children, 1):
-                self._walk(child, depth + 1, _join(number, i), bodies, hints, out, defects)
+                spans.adopt(part, child)
+                if self.exhausted is not None:  # the rest of this level, as one raw file
+                    for later in children[i:]:
+                        spans.adopt(part, later)
+                    out.append(self._raw(children[i - 1:], _join(number, i), self.exhausted,
+                                         spans, defects))
+                    return
+                self._walk(child, depth + 1, _join(number, i), bodies, hints, out, defects, spans)
             return
         number = number or "1"
         if ctype.startswith("message/") and isinstance(children, list):
             _note(defects, number, part.defects)
-            out.append(self._attached(part, ctype, depth, number, hints, defects))
+            out.append(self._attached(part, ctype, depth, number, hints, defects, spans))
             return
         kind = bodies.get(id(part))
         repaired = _rewrapped(part)
@@ -197,38 +268,63 @@ class _Walker:
         local: list[str] = []
         name, disposition, cid = headers.part_info(part, hints, local)
         charset = part.get_content_charset()
+        keep_file = (kind is None and (data or name)) or (kind is not None and name)
+        text = payloads.body_text(part, data, local).encode("utf-8") if kind is not None else b""
+        if not self._fits(len(text) + (len(data) if keep_file else 0)):
+            _note(defects, number, local)
+            out.append(self._raw([part], number, self.exhausted or "", spans, defects))
+            return
         if kind is not None:
-            text = payloads.body_text(part, data, local).encode("utf-8")
-            self._account(len(text))
             out.append(Part(number, kind, None, ctype, disposition, cid, text, charset=charset))
-        if (kind is None and (data or name)) or (kind is not None and name):
+        if keep_file:
             # not a body, or a body the sender also named as a file: keep the original bytes
-            self._account(len(data))
             out.append(Part(number, "part", name, ctype, disposition, cid, data, charset=charset))
         if self.uuencode and ctype == "text/plain" and b"begin " in data:
             for j, (uu_name, blob) in enumerate(payloads.uu_blocks(data, hints, local), 1):
-                self._enter(depth + 1, "%s.uu%d" % (number, j))
-                self._account(len(blob))
+                self.entities += 1
+                if self.entities > self.limits.max_parts or not self._fits(len(blob)):
+                    self.exhausted = self.exhausted or "max_parts (%d)" % self.limits.max_parts
+                    local.append("uuencoded blocks from the %d-th on not extracted: %s"
+                                 % (j, self.exhausted))
+                    break
                 out.append(Part("%s.uu%d" % (number, j), "uuencoded", uu_name,
                                 "application/octet-stream", "attachment", None, blob))
         _note(defects, number, local)
 
+    def _raw(self, entities: Sequence[Message], number: str, bound: str, spans: RawSpans,
+             defects: list[str]) -> Part:
+        """Entities past a bound, kept as the bytes they came as (one file)."""
+        found = spans.range_of(entities[0], entities[-1]) if len(entities) > 1 else spans.bytes_of(entities[0])
+        data: bytes | memoryview = (found if found is not None
+                                    else b"".join(payloads.entity_bytes(e, self.crlf) for e in entities))
+        last = number if len(entities) == 1 else "%s to %d more" % (number, len(entities) - 1)
+        reason = "%s reached: part %s kept raw, not decoded" % (bound, last)
+        defects.append("%s: %s" % (number, reason))
+        ctype = _content_type(entities[0]) if len(entities) == 1 else "application/octet-stream"
+        return Part(number, "raw", None, ctype, None, None, data, not_decoded=reason)
+
     def _attached(self, part: Message, ctype: str, depth: int, number: str,
-                  hints: Sequence[str], defects: list[str]) -> Part:
-        """An attached message: its bytes (saved as .eml) and its decoded content.  One over a
-        bound is kept undecoded, and the work spent on it is not charged to the outer message."""
+                  hints: Sequence[str], defects: list[str], spans: RawSpans) -> Part:
+        """An attached message: its bytes (saved as .eml, as they came when they can be found
+        in the raw input) and its decoded content."""
         local: list[str] = []
-        raw, inner = payloads.attached_bytes(part, local, self.crlf)
-        self._account(len(raw))
+        raw, inner = payloads.attached_bytes(part, local, self.crlf, spans.body_of(part))
         name, disposition, cid = headers.part_info(part, hints, local)
         _note(defects, number, local)
+        if not self._fits(len(raw)):
+            return self._raw([part], number, self.exhausted or "", spans, defects)
         nested, reason = None, None
         if ctype in _SINGLE_MESSAGE and raw:
-            saved = (self.entities, self.decoded)
             try:
-                nested = self.message(inner if inner is not None else parse(raw), depth + 1, number)
-            except MimeError as exc:  # over a bound (DecodeLimitError), or unparseable
-                self.entities, self.decoded = saved
+                if inner is not None:
+                    spans.adopt(part, inner)
+                    inner_spans = spans
+                else:
+                    raw = bytes(raw)
+                    inner = parse(raw)
+                    inner_spans = RawSpans(raw, inner)
+                nested = self.message(inner, depth + 1, number, inner_spans)
+            except MimeError as exc:  # unparseable
                 reason = str(exc)
                 defects.append("%s: attached message kept undecoded: %s" % (number, reason))
         return Part(number, "message", name, ctype, disposition, cid, raw, message=nested,

@@ -1,8 +1,10 @@
 """Pure: the decoded bytes of one parsed part, where ``get_payload(decode=True)`` needs help.
 
-* **base64 with a broken length** (a final quantum of 1-3 characters, or text after the data):
-  the email package either returns the *encoded* text (length 1 mod 4) or pads the fragment.
-  Here the incomplete final quantum is dropped, as ripmime, munpack, mu and uudeview do.
+* **base64 with a broken length** (a final quantum of 1-3 characters, padding in mid-stream, or
+  text after the data): the email package returns the *encoded* text when the length is 1 mod
+  4; then the lenient decoder here is used (dropping the lone last character).  Otherwise the
+  lenient result is kept unless the standard library's holds more than an incomplete last
+  quantum more (or the lenient one is empty): no data the standard library recovers is lost.
 * **attached messages** (``message/*``): the generator re-emits the parsed message (keeping a
   ``From `` line, line endings, and a missing close boundary missing); a base64 or
   quoted-printable wrapping is undone.
@@ -26,8 +28,7 @@ from email.message import Message
 from mailingest.mime.headers import HEADER_ERRORS, POLICY, decode_body, decode_raw
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
-_UU_BEGIN = re.compile(rb"^begin [0-7]{3,4}(?:[ \t]+([^\r\n]*?))?[ \t]*\r?$", re.M)
-_UU_END = re.compile(rb"^end\s*$")
+_PADDING = re.compile(rb"=+")
 #: generator settings that re-emit parsed headers as they came (no refolding)
 _GENERATE = {sep: POLICY.clone(linesep=sep, refold_source="none", max_line_length=None)
              for sep in ("\n", "\r\n")}
@@ -47,18 +48,39 @@ def leaf_bytes(part: Message) -> bytes:
                                for d in part.defects):
         encoded = part.get_payload(decode=False)
         if isinstance(encoded, str):
-            data = _lenient_b64(encoded.encode("utf-8", "surrogateescape"))
+            lenient = _lenient_b64(encoded.encode("utf-8", "surrogateescape"))
+            decoded_by_stdlib = not any(isinstance(d, InvalidBase64LengthDefect) for d in part.defects)
+            if not decoded_by_stdlib or len(lenient) >= len(data) or (
+                    lenient and data.startswith(lenient) and len(data) - len(lenient) <= 2):
+                # the stdlib padded an incomplete last quantum: most decoders drop it
+                data = lenient
     return data
 
 
-def _lenient_b64(encoded: bytes) -> bytes:
-    """Decode base64 up to its first padding, dropping an incomplete last quantum and any
-    character outside the alphabet (what ripmime, munpack, mu and uudeview do)."""
-    head, pad, _rest = _NOT_BASE64.sub(b"", encoded).partition(b"=")
-    keep = len(head) // 4 * 4
-    if pad and len(head) % 4 in (2, 3):
-        return binascii.a2b_base64(head + b"=" * (4 - len(head) % 4))
-    return binascii.a2b_base64(head[:keep])
+def _lenient_b64(encoded: bytes | memoryview) -> bytes:
+    """Decode base64 ignoring any character outside the alphabet.  Padding that closes an
+    incomplete quantum ends the data (what follows is text, e.g. a signature); padding at a
+    quantum boundary (a stray ``=`` line) is ignored and decoding goes on.  A last quantum that
+    no padding closes is dropped (what ripmime, munpack, mu and uudeview do).
+
+    The caller keeps the standard library's result instead when that is longer by more than
+    an incomplete last quantum (1-2 bytes), or when this result is empty: no data the standard
+    library recovers is lost.
+    """
+    clean = _NOT_BASE64.sub(b"", encoded)
+    segments = _PADDING.split(clean)
+    out = []
+    pending = b""
+    for i, segment in enumerate(segments):
+        segment = pending + segment
+        padded = i < len(segments) - 1
+        rest = len(segment) % 4
+        if padded and rest in (2, 3):
+            out.append(binascii.a2b_base64(segment + b"=" * (4 - rest)))
+            break
+        out.append(binascii.a2b_base64(segment[:len(segment) - rest]))
+        pending = segment[len(segment) - rest:] if padded else b""
+    return b"".join(out)
 
 
 def body_text(part: Message, data: bytes, defects: list[str]) -> str:
@@ -70,23 +92,35 @@ def body_text(part: Message, data: bytes, defects: list[str]) -> str:
     return text
 
 
-def attached_bytes(part: Message, defects: list[str],
-                   crlf: bool = False) -> tuple[bytes, Message | None]:
+def attached_bytes(part: Message, defects: list[str], crlf: bool = False,
+                   original: memoryview | None = None) -> tuple[bytes | memoryview, Message | None]:
     """A ``message/*`` part as bytes, plus the parsed message unless a transfer encoding hid it
-    from the parser (then the caller parses the bytes).  Line ends follow the part's content,
-    else *crlf* (the enclosing message's)."""
+    from the parser (then the caller parses the bytes).
+
+    :param original: the part's body as it came (:py:class:`mailingest.spans.RawSpans`): used
+        as it is (transfer-decoded), which keeps the message byte for byte.  Without it the
+        generator re-emits the parsed message; line ends follow the part's content, else
+        *crlf* (the enclosing message's).
+    """
     blocks = part.get_payload()
     if not isinstance(blocks, list):
         return b"", None
+    messages = [inner for inner in blocks if isinstance(inner, Message)]
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if original is not None:
+        if cte == "base64":
+            return _lenient_b64(original), None
+        if cte == "quoted-printable":
+            return binascii.a2b_qp(original), None
+        return original, messages[0] if len(messages) == 1 else None
     found = _uses_crlf(part)
     linesep = "\r\n" if (crlf if found is None else found) else "\n"
     policy = _GENERATE[linesep]
     chunks = []
-    messages = [inner for inner in blocks if isinstance(inner, Message)]
     for inner in messages:
         try:
             raw = inner.as_bytes(unixfrom=inner.get_unixfrom() is not None, policy=policy)
-        except HEADER_ERRORS as exc:
+        except (*HEADER_ERRORS, RecursionError) as exc:
             defects.append("attached message could not be re-serialized: %s" % exc)
             return b"", None
         if any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in inner.defects):
@@ -95,7 +129,6 @@ def attached_bytes(part: Message, defects: list[str],
             raw = raw[len(sep):] if raw.startswith(sep) else raw.replace(sep + sep, sep, 1)
         chunks.append(_drop_invented_close(inner, raw, linesep))
     raw = b"".join(chunks)
-    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
     if cte == "base64":
         return _lenient_b64(raw), None
     if cte == "quoted-printable":
@@ -127,13 +160,31 @@ def _uses_crlf(msg: Message) -> bool | None:
 
 
 def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str]) -> list[tuple[str | None, bytes]]:
-    """``begin MODE NAME`` ... ``end`` blocks in a text body: (name or None, decoded bytes)."""
+    """``begin MODE NAME`` ... ``end`` blocks in a text body: (name or None, decoded bytes).
+
+    One pass over the lines (each is looked at once), no regular expression: a body full of
+    ``begin`` lines or of blanks costs time linear in its size.  A ``begin`` line ends the
+    block before it."""
     blocks = []
-    for match in _UU_BEGIN.finditer(data):
+    pos, size = 0, len(data)
+    while pos < size:
+        at = data.find(b"begin ", pos)
+        if at < 0:
+            break
+        if at and data[at - 1] != 0x0A:  # not at the start of a line
+            pos = at + 6
+            continue
+        line, pos = _line_at(data, at)
+        name = _uu_begin(line)
+        if name is None:
+            continue
         chunks, ended = [], False
-        for line in data[match.end():].split(b"\n")[1:]:
-            line = line.rstrip(b"\r")
-            if _UU_END.match(line):
+        while pos < size:
+            line, after = _line_at(data, pos)
+            if line.startswith(b"begin ") and _uu_begin(line) is not None:
+                break  # the next block starts: read from it on the next turn
+            pos = after
+            if line.rstrip() == b"end":
                 ended = True
                 break
             chunk = _uu_line(line)
@@ -143,11 +194,31 @@ def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str]) -> list[tup
         blob = b"".join(chunks)
         if not blob:
             continue
-        name = match.group(1)
         if not ended:
-            defects.append("uuencoded block %r has no 'end' line" % (name or b"")[:60])
+            defects.append("uuencoded block %r has no 'end' line" % name[:60])
         blocks.append((decode_raw(name, hints) if name else None, blob))
     return blocks
+
+
+def _line_at(data: bytes, start: int) -> tuple[bytes, int]:
+    """The line starting at *start* (without its line end) and where the next one starts."""
+    end = data.find(b"\n", start)
+    if end < 0:
+        return data[start:].rstrip(b"\r"), len(data)
+    return data[start:end].rstrip(b"\r"), end + 1
+
+
+def _uu_begin(line: bytes) -> bytes | None:
+    """The name (``b""`` when none) on a ``begin MODE [NAME]`` line; None for any other line."""
+    if not line.startswith(b"begin "):
+        return None
+    end = 6
+    while end < len(line) and end < 10 and line[end] in b"01234567":
+        end += 1
+    rest = line[end:]
+    if end < 9 or (rest and rest[0] not in b" \t"):
+        return None
+    return rest.strip(b" \t")
 
 
 def _uu_line(line: bytes) -> bytes | None:
@@ -162,3 +233,13 @@ def _uu_line(line: bytes) -> bytes | None:
             return binascii.a2b_uu(line[:nbytes])
         except binascii.Error:
             return None
+
+
+def entity_bytes(part: Message, crlf: bool = False) -> bytes:
+    """A parsed entity re-generated as bytes, for when its original bytes cannot be found in
+    the input; the raw payload text when even the generator fails."""
+    try:
+        return part.as_bytes(policy=_GENERATE["\r\n" if crlf else "\n"])
+    except (*HEADER_ERRORS, RecursionError):
+        payload = part.get_payload()
+        return payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""

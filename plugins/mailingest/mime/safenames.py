@@ -10,7 +10,8 @@ Rules (documented in docs/decode.md, "Naming rules"):
 3. Leading dots and blanks, trailing dots and blanks are stripped (no hidden files, no
    ``.``/``..``, nothing Windows would silently rename).
 4. Windows device names (``CON``, ``NUL``, ``COM1``, ``LPT1.txt`` ...) get a ``_`` prefix.
-5. The result is at most 255 bytes of UTF-8; the extension is kept when it is short.
+5. The result is at most 255 bytes of UTF-8; the extension is kept when it is short; a cut
+   name never ends in a dot or a blank (nor becomes empty, ``.`` or ``..``).
 6. An empty result falls back to ``part-N`` plus an extension from the content type.
 
 :py:func:`unique_name` adds ``-2``, ``-3`` ... before the extension until the name is not in the
@@ -89,7 +90,7 @@ def safe_name(original: str | None, fallback: str) -> str:
 def split_extension(name: str) -> tuple[str, str]:
     """``("report", ".csv")``; no extension when there is no stem or it is implausibly long."""
     stem, dot, ext = name.rpartition(".")
-    if not dot or not stem or len(ext.encode("utf-8")) + 1 > _MAX_EXT_BYTES:
+    if not dot or not stem or not ext or len(ext.encode("utf-8")) + 1 > _MAX_EXT_BYTES:
         return name, ""
     return stem, "." + ext
 
@@ -100,7 +101,12 @@ def truncate(name: str, limit: int = MAX_NAME_BYTES) -> str:
         return name
     stem, ext = split_extension(name)
     room = limit - len(ext.encode("utf-8"))
-    return _cut(stem, room) + ext
+    if room < 1:  # an extension that leaves no room is part of the name
+        stem, ext, room = name, "", limit
+    cut = _cut(stem, room).rstrip(". \t")
+    if not cut and ext:  # e.g. ".....pdf": keep the extension, without its dot
+        return _cut(ext.lstrip("."), limit).rstrip(". \t") or "part"
+    return (cut or "part") + ext
 
 
 def _cut(text: str, limit: int) -> str:
