@@ -25,6 +25,7 @@ if str(REPO_ROOT) not in sys.path:
 from tests.secret_scan import find_leaks, register_secret  # noqa: E402
 from tests.servers import DovecotAccount, DovecotServer, RabbitMQServer  # noqa: E402
 from tests.servers.dovecot import memory_tmp  # noqa: E402
+from tests.sr3lock import sr3_processes  # noqa: E402
 
 #: Workers for ``-n auto``: the integration tests spend most of their time waiting (on sr3's
 #: cycles, on servers), so twice the cores, at least 4; at most 8, as every worker runs its own
@@ -49,6 +50,19 @@ def no_secret_in_any_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     leaks = find_leaks(tmp_path_factory.getbasetemp())
     if leaks:
         pytest.fail("secrets written to files during the test session:\n" + "\n".join(leaks[:50]), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def sr3_stop_stays_in_its_worker(request: pytest.FixtureRequest,
+                                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Integration tests hold a lock shared by all xdist workers; one marked ``sr3_stop`` holds it
+    alone, since ``sr3 stop`` signals every sr3 process of the user (tests/sr3lock.py)."""
+    if "integration" not in request.node.nodeid.split("::")[0].split("/"):
+        yield
+        return
+    common = tmp_path_factory.getbasetemp().parent  # the run's directory, above each worker's
+    with sr3_processes(common, exclusive=request.node.get_closest_marker("sr3_stop") is not None):
+        yield
 
 
 @pytest.fixture(scope="session")

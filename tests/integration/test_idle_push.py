@@ -165,6 +165,7 @@ def test_housekeeping_runs_on_time_while_the_poll_waits_in_idle(tmp_path, rabbit
     assert delay <= 2.0
 
 
+@pytest.mark.sr3_stop
 def test_sr3_stop_stops_a_started_poll_waiting_in_idle_at_its_first_check(tmp_path, rabbitmq, mail_account,
                                                                           collector):
     home = make_home(tmp_path, rabbitmq, mail_account)
