@@ -171,7 +171,6 @@ class Poll(FlowCB):
         self._staged_uidls: Dict[str, Tuple[Set[str], Dict[str, Announced]]] = {}
         self._staged_complete = False
         self._mailbox: Any = None
-        self._failures = 0
         self._connection_failures = 0  # in a row: the reconnect backoff grows with these alone
         self._retry_at = 0.0
         self._last_error = ""
@@ -454,7 +453,6 @@ class Poll(FlowCB):
         if self._last_error:
             logger.info("%s: reachable again", account.display)
         self._last_error = ""
-        self._failures = 0
         self._connection_failures = 0
         self._retry_at = 0.0
         self._outage_started = 0.0
@@ -463,7 +461,6 @@ class Poll(FlowCB):
         """One error line per distinct failure, repeated at most every REPEAT_ERROR_SECONDS."""
         self._close()
         self._discard_staged()
-        self._failures += 1
         # a refused login (wrong secret, revoked token) is retried every cycle; only an unreachable
         # server backs off, from 1 s, whatever failed before it
         self._connection_failures = self._connection_failures + 1 if isinstance(exc, MailConnectionError) else 0
