@@ -111,8 +111,23 @@ def process_running(pid: int) -> bool:
         return False
     except PermissionError:
         pass
+    fields = _proc_stat_fields(pid)
+    return fields[0] != "Z" if fields else True  # no /proc (not Linux): trust kill(0)
+
+
+def process_start(pid: int) -> int:
+    """When ``pid`` started (clock ticks since boot), or 0 where /proc cannot tell."""
+    fields = _proc_stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else 0
+    except (IndexError, ValueError):
+        return 0
+
+
+def _proc_stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first); [] if unreadable."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as proc_stat:
-            return proc_stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return proc_stat.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return True  # no /proc (not Linux): trust kill(0)
+        return []

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from mailingest.atomic import _host_tag
-from mailingest.mime.journal import DecodeJournal, Owner, process_start
+from mailingest.atomic import _host_tag, process_start
+from mailingest.mime.journal import DecodeJournal, Owner
 from tests.unit.test_decode_flowcb import IMAP_MAIL, downloaded, load, options, sample, worklist
 
 REL = "host/user/INBOX/1700000000.101.eml"

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mailingest.atomic import _host_tag, process_running, write_atomically
+from mailingest.atomic import _host_tag, process_running, process_start, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +45,6 @@ def _set_aside(path: str) -> None:
         os.replace(path, path + ".bad")
     except OSError as exc:
         logger.warning("cannot rename %s to %s.bad: %s", path, path, exc)
-
-
-def process_start(pid: int) -> int:
-    """When ``pid`` started (clock ticks since boot), or 0 where /proc cannot tell."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as proc_stat:
-            return int(proc_stat.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 @dataclass(frozen=True)
