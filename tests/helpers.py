@@ -3,12 +3,16 @@ independent view of the mailbox (imapclient, not mailingest) to check what chang
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
 import imapclient
 
+from mailingest.atomic import process_running
 from tests.sr3env import QUICK_IDLE_SLEEP, Sr3Home
 
 
@@ -102,6 +106,18 @@ def child_pids(pid: int) -> list:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def kill_minus_nine(worker) -> None:
+    """SIGKILL an ``sr3 foreground`` worker and its children, and wait until each has exited: the
+    instance may be an orphan then, even a zombie nobody reaps (``atomic.process_running``)."""
+    victims = [worker.popen.pid, *child_pids(worker.popen.pid)]
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    worker.kill()
+    wait_until(lambda: not any(process_running(pid) for pid in victims), timeout=30,
+               what="the killed worker to exit")
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -13,14 +13,12 @@ import hashlib
 import json
 import os
 import random
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from mailingest.atomic import process_running
-from tests.helpers import child_pids, imap_raw, make_home, wait_until
+from tests.helpers import imap_raw, kill_minus_nine, make_home, wait_until
 from tests.integration.test_download_depth import announce_all, setup_subscriber
 from tests.mailgen import sample_message
 from tests.sr3env import NoticeCollector
@@ -81,16 +79,6 @@ def snapshot(directory: Path) -> tuple:
             sum(".parts.mailingest-" in n for n in names))
 
 
-def kill_worker(worker) -> None:
-    victims = [worker.popen.pid, *child_pids(worker.popen.pid)]
-    for pid in victims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    worker.kill()
-    wait_until(lambda: not any(process_running(pid) for pid in victims), timeout=30,
-               what="the killed worker to exit")
 
 
 def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_announced(tmp_path, rabbitmq,
@@ -121,7 +109,7 @@ def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_anno
                            timeout=60, what="the restarted worker to make progress")
                 assert worker.alive(), worker.log_text()[-3000:]
                 time.sleep(rng.uniform(0.0, 0.3))
-                kill_worker(worker)
+                kill_minus_nine(worker)
             kills += 1
             emls = downloaded_emls(directory)
             after_kill.append((len(emls), sum(not parts_dir(e).exists() for e in emls)))

@@ -16,12 +16,12 @@ import pytest
 
 from mailingest.atomic import process_running
 from tests.helpers import (
-    child_pids,
     downloaded_files,
     eml_files,
     imap_client,
     imap_flags,
     imap_raw,
+    kill_minus_nine,
     make_home,
     no_partial_files,
     peak_rss_kib,
@@ -147,16 +147,7 @@ def test_kill_minus_nine_at_random_moments_loses_and_doubles_nothing(tmp_path, r
         with home.foreground("subscribe/dl", log_name=f"dl_{kills}.log") as worker:
             if kills < 12:
                 time.sleep(rng.uniform(0.8, 2.5))
-                victims = [worker.popen.pid, *child_pids(worker.popen.pid)]
-                for pid in victims:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                worker.kill()
-                # The instance is an orphan now, maybe a zombie nobody reaps: wait until it has exited.
-                wait_until(lambda: not any(process_running(pid) for pid in victims), timeout=30,
-                           what="the killed worker to exit")
+                kill_minus_nine(worker)
                 kills += 1
                 # Whatever the server shows as moved must already have its complete file.
                 missing = archived_digests(mail_account) - file_digests(directory)
