@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pika
+import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 SR3 = str(Path(sys.executable).parent / "sr3")
@@ -58,6 +59,8 @@ class Sr3Home:
             XDG_CONFIG_HOME=str(self.base / "config"),
             XDG_CACHE_HOME=str(self.base / "cache"),
             PYTHONUNBUFFERED="1",
+            # a test that finds a flow stuck sends SIGABRT (Sr3Process.dump_stacks): every thread's stack
+            PYTHONFAULTHANDLER="1",
         )
         return env
 
@@ -186,6 +189,21 @@ class Sr3Process:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self._log.close()
+
+    def dump_stacks(self, timeout: float = 10) -> str:
+        """End a flow that looks stuck with SIGABRT and return what it printed last: with
+        ``PYTHONFAULTHANDLER`` (set by :class:`Sr3Home`) the stack of every thread of every
+        process in its group, for the failure message of the test that found it stuck."""
+        before = len(self.log_text())
+        try:  # the flow runs in a child of `sr3 foreground`; the leader's own stack says nothing
+            flows = psutil.Process(self.popen.pid).children(recursive=True) or [psutil.Process(self.popen.pid)]
+        except psutil.NoSuchProcess:
+            return "(the flow has ended)"
+        for flow in flows:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                flow.send_signal(signal.SIGABRT)
+        psutil.wait_procs(flows, timeout=timeout)
+        return self.log_text()[before:]
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

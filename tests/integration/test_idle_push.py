@@ -25,6 +25,7 @@ from mailingest.mailbox.imap import ImapMailbox
 from tests.helpers import imap_client, make_home, poll_config, wait_until
 from tests.inprocess import callback, poll_pass, url_of
 from tests.integration.test_poll_depth import message
+from tests.servers.process import tail as process_tail
 from tests.sr3env import NoticeCollector
 
 pytestmark = pytest.mark.integration
@@ -53,8 +54,17 @@ def announced_within(collector, count: int, since: float, timeout: float = 30) -
     return time.monotonic() - since
 
 
+def stuck_report(poll, dovecot, account) -> str:
+    """What a failed push test shows: the poll's log, its sessions as Dovecot sees them (the
+    command each is in), Dovecot's log and the poll's stacks (the poll is ended for them)."""
+    return (f"--- poll log:\n{poll.log_text()[-6000:]}\n"
+            f"--- Dovecot sessions of {account.user}: {dovecot.session_titles(account.user)}\n"
+            f"--- Dovecot log:\n{process_tail(dovecot.log_path, 15)}\n"
+            f"--- poll stacks:\n{poll.dump_stacks()[-8000:]}")
+
+
 def test_mail_is_announced_within_a_second_whenever_it_arrives_in_a_60_s_interval(
-        tmp_path, rabbitmq, mail_account, collector):
+        tmp_path, rabbitmq, dovecot, mail_account, collector):
     delays = []
     with idle_poll(tmp_path, rabbitmq, mail_account, collector) as poll:
         poll.wait_for_log("0 new message(s) to announce", timeout=60)
@@ -65,7 +75,7 @@ def test_mail_is_announced_within_a_second_whenever_it_arrives_in_a_60_s_interva
                 try:
                     delays.append(announced_within(collector, i + 1, time.monotonic()))
                 except AssertionError as exc:
-                    raise AssertionError(f"{exc} (push {i})\n--- poll log:\n{poll.log_text()[-6000:]}") from None
+                    raise AssertionError(f"{exc} (push {i})\n{stuck_report(poll, dovecot, mail_account)}") from None
         log = poll.log_text()
     median = statistics.median(delays)
     print(f"\nIDLE, scheduled_interval 60: APPEND→notice median {median:.3f} s, max {max(delays):.3f} s, "

@@ -202,19 +202,24 @@ class DovecotServer(process.ManagedServer):
                                    f"last lines:\n{process.tail(self.log_path)}")
             time.sleep(0.05)
 
-    def sessions(self, user: str, *, idle: bool = False) -> int:
-        """How many IMAP and POP3 sessions of *user* are open right now (only those in IDLE with
-        *idle*), from the mail processes' titles (``verbose_proctitle``)."""
+    def session_titles(self, user: str) -> list[str]:
+        """The process titles of *user*'s IMAP and POP3 sessions right now (``verbose_proctitle``:
+        they name the command each session is in, e.g. ``[alice 127.0.0.1 IDLE]``)."""
         prefixes = [f"mailingest-{self.imap_port}/{protocol} [{user} ".encode() for protocol in ("imap", "pop3")]
-        count = 0
+        titles = []
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
                 title = cmdline.read_bytes().rstrip(b"\0")
             except OSError:
                 continue  # the process just went away
-            if any(prefix in title for prefix in prefixes) and (not idle or title.endswith(b" IDLE]")):
-                count += 1
-        return count
+            if any(prefix in title for prefix in prefixes):
+                titles.append(title.decode(errors="replace"))
+        return titles
+
+    def sessions(self, user: str, *, idle: bool = False) -> int:
+        """How many IMAP and POP3 sessions of *user* are open right now (only those in IDLE with
+        *idle*)."""
+        return sum(1 for title in self.session_titles(user) if not idle or title.endswith(" IDLE]"))
 
     def idle_sessions(self, user: str) -> int:
         """How many IMAP sessions of *user* are in IDLE right now."""
