@@ -27,6 +27,7 @@ from mailingest.errors import (
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.auth import imap_login
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
+from mailingest.mailbox.idle import ConnectionClosed, IdleRefused, IdleSession, count_response, farewell
 from mailingest.mailbox.refs import MessageRef, summary_headers
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,10 @@ FETCH_BATCH = 500
 CHUNK_SIZE = 4 * 1024 * 1024
 
 _TRANSIENT = (IMAPClientAbortError, OSError, socket.timeout, ssl.SSLError)
-#: an untagged BYE: the server is closing the session (RFC 3501 7.1.5)
-_BYE = "* BYE"
 #: IDLE waits in slices this long, so a stop request is honoured within one
 IDLE_SLICE = 0.5
-#: this many wake-ups in a row without a response line during IDLE mean the server closed the socket
-EOF_WAKEUPS = 3
+#: LOGOUT is a courtesy: a server that has not answered it within this many seconds is not waited for
+LOGOUT_TIMEOUT = 2.0
 
 
 class ImapMailbox:
@@ -138,6 +137,7 @@ class ImapMailbox:
         if client is None:
             return
         try:
+            client.socket().settimeout(min(LOGOUT_TIMEOUT, self.settings.timeout))
             client.logout()
         except (IMAPClientError, OSError) as exc:
             logger.debug("logout from %s: %s", self.account.display, exc)
@@ -356,58 +356,53 @@ class ImapMailbox:
         """IDLE on the examined folder until the server reports new mail, ``seconds`` pass or
         ``should_stop()`` is true (checked every ``slice_seconds``).  True when mail arrived.
 
-        A session the server ends during IDLE is noticed at once, not when ``seconds`` run out:
-        an untagged ``BYE``, or a socket that keeps waking up with nothing to read (imapclient's
-        ``idle_check`` swallows the EOF and returns no responses).
+        A session the server ends during IDLE (an untagged ``BYE``, or the end of the connection)
+        is noticed at once, not when ``seconds`` run out.  The lines are read by
+        :class:`~mailingest.mailbox.idle.IdleSession`, never half (imapclient's ``idle_check`` can).
 
         :raises MailConnectionError: the session was closed or broke; it is dropped.
+        :raises MailboxError: the server refused IDLE; the session is dropped too.
         """
         client = self.client
         if self._arrival_pending:  # reported by a NOOP, SEARCH or FETCH since the last search
             self._arrival_pending = False
             return True
         deadline = time.monotonic() + seconds
-        arrived = False
+        session = IdleSession(client._imap, client.socket())
         try:
-            client.idle()
-            empty_wakeups = 0
+            arrived = self._absorb_lines(session.start())
             while not arrived and not should_stop():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                wait = min(slice_seconds, remaining)
-                asked = time.monotonic()
-                responses = client.idle_check(timeout=wait)
-                farewell = _bye(responses)
-                if farewell is not None:
-                    self._drop()
-                    raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
-                                              f"session ({farewell})")
-                if responses:
-                    empty_wakeups = 0
-                    arrived = self._absorb(responses)
-                elif time.monotonic() - asked < wait / 2:  # readable, yet not one line: EOF
-                    empty_wakeups += 1
-                    if empty_wakeups >= EOF_WAKEUPS:
-                        self._drop()
-                        raise MailConnectionError(f"cannot IDLE on {self.account.display}: the connection "
-                                                  f"was closed")
-                else:
-                    empty_wakeups = 0
-            self._absorb(client.idle_done()[1])
+                arrived = self._absorb_lines(session.lines(min(slice_seconds, remaining)))
+            self._absorb_lines(session.done())
             self._recorded_exists()  # IDLE's own responses, recorded by imaplib too
+        except ConnectionClosed:
+            self._drop()
+            raise MailConnectionError(f"cannot IDLE on {self.account.display}: the connection was closed") from None
         except (IMAPClientAbortError, OSError, ssl.SSLError) as exc:
             self._drop()
             raise connection_error(self.account, exc, "IDLE on") from None
-        except IMAPClientError as exc:
-            if _BYE in server_text(exc):  # imapclient reads IDLE's answer itself: BYE is not an abort there
-                self._drop()
-                raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
-                                          f"session ({server_text(exc)})") from None
-            raise MailboxError(f"IDLE failed on {self.account.display}: {server_text(exc)}") from None
+        except (IdleRefused, IMAPClientError) as exc:
+            self._drop()  # the server may still be in IDLE: the session cannot be trusted with a command
+            raise MailboxError(f"IDLE failed on {self.account.display}: {exc}") from None
         arrived = arrived or self._arrival_pending
         self._arrival_pending = False
         return arrived
+
+    def _absorb_lines(self, lines: Sequence[bytes]) -> bool:
+        """:meth:`_absorb` for raw IDLE lines; a ``BYE`` among them drops the session.
+
+        :raises MailConnectionError: the server said BYE.
+        """
+        for line in lines:
+            text = farewell(line)
+            if text is not None:
+                self._drop()
+                raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
+                                          f"session ({text})")
+        return self._absorb([count for count in map(count_response, lines) if count is not None])
 
     # -- changes (only when configured: quarantine, after-download actions) --------------------
     def _select_writable(self, folder: str, uidvalidity: int) -> None:
@@ -471,14 +466,6 @@ def _quiet_imaplib(client: imapclient.IMAPClient) -> None:
     imap = getattr(client, "_imap", None)
     if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
         imap.debug = 0
-
-
-def _bye(responses: Sequence[Any]) -> Optional[str]:
-    """The text of an untagged BYE among parsed IDLE responses, or None."""
-    for response in responses:
-        if isinstance(response, tuple) and response and response[0] == b"BYE":
-            return b" ".join(part for part in response if isinstance(part, bytes)).decode("utf-8", "replace")
-    return None
 
 
 def _header_block(data: Dict[bytes, Any]) -> bytes:
