@@ -43,7 +43,7 @@ class ScriptedClient:
 
 def idling(client: ScriptedClient) -> ImapMailbox:
     mailbox = ImapMailbox(ACCOUNT, ConnectionSettings(timeout=5))
-    mailbox._client = client
+    mailbox._connection = client
     mailbox._status = {"uidvalidity": 1, "uidnext": 5, "exists": 4}
     return mailbox
 
@@ -68,7 +68,7 @@ def test_a_socket_closed_by_the_server_is_noticed_at_once_not_when_the_time_is_u
     with pytest.raises(MailConnectionError, match="the connection was closed"):
         mailbox.idle_wait(30, lambda: False)
     assert time.monotonic() - started < 1
-    assert mailbox._client is None, "the dead session is dropped"
+    assert mailbox._connection is None, "the dead session is dropped"
 
 
 def test_an_untagged_bye_is_the_server_closing_the_session():

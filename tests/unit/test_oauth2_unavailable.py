@@ -95,9 +95,9 @@ class _Mailbox:
 
 def attempts_before_giving_up(monkeypatch, failure: Exception) -> int:
     monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda seconds: None)
-    monkeypatch.setattr("mailingest.fetcher.sessions.new_mailbox", _Mailbox)
+    monkeypatch.setattr("mailingest.mailbox.kept.new_mailbox", _Mailbox)
     _Mailbox.failure, _Mailbox.attempts = failure, 0
-    pool = SessionPool(ConnectionSettings(), lambda account, mailbox: None, {})
+    pool = SessionPool(ConnectionSettings(), lambda mailbox: None, {})
     account = MailAccount(scheme="imaps", host="mail.example.com", port=993, username="dave")
     with pytest.raises(AccountUnavailableError):
         pool.run(account, lambda mailbox: None)
