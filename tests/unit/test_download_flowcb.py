@@ -46,17 +46,23 @@ def server(tmp_path, monkeypatch):
     return fake
 
 
-@pytest.fixture
-def worker(tmp_path, monkeypatch, server):
-    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
+def new_worker(tmp_path, url: str = "imaps://alice:pw@mail.example.com/", **options):
     o = sarracenia.config.no_file_config()
     o.component, o.config, o.action, o.no = "subscribe", "t", "foreground", 0
     o.directory = str(tmp_path)
+    for option, value in options.items():
+        setattr(o, option, value)
     o.finalize("subscribe", "t")
     o.mirror = False  # sr3's default for subscribe
     o.credentials = CredentialDB()
-    o.credentials._parse("imaps://alice:pw@mail.example.com/")
+    o.credentials._parse(url)
     return sarracenia.flowcb.load_library("mailingest.download", o)
+
+
+@pytest.fixture
+def worker(tmp_path, monkeypatch, server):
+    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
+    return new_worker(tmp_path)
 
 
 def connection_reset() -> MailConnectionError:
@@ -192,3 +198,53 @@ def test_a_repeated_notice_for_a_message_already_moved_away_is_quietly_done(work
     results, worklist = run(worker, [notice(tmp_path, 101, size=len(RAW))])
     assert results == [True] and len(worklist.ok) == 1 and len(server.commands("fetch")) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# -- POP3: no flags, deletions applied at QUIT ----------------------------------------------------
+
+def pop3_notice(tmp_path, uidl: str) -> sarracenia.Message:
+    msg = sarracenia.Message()
+    msg.update({"baseUrl": "pops://alice@mail.example.com/", "relPath": f"{ACCOUNT_DIR}/INBOX/{uidl}.eml",
+                "new_dir": str(tmp_path), "new_file": f"{uidl}.eml", "identity": {"method": "cod", "value": "sha512"},
+                "mail": {"folder": "INBOX", "uidl": uidl, "size": 1}})
+    msg["_deleteOnPost"] = set()
+    return msg
+
+
+@pytest.fixture
+def pop3_server(monkeypatch):
+    fake = FakeServer(imap=False)
+    fake.deliver(uidl="a1", raw=RAW)
+    fake.deliver(uidl="b2", raw=RAW[::-1])
+    monkeypatch.setattr("mailingest.mailbox.kept.new_mailbox", fake.new_mailbox)
+    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
+    return fake
+
+
+def test_pop3_deletions_are_sent_after_each_file_and_take_effect_when_the_batch_ends(tmp_path, pop3_server):
+    worker = new_worker(tmp_path, "pops://alice:pw@mail.example.com/", mailAfterDownload="delete")
+    results, _ = run(worker, [pop3_notice(tmp_path, "a1"), pop3_notice(tmp_path, "b2")])
+    assert results == [True, True]
+    assert (tmp_path / ACCOUNT_DIR / "INBOX" / "a1.eml").read_bytes() == RAW
+    assert [line.split()[0] for line in pop3_server.log] == ["connect", "fetch", "delete", "fetch", "delete", "close"]
+    assert pop3_server.folders["INBOX"] == {}, "QUIT applied both"
+
+
+def test_pop3_deletions_lost_with_a_broken_session_are_sent_again_on_a_new_one(tmp_path, pop3_server):
+    worker = new_worker(tmp_path, "pops://alice:pw@mail.example.com/", mailAfterDownload="delete")
+    worker.after_accept(types.SimpleNamespace(incoming=[pop3_notice(tmp_path, "a1")], failed=[], directories_ok=[]))
+    assert worker.download(pop3_notice(tmp_path, "a1"))
+    pop3_server.sessions[0].connected = False  # dropped before QUIT: the DELE was not applied
+    worker.after_work(types.SimpleNamespace(ok=[], rejected=[], failed=[], incoming=[], directories_ok=[]))
+    assert list(pop3_server.folders["INBOX"].values())[0].uidl == "b2", "a1 deleted on the second session"
+    assert len(pop3_server.sessions) == 2
+
+
+def test_pop3_with_mail_after_download_seen_changes_nothing_and_says_so_once(tmp_path, pop3_server, caplog):
+    caplog.set_level(logging.INFO, logger="mailingest")
+    worker = new_worker(tmp_path, "pops://alice:pw@mail.example.com/")
+    results, _ = run(worker, [pop3_notice(tmp_path, "a1"), pop3_notice(tmp_path, "b2")])
+    assert results == [True, True] and len(pop3_server.folders["INBOX"]) == 2
+    assert [line.split()[0] for line in pop3_server.log] == ["connect", "fetch", "fetch"]
+    assert sum("POP3 has no flags, so mailAfterDownload seen does nothing there" in r.getMessage()
+               for r in caplog.records) == 1
