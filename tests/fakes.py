@@ -52,6 +52,22 @@ class _Failure:
     folder: str | None
 
 
+class FakeClock:
+    """A clock that moves only when the test says so: ``clock.t += 10``."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def install(self, monkeypatch, *targets: str) -> FakeClock:
+        """Stand in for each of ``targets`` (``"module.time.monotonic"``) in this test."""
+        for target in targets:
+            monkeypatch.setattr(target, self)
+        return self
+
+
 class FakeServer:
     """Folders of messages, the sessions opened on them, and every command they received."""
 
@@ -123,6 +139,11 @@ class FakeServer:
     def new_mailbox(self, account: MailAccount, settings: ConnectionSettings | None = None) -> FakeMailbox:
         """Stands in for :func:`mailingest.mailbox.factory.new_mailbox`."""
         return FakeMailbox(self, account)
+
+    def serve(self, monkeypatch) -> FakeServer:
+        """Be the server behind every session mailingest opens (its kept sessions) in this test."""
+        monkeypatch.setattr("mailingest.mailbox.kept.new_mailbox", self.new_mailbox)
+        return self
 
     # -- for the fake mailbox -------------------------------------------------------------
     def _ref(self, folder: str, uid: int) -> MessageRef:

@@ -42,8 +42,7 @@ def server(tmp_path, monkeypatch):
             fake.changes.append((operation, ref.uid, complete))
 
     fake.observer = record
-    monkeypatch.setattr("mailingest.mailbox.kept.new_mailbox", fake.new_mailbox)
-    return fake
+    return fake.serve(monkeypatch)
 
 
 def new_worker(tmp_path, url: str = "imaps://alice:pw@mail.example.com/", **options):
@@ -216,9 +215,8 @@ def pop3_server(monkeypatch):
     fake = FakeServer(imap=False)
     fake.deliver(uidl="a1", raw=RAW)
     fake.deliver(uidl="b2", raw=RAW[::-1])
-    monkeypatch.setattr("mailingest.mailbox.kept.new_mailbox", fake.new_mailbox)
     monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
-    return fake
+    return fake.serve(monkeypatch)
 
 
 def test_pop3_deletions_are_sent_after_each_file_and_take_effect_when_the_batch_ends(tmp_path, pop3_server):

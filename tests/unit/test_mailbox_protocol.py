@@ -4,8 +4,6 @@ and the download."""
 
 from __future__ import annotations
 
-import types
-
 import pytest
 
 from mailingest.errors import ConfigError, MailboxError
@@ -16,7 +14,7 @@ from mailingest.mailbox.factory import capabilities_of, new_mailbox
 from mailingest.mailbox.kept import KeptSession
 from mailingest.mailbox.protocol import Capability, Mailbox
 from mailingest.mailbox.refs import MessageRef
-from tests.fakes import FakeServer
+from tests.fakes import FakeClock, FakeServer
 
 IMAP = resolve_account("imaps://alice:pw@mail.example.com/", None)
 POP3 = resolve_account("pops://alice:pw@mail.example.com/", None)
@@ -90,16 +88,12 @@ def test_a_deletion_on_a_mailbox_that_defers_it_takes_effect_when_the_session_cl
 
 @pytest.fixture
 def server(monkeypatch):
-    fake = FakeServer()
-    monkeypatch.setattr("mailingest.mailbox.kept.new_mailbox", fake.new_mailbox)
-    return fake
+    return FakeServer().serve(monkeypatch)
 
 
 @pytest.fixture
 def clock(monkeypatch):
-    now = types.SimpleNamespace(t=1000.0)
-    monkeypatch.setattr("mailingest.mailbox.kept.time.monotonic", lambda: now.t)
-    return now
+    return FakeClock(1000.0).install(monkeypatch, "mailingest.mailbox.kept.time.monotonic")
 
 
 def test_a_kept_session_serves_every_call_while_it_is_alive(server):

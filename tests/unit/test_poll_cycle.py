@@ -21,7 +21,7 @@ from sarracenia.config.credentials import CredentialDB
 from mailingest.errors import MailConnectionError
 from mailingest.mailbox.refs import parse_notice_fields
 from mailingest.poller.state import STATE_FILE
-from tests.fakes import FakeServer
+from tests.fakes import FakeClock, FakeServer
 
 IMAP_URL = "imaps://alice@mail.example.com/"
 POP3_URL = "pops://alice@mail.example.com/"
@@ -30,32 +30,24 @@ POP3_URL = "pops://alice@mail.example.com/"
 @pytest.fixture
 def server(monkeypatch):
     """An IMAP server with an empty INBOX, behind every session the poll opens."""
-    fake = FakeServer()
-    monkeypatch.setattr("mailingest.mailbox.kept.new_mailbox", fake.new_mailbox)
-    return fake
+    return FakeServer().serve(monkeypatch)
 
 
 @pytest.fixture
 def pop3_server(monkeypatch):
-    fake = FakeServer(imap=False)
-    monkeypatch.setattr("mailingest.mailbox.kept.new_mailbox", fake.new_mailbox)
-    return fake
+    return FakeServer(imap=False).serve(monkeypatch)
 
 
 @pytest.fixture
 def clock(monkeypatch):
     """Wall-clock time (announcement times) under the test's control."""
-    now = types.SimpleNamespace(t=1_800_000_000.0)
-    monkeypatch.setattr("mailingest.poller.listing.time.time", lambda: now.t)
-    return now
+    return FakeClock(1_800_000_000.0).install(monkeypatch, "mailingest.poller.listing.time.time")
 
 
 @pytest.fixture
 def monotonic(monkeypatch):
     """The monotonic clock (retry backoff) under the test's control: ``monotonic.t += 100``."""
-    now = types.SimpleNamespace(t=time.monotonic())
-    monkeypatch.setattr("mailingest.poll.time.monotonic", lambda: now.t)
-    return now
+    return FakeClock(time.monotonic()).install(monkeypatch, "mailingest.poll.time.monotonic")
 
 
 def new_poll(tmp_path, url: str = IMAP_URL, **options):
