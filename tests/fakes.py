@@ -170,6 +170,8 @@ class FakeMailbox:
         self.connected = False
         self.deleted: list[MessageRef] = []  # POP3: applied at close
         self._open: str | None = None
+        #: without LIVE, the session sees the messages present at login only (POP3)
+        self._seen_at_login: set[int] | None = None
         server.sessions.append(self)
 
     @property
@@ -194,6 +196,8 @@ class FakeMailbox:
                                       f"is the server up and the port right?")
         self.connected = True
         self._say("connect", None)
+        if Capability.LIVE not in self.capabilities:
+            self._seen_at_login = set(self.server.folders["INBOX"])
         self.tls_version = "TLSv1.3"
         return self
 
@@ -237,7 +241,7 @@ class FakeMailbox:
             self._cannot(Capability.SEARCH, f"search ({criteria!r})")
         box = self.server.folders[folder]
         return [self.server._ref(folder, uid) for uid in sorted(box)
-                if uid > above_uid and _matches(criteria or "ALL", uid, box[uid])]
+                if uid > above_uid and self._visible(uid) and _matches(criteria or "ALL", uid, box[uid])]
 
     def fetch_refs(self, refs: Sequence[MessageRef]) -> Iterator[MessageRef]:
         for ref in refs:
@@ -308,10 +312,13 @@ class FakeMailbox:
         return False
 
     # -- helpers ---------------------------------------------------------------------------
+    def _visible(self, uid: int) -> bool:
+        return self._seen_at_login is None or uid in self._seen_at_login
+
     def _find(self, ref: MessageRef) -> tuple[int, FakeMessage] | None:
         box = self.server.folders.get(ref.folder, {})
         if ref.uidl is not None:
-            return next(((uid, m) for uid, m in box.items() if m.uidl == ref.uidl), None)
+            return next(((uid, m) for uid, m in box.items() if m.uidl == ref.uidl and self._visible(uid)), None)
         if self.server.uidvalidity.get(ref.folder) != ref.uidvalidity or ref.uid not in box:
             return None
         return ref.uid, box[ref.uid]
