@@ -170,8 +170,8 @@ class Download(FlowCB):
             worklist.directories_ok.append(new_dir)
 
     def after_work(self, worklist: Any) -> None:
-        """Commit POP3 deletions; notices whose message is gone leave the flow as rejected (410)."""
-        self._commit_pop3_deletes()
+        """Commit deletions applied at close (POP3); notices whose message is gone leave the flow as rejected (410)."""
+        self._commit_deferred_deletes()
         gone = [m for m in worklist.ok if m.get(GONE_MARK)]
         if not gone:
             return
@@ -197,7 +197,7 @@ class Download(FlowCB):
             logger.info("removed %d partial download(s) left by a stopped worker in %s", removed, directory)
 
     def on_stop(self) -> None:
-        self._commit_pop3_deletes()
+        self._commit_deferred_deletes()
         self.sessions.close_all()
 
     def metricsReport(self) -> Dict[str, Any]:
@@ -359,7 +359,7 @@ class Download(FlowCB):
             refs.append(ref)
             self._pending_deletes[account.display] = (mailbox, refs)
 
-    def _commit_pop3_deletes(self) -> None:
+    def _commit_deferred_deletes(self) -> None:
         """Close each session with pending deletions (POP3: QUIT): that is when the server applies
         them.  If that session broke or QUIT failed, the deletions are sent again on a new session
         (a message already gone is skipped) and committed there."""
