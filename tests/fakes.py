@@ -195,7 +195,11 @@ class FakeMailbox:
             raise MailConnectionError(f"cannot connect to {self.account.display}: connection refused; "
                                       f"is the server up and the port right?")
         self.connected = True
-        self._say("connect", None)
+        try:
+            self._say("connect", None)  # a scripted failure here is a failed login
+        except Exception:
+            self.connected = False
+            raise
         if Capability.LIVE not in self.capabilities:
             self._seen_at_login = set(self.server.folders["INBOX"])
         self.tls_version = "TLSv1.3"
