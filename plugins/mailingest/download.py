@@ -58,6 +58,8 @@ from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_dir
 from mailingest.fetcher.sessions import AccountUnavailableError, SessionPool
 from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, resolve_account
 from mailingest.mailbox.credentials_file import CredentialsFile
+from mailingest.mailbox.factory import capabilities_of
+from mailingest.mailbox.protocol import Capability, Mailbox
 from mailingest.mailbox.refs import MessageRef, parse_notice_fields
 from mailingest.options import Option, connection_settings, declare_connection_options
 
@@ -116,10 +118,11 @@ class Download(FlowCB):
         self._accounts: Dict[str, MailAccount] = {}
         self.credentials = CredentialsFile.of(self.o)
         self._credentials_generation = 0
-        # POP3 DELEs that QUIT has not applied yet: account -> (the session that sent them, refs)
-        self._pending_deletes: Dict[str, Tuple[Any, List[MessageRef]]] = {}
+        # deletions that take effect at close (POP3 DELE, applied at QUIT) not applied yet:
+        # account -> (the session that sent them, refs)
+        self._pending_deletes: Dict[str, Tuple[Mailbox, List[MessageRef]]] = {}
         self._folders_created: set = set()
-        self._pop3_noop_logged = False
+        self._no_flags_logged = False
         #: directories this worker writes to, checked for killed workers' temp files
         self._swept_dirs: Set[str] = set()
         #: a directory that cannot be written is waited out here, not through sr3's retry queue
@@ -167,8 +170,8 @@ class Download(FlowCB):
             worklist.directories_ok.append(new_dir)
 
     def after_work(self, worklist: Any) -> None:
-        """Commit POP3 deletions; notices whose message is gone leave the flow as rejected (410)."""
-        self._commit_pop3_deletes()
+        """Commit deletions applied at close (POP3); notices whose message is gone leave the flow as rejected (410)."""
+        self._commit_deferred_deletes()
         gone = [m for m in worklist.ok if m.get(GONE_MARK)]
         if not gone:
             return
@@ -194,7 +197,7 @@ class Download(FlowCB):
             logger.info("removed %d partial download(s) left by a stopped worker in %s", removed, directory)
 
     def on_stop(self) -> None:
-        self._commit_pop3_deletes()
+        self._commit_deferred_deletes()
         self.sessions.close_all()
 
     def metricsReport(self) -> Dict[str, Any]:
@@ -290,7 +293,7 @@ class Download(FlowCB):
         msg["_deleteOnPost"] |= {ALREADY_COMPLETE_MARK}
         return True
 
-    def _fetch_to_file(self, mailbox: Any, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> None:
+    def _fetch_to_file(self, mailbox: Mailbox, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> None:
         chunks, internaldate = mailbox.fetch_stream(ref)
         hasher = self._hasher(msg["new_file"])
         size = 0
@@ -327,7 +330,7 @@ class Download(FlowCB):
         """The file is complete and durable: now, and only now, change the server.  For a
         ``repeated`` notice (file already complete) a message already moved or deleted means the
         action was applied the first time."""
-        if not self.action.changes(account.protocol):
+        if not self.action.changes(capabilities_of(account)):
             return True
         try:
             self.sessions.run(account, lambda mailbox: self._apply_action(account, mailbox, ref))
@@ -343,12 +346,12 @@ class Download(FlowCB):
         self.metrics["actions"] += 1
         return True
 
-    def _apply_action(self, account: MailAccount, mailbox: Any, ref: MessageRef) -> None:
+    def _apply_action(self, account: MailAccount, mailbox: Mailbox, ref: MessageRef) -> None:
         if self.action.kind == "move" and (account.display, self.action.argument) not in self._folders_created:
-            mailbox.create_folder(self.action.argument)
+            mailbox.create_folder(self.action.argument or "")
             self._folders_created.add((account.display, self.action.argument))
-        self.action.apply(mailbox, ref, account.protocol)
-        if account.protocol == "pop3":
+        self.action.apply(mailbox, ref)
+        if self.action.kind == "delete" and Capability.DELETE_AT_CLOSE in mailbox.capabilities:
             owner, refs = self._pending_deletes.get(account.display, (mailbox, []))
             if owner is not mailbox:  # the session holding earlier DELEs broke before QUIT: send them again
                 for earlier in refs:
@@ -356,10 +359,10 @@ class Download(FlowCB):
             refs.append(ref)
             self._pending_deletes[account.display] = (mailbox, refs)
 
-    def _commit_pop3_deletes(self) -> None:
-        """QUIT each POP3 session with pending DELEs: that is when the server applies them.  If that
-        session broke or QUIT failed, the DELEs are sent again on a new session (a UIDL already gone
-        is skipped) and committed there."""
+    def _commit_deferred_deletes(self) -> None:
+        """Close each session with pending deletions (POP3: QUIT): that is when the server applies
+        them.  If that session broke or QUIT failed, the deletions are sent again on a new session
+        (a message already gone is skipped) and committed there."""
         for key, (owner, refs) in list(self._pending_deletes.items()):
             if self.sessions.get(key) is owner and self.sessions.drop(key):
                 del self._pending_deletes[key]
@@ -376,9 +379,9 @@ class Download(FlowCB):
                 logger.warning("%s: %d deletion(s) not yet applied, will retry: %s", key, len(refs), exc)
 
     @staticmethod
-    def _redelete(mailbox: Any, ref: MessageRef) -> None:
+    def _redelete(mailbox: Mailbox, ref: MessageRef) -> None:
         try:
-            mailbox.delete(ref)
+            mailbox.delete([ref])
         except MessageGoneError:
             pass
 
@@ -399,16 +402,18 @@ class Download(FlowCB):
         account = self._accounts.get(base_url)
         if account is None:
             account = resolve_account(base_url, credentials, self.sessions.settings.oauth2)
-            self.action.check_protocol(account.protocol)
-            if account.protocol == "pop3" and self.action.kind in ("seen", "flag") and not self._pop3_noop_logged:
-                logger.info("%s: POP3 has no flags, so mailAfterDownload %s does nothing there",
-                            account.display, self.action)
-                self._pop3_noop_logged = True
+            capabilities = capabilities_of(account)
+            self.action.check_capabilities(capabilities)
+            if self.action.kind in ("seen", "flag") and Capability.FLAGS not in capabilities \
+                    and not self._no_flags_logged:
+                logger.info("%s: %s has no flags, so mailAfterDownload %s does nothing there",
+                            account.display, account.protocol.upper(), self.action)
+                self._no_flags_logged = True
             self._accounts[base_url] = account
         return account
 
     def _accounts_by_display(self) -> Dict[str, MailAccount]:
         return {account.display: account for account in self._accounts.values()}
 
-    def _prepare(self, account: MailAccount, mailbox: Any) -> None:
-        mailbox.writable = self.action.changes(account.protocol)
+    def _prepare(self, mailbox: Mailbox) -> None:
+        mailbox.writable = self.action.changes(mailbox.capabilities)

@@ -67,7 +67,8 @@ from mailingest import options as opt
 from mailingest.errors import ConfigError, MailConnectionError, MailError
 from mailingest.mailbox.account import MailAccount, parse_mail_url, resolve_account
 from mailingest.mailbox.credentials_file import CredentialsFile
-from mailingest.mailbox.factory import new_mailbox
+from mailingest.mailbox.kept import KeptSession
+from mailingest.mailbox.protocol import Capability, Mailbox
 from mailingest.mailbox.refs import MessageRef
 from mailingest.options import Option, connection_settings, declare_connection_options
 from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
@@ -170,7 +171,8 @@ class Poll(FlowCB):
         self._staged_folders: Dict[Tuple[str, str], FolderState] = {}
         self._staged_uidls: Dict[str, Tuple[Set[str], Dict[str, Announced]]] = {}
         self._staged_complete = False
-        self._mailbox: Any = None
+        #: the session kept between cycles, checked with a NOOP before each
+        self.session = KeptSession(self.connection, on_login=self._logged_in)
         self._connection_failures = 0  # in a row: the reconnect backoff grows with these alone
         self._retry_at = 0.0
         self._last_error = ""
@@ -253,7 +255,7 @@ class Poll(FlowCB):
         try:
             return run()
         except MailConnectionError as exc:
-            if self._mailbox is None:  # no session was open: nothing to gain from trying again now
+            if self.session.current is None:  # no session was open: nothing to gain from trying again now
                 raise
             logger.info("%s: connection dropped %s (%s); trying once more", account.display, when, exc)
             self._close()
@@ -283,13 +285,13 @@ class Poll(FlowCB):
             if listing.deferred:
                 logger.info("%s folder %r: %d more new message(s) left for the next cycles (mailAnnounceMax %d)",
                             account.display, folder, listing.deferred, self.settings.announce_max)
-        if account.protocol == "pop3":
-            self._close()  # a POP3 session sees only the maildrop as it was at login
+        if Capability.LIVE not in mailbox.capabilities:
+            self._close()  # the session sees only the mailbox as it was at login (POP3)
         return notices
 
-    def _list(self, mailbox: Any, account: MailAccount, folder: str) -> Listing:
+    def _list(self, mailbox: Mailbox, account: MailAccount, folder: str) -> Listing:
         settings = self.settings
-        if account.protocol == "pop3":
+        if Capability.SEARCH not in mailbox.capabilities:  # remember every announced UIDL (POP3)
             staged = self._staged_uidls.get(account.display)
             known, known_pending = staged if staged is not None else (
                 self.state.uidls(account.display), self.state.pending_uidls(account.display))
@@ -316,7 +318,7 @@ class Poll(FlowCB):
         self.metrics["reannounced"] += len(listing.repeat)
         return [ref for ref, _ in listing.repeat]
 
-    def _handle_too_large(self, mailbox: Any, account: MailAccount, folder: str, listing: Listing) -> None:
+    def _handle_too_large(self, mailbox: Mailbox, account: MailAccount, folder: str, listing: Listing) -> None:
         for ref in listing.too_large:
             logger.warning("%s folder %r message %s is %d bytes, over mailMaxSize %d: not announced%s",
                            account.display, folder, ref.uidl or f"UID {ref.uid}", ref.size, self.settings.max_size,
@@ -325,7 +327,7 @@ class Poll(FlowCB):
         if not (listing.too_large and target):
             return
         mailbox.create_folder(target)
-        mailbox.move(folder, listing.too_large[0].uidvalidity, [r.uid for r in listing.too_large], target)
+        mailbox.move(listing.too_large, target)
         self.metrics["quarantined"] += len(listing.too_large)
 
     def _count(self, listing: Listing) -> None:
@@ -433,21 +435,14 @@ class Poll(FlowCB):
         return False
 
     # -- connection ---------------------------------------------------------------------------
-    def _connected(self, account: MailAccount) -> Any:
-        mailbox = self._mailbox
-        if mailbox is not None and (mailbox.account != account or not mailbox.is_alive()):
-            self._close()
-            mailbox = None
-        if mailbox is None:
-            mailbox = new_mailbox(account, self.connection).connect()
-            self.metrics["logins"] += 1
-            self._mailbox = mailbox
-        return mailbox
+    def _connected(self, account: MailAccount) -> Mailbox:
+        return self.session.mailbox(account)
+
+    def _logged_in(self, mailbox: Mailbox) -> None:
+        self.metrics["logins"] += 1
 
     def _close(self) -> None:
-        mailbox, self._mailbox = self._mailbox, None
-        if mailbox is not None:
-            mailbox.close()
+        self.session.drop()
 
     def _recovered(self, account: MailAccount) -> None:
         if self._last_error:

@@ -53,10 +53,10 @@ def test_a_kicked_pop3_session_is_a_connection_error_not_a_notice_without_header
     mail_account.deliver(sample_message(1))
     account = resolve_account(url_of(mail_account, "pops", with_password=True), None)
     mailbox = new_mailbox(account, ConnectionSettings(timeout=20, ca_file=str(mail_account.server.ca_pem))).connect()
-    uidls = mailbox.list_uidls()
+    refs = mailbox.search("INBOX", None)
     kick(mail_account)
     with pytest.raises(MailConnectionError, match=r"SYS/TEMP|closed"):
-        list(mailbox.fetch_refs(uidls))
+        list(mailbox.fetch_refs(refs))
     mailbox.close()
 
 

@@ -9,8 +9,6 @@ import hashlib
 import logging
 import os
 import types
-from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 import sarracenia
@@ -19,72 +17,55 @@ import sarracenia.flowcb
 from sarracenia.config.credentials import CredentialDB
 
 from mailingest.errors import MailConnectionError, MessageGoneError
-from mailingest.mailbox.refs import MessageRef
+from tests.fakes import FakeServer
 
 BASE_URL = "imaps://alice@mail.example.com/"
 ACCOUNT_DIR = "mail.example.com/alice"
 RAW = b"From: a@example.org\r\nSubject: x\r\n\r\n" + bytes(range(256)) + b"\r\n"
 
 
-class FakeMailbox:
-    """Implements the mailbox interface the download uses; records what happened, in order."""
-
-    instances: List["FakeMailbox"] = []
-    messages = {101: RAW, 102: RAW[::-1]}
-    fail_next_fetches = 0
-    fetches = 0
-    gone_on_flag = False
-    directory = ""  # where the worker writes, to check the file when the server is changed
-
-    def __init__(self, account, settings) -> None:
-        self.account = account
-        self.writable = False
-        self.events: List[Tuple[str, int, bool]] = []
-        FakeMailbox.instances.append(self)
-
-    def connect(self):
-        return self
-
-    def is_alive(self) -> bool:
-        return True
-
-    def close(self) -> bool:
-        return True
-
-    def fetch_stream(self, ref: MessageRef):
-        FakeMailbox.fetches += 1
-        if FakeMailbox.fail_next_fetches:
-            FakeMailbox.fail_next_fetches -= 1
-            raise MailConnectionError(f"cannot fetch from {self.account.display}: connection reset")
-        if ref.uid not in self.messages:
-            raise MessageGoneError(f"{self.account.display} folder 'INBOX' UID {ref.uid}: message no longer on the server")
-        body = self.messages[ref.uid]
-        return iter([body[:10], body[10:]]), None
-
-    def add_flags(self, folder, uidvalidity, uids, flags):
-        if FakeMailbox.gone_on_flag:
-            raise MessageGoneError(f"{self.account.display} folder 'INBOX' UID {uids[0]}: no longer on the server")
-        for uid in uids:
-            final = os.path.join(self.directory, f"{uidvalidity}.{uid}.eml")
-            self.events.append(("flag", uid, os.path.exists(final) and Path(final).read_bytes() == self.messages[uid]))
-
-
 @pytest.fixture
-def worker(tmp_path, monkeypatch):
-    FakeMailbox.instances = []
-    FakeMailbox.fail_next_fetches = 0
-    FakeMailbox.fetches = 0
-    FakeMailbox.directory = str(tmp_path / ACCOUNT_DIR / "INBOX")
-    monkeypatch.setattr("mailingest.fetcher.sessions.new_mailbox", FakeMailbox)
-    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
+def server(tmp_path, monkeypatch):
+    """UIDs 101 and 102 in INBOX (UIDVALIDITY 7); each change records whether the file was
+    complete on disk when the server was changed."""
+    fake = FakeServer(uidvalidity=7)
+    fake.next_uid["INBOX"] = 101
+    fake.deliver(raw=RAW)
+    fake.deliver(raw=RAW[::-1])
+    fake.changes = []
+    directory = tmp_path / ACCOUNT_DIR / "INBOX"
+
+    def record(operation, refs):
+        for ref in refs:
+            final = directory / f"{ref.uidvalidity}.{ref.uid}.eml"
+            complete = final.exists() and final.read_bytes() == fake.folders["INBOX"][ref.uid].raw
+            fake.changes.append((operation, ref.uid, complete))
+
+    fake.observer = record
+    return fake.serve(monkeypatch)
+
+
+def new_worker(tmp_path, url: str = "imaps://alice:pw@mail.example.com/", **options):
     o = sarracenia.config.no_file_config()
     o.component, o.config, o.action, o.no = "subscribe", "t", "foreground", 0
     o.directory = str(tmp_path)
+    for option, value in options.items():
+        setattr(o, option, value)
     o.finalize("subscribe", "t")
     o.mirror = False  # sr3's default for subscribe
     o.credentials = CredentialDB()
-    o.credentials._parse("imaps://alice:pw@mail.example.com/")
+    o.credentials._parse(url)
     return sarracenia.flowcb.load_library("mailingest.download", o)
+
+
+@pytest.fixture
+def worker(tmp_path, monkeypatch, server):
+    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
+    return new_worker(tmp_path)
+
+
+def connection_reset() -> MailConnectionError:
+    return MailConnectionError("cannot fetch from imaps://alice@mail.example.com:993: connection reset")
 
 
 def notice(tmp_path, uid: int, base_url: str = BASE_URL, account_dir: str = ACCOUNT_DIR,
@@ -108,20 +89,21 @@ def run(worker, msgs):
     return results, worklist
 
 
-def test_file_is_whole_and_notice_true_before_the_message_is_marked_seen(worker, tmp_path):
+def test_file_is_whole_and_notice_true_before_the_message_is_marked_seen(worker, tmp_path, server):
     msgs = [notice(tmp_path, 101), notice(tmp_path, 102)]
     results, worklist = run(worker, msgs)
     assert results == [True, True]
     assert (tmp_path / ACCOUNT_DIR / "INBOX" / "7.101.eml").read_bytes() == RAW
-    assert FakeMailbox.instances[0].events == [("flag", 101, True), ("flag", 102, True)]
+    assert server.changes == [("add_flags", 101, True), ("add_flags", 102, True)]
+    assert server.flags("INBOX", 101) == server.flags("INBOX", 102) == {"\\Seen"}
     assert msgs[0]["size"] == len(RAW)
     assert msgs[0]["identity"] == {"method": "sha512", "value": base64.b64encode(hashlib.sha512(RAW).digest()).decode()}
     assert sorted(os.listdir(tmp_path / ACCOUNT_DIR / "INBOX")) == ["7.101.eml", "7.102.eml"]
 
 
-def test_one_login_serves_many_messages(worker, tmp_path):
+def test_one_login_serves_many_messages(worker, tmp_path, server):
     run(worker, [notice(tmp_path, 101), notice(tmp_path, 102), notice(tmp_path, 101)])
-    assert len(FakeMailbox.instances) == 1 and worker.metrics["logins"] == 1
+    assert len(server.sessions) == 1 and worker.metrics["logins"] == 1
 
 
 def test_a_gone_message_is_rejected_with_410_and_one_line(worker, tmp_path, caplog):
@@ -135,18 +117,18 @@ def test_a_gone_message_is_rejected_with_410_and_one_line(worker, tmp_path, capl
     assert not (tmp_path / ACCOUNT_DIR / "INBOX" / "7.999.eml").exists()
 
 
-def test_a_broken_connection_is_reopened_within_the_call(worker, tmp_path, caplog):
+def test_a_broken_connection_is_reopened_within_the_call(worker, tmp_path, server, caplog):
     caplog.set_level(logging.INFO, logger="mailingest")
-    FakeMailbox.fail_next_fetches = 2
+    server.fail("fetch", connection_reset(), times=2)
     results, _ = run(worker, [notice(tmp_path, 101)])
     assert results == [True]
-    assert len(FakeMailbox.instances) == 3, "two reconnects"
+    assert len(server.sessions) == 3, "two reconnects"
     assert sum("lost connection" in r.message for r in caplog.records) == 1
     assert sum("reconnected to" in r.message for r in caplog.records) == 1
 
 
-def test_an_account_unreachable_past_the_budget_is_paused_and_the_notice_retried(worker, tmp_path, caplog):
-    FakeMailbox.fail_next_fetches = 100
+def test_an_account_unreachable_past_the_budget_is_paused_and_the_notice_retried(worker, tmp_path, server, caplog):
+    server.fail("fetch", connection_reset(), times=100)
     results, _ = run(worker, [notice(tmp_path, 101), notice(tmp_path, 102)])
     assert results == [False, False]
     assert sum("paused for 15 s" in r.message for r in caplog.records) == 1, "one error line, then quiet"
@@ -186,33 +168,81 @@ def test_a_notice_from_an_older_poll_lands_under_its_folder(worker, tmp_path):
     assert (tmp_path / "INBOX" / "7.101.eml").read_bytes() == RAW
 
 
-def test_a_repeated_notice_for_a_complete_file_is_not_fetched_again_but_marks_seen(worker, tmp_path, caplog):
+def test_a_repeated_notice_for_a_complete_file_is_not_fetched_again_but_marks_seen(worker, tmp_path, server,
+                                                                                   caplog):
     caplog.set_level(logging.INFO, logger="mailingest")
     run(worker, [notice(tmp_path, 101, size=len(RAW))])
     results, worklist = run(worker, [notice(tmp_path, 101, size=len(RAW))])
     assert results == [True] and len(worklist.ok) == 1
-    assert FakeMailbox.fetches == 1, "one fetch for two notices"
-    assert [e[:2] for e in FakeMailbox.instances[0].events] == [("flag", 101), ("flag", 101)]
+    assert len(server.commands("fetch")) == 1, "one fetch for two notices"
+    assert [change[:2] for change in server.changes] == [("add_flags", 101), ("add_flags", 101)]
     assert worker.metrics["alreadyComplete"] == 1
     assert "identity" not in worklist.ok[0], "sr3 computes the identity of the file already there"
     assert worklist.ok[0]["_mailingest_already_complete"] is True, "later callbacks (decode) can tell"
     assert sum("not fetched again" in r.message for r in caplog.records) == 1
 
 
-def test_a_file_of_the_wrong_size_is_fetched_again(worker, tmp_path):
+def test_a_file_of_the_wrong_size_is_fetched_again(worker, tmp_path, server):
     target = tmp_path / ACCOUNT_DIR / "INBOX" / "7.101.eml"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"truncated")
     run(worker, [notice(tmp_path, 101, size=len(RAW))])
-    assert target.read_bytes() == RAW and FakeMailbox.fetches == 1
+    assert target.read_bytes() == RAW and len(server.commands("fetch")) == 1
 
 
-def test_a_repeated_notice_for_a_message_already_moved_away_is_quietly_done(worker, tmp_path, caplog):
+def test_a_repeated_notice_for_a_message_already_moved_away_is_quietly_done(worker, tmp_path, server, caplog):
     run(worker, [notice(tmp_path, 101, size=len(RAW))])
-    FakeMailbox.gone_on_flag = True
-    try:
-        results, worklist = run(worker, [notice(tmp_path, 101, size=len(RAW))])
-    finally:
-        FakeMailbox.gone_on_flag = False
-    assert results == [True] and len(worklist.ok) == 1 and FakeMailbox.fetches == 1
+    server.fail("add_flags", MessageGoneError("imaps://alice@mail.example.com:993 folder 'INBOX' UID 101: "
+                                              "no longer on the server"))
+    results, worklist = run(worker, [notice(tmp_path, 101, size=len(RAW))])
+    assert results == [True] and len(worklist.ok) == 1 and len(server.commands("fetch")) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# -- POP3: no flags, deletions applied at QUIT ----------------------------------------------------
+
+def pop3_notice(tmp_path, uidl: str) -> sarracenia.Message:
+    msg = sarracenia.Message()
+    msg.update({"baseUrl": "pops://alice@mail.example.com/", "relPath": f"{ACCOUNT_DIR}/INBOX/{uidl}.eml",
+                "new_dir": str(tmp_path), "new_file": f"{uidl}.eml", "identity": {"method": "cod", "value": "sha512"},
+                "mail": {"folder": "INBOX", "uidl": uidl, "size": 1}})
+    msg["_deleteOnPost"] = set()
+    return msg
+
+
+@pytest.fixture
+def pop3_server(monkeypatch):
+    fake = FakeServer(imap=False)
+    fake.deliver(uidl="a1", raw=RAW)
+    fake.deliver(uidl="b2", raw=RAW[::-1])
+    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
+    return fake.serve(monkeypatch)
+
+
+def test_pop3_deletions_are_sent_after_each_file_and_take_effect_when_the_batch_ends(tmp_path, pop3_server):
+    worker = new_worker(tmp_path, "pops://alice:pw@mail.example.com/", mailAfterDownload="delete")
+    results, _ = run(worker, [pop3_notice(tmp_path, "a1"), pop3_notice(tmp_path, "b2")])
+    assert results == [True, True]
+    assert (tmp_path / ACCOUNT_DIR / "INBOX" / "a1.eml").read_bytes() == RAW
+    assert [line.split()[0] for line in pop3_server.log] == ["connect", "fetch", "delete", "fetch", "delete", "close"]
+    assert pop3_server.folders["INBOX"] == {}, "QUIT applied both"
+
+
+def test_pop3_deletions_lost_with_a_broken_session_are_sent_again_on_a_new_one(tmp_path, pop3_server):
+    worker = new_worker(tmp_path, "pops://alice:pw@mail.example.com/", mailAfterDownload="delete")
+    worker.after_accept(types.SimpleNamespace(incoming=[pop3_notice(tmp_path, "a1")], failed=[], directories_ok=[]))
+    assert worker.download(pop3_notice(tmp_path, "a1"))
+    pop3_server.sessions[0].connected = False  # dropped before QUIT: the DELE was not applied
+    worker.after_work(types.SimpleNamespace(ok=[], rejected=[], failed=[], incoming=[], directories_ok=[]))
+    assert list(pop3_server.folders["INBOX"].values())[0].uidl == "b2", "a1 deleted on the second session"
+    assert len(pop3_server.sessions) == 2
+
+
+def test_pop3_with_mail_after_download_seen_changes_nothing_and_says_so_once(tmp_path, pop3_server, caplog):
+    caplog.set_level(logging.INFO, logger="mailingest")
+    worker = new_worker(tmp_path, "pops://alice:pw@mail.example.com/")
+    results, _ = run(worker, [pop3_notice(tmp_path, "a1"), pop3_notice(tmp_path, "b2")])
+    assert results == [True, True] and len(pop3_server.folders["INBOX"]) == 2
+    assert [line.split()[0] for line in pop3_server.log] == ["connect", "fetch", "fetch"]
+    assert sum("POP3 has no flags, so mailAfterDownload seen does nothing there" in r.getMessage()
+               for r in caplog.records) == 1

@@ -87,7 +87,7 @@ def run_idle(script: Callable[[ScriptedServer, bytes], None], wait: float = 30,
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     mailbox = ImapMailbox(ACCOUNT, ConnectionSettings(timeout=5))
-    mailbox._client = Client(SocketIMAP4(client_end))
+    mailbox._connection = Client(SocketIMAP4(client_end))
     mailbox._status = {"uidvalidity": 1, "uidnext": 5, "exists": 4}
     if pending:
         mailbox._absorb([(5, b"EXISTS")])  # as a NOOP answer would carry it
@@ -98,7 +98,7 @@ def run_idle(script: Callable[[ScriptedServer, bytes], None], wait: float = 30,
         outcome = exc
     took = time.monotonic() - started
     thread.join(5)
-    kept = mailbox._client is not None
+    kept = mailbox._connection is not None
     if kept:
         mailbox._drop()
     server.reader.close()

@@ -16,6 +16,7 @@ from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.connection import ConnectionSettings
 from mailingest.oauth2 import tokens as oauth2
 from mailingest.oauth2.config import OAuth2Client
+from tests.fakes import FakeServer
 from tests.keyring_backend import MemoryKeyring
 from tests.secret_scan import register_secret
 from tests.servers.oauth2_server import OAuth2Server
@@ -79,29 +80,16 @@ def test_a_provider_that_refuses_the_client_is_still_a_refused_login(idp, tmp_pa
     assert not isinstance(caught.value, MailConnectionError)
 
 
-class _Mailbox:
-    """A mailbox whose login fails the way the token endpoint makes it fail; counts the attempts."""
-
-    failure: Exception
-    attempts = 0
-
-    def __init__(self, account, settings) -> None:
-        self.account = account
-
-    def connect(self):
-        _Mailbox.attempts += 1
-        raise self.failure
-
-
 def attempts_before_giving_up(monkeypatch, failure: Exception) -> int:
+    """How many logins the download's session pool tries when each fails with ``failure``."""
     monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda seconds: None)
-    monkeypatch.setattr("mailingest.fetcher.sessions.new_mailbox", _Mailbox)
-    _Mailbox.failure, _Mailbox.attempts = failure, 0
-    pool = SessionPool(ConnectionSettings(), lambda account, mailbox: None, {})
+    server = FakeServer().serve(monkeypatch)
+    server.fail("connect", failure, times=100)
+    pool = SessionPool(ConnectionSettings(), lambda mailbox: None, {})
     account = MailAccount(scheme="imaps", host="mail.example.com", port=993, username="dave")
     with pytest.raises(AccountUnavailableError):
         pool.run(account, lambda mailbox: None)
-    return _Mailbox.attempts
+    return len(server.commands("connect"))
 
 
 def test_the_download_pool_retries_an_unavailable_endpoint_like_an_outage_not_like_a_wrong_password(monkeypatch):

@@ -102,7 +102,7 @@ def _check(options: Any) -> List[str]:
 
     settings = connection_settings(options)
     account = resolve_account(options.pollUrl, CredentialsFile.of(options).database(), settings.oauth2)
-    mailbox = new_mailbox(account, settings)
+    mailbox: Any = new_mailbox(account, settings)  # a diagnosis: reads the protocol's own socket and folders
     mailbox.connect()
     try:
         lines = [account.display]

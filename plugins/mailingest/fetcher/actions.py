@@ -11,15 +11,17 @@ value                     IMAP                                                  
 ========================  ==========================================================  ========
 
 The download runs an action only after the file is complete, fsynced and renamed, so a crash
-at any point leaves the message on the server.
+at any point leaves the message on the server.  What a mailbox can do is read from its
+:class:`~mailingest.mailbox.protocol.Capability` set, never from the protocol's name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from mailingest.errors import ConfigError
+from mailingest.mailbox.protocol import Capability, Mailbox
 from mailingest.mailbox.refs import MessageRef
 
 KINDS = ("none", "seen", "flag", "move", "delete")
@@ -48,32 +50,29 @@ class AfterDownload:
     def __str__(self) -> str:
         return f"{self.kind} {self.argument}" if self.argument else self.kind
 
-    def changes(self, protocol: str) -> bool:
-        """True when this action modifies the mailbox for ``protocol``."""
-        if protocol == "pop3":
-            return self.kind == "delete"
+    def changes(self, capabilities: frozenset[Capability]) -> bool:
+        """True when this action modifies a mailbox that has ``capabilities`` (flags need FLAGS)."""
+        if self.kind in ("seen", "flag"):
+            return Capability.FLAGS in capabilities
         return self.kind != "none"
 
-    def check_protocol(self, protocol: str) -> None:
-        if protocol == "pop3" and self.kind == "move":
+    def check_capabilities(self, capabilities: frozenset[Capability]) -> None:
+        """:raises ConfigError: the action cannot be done there (``move`` without folders)."""
+        if self.kind == "move" and Capability.FOLDERS not in capabilities:
             raise ConfigError("mailAfterDownload move needs IMAP: POP3 has no folders (use delete or none)")
 
-    def apply(self, mailbox: Any, ref: MessageRef, protocol: str) -> None:
+    def apply(self, mailbox: Mailbox, ref: MessageRef) -> None:
         """Run the action for one downloaded message.
 
         :raises MailError: the server refused or the connection broke.
         """
-        if not self.changes(protocol):
+        if not self.changes(mailbox.capabilities):
             return
-        if protocol == "pop3":
-            mailbox.delete(ref)
-            return
-        uids = [ref.uid]
         if self.kind == "seen":
-            mailbox.add_flags(ref.folder, ref.uidvalidity, uids, ["\\Seen"])
+            mailbox.add_flags([ref], ["\\Seen"])
         elif self.kind == "flag":
-            mailbox.add_flags(ref.folder, ref.uidvalidity, uids, [self.argument or ""])
+            mailbox.add_flags([ref], [self.argument or ""])
         elif self.kind == "move":
-            mailbox.move(ref.folder, ref.uidvalidity, uids, self.argument or "")
+            mailbox.move([ref], self.argument or "")
         elif self.kind == "delete":
-            mailbox.delete(ref.folder, ref.uidvalidity, uids)
+            mailbox.delete([ref])

@@ -1,4 +1,5 @@
-"""Kept mailbox connections for a download worker: one per account, reused across messages.
+"""Kept mailbox connections for a download worker: one
+:class:`~mailingest.mailbox.kept.KeptSession` per account, reused across messages.
 
 A connection idle for a while is checked with NOOP before use.  When it breaks, the pool
 reconnects with a short backoff (0.5, 1, 2, 4 s) inside the same call, so a server restart
@@ -17,7 +18,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 from mailingest.errors import MailAuthError, MailConnectionError, MailError, TlsError
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.connection import ConnectionSettings
-from mailingest.mailbox.factory import new_mailbox
+from mailingest.mailbox.kept import KeptSession
+from mailingest.mailbox.protocol import Mailbox
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +38,17 @@ class AccountUnavailableError(MailError):
 class SessionPool:
     """Connections by account (``scheme://user@host:port``)."""
 
-    def __init__(self, settings: ConnectionSettings, prepare: Callable[[MailAccount, Any], None],
+    def __init__(self, settings: ConnectionSettings, prepare: Callable[[Mailbox], None],
                  metrics: Dict[str, Any], should_stop: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
         self._prepare = prepare
         self._metrics = metrics
         self._should_stop = should_stop
-        self._sessions: Dict[str, Any] = {}
-        self._last_used: Dict[str, float] = {}
+        self._sessions: Dict[str, KeptSession] = {}
         self._paused: Dict[str, Tuple[float, float]] = {}  # account -> (until, backoff)
         self._outage_since: Dict[str, float] = {}
 
-    def run(self, account: MailAccount, operation: Callable[[Any], T]) -> T:
+    def run(self, account: MailAccount, operation: Callable[[Mailbox], T]) -> T:
         """Run ``operation(mailbox)`` on the account's kept connection, reconnecting as needed.
 
         :raises AccountUnavailableError: paused, or unreachable past the reconnect budget.
@@ -83,23 +84,16 @@ class SessionPool:
         self._pause(key, f"{key} unreachable: {last}")
         raise AccountUnavailableError(str(last))
 
-    def _session(self, account: MailAccount) -> Any:
-        key = account.display
-        mailbox = self._sessions.get(key)
-        now = time.monotonic()
-        if mailbox is not None and now - self._last_used.get(key, now) > IDLE_CHECK_SECONDS:
-            if not mailbox.is_alive():
-                self.drop(key)
-                mailbox = None
-        if mailbox is None:
-            mailbox = new_mailbox(account, self.settings)
-            self._prepare(account, mailbox)
-            mailbox.connect()
-            self._metrics["logins"] = self._metrics.get("logins", 0) + 1
-            logger.info("logged in to %s", key)
-            self._sessions[key] = mailbox
-        self._last_used[key] = now
-        return mailbox
+    def _session(self, account: MailAccount) -> Mailbox:
+        session = self._sessions.get(account.display)
+        if session is None:
+            session = self._sessions[account.display] = KeptSession(
+                self.settings, IDLE_CHECK_SECONDS, self._prepare, self._logged_in)
+        return session.mailbox(account)
+
+    def _logged_in(self, mailbox: Mailbox) -> None:
+        self._metrics["logins"] = self._metrics.get("logins", 0) + 1
+        logger.info("logged in to %s", mailbox.account.display)
 
     def _pause(self, key: str, why: str) -> None:
         _until, previous = self._paused.get(key, (0.0, 0.0))
@@ -113,21 +107,21 @@ class SessionPool:
         """Forget every pause: the credentials changed, so a refused login may now succeed."""
         self._paused.clear()
 
-    def get(self, key: str) -> Any:
-        return self._sessions.get(key)
+    def get(self, key: str) -> Optional[Mailbox]:
+        """The connection kept for account ``key`` (its display), if any."""
+        session = self._sessions.get(key)
+        return session.current if session is not None else None
 
     def drop(self, key: str) -> bool:
         """Close (logout/QUIT) and forget the connection; True when it closed cleanly."""
-        mailbox = self._sessions.pop(key, None)
-        if mailbox is None:
-            return True
-        return bool(mailbox.close() is not False)
+        session = self._sessions.pop(key, None)
+        return session.drop() if session is not None else True
 
     def check_idle(self) -> None:
-        for key, mailbox in list(self._sessions.items()):
-            if not mailbox.is_alive():
+        for key, session in list(self._sessions.items()):
+            if not session.check():
                 logger.info("connection to %s went away; will reconnect when needed", key)
-                self.drop(key)
+                self._sessions.pop(key, None)
 
     def close_all(self) -> None:
         for key in list(self._sessions):

@@ -8,8 +8,11 @@ Library errors (imapclient, imaplib, poplib, ssl, socket) become :mod:`mailinges
 * :mod:`~mailingest.mailbox.connection`        settings shared by every connection; socket/TLS errors
 * :mod:`~mailingest.mailbox.auth`              logging in: password, bearer token, OAuth2
 * :mod:`~mailingest.mailbox.sasl`              XOAUTH2 and OAUTHBEARER messages (pure)
+* :mod:`~mailingest.mailbox.protocol`          the ``Mailbox`` protocol callers speak, and its capabilities
+* :mod:`~mailingest.mailbox.base`              what IMAP and POP3 mailboxes share
 * :mod:`~mailingest.mailbox.imap`              IMAP through imapclient, UID commands only
 * :mod:`~mailingest.mailbox.pop3`              POP3 through poplib, UIDL identity
 * :mod:`~mailingest.mailbox.pop3codes`         which ``-ERR`` answers are temporary
 * :mod:`~mailingest.mailbox.factory`           ``new_mailbox``: the right class for an account
+* :mod:`~mailingest.mailbox.kept`              ``KeptSession``: one account's session, kept between calls
 """

@@ -39,8 +39,13 @@ class _Refused(Exception):
 
 
 class _ImapSasl:
+    """An IMAP session's ways to log in: LOGIN, or AUTHENTICATE."""
+
     def __init__(self, client: Any) -> None:
         self.client = client
+
+    def password_login(self, username: str, password: str) -> None:
+        self.client.login(username, password)
 
     def offered(self) -> List[str]:
         return [c.decode("ascii", "replace")[5:] for c in self.client.capabilities() if c.upper().startswith(b"AUTH=")]
@@ -66,6 +71,10 @@ class _Pop3Sasl:
 
     def __init__(self, connection: poplib.POP3) -> None:
         self.conn = connection
+
+    def password_login(self, username: str, password: str) -> None:
+        self.conn.user(username)
+        self.conn.pass_(password)
 
     def offered(self) -> List[str]:
         try:
@@ -105,10 +114,7 @@ def imap_login(client: Any, account: MailAccount) -> None:
     :raises MailConnectionError: the server answered with a temporary code (RFC 2449/3206).
     """
     try:
-        if account.oauth2 is not None or account.bearer_token:
-            _bearer_login(_ImapSasl(client), account)
-        else:
-            client.login(account.username, account.password or "")
+        _log_in(_ImapSasl(client), account)
     except LoginError as exc:
         raise MailAuthError(_refused(account, exc)) from None
     except IMAPClientError as exc:
@@ -124,16 +130,20 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
     :raises MailConnectionError: the server answered with a temporary code (RFC 2449/3206).
     """
     try:
-        if account.oauth2 is not None or account.bearer_token:
-            _bearer_login(_Pop3Sasl(connection), account)
-        else:
-            connection.user(account.username)
-            connection.pass_(account.password or "")
+        _log_in(_Pop3Sasl(connection), account)
     except poplib.error_proto as exc:
         if is_temporary(exc):  # maildrop locked by another session, server shutting down, ...
             raise MailConnectionError(f"{account.display} cannot take a login now: {server_text(exc)}; "
                                       f"will retry") from None
         raise MailAuthError(_refused(account, exc)) from None
+
+
+def _log_in(session: Any, account: MailAccount) -> None:
+    """With a bearer token (OAuth2, or a fixed one) over SASL, else with the password."""
+    if account.oauth2 is not None or account.bearer_token:
+        _bearer_login(session, account)
+    else:
+        session.password_login(account.username, account.password or "")
 
 
 def _refused(account: MailAccount, exc: Exception) -> str:

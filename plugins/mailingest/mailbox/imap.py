@@ -21,13 +21,14 @@ from mailingest.errors import (
     MailboxError,
     MailConnectionError,
     MessageGoneError,
-    TlsError,
     server_text,
 )
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.auth import imap_login
+from mailingest.mailbox.base import MailboxBase
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
 from mailingest.mailbox.idle import ConnectionClosed, IdleRefused, IdleSession, count_response, farewell
+from mailingest.mailbox.protocol import Capability
 from mailingest.mailbox.refs import MessageRef, summary_headers
 
 logger = logging.getLogger(__name__)
@@ -50,20 +51,19 @@ IDLE_SLICE = 0.5
 LOGOUT_TIMEOUT = 2.0
 
 
-class ImapMailbox:
-    """One logged-in IMAP connection to one account.  Use as a context manager."""
+class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
+    """One logged-in IMAP connection to one account (a :class:`~mailingest.mailbox.protocol.Mailbox`).
+    Use as a context manager."""
+
+    CAPABILITIES = frozenset({Capability.FOLDERS, Capability.FLAGS, Capability.SEARCH, Capability.LIVE})
+    PROTOCOL = "IMAP"
 
     def __init__(self, account: MailAccount, settings: ConnectionSettings) -> None:
-        self.account = account
-        self.settings = settings
-        self._client: Optional[imapclient.IMAPClient] = None
+        super().__init__(account, settings)
         self._selected: Optional[Tuple[str, bool, int]] = None  # folder, writable, uidvalidity
-        #: open folders read-write for downloads, so an after-download action needs no re-SELECT
-        self.writable = False
         self._status: Dict[str, int] = {}
         #: new mail was reported outside IDLE since the last search: the next IDLE must not wait for it
         self._arrival_pending = False
-        self.tls_version: Optional[str] = None
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> "ImapMailbox":
@@ -83,7 +83,7 @@ class ImapMailbox:
         except (OSError, IMAPClientError) as exc:
             raise connection_error(account, exc) from None
         _quiet_imaplib(client)
-        self._client = client
+        self._connection = client
         try:
             if not account.implicit_tls:
                 self._starttls(client)
@@ -105,14 +105,8 @@ class ImapMailbox:
                 client.starttls(self.settings.ssl_context)
             except (OSError, IMAPClientError) as exc:
                 raise connection_error(self.account, exc, "start TLS with") from None
-        elif not self.settings.allow_plaintext:
-            raise TlsError(
-                f"{self.account.display} offers no STARTTLS: refusing to send the password unencrypted; "
-                f"use imaps://, or set mailAllowPlaintext on if this network is trusted"
-            )
         else:
-            logger.warning("%s offers no STARTTLS: logging in without encryption (mailAllowPlaintext on)",
-                           self.account.display)
+            self._no_tls_offered("STARTTLS", "imaps")
 
     def _login(self, client: imapclient.IMAPClient) -> None:
         try:
@@ -122,46 +116,43 @@ class ImapMailbox:
 
     def is_alive(self) -> bool:
         """True when a NOOP succeeds on the kept connection."""
-        if self._client is None:
+        if self._connection is None:
             return False
         try:
-            self._absorb(self._client.noop()[1])  # keep the EXISTS it may carry for refresh()
+            self._absorb(self._connection.noop()[1])  # keep the EXISTS it may carry for refresh()
             self._recorded_exists()  # the same EXISTS, as imaplib recorded them
             return True
         except (IMAPClientError, OSError):
             return False
 
-    def close(self) -> None:
-        """Log out (best effort) and drop the connection."""
-        client = self._client
+    def close(self) -> bool:
+        """Log out (best effort) and drop the connection; True when the server acknowledged."""
+        client = self._connection
         if client is None:
-            return
+            return True
+        logged_out = True
         try:
             client.socket().settimeout(min(LOGOUT_TIMEOUT, self.settings.timeout))
             client.logout()
         except (IMAPClientError, OSError) as exc:
             logger.debug("logout from %s: %s", self.account.display, exc)
+            logged_out = False
         self._drop()
+        return logged_out
 
-    def _drop(self) -> None:
-        client, self._client, self._selected = self._client, None, None
-        if client is not None:
-            try:
-                client.shutdown()
-            except (IMAPClientError, OSError):
-                pass
+    def _forget_session(self) -> None:
+        self._selected = None
 
-    def __enter__(self) -> "ImapMailbox":
-        return self.connect() if self._client is None else self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
+    def _shut(self, connection: imapclient.IMAPClient) -> None:
+        try:
+            connection.shutdown()
+        except (IMAPClientError, OSError):
+            pass
 
     @property
     def client(self) -> imapclient.IMAPClient:
-        if self._client is None:
-            raise MailConnectionError(f"not connected to {self.account.display}")
-        return self._client
+        """The imapclient session.  :raises MailConnectionError: not connected."""
+        return self._connected()
 
     # -- folders ----------------------------------------------------------------------------
     def examine(self, folder: str) -> Dict[str, int]:
@@ -226,11 +217,18 @@ class ImapMailbox:
         """The EXISTS responses imaplib recorded since the last call, as parsed responses, and
         forgets them.  imapclient returns a NOOP's or IDLE's untagged responses, but not those
         that come with SEARCH or FETCH; imaplib records them all."""
-        recorded = getattr(getattr(self._client, "_imap", None), "untagged_responses", None)
+        recorded = getattr(getattr(self._connection, "_imap", None), "untagged_responses", None)
         counts = recorded.pop("EXISTS", None) if isinstance(recorded, dict) else None
         return [(int(count), b"EXISTS") for count in counts or () if bytes(count).isdigit()]
 
     # -- listing ----------------------------------------------------------------------------
+    def search(self, folder: str, criteria: Optional[str], above_uid: int = 0) -> List[MessageRef]:
+        """Bare refs of the messages of the examined ``folder`` matching IMAP SEARCH ``criteria``
+        (None: ``ALL``) with UID > ``above_uid``, in UID order."""
+        uidvalidity = self._opened(folder)
+        return [MessageRef(folder=folder, uid=uid, uidvalidity=uidvalidity)
+                for uid in self.search_uids(criteria or "ALL", above_uid)]
+
     def search_uids(self, criteria: str, above_uid: int = 0) -> List[int]:
         """UIDs in the examined folder matching IMAP SEARCH ``criteria`` with UID > ``above_uid``."""
         query = f"UID {above_uid + 1}:* {criteria}" if above_uid else criteria
@@ -248,8 +246,20 @@ class ImapMailbox:
         # "n:*" always matches the highest UID, even when it is below n.
         return sorted(uid for uid in uids if uid > above_uid)
 
-    def fetch_refs(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> Iterator[MessageRef]:
-        """Metadata of ``uids`` (batched, no bodies, no flag changes) as :class:`MessageRef`."""
+    def fetch_refs(self, refs: Sequence[MessageRef]) -> Iterator[MessageRef]:
+        """Metadata of ``refs`` (batched, no bodies, no flag changes), one folder at a time."""
+        for folder, uidvalidity, uids in _by_folder(refs):
+            if self._opened(folder) == uidvalidity:  # else the folder was recreated: all gone
+                yield from self._fetch_meta(folder, uidvalidity, uids)
+
+    def _opened(self, folder: str) -> int:
+        """The UIDVALIDITY of ``folder``, examined unless it is open already."""
+        if self._selected is None or self._selected[0] != folder:
+            self.examine(folder)
+        assert self._selected is not None
+        return self._selected[2]
+
+    def _fetch_meta(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> Iterator[MessageRef]:
         for start in range(0, len(uids), FETCH_BATCH):
             batch = list(uids[start:start + FETCH_BATCH])
             try:
@@ -273,11 +283,6 @@ class ImapMailbox:
                 )
 
     # -- download ---------------------------------------------------------------------------
-    def fetch_raw(self, ref: MessageRef) -> Tuple[bytes, Optional[datetime]]:
-        """The exact bytes the server stores for ``ref``, and its INTERNALDATE (all in memory)."""
-        chunks, internaldate = self.fetch_stream(ref)
-        return b"".join(chunks), internaldate
-
     def fetch_stream(self, ref: MessageRef, chunk_size: int = CHUNK_SIZE) -> Tuple[Iterator[bytes], Optional[datetime]]:
         """The message as consecutive ``BODY.PEEK[]<offset.length>`` chunks, so memory stays
         O(chunk) whatever the message size.  The first chunk is fetched before returning, so a
@@ -347,6 +352,7 @@ class ImapMailbox:
 
     # -- IDLE -------------------------------------------------------------------------------
     def supports_idle(self) -> bool:
+        """True when the server offers IDLE."""
         try:
             return bool(self.client.has_capability("IDLE"))
         except (IMAPClientError, OSError):
@@ -412,25 +418,28 @@ class ImapMailbox:
         if uidvalidity and status["uidvalidity"] != uidvalidity:
             raise MessageGoneError(f"{self.account.display} folder {folder!r}: UIDVALIDITY changed; not modifying it")
 
-    def add_flags(self, folder: str, uidvalidity: int, uids: Sequence[int], flags: Sequence[str]) -> None:
+    def add_flags(self, refs: Sequence[MessageRef], flags: Sequence[str]) -> None:
         """UID STORE +FLAGS."""
-        self._select_writable(folder, uidvalidity)
-        self._change("STORE", lambda: self.client.add_flags(list(uids), [f.encode() for f in flags], silent=True))
+        for folder, uidvalidity, uids in _by_folder(refs):
+            self._select_writable(folder, uidvalidity)
+            self._change("STORE", lambda: self.client.add_flags(uids, [f.encode() for f in flags], silent=True))
 
-    def move(self, folder: str, uidvalidity: int, uids: Sequence[int], target: str) -> None:
+    def move(self, refs: Sequence[MessageRef], target: str) -> None:
         """UID MOVE where the server has it, else UID COPY + \\Deleted + UID EXPUNGE."""
-        self._select_writable(folder, uidvalidity)
-        client = self.client
-        if client.has_capability("MOVE"):
-            self._change("MOVE", lambda: client.move(list(uids), target))
-            return
-        self._change("COPY", lambda: client.copy(list(uids), target))
-        self._delete_selected(uids)
+        for folder, uidvalidity, uids in _by_folder(refs):
+            self._select_writable(folder, uidvalidity)
+            client = self.client
+            if client.has_capability("MOVE"):
+                self._change("MOVE", lambda: client.move(uids, target))
+                continue
+            self._change("COPY", lambda: client.copy(uids, target))
+            self._delete_selected(uids)
 
-    def delete(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> None:
+    def delete(self, refs: Sequence[MessageRef]) -> None:
         """UID STORE \\Deleted, then UID EXPUNGE (only those UIDs) where UIDPLUS exists."""
-        self._select_writable(folder, uidvalidity)
-        self._delete_selected(uids)
+        for folder, uidvalidity, uids in _by_folder(refs):
+            self._select_writable(folder, uidvalidity)
+            self._delete_selected(uids)
 
     def create_folder(self, folder: str) -> None:
         """CREATE ``folder`` unless it exists."""
@@ -457,6 +466,15 @@ class ImapMailbox:
             raise connection_error(self.account, exc, f"{what} on") from None
         except IMAPClientError as exc:
             raise MailboxError(f"{what} failed on {self.account.display}: {server_text(exc)}") from None
+
+
+def _by_folder(refs: Sequence[MessageRef]) -> Iterator[Tuple[str, int, List[int]]]:
+    """``refs`` grouped as (folder, uidvalidity, UIDs), in the order they come."""
+    groups: Dict[Tuple[str, int], List[int]] = {}
+    for ref in refs:
+        groups.setdefault((ref.folder, ref.uidvalidity), []).append(ref.uid)
+    for (folder, uidvalidity), uids in groups.items():
+        yield folder, uidvalidity, uids
 
 
 def _quiet_imaplib(client: imapclient.IMAPClient) -> None:

@@ -20,13 +20,14 @@ from mailingest.errors import (
     MailConnectionError,
     MailError,
     MessageGoneError,
-    TlsError,
     server_text,
 )
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.auth import pop3_login
+from mailingest.mailbox.base import MailboxBase
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
 from mailingest.mailbox.pop3codes import is_temporary
+from mailingest.mailbox.protocol import Capability
 from mailingest.mailbox.refs import MessageRef, summary_headers
 
 logger = logging.getLogger(__name__)
@@ -65,17 +66,16 @@ class _POP3SSL(_LongLines, poplib.POP3_SSL):
     pass
 
 
-class Pop3Mailbox:
-    """One logged-in POP3 session.  Never deletes unless :meth:`delete` is called."""
+class Pop3Mailbox(MailboxBase[poplib.POP3]):
+    """One logged-in POP3 session (a :class:`~mailingest.mailbox.protocol.Mailbox` without folders,
+    flags or search).  Never deletes unless :meth:`delete` is called."""
+
+    CAPABILITIES = frozenset({Capability.DELETE_AT_CLOSE})
+    PROTOCOL = "POP3"
 
     def __init__(self, account: MailAccount, settings: ConnectionSettings) -> None:
-        self.account = account
-        self.settings = settings
-        self._conn: Optional[poplib.POP3] = None
+        super().__init__(account, settings)
         self._numbers: Optional[Dict[str, Tuple[int, int]]] = None  # uidl -> (number, size)
-        self.tls_version: Optional[str] = None
-        #: POP3 needs no special mode for deletions; kept for interface parity with IMAP
-        self.writable = False
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> "Pop3Mailbox":
@@ -88,7 +88,7 @@ class Pop3Mailbox:
                 conn = _POP3(account.host, account.port, timeout=settings.timeout)
         except (OSError, poplib.error_proto) as exc:
             raise connection_error(account, exc) from None
-        self._conn = conn
+        self._connection = conn
         try:
             if not account.implicit_tls:
                 self._stls(conn)
@@ -113,20 +113,14 @@ class Pop3Mailbox:
                 conn.stls(context=self.settings.ssl_context)
             except (OSError, poplib.error_proto) as exc:
                 raise connection_error(self.account, exc, "start TLS with") from None
-        elif not self.settings.allow_plaintext:
-            raise TlsError(
-                f"{self.account.display} offers no STLS: refusing to send the password unencrypted; "
-                f"use pops://, or set mailAllowPlaintext on if this network is trusted"
-            )
         else:
-            logger.warning("%s offers no STLS: logging in without encryption (mailAllowPlaintext on)",
-                           self.account.display)
+            self._no_tls_offered("STLS", "pops")
 
     def is_alive(self) -> bool:
-        if self._conn is None:
+        if self._connection is None:
             return False
         try:
-            self._conn.noop()
+            self._connection.noop()
             return True
         except (poplib.error_proto, *_TRANSIENT):
             return False
@@ -136,7 +130,7 @@ class Pop3Mailbox:
 
         :returns: True when the server acknowledged QUIT, i.e. pending DELEs took effect.
         """
-        conn = self._conn
+        conn = self._connection
         if conn is None:
             return True
         try:
@@ -148,25 +142,19 @@ class Pop3Mailbox:
         self._drop()
         return quit_ok
 
-    def _drop(self) -> None:
-        conn, self._conn, self._numbers = self._conn, None, None
-        if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
+    def _forget_session(self) -> None:
+        self._numbers = None  # message numbers hold for one session only
 
-    def __enter__(self) -> "Pop3Mailbox":
-        return self.connect() if self._conn is None else self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
+    def _shut(self, connection: poplib.POP3) -> None:
+        try:
+            connection.close()
+        except OSError:
+            pass
 
     @property
     def conn(self) -> poplib.POP3:
-        if self._conn is None:
-            raise MailConnectionError(f"not connected to {self.account.display}")
-        return self._conn
+        """The poplib session.  :raises MailConnectionError: not connected."""
+        return self._connected()
 
     # -- listing ----------------------------------------------------------------------------
     def examine(self, folder: str) -> Dict[str, int]:
@@ -174,6 +162,17 @@ class Pop3Mailbox:
         if folder.upper() != MAILDROP:
             raise MailboxError(f"{self.account.display}: POP3 has no folder {folder!r}, only {MAILDROP}")
         return {"uidvalidity": 0, "uidnext": 0, "exists": len(self.uidl_map())}
+
+    def refresh(self, folder: str) -> Dict[str, int]:
+        """:meth:`examine`: a POP3 session sees the maildrop as it was at login, nothing to refresh."""
+        return self.examine(folder)
+
+    def search(self, folder: str, criteria: Optional[str], above_uid: int = 0) -> List[MessageRef]:
+        """Bare refs of every message of the maildrop, in maildrop order (POP3 cannot search)."""
+        if criteria is not None:
+            raise self._cannot(f"search ({criteria!r})")
+        self.examine(folder)
+        return [MessageRef(folder=MAILDROP, uidl=uidl) for uidl in self.uidl_map()]
 
     def uidl_map(self) -> Dict[str, Tuple[int, int]]:
         """UIDL → (message number, size) for this session."""
@@ -199,10 +198,11 @@ class Pop3Mailbox:
             self._numbers = numbers
         return self._numbers
 
-    def fetch_refs(self, uidls: Sequence[str]) -> Iterator[MessageRef]:
-        """Metadata (size, summary headers via TOP n 0) of ``uidls``; never RETR, never DELE."""
+    def fetch_refs(self, refs: Sequence[MessageRef]) -> Iterator[MessageRef]:
+        """Metadata (size, summary headers via TOP n 0) of ``refs``; never RETR, never DELE."""
         numbers = self.uidl_map()
-        for uidl in uidls:
+        for ref in refs:
+            uidl = ref.uidl or ""
             if uidl not in numbers:
                 continue
             number, size = numbers[uidl]
@@ -278,8 +278,12 @@ class Pop3Mailbox:
                                     f"({server_text(exc)}) and the message is no longer in the maildrop")
         return MailboxError(f"{self.account.display} UIDL {ref.uidl}: RETR refused: {server_text(exc)}")
 
-    def delete(self, ref: MessageRef) -> None:
+    def delete(self, refs: Sequence[MessageRef]) -> None:
         """DELE (applied by the server at QUIT, see :meth:`close`)."""
+        for ref in refs:
+            self._delete(ref)
+
+    def _delete(self, ref: MessageRef) -> None:
         number = self._number_for(ref)
         try:
             self.conn.dele(number)
@@ -317,6 +321,3 @@ class Pop3Mailbox:
         self._drop()
         return MailConnectionError(f"cannot {doing} {self.account.display}: the server said {server_text(exc)!r}; "
                                    f"will reconnect")
-
-    def list_uidls(self) -> List[str]:
-        return list(self.uidl_map())

@@ -19,9 +19,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from mailingest.errors import ConfigError
+from mailingest.mailbox.protocol import Mailbox
 from mailingest.mailbox.refs import MessageRef
 from mailingest.poller.reannounce import Announced, ReannouncePolicy, record
 from mailingest.poller.state import FolderState
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: the one folder of a mailbox without folders (POP3's maildrop)
+MAILDROP = "INBOX"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -99,14 +102,14 @@ def split_by_size(refs: List[MessageRef], max_size: int) -> tuple:
     return [r for r in refs if r.size <= max_size], [r for r in refs if r.size > max_size]
 
 
-def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], criteria: str,
+def list_imap_folder(mailbox: Mailbox, folder: str, known: Optional[FolderState], criteria: str,
                      since: Optional[Since], max_size: int, on_uidvalidity_change: str,
                      account_display: str, limit: int = 0, reannounce: Optional[ReannouncePolicy] = None,
                      now: Optional[float] = None) -> Listing:
     """New messages of one IMAP folder (see module doc); with ``limit``, only the ``limit``
     lowest new UIDs, and the high-water mark stops at the last of them (and at most ``limit``
     messages are announced again)."""
-    status = mailbox.refresh(folder) if hasattr(mailbox, "refresh") else mailbox.examine(folder)
+    status = mailbox.refresh(folder)
     uidvalidity = status["uidvalidity"]
     above = 0
     pending: Dict[int, Announced] = {}
@@ -128,15 +131,15 @@ def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], cr
     if since is not None:
         query = f"{criteria} {since.imap_criterion()}"
     # Always search: a kept session's EXISTS count may lag, and the search is cheap (UID range).
-    uids = mailbox.search_uids(query, above)
+    found = mailbox.search(folder, query, above)
     deferred = 0
-    if limit and len(uids) > limit:
-        deferred = len(uids) - limit
-        uids = uids[:limit]
-        high_water = uids[-1]  # the rest, and anything in between, is searched again next cycle
+    if limit and len(found) > limit:
+        deferred = len(found) - limit
+        found = found[:limit]
+        high_water = found[-1].uid  # the rest, and anything in between, is searched again next cycle
     else:
-        high_water = max([above, status["uidnext"] - 1] + uids)
-    refs = list(mailbox.fetch_refs(folder, uidvalidity, uids))
+        high_water = max([above, status["uidnext"] - 1] + [ref.uid for ref in found])
+    refs = list(mailbox.fetch_refs(found))
     if since is not None:
         refs = [r for r in refs if since.admits(r.internaldate)]
     announce, too_large = split_by_size(refs, max_size)
@@ -151,13 +154,13 @@ def list_imap_folder(mailbox: Any, folder: str, known: Optional[FolderState], cr
             pending = record(pending, [r.uid for r in announce], [r.uid for r, _ in repeat], now,
                              f"{account_display} folder {folder!r}")
             next_due = min(next_due if next_due is not None else math.inf, now + reannounce.after)
-    return Listing(announce=announce, too_large=too_large, exists=status["exists"], candidates=len(uids),
+    return Listing(announce=announce, too_large=too_large, exists=status["exists"], candidates=len(found),
                    deferred=deferred, repeat=repeat,
                    imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water, pending=pending,
                                           next_due=next_due))
 
 
-def _imap_due_again(mailbox: Any, folder: str, uidvalidity: int, criteria: str, policy: ReannouncePolicy,
+def _imap_due_again(mailbox: Mailbox, folder: str, uidvalidity: int, criteria: str, policy: ReannouncePolicy,
                     pending: Dict[int, Announced], now: float,
                     limit: int) -> Tuple[List[Tuple[MessageRef, float]], float]:
     """The due messages that still match ``criteria`` (``pending`` loses those that no longer
@@ -167,9 +170,9 @@ def _imap_due_again(mailbox: Any, folder: str, uidvalidity: int, criteria: str, 
         due, next_due = due[:limit], now  # the rest is due at the next cycle
     if not due:
         return [], next_due
-    matching = set(mailbox.search_uids(f"UID {due[0]}:{due[-1]} {criteria}"))
-    again = [uid for uid in due if uid in matching]
-    refs = list(mailbox.fetch_refs(folder, uidvalidity, again)) if again else []
+    matching = {ref.uid for ref in mailbox.search(folder, f"UID {due[0]}:{due[-1]} {criteria}")}
+    again = [MessageRef(folder=folder, uid=uid, uidvalidity=uidvalidity) for uid in due if uid in matching]
+    refs = list(mailbox.fetch_refs(again)) if again else []
     fetched = {ref.uid for ref in refs}
     for uid in due:
         if uid not in fetched:  # downloaded (no longer matching) or expunged: nothing left to heal
@@ -177,20 +180,20 @@ def _imap_due_again(mailbox: Any, folder: str, uidvalidity: int, criteria: str, 
     return [(ref, now - pending[ref.uid].at) for ref in refs], next_due
 
 
-def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], max_size: int,
+def list_pop3_maildrop(mailbox: Mailbox, known: Set[str], since: Optional[Since], max_size: int,
                        limit: int = 0, reannounce: Optional[ReannouncePolicy] = None,
                        known_pending: Optional[Dict[str, Announced]] = None, now: Optional[float] = None,
                        where: str = "POP3 maildrop") -> Listing:
     """UIDLs not announced before (with ``limit``, the first ``limit`` of them in maildrop order);
     ``mailSince`` applies to the Date header.  With ``reannounce``, also the announced UIDLs
     still in the maildrop once their wait is over."""
-    present = mailbox.list_uidls()
+    present = [str(ref.uidl) for ref in mailbox.search(MAILDROP, None)]
     new = [uidl for uidl in present if uidl not in known]
     deferred = 0
     if limit and len(new) > limit:
         deferred = len(new) - limit
         new = new[:limit]
-    refs = list(mailbox.fetch_refs(new))
+    refs = list(mailbox.fetch_refs(_uidl_refs(new)))
     for ref in refs:
         ref.internaldate = header_date(ref.headers.get("date"))
     if since is not None:
@@ -207,13 +210,17 @@ def list_pop3_maildrop(mailbox: Any, known: Set[str], since: Optional[Since], ma
         due, _next_due = reannounce.due(pending, now)  # POP3 lists the whole maildrop anyway
         if limit:
             due = due[:limit]
-        again = list(mailbox.fetch_refs(due)) if due else []
+        again = list(mailbox.fetch_refs(_uidl_refs(due))) if due else []
         for ref in again:
             ref.internaldate = header_date(ref.headers.get("date"))
         repeat = [(ref, now - pending[str(ref.uidl)].at) for ref in again]
         pending = record(pending, [str(r.uidl) for r in announce], [str(r.uidl) for r, _ in repeat], now, where)
     return Listing(announce=announce, too_large=too_large, exists=len(present), candidates=len(new),
                    deferred=deferred, pop3_uidls=remembered, pop3_pending=pending, repeat=repeat)
+
+
+def _uidl_refs(uidls: List[str]) -> List[MessageRef]:
+    return [MessageRef(folder=MAILDROP, uidl=uidl) for uidl in uidls]
 
 
 def header_date(value: Optional[str]) -> Optional[datetime]:
