@@ -280,6 +280,11 @@ def test_a_service_account_gets_a_token_for_the_mailbox(tmp_path):
         token = source.access_token()
         assert google.introspect(token)["username"] == "alice@example.org"
 
+        google.clock_offset = -7200.0
+        with pytest.raises(OAuth2Error, match="reasonable timeframe.*this host's clock is off"):
+            AppTokenSource(client, "alice@example.org", "x").access_token()
+        google.clock_offset = 0.0
+
         stranger = AppTokenSource(client, "bob@elsewhere.example", "imaps://bob@elsewhere.example@imap.gmail.com:993")
         with pytest.raises(OAuth2Error, match="Invalid email or User ID.*bob@elsewhere.example is not a user"):
             stranger.access_token()
