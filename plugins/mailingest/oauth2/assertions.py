@@ -12,7 +12,9 @@ reads the PEM and the certificate):
   e-mail, ``sub`` = the mailbox, ``scope``, ``aud`` = the token URL; the header's ``kid`` is
   the key's id.
 
-No I/O but reading the files named in the options.  Keys never show in ``repr``; error
+No I/O but reading the files named in the options.  PyJWT is imported when a JWT is first
+signed or read, so a host without it loses only the app-only flows (``cryptography`` comes
+with sr3's paramiko).  Keys never show in ``repr``; error
 messages name files and thumbprints, never key material.
 """
 
@@ -27,7 +29,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-import jwt
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -244,8 +245,17 @@ def load_service_account(path: str) -> ServiceAccount:
 
 # -- signing --------------------------------------------------------------------------------------
 
+def _jwt() -> Any:
+    try:
+        import jwt
+    except ImportError:
+        raise ConfigError("app-only OAuth2 needs the PyJWT package: pip install PyJWT (into sr3's Python)") from None
+    return jwt
+
+
 def _sign(signing_key: SigningKey, claims: Dict[str, Any]) -> str:
-    return jwt.encode(claims, signing_key.private_key, algorithm=signing_key.algorithm, headers=signing_key.headers())
+    return str(_jwt().encode(claims, signing_key.private_key, algorithm=signing_key.algorithm,
+                             headers=signing_key.headers()))
 
 
 def client_assertion(signing_key: SigningKey, client_id: str, audience: str, now: float) -> str:
@@ -265,6 +275,7 @@ def grant_assertion(account: ServiceAccount, subject: str, scope: str, audience:
 def token_claims(token: str) -> Dict[str, Any]:
     """The claims of an access token that is a JWT (Entra's are), unverified: only to *show* what
     the provider granted (``roles``, ``aud``, ``tid``); {} for an opaque token."""
+    jwt = _jwt()
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
