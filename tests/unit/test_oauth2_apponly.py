@@ -105,6 +105,8 @@ def test_auto_picks_the_flow_the_options_point_to(tmp_path, certificate):
     ({"provider": "google", "flow": "password"}, "mailOAuth2Flow 'password' is not one of auto, delegated"),
     ({"provider": "google", "cloud": "usgov"}, "needs mailOAuth2Provider microsoft"),
     ({"provider": "microsoft", "cloud": "mars"}, "mailOAuth2Cloud 'mars' is not one of global, usgov, china"),
+    ({"provider": "microsoft", "flow": "delegated", "certificate_file": "/x.pem"}, "are for mailOAuth2Flow "
+                                                                                   "client_credentials"),
 ])
 def test_contradictory_app_only_settings_are_config_errors_naming_the_option(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -133,6 +135,15 @@ def test_a_key_readable_by_others_or_for_another_certificate_is_refused(tmp_path
     with pytest.raises(ConfigError, match=f"does not belong to certificate {certificate.thumbprint}"):
         draft_client(OAuth2Settings("microsoft", client_id=APP_ID, tenant=TENANT, certificate_file=str(cert_only),
                                     private_key_file=str(other_key)), "imap")
+
+
+def test_the_key_may_be_a_file_of_its_own_beside_the_certificate(idp, tmp_path, certificate):
+    settings = entra(idp, certificate_file=str(certificate.write(tmp_path / "app.pem", with_key=False)),
+                     private_key_file=str(certificate.write_key(tmp_path / "app.secret.pem")))
+    client = draft_client(settings, "imap")
+    assert client.signing_key is not None and client.signing_key.thumbprint == certificate.thumbprint
+    assert client.flow_name == "app-only, client credentials with a certificate"
+    assert app_source(settings).access_token()
 
 
 def test_keys_never_show_in_a_client_repr(tmp_path, certificate):

@@ -30,10 +30,29 @@ logger = logging.getLogger(__name__)
 PRESET_IMAP_HOSTS = {"google": "imap.gmail.com", "microsoft": "outlook.office365.com"}
 
 
+APP_ONLY_EXAMPLES = """\
+app-only (unattended) set-ups, tested without a browser:
+  Microsoft Entra, certificate (the app has IMAP.AccessAsApp/POP.AccessAsApp with admin consent;
+  Exchange: New-ServicePrincipal, Add-MailboxPermission):
+    mailingest oauth2 --provider microsoft --tenant TENANT --client-id APP_ID --user feed@example.com \\
+        --certificate-file ~/.config/mailingest/entra-app.pem
+  Microsoft Entra, client secret (in credentials.conf as https://APP_ID:SECRET@login.microsoftonline.com/
+  TENANT/oauth2/v2.0/token, in --client-secret-file, or in the keyring):
+    mailingest oauth2 --provider microsoft --flow client_credentials --tenant TENANT --client-id APP_ID \\
+        --user feed@example.com
+  Google service account with domain-wide delegation for https://mail.google.com/:
+    mailingest oauth2 --provider google --service-account-file ~/.config/mailingest/sa-key.json \\
+        --user feed@example.org
+"""
+
+
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser(
-        "oauth2", help="get an OAuth2 refresh token for an account and store it in the keyring",
-        description="Run the OAuth2 consent once for a mail account (see docs/authentication.md).")
+        "oauth2", help="get an OAuth2 refresh token for an account and store it in the keyring, or test an "
+                       "app-only set-up",
+        description="Run the OAuth2 consent once for a mail account, or test an app-only set-up (no browser, "
+                    "nothing stored); see docs/authentication.md.",
+        epilog=APP_ONLY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--provider", required=True, choices=["google", "microsoft", "generic"])
     p.add_argument("--user", required=True, help="the mail account's user name (usually the e-mail address; "
                                                   "app-only: the mailbox)")

@@ -184,6 +184,9 @@ class OAuth2Settings:
                 raise ConfigError("Microsoft has no service accounts for mail: use mailOAuth2Flow client_credentials")
         elif self.service_account_file:
             raise ConfigError(f"mailOAuth2ServiceAccountFile is for mailOAuth2Flow service_account, not {grant}")
+        if grant == "delegated" and (self.certificate_file or self.private_key_file):
+            raise ConfigError("mailOAuth2CertificateFile and mailOAuth2PrivateKeyFile are for mailOAuth2Flow "
+                              "client_credentials (app-only), not delegated")
         if grant == "client_credentials" and self.provider == "google":
             raise ConfigError("Google offers no client credentials grant for Gmail: use a service account with "
                               "domain-wide delegation (mailOAuth2ServiceAccountFile, docs/authentication.md)")
