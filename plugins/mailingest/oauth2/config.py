@@ -98,8 +98,6 @@ class Provider:
     scope_on_refresh: bool = False
     #: why the device flow cannot be used, when it cannot
     no_device_flow: str = ""
-    #: the app-only flow this provider offers ("" for none known)
-    app_flow: str = ""
 
     def scope(self, protocol: str, flow: str = "delegated") -> str:
         if flow != "delegated" and self.app_scope:
@@ -114,12 +112,11 @@ PROVIDERS: Dict[str, Provider] = {
         "https://oauth2.googleapis.com/device/code", "https://mail.google.com/", "https://mail.google.com/",
         "https://mail.google.com/", (("access_type", "offline"), ("prompt", "consent")),
         no_device_flow="Google does not allow the Gmail scope in its device flow: use the loopback flow "
-                       "(on a headless host, forward the port with ssh -L PORT:127.0.0.1:PORT)",
-        app_flow="service_account"),
+                       "(on a headless host, forward the port with ssh -L PORT:127.0.0.1:PORT)"),
     "microsoft": Provider(
         "microsoft", _MICROSOFT + "token", _MICROSOFT + "authorize", _MICROSOFT + "devicecode",
         "{resource}/IMAP.AccessAsUser.All offline_access", "{resource}/POP.AccessAsUser.All offline_access",
-        "{app_resource}/.default", scope_on_refresh=True, app_flow="client_credentials"),
+        "{app_resource}/.default", scope_on_refresh=True),
     "generic": Provider("generic", ""),
 }
 
