@@ -281,3 +281,37 @@ def test_the_oauth2_command_tests_the_app_only_setup_and_check_names_the_flow(
                        home=tmp_path)
     assert check.returncode == 0, check.stderr
     assert "login:    ok (OAuth2, provider" in check.stdout and "app-only" in check.stdout
+
+
+def test_a_subscriber_with_a_wrong_secret_pauses_the_account_with_one_clear_line_and_resumes_when_it_is_fixed(
+        tmp_path, rabbitmq, app_dovecot, idp_state):
+    idp = idp_state
+    setup = new_app(tmp_path, idp, app_dovecot, "secret")
+    right = setup.credentials[0]
+    poll_home = app_home(tmp_path / "poll", rabbitmq, app_dovecot, setup)
+    wrong = right.replace(f"{setup.client_id}:", f"{setup.client_id}:bad-", 1)
+    register_secret(wrong.split(":")[2].split("@")[0])
+    sub_home = app_home(tmp_path / "sub", rabbitmq, app_dovecot, AppSetup(setup.flow, setup.user, setup.client_id,
+                                                                          setup.options, [wrong]))
+    exchange = f"xs_apponly_sub_{setup.user}"
+    poll_home.write_config("poll", "app", poll_config(rabbitmq, Account(setup.user, app_dovecot), exchange=exchange))
+    mail_dir = tmp_path / "mail"
+    sub_home.write_config("subscribe", "app", subscribe_config(rabbitmq, mail_dir, exchange=exchange,
+                                                               queue=f"q_{setup.user}", extra="housekeeping 2"))
+    for home, config in ((poll_home, "poll/app"), (sub_home, "subscribe/app")):
+        declared = home.run("declare", config)
+        assert declared.returncode == 0, declared.stdout + declared.stderr
+    app_dovecot.deliver(setup.user, sample_message(1))
+    words = "the client secret is wrong: store the secret's Value"
+    with sub_home.foreground("subscribe/app") as subscriber, poll_home.foreground("poll/app") as poll:
+        subscriber.wait_for_log(words, timeout=90)
+        assert subscriber.alive() and not eml_files(mail_dir)
+        sub_home.credentials = [sub_home.credentials[0], right]
+        sub_home.write()  # read again at the next attempt; the pause is lifted
+        wait_until(lambda: len(eml_files(mail_dir)) == 1, timeout=90, what="the download after the fix")
+        log = subscriber.log_text()
+        assert problems(poll.log_text()) == []
+    lines = [line for line in log.splitlines() if words in line]
+    assert 1 <= len(lines) <= 3, lines  # one per pause, each pause longer than the last: no loop
+    assert all("[ERROR]" in line and "downloads from this account paused" in line for line in lines)
+    assert "Traceback" not in log
