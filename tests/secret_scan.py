@@ -13,7 +13,8 @@ Files that must hold secrets are skipped, on purpose and nothing else:
   test forgets to register it;
 * sr3's ``credentials.conf``: where operators put passwords, by design;
 * the test keyring files (``*.keyring.json``, see tests/keyring_backend.py);
-* OAuth2 secret files the tests write on purpose (``*.secret.json``, 0600 like real ones).
+* OAuth2 secret files and private keys the tests write on purpose (``*.secret.json``, ``*.secret.pem``,
+  0600 like real ones).
 
 The *contents* of raw messages (``*.eml``) and of decoded attachments (files under ``*.parts/``
 other than body.txt, body.html and metadata.json) are the test mail itself, copied byte for byte
@@ -56,7 +57,7 @@ def excluded(path: Path) -> bool:
     """Files that hold secrets by design (see the module docstring)."""
     name = path.name
     return ("passwd.d" in path.parts or name == "credentials.conf" or ".keyring.json" in name
-            or name.endswith(".secret.json"))
+            or name.endswith((".secret.json", ".secret.pem")))
 
 
 def harvest_dovecot_passwords(root: Path) -> None:

@@ -28,7 +28,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Set
 
 from mailingest.errors import ConfigError
 from mailingest.mailbox.connection import ConnectionSettings
-from mailingest.oauth2.config import OAuth2Settings, draft_client
+from mailingest.oauth2.config import OPTIONS as OAUTH2_OPTIONS
+from mailingest.oauth2.config import OAuth2Settings, settings_from_options
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +50,8 @@ CONNECTION_OPTIONS = (
     Option("mailCaFile", "str", None),
     Option("mailAllowPlaintext", "flag", False),
     Option("tlsRigour", "str", "normal"),
-    Option("mailOAuth2Provider", "str", None),
-    Option("mailOAuth2ClientId", "str", None),
-    Option("mailOAuth2ClientSecretFile", "str", None),
-    Option("mailOAuth2TokenUrl", "str", None),
-    Option("mailOAuth2Scope", "str", None),
-    Option("mailOAuth2Tenant", "str", "common"),
-    Option("mailOAuth2Mechanism", "str", "auto"),
+    # mailOAuth2Provider, mailOAuth2Flow...: listed and read in mailingest.oauth2.config
+    *(Option(name, "str", default) for name, default in OAUTH2_OPTIONS),
 )
 
 #: options mailingest declared in this process, by name (sr3's post-load check applies the rule to them)
@@ -288,36 +284,15 @@ def connection_settings(options: Any) -> ConnectionSettings:
 
 def oauth2_settings(options: Any, timeout: float = DEFAULT_TIMEOUT, rigour: str = "normal",
                     ca_file: Optional[str] = None) -> Optional[OAuth2Settings]:
-    """The flow's OAuth2 settings, or None when ``mailOAuth2Provider`` is not set.
+    """The flow's OAuth2 settings (:func:`mailingest.oauth2.config.settings_from_options` reads the
+    ``mailOAuth2*`` options with :func:`text`), or None when ``mailOAuth2Provider`` is not set.
 
-    :raises ConfigError: unknown provider or mechanism, generic provider without token URL, an
-        unreadable or world-readable mailOAuth2ClientSecretFile (checked now, so a flow fails
-        at start rather than at every cycle).
+    :raises ConfigError: bad values; an unreadable or world-readable secret, key or certificate
+        file (checked now, so a flow fails at start rather than at every cycle).
     """
-    provider = text(options, "mailOAuth2Provider")
-    if not provider or provider.lower() in ("none", "off"):
-        return None
-    settings = OAuth2Settings(
-        provider=provider,
-        client_id=text(options, "mailOAuth2ClientId"),
-        client_secret_file=_path(text(options, "mailOAuth2ClientSecretFile")),
-        token_url=text(options, "mailOAuth2TokenUrl"),
-        scope=" ".join(_words(text(options, "mailOAuth2Scope"))) or None,
-        tenant=text(options, "mailOAuth2Tenant", "common") or "common",
-        mechanism=text(options, "mailOAuth2Mechanism", "auto") or "auto",
-        timeout=timeout,
-        tls_rigour=rigour,
-        ca_file=ca_file,
-    )
-    draft_client(settings, "imap")
-    return settings
+    return settings_from_options(lambda name, default: text(options, name, default), timeout=timeout,
+                                 tls_rigour=rigour, ca_file=ca_file)
 
 
 def _path(value: Optional[str]) -> Optional[str]:
     return os.path.expanduser(value) if value else None
-
-
-def _words(value: Optional[str]) -> List[str]:
-    """Space- or comma-separated words (OAuth2 scopes)."""
-    return [word for word in re.split(r"[\s,]+", value or "") if word]
-

@@ -293,4 +293,4 @@ def test_the_oauth2_command_stores_a_working_refresh_token_and_prints_the_config
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")})
     assert check.returncode == 0, check.stderr
-    assert "login:    ok (OAuth2, provider generic)" in check.stdout
+    assert "login:    ok (OAuth2, provider generic, delegated, refresh token)" in check.stdout

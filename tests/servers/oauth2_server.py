@@ -14,12 +14,29 @@ Dovecot's ``oauth2`` passdb:
 * ``POST /device``: device authorization (RFC 8628); the first poll answers
   ``authorization_pending``, the next one grants.
 
+App-only grants, as Microsoft Entra and Google answer them (error codes and descriptions
+included, so mailingest's advice is tested against the providers' words):
+
+* ``client_credentials`` (Entra) at ``POST /token`` or ``POST /<tenant>/oauth2/v2.0/token``:
+  apps registered with :py:meth:`OAuth2Server.add_app` authenticate with their secret or with
+  a client assertion (RFC 7523), checked against the certificates uploaded for them: ``x5t``
+  names the certificate, the signature must verify, ``aud`` must be the token URL, ``iss`` and
+  ``sub`` the client id, ``exp``/``nbf`` must hold on the server's clock (``clock_offset``),
+  the certificate must be valid and every ``jti`` new.  The scope must end in ``/.default``.
+  The access token is for the one mailbox the app was given (``Add-MailboxPermission``), so
+  Dovecot's introspection names it.
+* ``urn:ietf:params:oauth:grant-type:jwt-bearer`` (Google service accounts,
+  :py:meth:`OAuth2Server.add_service_account`): the assertion's ``kid`` names the key, the
+  signature must verify, ``iss`` is the account's e-mail, ``aud`` the token URL, at most one
+  hour between ``iat`` and ``exp``, the ``scope`` delegated to the account's client id, and
+  ``sub`` a user of the domain; the token is for ``sub``.
+
 Failure modes for tests (:py:attr:`OAuth2Server.failure`): ``"invalid_grant"``,
 ``"invalid_client"`` (token endpoint answers 400/401 with that RFC 6749 error code) and
 ``"unavailable"`` (503 with an HTML body, like a load balancer in trouble).
 
-Every secret it issues (client secrets, refresh and access tokens, codes) is passed to the
-*on_secret* callback, so a test session can check none of them leaks into files.
+Every secret it issues or receives (client secrets, refresh and access tokens, codes,
+assertions) is passed to the *on_secret* callback, so a test session can check none of them leaks into files.
 
 Example::
 
@@ -41,15 +58,42 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from .ports import LOOPBACK
 
 FAILURES = (None, "invalid_grant", "invalid_client", "unavailable")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+GOOGLE_MAX_LIFETIME = 3600
+
+
+@dataclass
+class _App:
+    """An Entra app registration, with what Exchange Online knows of it."""
+
+    client_id: str
+    tenant: str
+    secret: str | None = None
+    certificates: list[x509.Certificate] = field(default_factory=list)
+    mailboxes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _ServiceAccount:
+    client_email: str
+    client_id: str
+    keys: dict[str, object] = field(default_factory=dict)  # key id -> public key
+    scopes: set[str] = field(default_factory=set)  # domain-wide delegation
+    users: set[str] = field(default_factory=set)  # the domain's users
 
 
 @dataclass
@@ -89,6 +133,11 @@ class OAuth2Server:
         self._access: dict[str, tuple[_Grant, float]] = {}
         self._codes: dict[str, _Pending] = {}
         self._devices: dict[str, _Pending] = {}
+        self._apps: dict[str, _App] = {}
+        self._service_accounts: dict[str, _ServiceAccount] = {}
+        self._seen_jti: set[str] = set()
+        #: seconds the server's clock is ahead of the host's (negative: behind), for assertion checks
+        self.clock_offset = 0.0
         #: what happened, e.g. ``stats["refresh_token"]`` grants, ``stats["introspect_active"]``
         self.stats: Counter[str] = Counter()
         self._httpd: ThreadingHTTPServer | None = None
@@ -154,6 +203,28 @@ class OAuth2Server:
         with self._lock:
             self._clients[client_id] = secret
 
+    def add_app(self, client_id: str, tenant: str, *, secret: str | None = None,
+                certificates: tuple[x509.Certificate, ...] = (), mailboxes: tuple[str, ...] = ()) -> None:
+        """Register an Entra app in *tenant* with a client secret and/or certificates, and give it
+        *mailboxes* (``New-ServicePrincipal`` + ``Add-MailboxPermission``)."""
+        if secret:
+            self._on_secret(secret)
+        with self._lock:
+            self._apps[client_id] = _App(client_id, tenant, secret, list(certificates), list(mailboxes))
+
+    def add_service_account(self, client_email: str, client_id: str, keys: dict[str, object], *,
+                            scopes: tuple[str, ...] = ("https://mail.google.com/",),
+                            users: tuple[str, ...] = ()) -> None:
+        """Register a Google service account with its public *keys* (key id -> public key), the
+        scopes delegated to its client id and the users of its domain."""
+        with self._lock:
+            self._service_accounts[client_email] = _ServiceAccount(client_email, client_id, dict(keys),
+                                                                   set(scopes), set(users))
+
+    def token_url_of(self, tenant: str) -> str:
+        """Entra's per-tenant token URL on this server."""
+        return f"{self.base_url}/{tenant}/oauth2/v2.0/token"
+
     def issue_refresh_token(self, client_id: str, user: str, scope: str = "mail") -> str:
         return self._new_refresh(_Grant(client_id, user, scope))
 
@@ -201,8 +272,18 @@ class OAuth2Server:
             self._access[token] = (grant, time.time() + self.access_lifetime)
         return token
 
-    def token(self, form: dict[str, str], basic: tuple[str, str] | None) -> tuple[int, dict]:
+    def token(self, form: dict[str, str], basic: tuple[str, str] | None, path: str = "/token") -> tuple[int, dict]:
         """The token endpoint: (HTTP status, JSON body)."""
+        for name in ("client_assertion", "assertion", "client_secret"):
+            if form.get(name):
+                self._on_secret(form[name])
+        grant_type = form.get("grant_type", "")
+        if grant_type == JWT_BEARER_GRANT:
+            self.stats[grant_type] += 1
+            return self._jwt_bearer_grant(form, self.base_url + path)
+        if grant_type == "client_credentials":
+            self.stats[grant_type] += 1
+            return self._client_credentials_grant(form, path)
         if self.failure == "invalid_client":
             return 401, {"error": "invalid_client", "error_description": "The OAuth client was deleted."}
         client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret"))
@@ -220,6 +301,132 @@ class OAuth2Server:
         if grant_type == DEVICE_GRANT:
             return self._device_grant(client_id, form.get("device_code", ""))
         return 400, {"error": "unsupported_grant_type"}
+
+    # -- app-only grants (the providers' own error codes and words) --------------------------
+
+    def _now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def _client_credentials_grant(self, form: dict[str, str], path: str) -> tuple[int, dict]:
+        tenant = path.split("/")[1] if path.endswith("/oauth2/v2.0/token") else None
+        client_id = form.get("client_id", "")
+        with self._lock:
+            app = self._apps.get(client_id)
+            tenants = {known.tenant for known in self._apps.values()}
+        if tenant is not None and tenant not in tenants:
+            return 400, {"error": "invalid_request", "error_codes": [90002],
+                         "error_description": f"AADSTS90002: Tenant '{tenant}' not found. Check to make sure you "
+                                              f"have the correct tenant ID and are signing into the correct cloud."}
+        if app is None or (tenant is not None and app.tenant != tenant):
+            return 400, {"error": "unauthorized_client", "error_codes": [700016],
+                         "error_description": f"AADSTS700016: Application with identifier '{client_id}' was not "
+                                              f"found in the directory '{tenant}'."}
+        if form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE:
+            refused = self._check_client_assertion(app, form.get("client_assertion", ""), self.base_url + path)
+            if refused:
+                return refused
+            self.stats["client_assertion"] += 1
+        elif app.secret is None or form.get("client_secret") != app.secret:
+            return 401, {"error": "invalid_client", "error_codes": [7000215],
+                         "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret "
+                                              "being sent in the request is the client secret value, not the "
+                                              f"client secret ID, for a secret added to app '{client_id}'."}
+        scope = form.get("scope", "")
+        if not scope.endswith("/.default"):
+            return 400, {"error": "invalid_scope", "error_codes": [1002012],
+                         "error_description": f"AADSTS1002012: The provided value for scope {scope} is not valid. "
+                                              f"Client credential flows must have a scope value with /.default "
+                                              f"suffixed to the resource identifier (application ID URI)."}
+        user = app.mailboxes[0] if len(app.mailboxes) == 1 else ""
+        return 200, self._tokens(_Grant(client_id, user, scope), with_refresh=False)
+
+    def _check_client_assertion(self, app: _App, assertion: str, audience: str) -> tuple[int, dict] | None:
+        """None if *assertion* is a valid client assertion of *app*, else Entra's answer."""
+        def refuse(number: int, reason: str) -> tuple[int, dict]:
+            self.stats["assertion_refused"] += 1
+            return 401, {"error": "invalid_client", "error_codes": [number],
+                         "error_description": f"AADSTS{number}: {reason}"}
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError:
+            return refuse(50027, "JWT token is invalid or malformed.")
+        thumbprint = str(header.get("x5t", ""))
+        with self._lock:
+            certificates = list(app.certificates)
+        match = [c for c in certificates if _x5t(c) == thumbprint]
+        if not match:
+            return refuse(700027, "Client assertion failed signature validation. [Reason - The key was not found., "
+                                  f"Thumbprint of key used by client: '{_hex(thumbprint)}', Please visit the "
+                                  f"Azure Portal, Graph Explorer or directly use MS Graph to see configured keys "
+                                  f"for app Id '{app.client_id}'.]")
+        certificate = match[0]
+        try:
+            claims = jwt.decode(assertion, certificate.public_key(), algorithms=["RS256", "PS256", "ES256"],
+                                audience=audience, options={"verify_exp": False, "verify_nbf": False,
+                                                            "verify_iat": False, "require": ["exp", "jti"]})
+        except jwt.InvalidAudienceError:
+            return refuse(700212, f"No matching federated identity record found for presented assertion audience "
+                                  f"(expected {audience}).")
+        except jwt.PyJWTError as exc:
+            return refuse(700027, f"Client assertion failed signature validation. [Reason - {exc}]")
+        now = self._now()
+        not_after = certificate.not_valid_after_utc.timestamp()
+        not_before = certificate.not_valid_before_utc.timestamp()
+        if not not_before <= now <= not_after:
+            return refuse(700027, "Client assertion contains an invalid signature. [Reason - The key used is "
+                                  f"expired., Thumbprint of key used by client: '{_hex(thumbprint)}']")
+        if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
+            return refuse(700021, "Client assertion application identifier doesn't match 'client_id' parameter.")
+        if now > float(claims["exp"]) or now < float(claims.get("nbf", 0)) - 300:
+            return refuse(700024, "Client assertion is not within its valid time range. Current time: "
+                                  f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now))}.")
+        with self._lock:
+            if claims["jti"] in self._seen_jti:
+                replay = True
+            else:
+                replay = False
+                self._seen_jti.add(claims["jti"])
+        if replay:
+            return refuse(700025, "Client assertion is a replay (the jti was seen before).")
+        return None
+
+    def _jwt_bearer_grant(self, form: dict[str, str], audience: str) -> tuple[int, dict]:
+        assertion = form.get("assertion", "")
+        try:
+            header = jwt.get_unverified_header(assertion)
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT: malformed."}
+        with self._lock:
+            account = self._service_accounts.get(str(unverified.get("iss", "")))
+        key = account.keys.get(str(header.get("kid", ""))) if account else None
+        if account is None or key is None:
+            self.stats["assertion_refused"] += 1
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        try:
+            claims = jwt.decode(assertion, key, algorithms=["RS256"], audience=audience,  # type: ignore[arg-type]
+                                options={"verify_exp": False, "verify_iat": False, "require": ["exp", "iat"]})
+        except jwt.InvalidAudienceError:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT: Failed audience check."}
+        except jwt.PyJWTError:
+            self.stats["assertion_refused"] += 1
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        now, issued, expires = self._now(), float(claims["iat"]), float(claims["exp"])
+        if expires - issued > GOOGLE_MAX_LIFETIME or not issued - 300 <= now <= expires:
+            return 400, {"error": "invalid_grant",
+                         "error_description": "Invalid JWT: Token must be a short-lived token (60 minutes) and in "
+                                              "a reasonable timeframe. Check your iat and exp values in the JWT "
+                                              "claim."}
+        scopes = set(str(claims.get("scope", "")).split())
+        if not scopes or not scopes <= account.scopes:
+            return 401, {"error": "unauthorized_client",
+                         "error_description": "Client is unauthorized to retrieve access tokens using this method, "
+                                              "or client not authorized for any of the scopes requested."}
+        subject = str(claims.get("sub", ""))
+        if subject not in account.users:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid email or User ID"}
+        self.stats["service_account"] += 1
+        return 200, self._tokens(_Grant(account.client_id, subject, " ".join(sorted(scopes))), with_refresh=False)
 
     def _refresh_grant(self, client_id: str, refresh: str) -> tuple[int, dict]:
         with self._lock:
@@ -296,6 +503,17 @@ class OAuth2Server:
                 "expires_in": 600, "interval": 1}
 
 
+def _x5t(certificate: x509.Certificate) -> str:
+    return base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA1())).rstrip(b"=").decode()
+
+
+def _hex(x5t: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(x5t + "=" * (-len(x5t) % 4)).hex().upper()
+    except ValueError:
+        return "?"
+
+
 class _Handler(BaseHTTPRequestHandler):
     idp: OAuth2Server
 
@@ -329,7 +547,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/introspect":
             self._json(200, self.idp.introspect(form.get("token", "")))
             return
-        if path == "/token":
+        token = path == "/token" or path.endswith("/oauth2/v2.0/token")
+        if token:
             self.idp.stats["token_endpoint"] += 1  # every request, refused ones included
         if self.idp.failure == "unavailable":
             data = b"<html><body>503 Service Unavailable</body></html>"
@@ -339,8 +558,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
-        if path == "/token":
-            self._json(*self.idp.token(form, self._basic()))
+        if token:
+            self._json(*self.idp.token(form, self._basic(), path))
         elif path == "/device":
             self._json(200, self.idp.device(form, self.idp.approving_user))
         else:

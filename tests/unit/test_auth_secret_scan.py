@@ -23,6 +23,7 @@ def test_contents_names_and_percent_encoded_forms_are_found_and_by_design_files_
         (root / "clean.log").write_text("short and nothing else\n")
         (root / "credentials.conf").write_text(f"imaps://a:{SECRET}@h/\n")
         (root / "test.keyring.json").write_text(SECRET)
+        (root / "entra-app.secret.pem").write_text(SECRET)  # a private key written on purpose, 0600
         (root / "passwd.d").mkdir()
         (root / "passwd.d" / "bob").write_text("bob:{PLAIN}dovecot-pass-123::::::\n")
         (root / "mail").mkdir()

@@ -188,12 +188,12 @@ def test_without_a_keyring_a_rotated_token_is_kept_in_memory_and_one_error_says_
     ("invalid_client", "mailOAuth2ClientId"),
 ])
 def test_refresh_errors_name_account_provider_and_code(tmp_path, memory_keyring, code, words):
-    from mailingest.oauth2.endpoint import _advice
+    from mailingest.oauth2.endpoint import delegated_advice
 
     clock, endpoint = FakeClock(), FakeEndpoint()
     endpoint.valid.clear() if code == "invalid_grant" else None
     endpoint.error = None if code == "invalid_grant" else OAuth2Error(
-        f"OAuth2 token refresh for {DISPLAY} (generic): the provider answered {code}{_advice(code)}", code)
+        f"OAuth2 token refresh for {DISPLAY} (generic): the provider answered {code}{delegated_advice(code)}", code)
     with pytest.raises(OAuth2Error) as caught:
         source(tmp_path, endpoint, clock).access_token()
     text = str(caught.value)

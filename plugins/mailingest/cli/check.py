@@ -21,7 +21,9 @@ FLAGS = {
     "mailOAuth2Provider": "--oauth2-provider", "mailOAuth2ClientId": "--oauth2-client-id",
     "mailOAuth2ClientSecretFile": "--oauth2-client-secret-file", "mailOAuth2TokenUrl": "--oauth2-token-url",
     "mailOAuth2Scope": "--oauth2-scope", "mailOAuth2Tenant": "--oauth2-tenant",
-    "mailOAuth2Mechanism": "--oauth2-mechanism",
+    "mailOAuth2Mechanism": "--oauth2-mechanism", "mailOAuth2Flow": "--oauth2-flow",
+    "mailOAuth2CertificateFile": "--oauth2-certificate-file", "mailOAuth2PrivateKeyFile": "--oauth2-private-key-file",
+    "mailOAuth2ServiceAccountFile": "--oauth2-service-account-file", "mailOAuth2Cloud": "--oauth2-cloud",
 }
 
 
@@ -124,7 +126,8 @@ def _check(options: Any) -> List[str]:
 
 def _login_kind(account: Any) -> str:
     if account.oauth2 is not None:
-        return f"OAuth2, provider {account.oauth2.provider}"
+        client = account.oauth2
+        return f"OAuth2, provider {client.provider}, {client.flow_name}"
     return "bearer token" if account.bearer_token else "password"
 
 

@@ -5,7 +5,8 @@ The only place that hands a secret to a protocol library.  Errors come back as
 server's reason.
 
 With OAuth2 (``account.oauth2``) the access token comes from a
-:class:`~mailingest.oauth2.tokens.TokenSource`: cached until shortly before expiry, refreshed when
+:class:`~mailingest.oauth2.tokens.TokenSource` (or, app-only, an
+:class:`~mailingest.oauth2.apponly.AppTokenSource`): cached until shortly before expiry, refreshed when
 needed, and refreshed once more (then retried once, on the same connection) when the
 server refuses it.  The mechanism is XOAUTH2 or OAUTHBEARER (``mailOAuth2Mechanism``, or
 ``login_method`` in credentials.conf, or chosen from what the server offers).
@@ -181,12 +182,28 @@ def _bearer_login(session: Any, account: MailAccount) -> None:
         session.authenticate(mechanism, _message(mechanism, account, token))
     except _Refused as exc:
         raise MailAuthError(
-            f"login refused for {account.display} with a fresh OAuth2 access token ({mechanism}): {exc}; check that "
-            f"the token is for user {account.username} with scope {client.scope!r} and that the mailbox allows "
-            f"{account.protocol.upper()} access") from None
+            f"login refused for {account.display} with a fresh OAuth2 access token ({mechanism}): {exc}; "
+            f"{_refused_token_hint(account)}") from None
 
 
-def _access_token(source: oauth2.TokenSource, rejected: Optional[str] = None) -> str:
+def _refused_token_hint(account: MailAccount) -> str:
+    """What to check when the mail server refuses a fresh token, for the flow that got it."""
+    client = account.oauth2
+    assert client is not None
+    protocol = account.protocol.upper()
+    if client.flow == "client_credentials":
+        return (f"the token is app-only: check that Exchange Online knows the application {client.client_id} (New-ServicePrincipal), that "
+                f"it has FullAccess to {account.username} (Add-MailboxPermission), that the app has the "
+                f"{'POP' if protocol == 'POP3' else 'IMAP'}.AccessAsApp permission with admin consent and that "
+                f"the mailbox allows {protocol} (docs/authentication.md)")
+    if client.flow == "service_account":
+        return (f"the token is app-only: check that {account.username} is a user the service account may act for and that the "
+                f"mailbox allows {protocol} access")
+    return (f"check that the token is for user {account.username} with scope {client.scope!r} and that the "
+            f"mailbox allows {protocol} access")
+
+
+def _access_token(source: oauth2.AccessTokenSource, rejected: Optional[str] = None) -> str:
     """An access token from *source*.
 
     :raises OAuth2UnavailableError: the token endpoint is down, unreachable or answers 5xx/429

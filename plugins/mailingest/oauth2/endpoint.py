@@ -16,12 +16,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from mailingest.errors import ConfigError, MailAuthError
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_EXPIRES_IN = 3600.0
+#: an access token is renewed this many seconds before it expires at most (a tenth of its lifetime
+#: for short-lived tokens)
+REFRESH_MARGIN = 60.0
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -63,11 +66,21 @@ def check_token_url(url: str, what: str = "mailOAuth2TokenUrl") -> str:
     raise ConfigError(f"{what} {url!r} must be an https:// URL (http:// only to a loopback address)")
 
 
+def renew_at(started: float, lifetime: float) -> float:
+    """When an access token obtained at *started* (monotonic) and valid *lifetime* seconds is renewed."""
+    return started + lifetime - min(REFRESH_MARGIN, lifetime / 10.0)
+
+
+Advice = Callable[[str, str], str]
+
+
 def post_form(url: str, fields: Dict[str, str], *, timeout: float, context: Optional[ssl.SSLContext],
-              what: str) -> Dict[str, Any]:
+              what: str, advise: Optional[Advice] = None) -> Dict[str, Any]:
     """POST *fields* form-encoded to *url*; the JSON object answered.
 
     :param what: names the request in error messages (``"token refresh for imaps://..."``).
+    :param advise: ``advise(error code, error description)``: what the operator should do, appended
+        to an OAuth2 error's message (default: advice for delegated refresh tokens).
     :raises OAuth2Error: an OAuth2 error answer, another HTTP error, a network failure or
         an answer that is not a JSON object.
     """
@@ -81,7 +94,7 @@ def post_form(url: str, fields: Dict[str, str], *, timeout: float, context: Opti
         with urllib.request.urlopen(request, timeout=timeout, context=https) as answer:  # noqa: S310 - checked URL
             body = answer.read(1 << 20)
     except urllib.error.HTTPError as exc:
-        raise _http_error(exc, url, what, secrets) from None
+        raise _http_error(exc, url, what, secrets, advise or delegated_advice) from None
     except (urllib.error.URLError, OSError, socket.timeout) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLCertVerificationError):
@@ -99,7 +112,8 @@ def post_form(url: str, fields: Dict[str, str], *, timeout: float, context: Opti
     return decoded
 
 
-_SECRET_FIELDS = ("client_secret", "refresh_token", "code", "code_verifier", "device_code")
+_SECRET_FIELDS = ("client_secret", "refresh_token", "code", "code_verifier", "device_code", "client_assertion",
+                  "assertion")
 
 
 def _reason_text(reason: Any) -> str:
@@ -112,7 +126,8 @@ def _reason_text(reason: Any) -> str:
     return str(getattr(reason, "strerror", None) or reason)
 
 
-def _http_error(exc: urllib.error.HTTPError, url: str, what: str, secrets: Iterable[str]) -> OAuth2Error:
+def _http_error(exc: urllib.error.HTTPError, url: str, what: str, secrets: Iterable[str],
+                advise: Advice) -> OAuth2Error:
     try:
         body = exc.read(1 << 16)
         decoded = json.loads(body)
@@ -123,7 +138,7 @@ def _http_error(exc: urllib.error.HTTPError, url: str, what: str, secrets: Itera
         code = scrub(decoded["error"], secrets)[:64]
         description = scrub(str(decoded.get("error_description") or ""), secrets)
         said = f"{code} ({description})" if description else code
-        return OAuth2Error(f"{what}: the provider answered {said}{_advice(code)}", code,
+        return OAuth2Error(f"{what}: the provider answered {said}{advise(code, description)}", code,
                            transient=transient or code in ("temporarily_unavailable", "server_error"))
     state = "unavailable" if transient else "refused the request"
     return OAuth2Error(f"{what}: token endpoint {url} {state} (HTTP {exc.code} {exc.reason}); "
@@ -131,7 +146,8 @@ def _http_error(exc: urllib.error.HTTPError, url: str, what: str, secrets: Itera
                        f"http_{exc.code}", transient=transient)
 
 
-def _advice(code: str) -> str:
+def delegated_advice(code: str, description: str = "") -> str:
+    """What to do about an error answer to a refresh-token grant."""
     if code == "invalid_grant":
         return ("; the refresh token is expired or revoked: run 'mailingest oauth2' for this account "
                 "to get a new one (see docs/authentication.md)")

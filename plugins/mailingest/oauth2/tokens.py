@@ -28,16 +28,24 @@ import os
 import ssl
 import tempfile
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
+from mailingest.oauth2.apponly import AppTokenSource
 from mailingest.oauth2.config import OAuth2Client
-from mailingest.oauth2.endpoint import OAuth2Error, client_fields, post_form, token_response
+from mailingest.oauth2.endpoint import (
+    REFRESH_MARGIN,
+    OAuth2Error,
+    client_fields,
+    post_form,
+    renew_at,
+    token_response,
+)
 from mailingest.security import keystore
 
 logger = logging.getLogger(__name__)
 
-#: refresh this many seconds before expiry at most (a tenth of the lifetime for short tokens)
-REFRESH_MARGIN = 60.0
+__all__ = ["REFRESH_MARGIN", "AccessTokenSource", "AppTokenSource", "TokenSource", "token_source"]
+
 LOCK_WAIT = 30.0
 
 
@@ -105,7 +113,7 @@ class TokenSource:
                     continue
                 lifetime = response.expires_in
                 self._access = response.access_token
-                self._expires_at = started + lifetime - min(REFRESH_MARGIN, lifetime / 10.0)
+                self._expires_at = renew_at(started, lifetime)
                 self.refreshes += 1
                 self._keep_refresh_token(origin, token, response.refresh_token)
                 logger.debug("%s: new OAuth2 access token from %s, valid %.0f s", self.display,
@@ -221,15 +229,22 @@ class TokenSource:
             os.close(fd)
 
 
-_SOURCES: Dict[Tuple[str, str, str, str], TokenSource] = {}
+#: what :func:`token_source` returns: both have ``access_token(rejected=...)``, ``update(client)``
+#: and ``refreshes``
+AccessTokenSource = Union[TokenSource, AppTokenSource]
+
+_SOURCES: Dict[Tuple[str, str, str, str, str], AccessTokenSource] = {}
 
 
-def token_source(client: OAuth2Client, username: str, display: str) -> TokenSource:
-    """The process-wide :class:`TokenSource` of (token URL, client id, scope, user)."""
-    key = (client.token_url, client.client_id, client.scope, username)
+def token_source(client: OAuth2Client, username: str, display: str) -> AccessTokenSource:
+    """The process-wide token source of (flow, token URL, client id, scope, user): a
+    :class:`TokenSource` (refresh tokens) or, for app-only flows, an
+    :class:`~mailingest.oauth2.apponly.AppTokenSource`."""
+    key = (client.flow, client.token_url, client.client_id, client.scope, username)
     source = _SOURCES.get(key)
     if source is None:
-        source = _SOURCES[key] = TokenSource(client, username, display)
+        source = _SOURCES[key] = (AppTokenSource(client, username, display) if client.app_only
+                                  else TokenSource(client, username, display))
     else:
         source.update(client)
     return source

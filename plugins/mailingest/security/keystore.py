@@ -9,6 +9,7 @@ service                                     user name            secret
 ``mailingest:<scheme>://<host>:<port>``     the mail user        the mail password
 ``mailingest-oauth2:<token URL>``           the mail user        the OAuth2 refresh token
 ``mailingest-oauth2-client:<token URL>``    the OAuth2 client id the OAuth2 client secret
+``mailingest-oauth2-key:<token URL>``       the OAuth2 client id the certificate's private key (PEM)
 ==========================================  ===================  ==============================
 
 A missing or broken keyring never stops a flow: lookups return None (logged once per
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 PASSWORD_SERVICE_PREFIX = "mailingest:"
 REFRESH_SERVICE_PREFIX = "mailingest-oauth2:"
 CLIENT_SERVICE_PREFIX = "mailingest-oauth2-client:"
+PRIVATE_KEY_SERVICE_PREFIX = "mailingest-oauth2-key:"
 
 _warned_unusable = False
 
@@ -41,6 +43,10 @@ def refresh_token_service(token_url: str) -> str:
 
 def client_secret_service(token_url: str) -> str:
     return f"{CLIENT_SERVICE_PREFIX}{token_url}"
+
+
+def private_key_service(token_url: str) -> str:
+    return f"{PRIVATE_KEY_SERVICE_PREFIX}{token_url}"
 
 
 class KeyringUnavailableError(ConfigError):
