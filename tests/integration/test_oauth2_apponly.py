@@ -118,11 +118,7 @@ class Account:
 
 
 @pytest.mark.parametrize("flow, scheme, total", [
-    *(pytest.param(flow, scheme, 200, marks=pytest.mark.slow) for flow in FLOWS for scheme in ("imaps", "pops")),
-    ("secret", "pops", 20),
-    ("certificate", "imaps", 20),
-    ("service_account", "pops", 20),
-])
+    pytest.param(flow, scheme, 200, marks=pytest.mark.slow) for flow in FLOWS for scheme in ("imaps", "pops")])
 def test_poll_and_download_log_in_app_only_through_token_expiry_without_a_failure(
         tmp_path, rabbitmq, app_dovecot, idp_state, flow, scheme, total):
     idp = idp_state
