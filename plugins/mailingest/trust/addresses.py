@@ -13,9 +13,10 @@ from __future__ import annotations
 import email.utils
 import re
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from mailingest.errors import ConfigError
+from mailingest.trust.authres import strip_comments
 
 #: a From: value longer than this is not read (hostile input stays bounded)
 MAX_FROM_LENGTH = 4096
@@ -25,14 +26,14 @@ _LOCAL = re.compile(r"^[^\s@\"(),:;<>\[\]\\]{1,64}$")
 
 def normal_domain(domain: str) -> Optional[str]:
     """*domain* in lower case without a trailing dot (IDNA-encoded when not ASCII), None if it is no
-    host name."""
+    host name with at least two labels."""
     domain = domain.strip().rstrip(".").lower()
     if not domain.isascii():
         try:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError:
             return None
-    return domain if _DOMAIN.match(domain) else None
+    return domain if "." in domain and _DOMAIN.match(domain) else None
 
 
 def from_address(values: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
@@ -41,7 +42,7 @@ def from_address(values: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
     several authors cannot be aligned)."""
     if len(values) != 1 or len(values[0]) > MAX_FROM_LENGTH:
         return None, None
-    pairs = [pair for pair in email.utils.getaddresses([values[0]]) if pair[1]]
+    pairs = [pair for pair in parse_addresses([values[0]]) if pair[1]]
     if len(pairs) != 1:
         return None, None
     address = pairs[0][1].strip()
@@ -50,6 +51,15 @@ def from_address(values: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
     if norm is None:
         return None, None
     return f"{local}@{norm}".lower(), norm
+
+
+def parse_addresses(values: Sequence[str]) -> List[Tuple[str, str]]:
+    """:func:`email.utils.getaddresses` of *values*, comments removed first (the stdlib follows nested
+    comments by recursion, so a long run of ``(`` would exhaust the stack); never raises."""
+    try:
+        return email.utils.getaddresses([strip_comments(value) for value in values])
+    except (RecursionError, ValueError, IndexError):
+        return []
 
 
 def is_subdomain(name: str, parent: str) -> bool:

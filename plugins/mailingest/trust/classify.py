@@ -13,12 +13,12 @@ vacation reply by ``Precedence: bulk|junk`` *and* an auto-reply subject), ``auto
 
 from __future__ import annotations
 
-import email.utils
 import re
 from dataclasses import dataclass
 from email.message import Message
 from typing import AbstractSet, List, Optional, Sequence, Tuple
 
+from mailingest.trust.addresses import parse_addresses
 from mailingest.trust.authres import strip_comments
 
 MACHINE_CLASSES = ("loop", "bounce", "feedback", "receipt", "report", "autoreply", "automatic")
@@ -60,7 +60,7 @@ def _first(headers: Headers, name: str) -> Optional[str]:
 
 def _addresses(headers: Headers, *names: str) -> List[str]:
     values = [v for name in names for v in _values(headers, name)]
-    return [addr.lower() for _, addr in email.utils.getaddresses(values) if addr]
+    return [addr.lower() for _, addr in parse_addresses(values) if addr]
 
 
 def _content_type(headers: Headers) -> Tuple[str, str]:

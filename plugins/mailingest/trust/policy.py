@@ -31,7 +31,7 @@ class Action:
     @classmethod
     def parse(cls, text: Optional[str], option: str) -> "Action":
         """``announce``, ``tag``, ``quarantine <folder>`` or ``skip``.  :raises ConfigError:"""
-        words = (text or "announce").split(None, 1)
+        words = (text or "").split(None, 1) or ["announce"]
         kind = words[0].lower()
         folder = words[1].strip() if len(words) > 1 else None
         if kind not in ACTIONS or (kind == "quarantine") != bool(folder):
