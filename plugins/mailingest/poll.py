@@ -13,8 +13,15 @@ Config (sr3 poll)::
 IMAP: each cycle opens every ``mailFolder`` read-only (EXAMINE), searches ``mailSearch``
 (default ``UNSEEN``) among the UIDs above the folder's high-water mark, fetches only metadata
 (size, INTERNALDATE, four headers with ``BODY.PEEK``) in batches, and returns one notice per
-message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies are never
-fetched and no flag changes, so the poll is read-only unless ``mailQuarantineFolder`` is set.
+message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies are not
+fetched (unless the sender check is on) and no flag changes, so the poll is read-only unless
+``mailQuarantineFolder`` or a ``quarantine`` policy is set.
+
+Sender check (docs/trust.md; on when a trust option is set): each message the cycle would
+announce is read (``BODY.PEEK[]``/``RETR``, no flag change), its sender verified and its class
+found (:mod:`mailingest.poller.screening`), and it is announced (with ``mail.sender``,
+``mail.class``, ``mail.trusted``), moved to a quarantine folder, left, or held after a DNS
+temperror and checked again next cycle.  Each decision is logged once and counted.
 
 Notice: ``relPath`` ``<host>[+<port>]/<user>/<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3
 ``<host>[+<port>]/<user>/INBOX/<UIDL>.eml``, see :mod:`mailingest.mailbox.refs`); ``baseUrl`` the
@@ -47,7 +54,8 @@ after a tenth of the outage so far.
 
 Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
 mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax,
-mailReannounceAfter, mailCaFile, mailAllowPlaintext, tlsRigour, timeout.
+mailReannounceAfter, mailCaFile, mailAllowPlaintext, tlsRigour, timeout; the trust options of
+:mod:`mailingest.screensettings`.
 """
 
 from __future__ import annotations
