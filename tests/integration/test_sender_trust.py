@@ -19,9 +19,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailingest.mime.layout import decode_file
-from tests.helpers import eml_files, imap_raw
+from tests.helpers import eml_files, imap_raw, make_home, poll_config
 from tests.inprocess import callback, download_batch, download_notice, poll_pass, url_of
 from tests.servers.dnsmasq import DnsmasqServer
+from tests.sr3env import NoticeCollector
+
+pytestmark = pytest.mark.integration
 
 SELECTOR = b"sel1"
 
@@ -234,3 +237,52 @@ def test_bounces_auto_replies_and_feedback_reports_are_classified_and_list_mail_
                        "plain mail": "person", "our own notice": "loop"}
     assert notices["FW: complaint"]["tags"] == ["machine"]
     assert "tags" not in notices["plain mail"]
+
+
+@pytest.fixture
+def collector(rabbitmq, request):
+    consumer = NoticeCollector(rabbitmq.url, f"xs_{request.node.name[:40]}")
+    yield consumer
+    consumer.close()
+
+
+def test_under_sr3_a_forged_sender_is_quarantined_and_never_published_while_the_real_one_is(
+        tmp_path, rabbitmq, mail_account, dns_server, signing_key, collector):
+    mail_account.deliver(signed(message(subject="real"), signing_key))
+    mail_account.deliver(message(subject="forged"))
+    mail_account.deliver(message(sender="MAILER-DAEMON@mx.example.org", subject="bounce",
+                                 headers=("Return-Path: <>",)))
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    extra = (f"mailDnsServers {dns_server.address}\nmailDnsTimeout 2\nmailAcceptFrom obs@met.test,*.noaa.test\n"
+             "mailUntrusted quarantine Suspect\n")
+    home.write_config("poll", "trust", poll_config(rabbitmq, mail_account, scheme="imaps",
+                                                   exchange=collector.exchange, extra=extra))
+    with home.foreground("poll/trust") as poll:
+        collector.wait_for(1, timeout=90)
+        poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        log = poll.log_text()
+    notices = collector.drain()
+    assert [n["mail"]["subject"] for n in notices] == ["real"]
+    assert notices[0]["mail"]["sender"]["result"] == "pass" and notices[0]["mail"]["trusted"] is True
+    assert sorted(raw.split(b"Subject: ")[1].split(b"\r\n")[0] for raw in imap_raw(mail_account, "Suspect").values()) \
+        == [b"bounce", b"forged"]
+    assert log.count("quarantined, moved to 'Suspect'") == 2
+    assert "class bounce" in log
+
+
+def test_pop3_skips_an_untrusted_message_once_and_never_announces_it(tmp_path, mail_account, dns_server,
+                                                                     signing_key, caplog):
+    caplog.set_level(logging.INFO, logger="mailingest")
+    mail_account.deliver(signed(message(subject="real"), signing_key))
+    mail_account.deliver(message(subject="forged"))
+    poll = callback("poll", tmp_path, mail_account, "pops", pollUrl=url_of(mail_account, "pops"),
+                    mailDnsServers=dns_server.address, mailDnsTimeout="2", mailAcceptFrom="met.test",
+                    mailUntrusted="skip")
+    try:
+        first = poll_pass(poll)
+        second = poll_pass(poll)
+    finally:
+        poll.on_stop()
+    assert [n["mail"]["subject"] for n in first] == ["real"] and second == []
+    assert sum("skipped, left on the server" in r.getMessage() for r in caplog.records) == 1
+    assert poll.metrics["trustSkipped"] == 1 and poll.metrics["senderNone"] == 1
