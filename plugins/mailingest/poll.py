@@ -177,6 +177,8 @@ class Poll(FlowCB):
         screening = screen_settings(self.o, parse_mail_url(self.settings.poll_url).scheme.startswith("pop"))
         self.screener = Screener(screening) if screening is not None else None
         self._held_logged: Set[Tuple[str, str, object]] = set()
+        #: POP3: when each held UIDL was first held (IMAP keeps this in the folder state)
+        self._pop3_held_since: Dict[Tuple[str, object], float] = {}
         self.connection = connection_settings(self.o)
         self.credentials = CredentialsFile.of(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
@@ -351,7 +353,7 @@ class Poll(FlowCB):
         extra: Dict[object, Dict[str, Any]] = {}
         outcomes: List[Screened] = []
         for ref in held_refs + listing.announce + [r for r, _ in listing.repeat]:
-            screened = screener.screen(mailbox, ref)
+            screened = screener.screen(mailbox, ref, self._held_since(account, listing, ref))
             if screened is None:
                 logger.info("%s %s: gone from the server before its sender check; nothing to announce",
                             account.display, _identity(folder, ref))
@@ -393,14 +395,23 @@ class Poll(FlowCB):
                 del state.held[uid]
         return list(mailbox.fetch_refs(folder, state.uidvalidity, sorted(matching))) if matching else []
 
+    def _held_since(self, account: MailAccount, listing: Listing, ref: MessageRef) -> Optional[float]:
+        if listing.imap_state is not None:
+            return listing.imap_state.held.get(ref.uid)
+        return self._pop3_held_since.get((account.display, _key(ref)))
+
     def _mark_held(self, account: MailAccount, folder: str, listing: Listing, ref: MessageRef, held: bool) -> None:
         if listing.imap_state is not None:
             if held:
                 listing.imap_state.held.setdefault(ref.uid, time.time())
             else:
                 listing.imap_state.held.pop(ref.uid, None)
-        elif held and listing.pop3_uidls is not None:
-            listing.pop3_uidls.discard(str(ref.uidl))  # listed as new, so checked again, next cycle
+        elif held:
+            self._pop3_held_since.setdefault((account.display, _key(ref)), time.time())
+            if listing.pop3_uidls is not None:
+                listing.pop3_uidls.discard(str(ref.uidl))  # listed as new, so checked again, next cycle
+        else:
+            self._pop3_held_since.pop((account.display, _key(ref)), None)
         if not held:
             self._held_logged.discard((account.display, folder, _key(ref)))
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from mailingest import options as opt
 from mailingest.errors import ConfigError
 from mailingest.options import Option
-from mailingest.poller.screening import DEFAULT_MAX_SIZE, ScreenSettings
+from mailingest.poller.screening import DEFAULT_HOLD_MAX, DEFAULT_MAX_SIZE, ScreenSettings
 from mailingest.trust.addresses import AllowList
 from mailingest.trust.classify import MACHINE_CLASSES
 from mailingest.trust.policy import Action, TrustPolicy
@@ -28,6 +28,7 @@ TRUST_OPTIONS = (
     Option("mailDnsServers", "list", []),
     Option("mailDnsTimeout", "duration", 5.0),
     Option("mailTrustMaxSize", "size", DEFAULT_MAX_SIZE),
+    Option("mailTrustHoldMax", "duration", DEFAULT_HOLD_MAX),
 )
 
 def screen_settings(options: Any, pop3: bool) -> Optional[ScreenSettings]:
@@ -66,4 +67,5 @@ def screen_settings(options: Any, pop3: bool) -> Optional[ScreenSettings]:
         dns_servers=tuple(servers),
         dns_timeout=opt.duration(options, "mailDnsTimeout", 5.0) or 5.0,
         max_size=opt.count(options, "mailTrustMaxSize", DEFAULT_MAX_SIZE),
+        hold_max=opt.duration(options, "mailTrustHoldMax", DEFAULT_HOLD_MAX),
     )

@@ -106,11 +106,12 @@ def test_dkim_signed_mail_passes_an_altered_body_fails_an_unknown_selector_is_a_
     assert all(n["class"] == "person" for n in notices.values())
 
 
+@pytest.mark.parametrize("untrusted", ["announce", "quarantine Suspect"])
 def test_a_dns_outage_is_a_temperror_held_and_retried_never_a_fail(tmp_path, mail_account, dns_server,
-                                                                    signing_key, caplog):
+                                                                    signing_key, caplog, untrusted):
     caplog.set_level(logging.INFO, logger="mailingest")
     mail_account.deliver(signed(message(subject="during the outage"), signing_key))
-    poll = poll_for(tmp_path, mail_account, dns_server, mailUntrusted="quarantine Suspect")
+    poll = poll_for(tmp_path, mail_account, dns_server, mailUntrusted=untrusted)
     try:
         dns_server.stop()
         try:

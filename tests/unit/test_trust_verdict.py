@@ -138,11 +138,19 @@ def test_trusted_mail_is_announced_and_untrusted_mail_follows_mail_untrusted():
     assert decide(SenderVerdict("fail", "obs@met.example"), PERSON, policy).action == "quarantine"
 
 
-@pytest.mark.parametrize("untrusted, action", [("announce", "announce"), ("tag", "hold"), ("skip", "hold"),
-                                               ("quarantine Suspect", "hold")])
-def test_a_temperror_is_held_unless_every_untrusted_message_is_announced_anyway(untrusted, action):
+@pytest.mark.parametrize("untrusted", ["announce", "tag", "skip", "quarantine Suspect"])
+def test_a_temperror_is_held_whatever_the_policy(untrusted):
     policy = TrustPolicy(untrusted=Action.parse(untrusted, "mailUntrusted"))
-    assert decide(SenderVerdict("temperror", "obs@met.example"), PERSON, policy).action == action
+    assert decide(SenderVerdict("temperror", "obs@met.example"), PERSON, policy).action == "hold"
+
+
+@pytest.mark.parametrize("untrusted, action", [("announce", "announce"), ("tag", "announce"), ("skip", "hold"),
+                                               ("quarantine Suspect", "hold")])
+def test_held_past_mail_trust_hold_max_a_temperror_is_announced_only_where_untrusted_mail_is_anyway(untrusted,
+                                                                                                  action):
+    policy = TrustPolicy(untrusted=Action.parse(untrusted, "mailUntrusted"))
+    decision = decide(SenderVerdict("temperror", "obs@met.example"), PERSON, policy, hold_over=True)
+    assert decision.action == action and not decision.trusted
 
 
 def test_tag_announces_with_a_tag_and_machine_mail_follows_mail_machine_mail():

@@ -9,6 +9,7 @@ assesses it (:mod:`mailingest.verify.assess`) and decides what to do
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence
 
@@ -21,6 +22,8 @@ from mailingest.verify.dns import TxtResolver
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIZE = 25 * 1000 * 1000
+#: mailTrustHoldMax: how long a temperror is held before the announce/tag policies announce it
+DEFAULT_HOLD_MAX = 3600.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class ScreenSettings:
     dns_timeout: float = 5.0
     #: messages larger than this are judged on their header alone
     max_size: int = DEFAULT_MAX_SIZE
+    hold_max: float = DEFAULT_HOLD_MAX
 
 
 @dataclass
@@ -47,8 +51,9 @@ class Screener:
         self.settings = settings
         self.resolver = resolver or TxtResolver(settings.dns_servers, settings.dns_timeout)
 
-    def screen(self, mailbox: Any, ref: MessageRef) -> Optional[Screened]:
-        """The decision for *ref*, None when the message is gone from the server meanwhile.
+    def screen(self, mailbox: Any, ref: MessageRef, held_since: Optional[float] = None) -> Optional[Screened]:
+        """The decision for *ref*, None when the message is gone from the server meanwhile;
+        *held_since*: when a temperror first held it (time.time()), if it did.
 
         :raises MailError: the server could not be read (the cycle fails and is retried).
         """
@@ -64,7 +69,9 @@ class Screener:
         if not message:
             return None
         assessment = assess(message, self.settings.verify, self.resolver, whole=whole)
-        decision = decide(assessment.verdict, assessment.machine, self.settings.policy)
+        now = time.time()
+        hold_over = now - (held_since if held_since is not None else now) >= self.settings.hold_max
+        decision = decide(assessment.verdict, assessment.machine, self.settings.policy, hold_over)
         fields = assessment.fields()
         fields["trusted"] = decision.trusted
         tags = (["untrusted"] if decision.tag_untrusted else []) + (["machine"] if decision.tag_machine else [])

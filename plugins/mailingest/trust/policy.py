@@ -6,8 +6,8 @@ not on ``mailAcceptFrom`` when that list is set.  ``mailMachineMail`` applies to
 ``tag`` (announced, with ``mail.untrusted`` or ``mail.machine`` true), ``quarantine <folder>``
 (moved to that folder on the server, never announced) or ``skip`` (left where it is, never
 announced).  The untrusted decision wins over the machine one when both apply.  A ``temperror``
-verdict is held (neither announced nor moved) and checked again at the next cycles, unless the
-message would be announced anyway (see :func:`decide`).
+verdict is held (neither announced nor moved) and checked again at the next cycles (see
+:func:`decide`).
 """
 
 from __future__ import annotations
@@ -70,20 +70,24 @@ def trusted(verdict: SenderVerdict, allow: AllowList) -> bool:
     return verdict.result == "pass" and (not allow or allow.admits(verdict.from_address))
 
 
-def decide(verdict: SenderVerdict, machine: MachineClass, policy: TrustPolicy) -> Decision:
+def decide(verdict: SenderVerdict, machine: MachineClass, policy: TrustPolicy, hold_over: bool = False) -> Decision:
     """The decision for one message (pure; the caller acts on it, logs it and counts it).
 
-    A ``temperror`` verdict is held when the untrusted action would not plainly announce the
-    message (the verdict could still become ``pass``); with ``mailUntrusted announce`` it is
-    announced at once with its temperror verdict (nothing would change but the record)."""
+    A ``temperror`` verdict is held: DNS could not answer, the verdict may still become ``pass``,
+    so the message is neither announced nor moved, and checked again later.  Once it has been held
+    longer than the operator allows (*hold_over*, ``mailTrustHoldMax``), a message that the untrusted
+    policy would announce anyway (``announce``, ``tag``) is announced with its temperror verdict;
+    one that it would quarantine or skip stays held: a temperror is never treated as a fail."""
     is_trusted = trusted(verdict, policy.allow)
     if not is_trusted:
         if verdict.result == "pass":
             why = f"{verdict.from_address} is not on mailAcceptFrom"
         else:
             why = f"sender {verdict.result}"
-        if verdict.result == "temperror" and policy.untrusted.kind != "announce":
+        if verdict.result == "temperror" and not (hold_over and policy.untrusted.kind in ("announce", "tag")):
             return Decision("hold", reason="sender temperror: DNS could not answer; checked again next cycle")
+        if verdict.result == "temperror":
+            why += " for longer than mailTrustHoldMax"
         if policy.untrusted.kind in ("quarantine", "skip"):
             return Decision(policy.untrusted.kind, policy.untrusted.folder, False,
                             reason=f"{why}; mailUntrusted {policy.untrusted.describe()}")

@@ -2,12 +2,16 @@
 (``mailDnsServers 127.0.0.1:5353``).  No answer (NXDOMAIN, no TXT record) is None; a lookup that
 cannot be answered now (timeout, SERVFAIL/REFUSED from every server, no server reachable)
 raises :class:`~mailingest.trust.dmarc.LookupTempError`, which the verdict turns into
-``temperror``, never ``fail``."""
+``temperror``, never ``fail``.
+
+Answers (a record or its absence) are kept for their TTL, at most :data:`CACHE_SECONDS`, so a
+cycle of many messages from one domain asks DNS once per name; a failure is never kept."""
 
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Sequence, Tuple
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import dns.exception
 import dns.name
@@ -18,6 +22,9 @@ from mailingest.errors import ConfigError
 from mailingest.trust.dmarc import LookupTempError
 
 logger = logging.getLogger(__name__)
+
+CACHE_SECONDS = 300.0
+CACHE_ENTRIES = 10_000
 
 
 def parse_server(text: str) -> Tuple[str, int]:
@@ -59,28 +66,41 @@ class TxtResolver:
         resolver.lifetime = timeout
         self._resolver = resolver
         self.timeout = timeout
+        self._cache: Dict[str, Tuple[float, List[str]]] = {}
 
     def txt(self, name: str) -> List[str]:
         """Every TXT record at *name*, each record's strings joined; [] when there is none.
 
         :raises LookupTempError: DNS could not answer now.
         """
+        key = name.lower()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        records, ttl = self._ask(name)
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + min(ttl, CACHE_SECONDS), records)
+        return records
+
+    def _ask(self, name: str) -> Tuple[List[str], float]:
         try:
             answer = self._resolver.resolve(dns.name.from_text(name), "TXT", raise_on_no_answer=False,
                                             search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.YXDOMAIN, dns.resolver.NoAnswer):
-            return []
+            return [], CACHE_SECONDS
         except dns.resolver.NoNameservers as exc:
             raise LookupTempError(f"no DNS server answered for {name}: {exc}") from None
         except dns.exception.Timeout:
             raise LookupTempError(f"DNS lookup of {name} timed out after {self.timeout:g} s") from None
         except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.BadEscape):
-            return []  # no such name can exist
+            return [], CACHE_SECONDS  # no such name can exist
         except dns.exception.DNSException as exc:
             raise LookupTempError(f"DNS lookup of {name} failed: {exc}") from None
-        if answer.rrset is None:
-            return []
-        return [b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer.rrset]
+        if answer.rrset is None:  # no TXT record (NOERROR, no data)
+            return [], CACHE_SECONDS
+        return ([b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer.rrset],
+                float(answer.rrset.ttl))
 
     def first(self, name: str, prefix: str) -> Optional[str]:
         """The TXT record at *name* starting with *prefix* (case-insensitive), else the only one."""
