@@ -350,6 +350,7 @@ class Poll(FlowCB):
         :raises MailError: the server could not be read or changed (the cycle is retried).
         """
         held_refs = self._held_refs(mailbox, account, folder, listing)
+        screener.resolver.retry()  # DNS that failed for an earlier folder or cycle is asked again
         extra: Dict[object, Dict[str, Any]] = {}
         outcomes: List[Screened] = []
         for ref in held_refs + listing.announce + [r for r, _ in listing.repeat]:

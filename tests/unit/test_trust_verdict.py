@@ -197,3 +197,23 @@ def test_the_check_is_off_until_a_trust_option_is_set():
 def test_bad_trust_options_are_refused_at_start(values, message):
     with pytest.raises(ConfigError, match=message):
         screen_settings(options(mailTrustCheck="on", **values), pop3="mailUntrusted" in values)
+
+
+def test_after_a_dns_failure_lookups_fail_at_once_until_the_next_folder_or_cycle(monkeypatch):
+    from mailingest.verify.dns import TxtResolver
+
+    resolver = TxtResolver(["127.0.0.1:9"], timeout=0.5)
+    asked = []
+
+    def down(name):
+        asked.append(name)
+        raise LookupTempError("timed out")
+
+    monkeypatch.setattr(resolver, "_ask", down)
+    for name in ("a.example", "b.example", "c.example"):
+        with pytest.raises(LookupTempError):
+            resolver.txt(name)
+    assert asked == ["a.example"], "one timeout, not one per lookup"
+    resolver.retry()
+    monkeypatch.setattr(resolver, "_ask", lambda name: (["v=DMARC1; p=none"], 60.0))
+    assert resolver.txt("b.example") == ["v=DMARC1; p=none"]

@@ -5,7 +5,10 @@ raises :class:`~mailingest.trust.dmarc.LookupTempError`, which the verdict turns
 ``temperror``, never ``fail``.
 
 Answers (a record or its absence) are kept for their TTL, at most :data:`CACHE_SECONDS`, so a
-cycle of many messages from one domain asks DNS once per name; a failure is never kept."""
+cycle of many messages from one domain asks DNS once per name; a failure is never kept.  After a
+failure, every lookup not answered from the cache fails at once until :meth:`TxtResolver.retry`
+(the poll calls it for each folder it checks), so a DNS outage costs one timeout per folder and
+cycle, not one per message."""
 
 from __future__ import annotations
 
@@ -67,6 +70,11 @@ class TxtResolver:
         self._resolver = resolver
         self.timeout = timeout
         self._cache: Dict[str, Tuple[float, List[str]]] = {}
+        self._failed: Optional[str] = None
+
+    def retry(self) -> None:
+        """Ask DNS again (after a failure, lookups fail at once until this is called)."""
+        self._failed = None
 
     def txt(self, name: str) -> List[str]:
         """Every TXT record at *name*, each record's strings joined; [] when there is none.
@@ -77,7 +85,13 @@ class TxtResolver:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        records, ttl = self._ask(name)
+        if self._failed is not None:
+            raise LookupTempError(f"{name} not looked up: {self._failed}")
+        try:
+            records, ttl = self._ask(name)
+        except LookupTempError as exc:
+            self._failed = f"DNS failed earlier ({exc})"
+            raise
         if len(self._cache) >= CACHE_ENTRIES:
             self._cache.clear()
         self._cache[key] = (time.monotonic() + min(ttl, CACHE_SECONDS), records)
