@@ -217,3 +217,51 @@ def test_after_a_dns_failure_lookups_fail_at_once_until_the_next_folder_or_cycle
     resolver.retry()
     monkeypatch.setattr(resolver, "_ask", lambda name: (["v=DMARC1; p=none"], 60.0))
     assert resolver.txt("b.example") == ["v=DMARC1; p=none"]
+
+
+class _FakeAuthresModule:
+    """What dkimpy's ARC signer needs of the (not installed) ``authres`` package, from our own parser."""
+
+    class core:
+        SyntaxError = ValueError
+
+    class AuthenticationResultsHeader:
+        @staticmethod
+        def parse(text):
+            from mailingest.trust import authres as ours
+
+            parsed = ours.parse(text.split(":", 1)[1])
+            return types.SimpleNamespace(authserv_id=parsed.authserv_id,
+                                         results=[_Described(r.method, r.result, r.describe()) for r in parsed.results])
+
+
+class _Described:
+    def __init__(self, method, result, text):
+        self.method, self.result, self._text = method, result, text
+
+    def __str__(self):
+        return self._text
+
+
+def arc_forwarded(monkeypatch):
+    """obs@met.example's mail as a forwarder (relay.example.org, ARC-signed as evil.example) passes it on:
+    the relay's own Authentication-Results removed, only its ARC set left."""
+    monkeypatch.setattr(dkim, "authres", _FakeAuthresModule, raising=False)
+    relay = b"Authentication-Results: relay.example.org; dmarc=pass header.from=met.example\r\n"
+    raw = relay + mail()
+    arc = b"".join(dkim.arc_sign(raw, b"sel", b"evil.example", PEM, b"relay.example.org",
+                                 include_headers=[b"from", b"to", b"subject"]))
+    return arc + mail()
+
+
+def test_an_arc_authentication_results_counts_when_its_authserv_id_is_trusted_and_the_chain_verifies(monkeypatch):
+    forwarded = arc_forwarded(monkeypatch)
+    assert b"ARC-Authentication-Results: i=1; relay.example.org" in forwarded
+    trusted = {"trusted_authserv": frozenset({"relay.example.org"})}
+    verdict = verdict_of(forwarded, **trusted)
+    assert (verdict.result, verdict.method) == ("pass", "arc relay.example.org")
+    assert "arc=pass (success)" in verdict.evidence
+    assert verdict_of(forwarded).result == "none", "an untrusted sealer vouches for nothing"
+    broken = verdict_of(forwarded.replace(b"data", b"DATA"), **trusted)
+    assert broken.result != "pass"
+    assert any("ARC chain is not valid" in e for e in broken.evidence)
