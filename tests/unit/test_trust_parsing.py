@@ -35,6 +35,18 @@ def test_comments_quoted_strings_and_case_do_not_confuse_the_parser():
     assert [(r.method, r.result, r.properties.get("reason")) for r in parsed.results] == [("dkim", "fail", "bad; sig")]
 
 
+@pytest.mark.parametrize("text, domain", [("dkim=pass header.d=Met.Example.", "met.example"),
+                                          ("dkim=pass header.i=obs@met.example", "met.example"),
+                                          ("dkim=pass header.d=@met.example", "met.example"),
+                                          ("spf=pass smtp.mailfrom=<bounce@met.example>", "met.example"),
+                                          ("spf=pass smtp.helo=mx.met.example", "mx.met.example"),
+                                          ("dmarc=pass header.from=met.example", "met.example"),
+                                          ("dkim=pass", None), ("arc=pass header.d=met.example", None)])
+def test_the_authenticated_domain_of_a_result_is_read_from_the_property_its_method_names(text, domain):
+    parsed = authres.parse("mx.example.org; " + text)
+    assert parsed is not None and authres.domain_of(parsed.results[0]) == domain
+
+
 def test_none_means_no_result():
     parsed = authres.parse("mx.example.org; none")
     assert parsed is not None and parsed.results == ()

@@ -182,5 +182,5 @@ def domain_of(result: MethodResult) -> Optional[str]:
         value = props.get("header.from", "").rpartition("@")[2]
     else:
         return None
-    value = value.strip().strip("<>").lower().rstrip(".")
+    value = value.strip().strip("<>").rpartition("@")[2].lower().rstrip(".")
     return value or None
