@@ -11,6 +11,8 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailingest.errors import ConfigError
 from mailingest.screensettings import screen_settings
@@ -265,3 +267,19 @@ def test_an_arc_authentication_results_counts_when_its_authserv_id_is_trusted_an
     broken = verdict_of(forwarded.replace(b"data", b"DATA"), **trusted)
     assert broken.result != "pass"
     assert any("ARC chain is not valid" in e for e in broken.evidence)
+
+
+HEADER_NAMES = ["From", "DKIM-Signature", "ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results",
+                "Authentication-Results", "Content-Type", "Auto-Submitted", "Return-Path"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(HEADER_NAMES),
+                          st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=120)), max_size=8),
+       st.binary(max_size=200))
+def test_no_hostile_message_makes_the_assessment_raise(headers, body):
+    raw = b"".join(f"{name}: {value}".encode("utf-8", "replace").replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+                   for name, value in headers) + b"\r\n" + body
+    assessment = assess(raw, VerifySettings(trusted_authserv=frozenset({"mx.example.org"})), StubResolver(RECORDS))
+    assert assessment.verdict.result in ("pass", "temperror", "fail", "permerror", "none")
+    assert assessment.fields()["class"]
