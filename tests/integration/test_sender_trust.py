@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailingest.mime.layout import decode_file
-from tests.helpers import eml_files, imap_raw, make_home, poll_config
+from tests.helpers import eml_files, imap_raw, make_home, poll_config, wait_until
 from tests.inprocess import callback, download_batch, download_notice, poll_pass, url_of
 from tests.servers.dnsmasq import DnsmasqServer
 from tests.sr3env import NoticeCollector
@@ -259,10 +259,25 @@ def test_under_sr3_a_forged_sender_is_quarantined_and_never_published_while_the_
              "mailUntrusted quarantine Suspect\n")
     home.write_config("poll", "trust", poll_config(rabbitmq, mail_account, scheme="imaps",
                                                    exchange=collector.exchange, extra=extra))
+
+    def metrics() -> dict:
+        for path in (home.cache_dir / "metrics").glob("poll_trust_*.json"):
+            try:
+                return json.loads(path.read_text())["mailingest.poll"]
+            except (ValueError, KeyError):
+                continue  # being written, or written before the poll callback reported
+        return {}
+
+    def counted() -> bool:
+        """sr3's metrics file with the cycle's trust counts"""
+        return metrics().get("trustQuarantined") == 2
+
     with home.foreground("poll/trust") as poll:
         collector.wait_for(1, timeout=90)
         poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        wait_until(counted, timeout=60, what="the trust metrics in sr3's metrics file")
         log = poll.log_text()
+    assert metrics()["trustAnnounced"] == 1 and metrics()["senderPass"] == 1 and metrics()["machineMail"] == 1
     notices = collector.drain()
     assert [n["mail"]["subject"] for n in notices] == ["real"]
     assert notices[0]["mail"]["sender"]["result"] == "pass" and notices[0]["mail"]["trusted"] is True
