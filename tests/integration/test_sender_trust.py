@@ -303,3 +303,30 @@ def test_pop3_skips_an_untrusted_message_once_and_never_announces_it(tmp_path, m
     assert [n["mail"]["subject"] for n in first] == ["real"] and second == []
     assert sum("skipped, left on the server" in r.getMessage() for r in caplog.records) == 1
     assert poll.metrics["trustSkipped"] == 1 and poll.metrics["senderNone"] == 1
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "pops"])
+def test_with_dkim_verification_off_only_the_header_is_read_and_trusted_headers_decide(
+        tmp_path, mail_account, dns_server, signing_key, scheme):
+    trusted = "Authentication-Results: mx.trusted.test; dmarc=pass header.from=met.test"
+    mail_account.deliver(message(subject="vouched for", headers=(trusted,)))
+    mail_account.deliver(signed(message(subject="signed only"), signing_key))
+    poll = callback("poll", tmp_path, mail_account, scheme, pollUrl=url_of(mail_account, scheme),
+                    mailDnsServers=dns_server.address, mailTrustedAuthserv="mx.trusted.test", mailDkimVerify="off")
+    fetched = []
+    original = poll._connected
+
+    def spying(account):
+        mailbox = original(account)
+        if not hasattr(mailbox, "_spied"):
+            for name in ("fetch_stream", "fetch_header"):
+                method = getattr(mailbox, name)
+                setattr(mailbox, name, lambda ref, _m=method, _n=name: fetched.append(_n) or _m(ref))
+            mailbox._spied = True
+        return mailbox
+
+    poll._connected = spying
+    notices = by_subject(one_pass(poll))
+    assert notices["vouched for"]["sender"]["result"] == "pass"
+    assert notices["signed only"]["sender"]["result"] == "none"
+    assert fetched == ["fetch_header", "fetch_header"], "no message read whole"

@@ -57,7 +57,7 @@ class Screener:
 
         :raises MailError: the server could not be read (the cycle fails and is retried).
         """
-        whole = not self.settings.max_size or ref.size <= self.settings.max_size
+        whole = self.settings.verify.dkim and (not self.settings.max_size or ref.size <= self.settings.max_size)
         try:
             if whole:
                 chunks, _ = mailbox.fetch_stream(ref)
