@@ -81,10 +81,10 @@ from mailingest.options import Option, connection_settings, declare_connection_o
 from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.poller.pacing import FlowPacing
 from mailingest.poller.reannounce import Announced, ReannouncePolicy
-from mailingest.poller.screening import Screened, Screener
+from mailingest.poller.screening import Screener
 from mailingest.poller.state import STATE_FILE, FolderState, PollState
+from mailingest.poller.trustgate import TrustGate, message_key
 from mailingest.screensettings import TRUST_OPTIONS, screen_settings
-from mailingest.trust.verdict import RESULTS
 
 logger = logging.getLogger(__name__)
 
@@ -175,10 +175,6 @@ class Poll(FlowCB):
         declare_connection_options(self.o)
         self.settings = PollSettings.from_options(self.o)
         screening = screen_settings(self.o, parse_mail_url(self.settings.poll_url).scheme.startswith("pop"))
-        self.screener = Screener(screening) if screening is not None else None
-        self._held_logged: Set[Tuple[str, str, object]] = set()
-        #: POP3: when each held UIDL was first held (IMAP keeps this in the folder state)
-        self._pop3_held_since: Dict[Tuple[str, object], float] = {}
         self.connection = connection_settings(self.o)
         self.credentials = CredentialsFile.of(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
@@ -196,10 +192,8 @@ class Poll(FlowCB):
             "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0, "deferred": 0,
             "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0, "reannounced": 0,
         }
-        if self.screener is not None:  # the sender check's counts (docs/trust.md)
-            self.metrics.update({f"sender{r.capitalize()}": 0 for r in RESULTS})
-            self.metrics.update({"trustAnnounced": 0, "trustTagged": 0, "trustQuarantined": 0, "trustSkipped": 0,
-                                 "trustHeld": 0, "machineMail": 0})
+        #: the sender check (docs/trust.md), None when it is off
+        self.gate = TrustGate(Screener(screening), self.metrics, self.settings.search) if screening else None
         self.pacing = FlowPacing(self.o)
         self._interval = opt.duration(self.o, "scheduled_interval", 0.0) or DEFAULT_INTERVAL
         self._next_full_cycle = 0.0
@@ -295,10 +289,10 @@ class Poll(FlowCB):
             listed_from = time.monotonic()
             listing = self._list(mailbox, account, folder)
             extra: Dict[object, Dict[str, Any]] = {}
-            if self.screener is not None:
-                extra = self._screen(self.screener, mailbox, account, folder, listing)
-            notices.extend(self._notice(account, ref, extra.get(_key(ref))) for ref in listing.announce)
-            notices.extend(self._notice(account, ref, extra.get(_key(ref)))
+            if self.gate is not None:
+                extra = self.gate.apply(mailbox, account.display, folder, listing)
+            notices.extend(self._notice(account, ref, extra.get(message_key(ref))) for ref in listing.announce)
+            notices.extend(self._notice(account, ref, extra.get(message_key(ref)))
                            for ref in self._healed(account, folder, listing))
             self._handle_too_large(mailbox, account, folder, listing)
             self._count(listing)
@@ -340,132 +334,6 @@ class Poll(FlowCB):
                         self.settings.reannounce.after if self.settings.reannounce else 0)
         self.metrics["reannounced"] += len(listing.repeat)
         return [ref for ref, _ in listing.repeat]
-
-    def _screen(self, screener: Screener, mailbox: Any, account: MailAccount, folder: str,
-                listing: Listing) -> Dict[object, Dict[str, Any]]:
-        """Check the sender and class of every message the listing would announce (and of those held
-        by an earlier temperror), act on each decision, and leave in ``listing`` only what is to be
-        announced; the notices' extra ``mail`` fields by message key.
-
-        :raises MailError: the server could not be read or changed (the cycle is retried).
-        """
-        held_refs = self._held_refs(mailbox, account, folder, listing)
-        screener.resolver.retry()  # DNS that failed for an earlier folder or cycle is asked again
-        extra: Dict[object, Dict[str, Any]] = {}
-        outcomes: List[Screened] = []
-        for ref in held_refs + listing.announce + [r for r, _ in listing.repeat]:
-            screened = screener.screen(mailbox, ref, self._held_since(account, listing, ref))
-            if screened is None:
-                logger.info("%s %s: gone from the server before its sender check; nothing to announce",
-                            account.display, _identity(folder, ref))
-                continue
-            outcomes.append(screened)
-        announce_keys = {_key(s.ref) for s in outcomes if s.decision.announced}
-        first_time = {_key(r) for r in listing.announce} | {_key(r) for r in held_refs}
-        quarantine: Dict[str, List[MessageRef]] = {}
-        for screened in outcomes:
-            ref, decision, key = screened.ref, screened.decision, _key(screened.ref)
-            self._count_screened(screened, counted=key in first_time)
-            self._log_screened(account, folder, screened)
-            if decision.announced:
-                extra[key] = screened.fields
-            elif decision.action == "quarantine":
-                quarantine.setdefault(decision.folder or "", []).append(ref)
-            self._mark_held(account, folder, listing, ref, decision.action == "hold")
-        listing.announce = held_refs + listing.announce
-        listing.announce = [r for r in listing.announce if _key(r) in announce_keys]
-        listing.repeat = [(r, waited) for r, waited in listing.repeat if _key(r) in announce_keys]
-        self._forget_unannounced(listing, {_key(s.ref) for s in outcomes} - announce_keys)
-        for target, refs in quarantine.items():
-            mailbox.create_folder(target)
-            mailbox.move(folder, refs[0].uidvalidity, [r.uid for r in refs], target)
-        return extra
-
-    def _held_refs(self, mailbox: Any, account: MailAccount, folder: str, listing: Listing) -> List[MessageRef]:
-        """IMAP: the messages held by an earlier temperror that still match the search (the others
-        were read, moved or deleted meanwhile: forgotten, one info line each)."""
-        state = listing.imap_state
-        if state is None or not state.held:
-            return []
-        uids = sorted(state.held)
-        matching = set(mailbox.search_uids(f"UID {','.join(map(str, uids))} {self.settings.search}"))
-        for uid in uids:
-            if uid not in matching:
-                logger.info("%s folder %r UID %d: held for its sender check, no longer matches the search "
-                            "(read, moved or deleted meanwhile); forgotten", account.display, folder, uid)
-                del state.held[uid]
-        return list(mailbox.fetch_refs(folder, state.uidvalidity, sorted(matching))) if matching else []
-
-    def _held_since(self, account: MailAccount, listing: Listing, ref: MessageRef) -> Optional[float]:
-        if listing.imap_state is not None:
-            return listing.imap_state.held.get(ref.uid)
-        return self._pop3_held_since.get((account.display, _key(ref)))
-
-    def _mark_held(self, account: MailAccount, folder: str, listing: Listing, ref: MessageRef, held: bool) -> None:
-        if listing.imap_state is not None:
-            if held:
-                listing.imap_state.held.setdefault(ref.uid, time.time())
-            else:
-                listing.imap_state.held.pop(ref.uid, None)
-        elif held:
-            self._pop3_held_since.setdefault((account.display, _key(ref)), time.time())
-            if listing.pop3_uidls is not None:
-                listing.pop3_uidls.discard(str(ref.uidl))  # listed as new, so checked again, next cycle
-        else:
-            self._pop3_held_since.pop((account.display, _key(ref)), None)
-        if not held:
-            self._held_logged.discard((account.display, folder, _key(ref)))
-
-    @staticmethod
-    def _forget_unannounced(listing: Listing, keys: Set[object]) -> None:
-        """Messages not announced are not waiting for a download: mailReannounceAfter leaves them."""
-        if listing.imap_state is not None:
-            for key in keys:
-                listing.imap_state.pending.pop(key, None)  # type: ignore[call-overload]
-        for key in keys:
-            listing.pop3_pending.pop(key, None)  # type: ignore[call-overload]
-
-    def _count_screened(self, screened: Screened, counted: bool) -> None:
-        decision = screened.decision
-        if decision.action == "hold":
-            self.metrics["trustHeld"] += 1
-            return
-        if not counted:
-            return
-        assert screened.assessment is not None
-        self.metrics[f"sender{screened.assessment.verdict.result.capitalize()}"] += 1
-        if screened.assessment.machine.machine:
-            self.metrics["machineMail"] += 1
-        tagged = decision.tag_untrusted or decision.tag_machine
-        name = {"announce": "trustTagged" if tagged else "trustAnnounced", "quarantine": "trustQuarantined",
-                "skip": "trustSkipped"}[decision.action]
-        self.metrics[name] += 1
-
-    def _log_screened(self, account: MailAccount, folder: str, screened: Screened) -> None:
-        """One line per decision; a held message once until it is decided."""
-        ref, decision, assessment = screened.ref, screened.decision, screened.assessment
-        assert assessment is not None
-        verdict = assessment.verdict
-        what = (f"{account.display} {_identity(folder, ref)} Message-ID {ref.headers.get('messageId', '(none)')} "
-                f"From {verdict.from_address or ref.headers.get('from', '(none)')}: sender {verdict.result}"
-                f"{f' ({verdict.method} {verdict.domain})' if verdict.domain else ''}, class {assessment.machine.kind}")
-        if decision.action == "hold":
-            key = (account.display, folder, _key(ref))
-            if key in self._held_logged:
-                logger.debug("%s: still held (%s)", what, "; ".join(verdict.evidence)[:500])
-                return
-            self._held_logged.add(key)
-            logger.warning("%s: held, not announced: %s (%s)", what, decision.reason, "; ".join(verdict.evidence)[:500])
-        elif decision.action == "quarantine":
-            logger.warning("%s: quarantined, moved to %r, not announced: %s (%s)", what, decision.folder,
-                           decision.reason, "; ".join(verdict.evidence)[:500])
-        elif decision.action == "skip":
-            logger.warning("%s: skipped, left on the server and not announced: %s (%s)", what, decision.reason,
-                           "; ".join(verdict.evidence)[:500])
-        else:
-            tags = screened.fields.get("tags")
-            logger.info("%s: announced%s: %s", what, f" with tags {','.join(tags)}" if tags else "",
-                        decision.reason)
 
     def _handle_too_large(self, mailbox: Any, account: MailAccount, folder: str, listing: Listing) -> None:
         for ref in listing.too_large:
@@ -657,11 +525,3 @@ class Poll(FlowCB):
         msg["_deleteOnPost"] |= {"nodupe_override"}
         return msg
 
-
-def _key(ref: MessageRef) -> object:
-    """A message's key within one folder listing: its UID (IMAP) or UIDL (POP3)."""
-    return ref.uidl if ref.uidl is not None else ref.uid
-
-
-def _identity(folder: str, ref: MessageRef) -> str:
-    return f"UIDL {ref.uidl}" if ref.uidl is not None else f"folder {folder!r} UID {ref.uid}"

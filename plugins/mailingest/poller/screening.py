@@ -58,14 +58,7 @@ class Screener:
         :raises MailError: the server could not be read (the cycle fails and is retried).
         """
         whole = self.settings.verify.dkim and (not self.settings.max_size or ref.size <= self.settings.max_size)
-        try:
-            if whole:
-                chunks, _ = mailbox.fetch_stream(ref)
-                message = b"".join(chunks)
-            else:
-                message = mailbox.fetch_header(ref)
-        except MessageGoneError:
-            return None
+        message = self.read(mailbox, ref, whole)
         if not message:
             return None
         assessment = assess(message, self.settings.verify, self.resolver, whole=whole)
@@ -78,3 +71,17 @@ class Screener:
         if tags:
             fields["tags"] = tags
         return Screened(ref, decision, assessment, fields)
+
+    @staticmethod
+    def read(mailbox: Any, ref: MessageRef, whole: bool) -> bytes:
+        """The message (*whole*) or its header block, read without changing it; b"" when it is gone.
+
+        :raises MailError: the server could not be read.
+        """
+        try:
+            if whole:
+                chunks, _ = mailbox.fetch_stream(ref)
+                return b"".join(chunks)
+            return bytes(mailbox.fetch_header(ref))
+        except MessageGoneError:
+            return b""
