@@ -75,6 +75,14 @@ def test_an_altered_body_fails_and_says_why():
     assert verdict.result == "fail" and "body hash mismatch" in " ".join(verdict.evidence)
 
 
+def test_a_signature_covering_only_part_of_the_body_does_not_vouch_for_what_was_appended():
+    raw = mail(body=b"data\r\n")
+    signature = dkim.sign(raw, b"sel", b"met.example", PEM, include_headers=[b"from", b"to", b"subject"], length=True)
+    assert verdict_of(signature + raw).result == "pass"
+    verdict = verdict_of(signature + raw + b"run this attachment instead\r\n")
+    assert verdict.result == "fail" and "added after signing" in " ".join(verdict.evidence)
+
+
 def test_a_selector_without_a_key_is_a_permerror():
     verdict = verdict_of(sign(mail(), selector=b"nosuch"))
     assert verdict.result == "permerror" and "no key at nosuch._domainkey.met.example" in " ".join(verdict.evidence)

@@ -12,6 +12,7 @@ import logging
 from typing import Any, List, Optional
 
 import dkim
+from dkim.canonicalization import CanonicalizationPolicy
 
 from mailingest.trust.dmarc import LookupTempError
 from mailingest.trust.verdict import SignatureResult
@@ -95,6 +96,8 @@ def verify_dkim(message: bytes, resolver: TxtResolver) -> List[SignatureResult]:
         verifier.domain = verifier.selector = None
         try:
             result, reason = lookup.outcome(bool(verifier.verify(index, dnsfunc=lookup)))
+            if result == "pass":
+                result, reason = _whole_body(verifier)
         except dkim.ValidationError as exc:
             result = "fail" if "body hash mismatch" in str(exc) else "permerror"
             reason = "body hash mismatch (the body was altered)" if result == "fail" else str(exc)
@@ -102,6 +105,19 @@ def verify_dkim(message: bytes, resolver: TxtResolver) -> List[SignatureResult]:
             result, reason = "permerror", f"{type(exc).__name__}: {exc}"
         results.append(SignatureResult(_text(verifier.domain), result, _text(verifier.selector), reason[:200]))
     return results
+
+
+def _whole_body(verifier: Any) -> tuple:
+    """A verified signature with ``l=`` shorter than the body vouches for only part of it: whatever
+    follows was added after signing (by anyone), so it does not authenticate the message."""
+    fields = getattr(verifier, "signature_fields", None) or {}
+    if b"l" not in fields:
+        return "pass", ""
+    policy = CanonicalizationPolicy.from_c_value(fields.get(b"c", b"simple/simple"))
+    signed, total = int(fields[b"l"]), len(policy.canonicalize_body(verifier.body))
+    if signed < total:
+        return "fail", f"l={signed} signs only {signed} of {total} body bytes: the rest was added after signing"
+    return "pass", ""
 
 
 def verify_arc(message: bytes, resolver: TxtResolver) -> Optional[SignatureResult]:
