@@ -204,6 +204,7 @@ def headers_of(text: str):
     ("From: a@b.example\nX-Failed-Recipients: x@y.example", "bounce"),
     ("Auto-Submitted: auto-replied (vacation)", "autoreply"),
     ("Auto-Submitted: auto-generated", "automatic"),
+    ("Auto-Submitted: auto-generated\nSubject: Automatic reply: METAR feed", "autoreply"),
     ("Auto-Submitted: no", "person"),
     ("X-Autoreply: yes", "autoreply"),
     ("X-Autorespond: vacation", "autoreply"),

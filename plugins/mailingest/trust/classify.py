@@ -7,7 +7,8 @@ came back), ``bounce`` (RFC 3464 delivery-status report, or a non-standard bounc
 (ARF, RFC 5965), ``receipt`` (RFC 8098 read receipt), ``report`` (any other multipart/report),
 ``autoreply`` (RFC 3834 ``Auto-Submitted: auto-replied``, ``X-Autoreply``, ``X-Autorespond``, or a
 vacation reply by ``Precedence: bulk|junk`` *and* an auto-reply subject), ``automatic``
-(``Auto-Submitted: auto-generated`` and other non-``no`` values: cron mail, notifications).
+(``Auto-Submitted: auto-generated`` and other non-``no`` values: cron mail, notifications; with an
+auto-reply subject, as Exchange writes its out-of-office replies, ``autoreply``).
 ``Precedence: list`` (and ``List-Id``) is a mailing list: people's mail, never a machine class.
 """
 
@@ -99,6 +100,8 @@ def classify(headers: Headers, own_addresses: AbstractSet[str] = frozenset()) ->
         if word == "auto-replied":
             return MachineClass("autoreply", "Auto-Submitted: auto-replied")
         if word not in _NO_WORDS:
+            if _AUTOREPLY_SUBJECT.match(_first(headers, "Subject") or ""):  # Exchange's out-of-office
+                return MachineClass("autoreply", f"Auto-Submitted: {word[:40]} with an auto-reply subject")
             return MachineClass("automatic", f"Auto-Submitted: {word[:40]}")
     for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
         found = _first(headers, name)
