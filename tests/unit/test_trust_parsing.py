@@ -210,6 +210,7 @@ def headers_of(text: str):
     ("X-Autorespond: vacation", "autoreply"),
     ("Precedence: junk\nSubject: Out of Office: back Monday", "autoreply"),
     ("Precedence: bulk\nSubject: Weekly newsletter", "person"),
+    ("Precedence: junk\nSubject: =?UTF-8?Q?R=C3=A9ponse_automatique?= : absent", "autoreply"),
     ("Precedence: list\nList-Id: <wx.lists.example>\nSubject: Auto: radar", "person"),
     ("Precedence: list\nSubject: Re: outage", "person"),
     ("From: Alice <alice@example.org>\nSubject: hello", "person"),

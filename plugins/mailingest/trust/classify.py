@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import AbstractSet, List, Optional, Sequence, Tuple
 
+from mailingest.mime.headers import decode_raw, to_bytes
 from mailingest.trust.addresses import parse_addresses
 from mailingest.trust.authres import strip_comments
 
@@ -64,6 +65,12 @@ def _addresses(headers: Headers, *names: str) -> List[str]:
     return [addr.lower() for _, addr in parse_addresses(values) if addr]
 
 
+def _subject(headers: Headers) -> str:
+    """The Subject, RFC 2047 decoded (``=?UTF-8?Q?Automatische_Antwort?=``)."""
+    value = _first(headers, "Subject") or ""
+    return decode_raw(to_bytes(value)) if "=?" in value or not value.isascii() else value
+
+
 def _content_type(headers: Headers) -> Tuple[str, str]:
     """``(type/subtype, report-type)`` of the top-level Content-Type, lower case."""
     value = _first(headers, "Content-Type")
@@ -100,7 +107,7 @@ def classify(headers: Headers, own_addresses: AbstractSet[str] = frozenset()) ->
         if word == "auto-replied":
             return MachineClass("autoreply", "Auto-Submitted: auto-replied")
         if word not in _NO_WORDS:
-            if _AUTOREPLY_SUBJECT.match(_first(headers, "Subject") or ""):  # Exchange's out-of-office
+            if _AUTOREPLY_SUBJECT.match(_subject(headers)):  # Exchange's out-of-office
                 return MachineClass("autoreply", f"Auto-Submitted: {word[:40]} with an auto-reply subject")
             return MachineClass("automatic", f"Auto-Submitted: {word[:40]}")
     for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
@@ -109,7 +116,6 @@ def classify(headers: Headers, own_addresses: AbstractSet[str] = frozenset()) ->
             return MachineClass("autoreply", name)
     precedence = (_first(headers, "Precedence") or "").strip().lower()
     if precedence in ("bulk", "junk", "auto_reply") and not _values(headers, "List-Id"):
-        subject = _first(headers, "Subject") or ""
-        if precedence == "auto_reply" or _AUTOREPLY_SUBJECT.match(subject):
+        if precedence == "auto_reply" or _AUTOREPLY_SUBJECT.match(_subject(headers)):
             return MachineClass("autoreply", f"Precedence: {precedence} with an auto-reply subject")
     return MachineClass("person")
