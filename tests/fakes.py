@@ -268,6 +268,10 @@ class FakeMailbox:
         internaldate = message.internaldate if Capability.SEARCH in self.capabilities else None
         return iter([message.raw[:middle], message.raw[middle:]]), internaldate
 
+    def fetch_header(self, ref: MessageRef) -> bytes:
+        self._say("fetch_header", ref.folder, _name(ref))
+        return self._message(ref).raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+
     def fetch_raw(self, ref: MessageRef) -> tuple[bytes, datetime | None]:
         chunks, internaldate = self.fetch_stream(ref)
         return b"".join(chunks), internaldate

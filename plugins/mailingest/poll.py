@@ -13,8 +13,15 @@ Config (sr3 poll)::
 IMAP: each cycle opens every ``mailFolder`` read-only (EXAMINE), searches ``mailSearch``
 (default ``UNSEEN``) among the UIDs above the folder's high-water mark, fetches only metadata
 (size, INTERNALDATE, four headers with ``BODY.PEEK``) in batches, and returns one notice per
-message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies are never
-fetched and no flag changes, so the poll is read-only unless ``mailQuarantineFolder`` is set.
+message.  POP3: the UIDLs not announced before (TOP for the headers).  Bodies are not
+fetched (unless the sender check is on) and no flag changes, so the poll is read-only unless
+``mailQuarantineFolder`` or a ``quarantine`` policy is set.
+
+Sender check (docs/trust.md; on when a trust option is set): each message the cycle would
+announce is read (``BODY.PEEK[]``/``RETR``, no flag change), its sender verified and its class
+found (:mod:`mailingest.poller.screening`), and it is announced (with ``mail.sender``,
+``mail.class``, ``mail.trusted``), moved to a quarantine folder, left, or held after a DNS
+temperror and checked again next cycle.  Each decision is logged once and counted.
 
 Notice: ``relPath`` ``<host>[+<port>]/<user>/<folder>/<UIDVALIDITY>.<UID>.eml`` (POP3
 ``<host>[+<port>]/<user>/INBOX/<UIDL>.eml``, see :mod:`mailingest.mailbox.refs`); ``baseUrl`` the
@@ -47,7 +54,8 @@ after a tenth of the outage so far.
 
 Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
 mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax,
-mailReannounceAfter, mailCaFile, mailAllowPlaintext, tlsRigour, timeout.
+mailReannounceAfter, mailCaFile, mailAllowPlaintext, tlsRigour, timeout; the trust options of
+:mod:`mailingest.screensettings`.
 """
 
 from __future__ import annotations
@@ -74,7 +82,10 @@ from mailingest.options import Option, connection_settings, declare_connection_o
 from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.poller.pacing import FlowPacing
 from mailingest.poller.reannounce import Announced, ReannouncePolicy
+from mailingest.poller.screening import Screener
 from mailingest.poller.state import STATE_FILE, FolderState, PollState
+from mailingest.poller.trustgate import TrustGate, message_key
+from mailingest.screensettings import TRUST_OPTIONS, screen_settings
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +172,10 @@ class Poll(FlowCB):
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
         opt.declare(self.o, *POLL_OPTIONS)
+        opt.declare(self.o, *TRUST_OPTIONS)
         declare_connection_options(self.o)
         self.settings = PollSettings.from_options(self.o)
+        screening = screen_settings(self.o, parse_mail_url(self.settings.poll_url).scheme.startswith("pop"))
         self.connection = connection_settings(self.o)
         self.credentials = CredentialsFile.of(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
@@ -181,6 +194,8 @@ class Poll(FlowCB):
             "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0, "deferred": 0,
             "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0, "reannounced": 0,
         }
+        #: the sender check (docs/trust.md), None when it is off
+        self.gate = TrustGate(Screener(screening), self.metrics, self.settings.search) if screening else None
         self.pacing = FlowPacing(self.o)
         self._interval = opt.duration(self.o, "scheduled_interval", 0.0) or DEFAULT_INTERVAL
         self._next_full_cycle = 0.0
@@ -275,8 +290,12 @@ class Poll(FlowCB):
                 break
             listed_from = time.monotonic()
             listing = self._list(mailbox, account, folder)
-            notices.extend(self._notice(account, ref) for ref in listing.announce)
-            notices.extend(self._notice(account, ref) for ref in self._healed(account, folder, listing))
+            extra: Dict[object, Dict[str, Any]] = {}
+            if self.gate is not None:
+                extra = self.gate.apply(mailbox, account.display, folder, listing)
+            notices.extend(self._notice(account, ref, extra.get(message_key(ref))) for ref in listing.announce)
+            notices.extend(self._notice(account, ref, extra.get(message_key(ref)))
+                           for ref in self._healed(account, folder, listing))
             self._handle_too_large(mailbox, account, folder, listing)
             self._count(listing)
             logger.info("%s folder %r: %d new message(s) to announce (%d in folder, listed in %.3f s)",
@@ -484,7 +503,8 @@ class Poll(FlowCB):
         return min(RECONNECT_BACKOFF_MAX, max(IDLE_RETRY_MIN, IDLE_RETRY_SHARE * outage))
 
     # -- notices ------------------------------------------------------------------------------
-    def _notice(self, account: MailAccount, ref: MessageRef) -> sarracenia.Message:
+    def _notice(self, account: MailAccount, ref: MessageRef,
+                extra: Optional[Dict[str, Any]] = None) -> sarracenia.Message:
         stat = sarracenia.filemetadata.FmdStat()
         stat.st_mode = 0o100644
         stat.st_size = ref.size
@@ -494,6 +514,9 @@ class Poll(FlowCB):
         msg = sarracenia.Message.fromFileInfo(rel_path, self.o, stat)
         msg["baseUrl"] = account.base_url
         msg["mail"] = ref.notice_fields()
+        if extra:
+            msg["mail"].update(extra)
         msg["nodupe_override"] = {"key": f"{account.display}|{rel_path}", "path": rel_path}
         msg["_deleteOnPost"] |= {"nodupe_override"}
         return msg
+

@@ -4,11 +4,13 @@ Layers, lowest first (docs/design.md, "Pieces"); a module may import its own lay
 below, never one above:
 
 0. foundation  ``errors``, ``atomic``
-1. core        ``mime/`` (the decoder, pure), ``security/`` (keyring, TLS contexts)
+1. core        ``mime/`` (the decoder, pure), ``security/`` (keyring, TLS contexts), ``trust/`` (sender
+               trust and machine-mail logic, pure)
 2. oauth2      ``oauth2/``
 3. protocol    ``mailbox/`` (accounts, IMAP/POP3 sessions, message identity)
-4. services    ``poller/`` (for the poll), ``fetcher/`` (for the download)
-5. sr3 glue    ``poll``, ``download``, ``decode``, ``sr3log``, ``options``, ``cli/``, ``__main__``
+4. services    ``poller/`` (for the poll), ``fetcher/`` (for the download), ``verify/`` (DNS, DKIM, ARC)
+5. sr3 glue    ``poll``, ``download``, ``decode``, ``sr3log``, ``options``, ``screensettings``, ``cli/``,
+               ``__main__``
 
 The pure modules import neither sarracenia nor the network, and only pure or foundation modules.
 """
@@ -26,19 +28,20 @@ PACKAGE_DIR = Path(mailingest.__file__).resolve().parent
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("mailingest.errors", "mailingest.atomic")),
-    ("core", ("mailingest.mime", "mailingest.security")),
+    ("core", ("mailingest.mime", "mailingest.security", "mailingest.trust")),
     ("oauth2", ("mailingest.oauth2",)),
     ("protocol", ("mailingest.mailbox",)),
-    ("services", ("mailingest.poller", "mailingest.fetcher")),
+    ("services", ("mailingest.poller", "mailingest.fetcher", "mailingest.verify")),
     ("sr3 glue", ("mailingest.poll", "mailingest.download", "mailingest.decode", "mailingest.sr3log",
-                  "mailingest.options", "mailingest.cli", "mailingest.__main__", "mailingest")),
+                  "mailingest.options", "mailingest.screensettings", "mailingest.cli", "mailingest.__main__",
+                  "mailingest")),
 ]
 
 #: Pure: no sarracenia, no network; the decoder and the pure helpers of the protocol layer.
-PURE = ("mailingest.mime", "mailingest.mailbox.refs", "mailingest.mailbox.sasl", "mailingest.mailbox.pop3codes")
+PURE = ("mailingest.mime", "mailingest.trust", "mailingest.mailbox.refs", "mailingest.mailbox.sasl", "mailingest.mailbox.pop3codes")
 
 FORBIDDEN_IN_PURE = ("sarracenia", "socket", "ssl", "imaplib", "poplib", "imapclient", "urllib.request",
-                     "http.client", "http.server")
+                     "http.client", "http.server", "dns", "dkim")
 
 #: The foundation's own exceptions to FORBIDDEN_IN_PURE, each with its reason.
 FOUNDATION_MAY_IMPORT = {

@@ -19,6 +19,18 @@ def test_poll_state_survives_a_restart(tmp_path):
     assert again.folder("imaps://a@h:993", "INBOX") == FolderState(uidvalidity=5, last_uid=40)
 
 
+def test_messages_held_by_a_dns_temperror_survive_a_restart(tmp_path):
+    path = tmp_path / "state.json"
+    state = PollState(str(path))
+    state.set_folder("imaps://a@h", "INBOX", FolderState(uidvalidity=7, last_uid=12, held={9: 1700000000.5, 11: 1.0}))
+    state.save()
+    again = PollState(str(path)).folder("imaps://a@h", "INBOX")
+    assert again is not None and again.held == {9: 1700000000.5, 11: 1.0}
+    state.set_folder("imaps://a@h", "INBOX", FolderState(uidvalidity=7, last_uid=12))
+    state.save()
+    assert PollState(str(path)).folder("imaps://a@h", "INBOX").held == {}
+
+
 def test_a_corrupt_state_file_starts_afresh_with_an_error(tmp_path, caplog):
     path = tmp_path / "state.json"
     path.write_text("{not json")

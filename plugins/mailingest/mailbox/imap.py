@@ -321,6 +321,22 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
 
         return chunks(), internaldate
 
+    def fetch_header(self, ref: MessageRef) -> bytes:
+        """The message's whole header block (``BODY.PEEK[HEADER]``: no flag changes), b"" if gone."""
+        if self._selected is None or self._selected[0] != ref.folder or self._selected[1] != self.writable:
+            self._examine_for_download(ref)
+        try:
+            answer = self.client.fetch([ref.uid], [b"BODY.PEEK[HEADER]"])
+        except (IMAPClientAbortError, OSError) as exc:
+            raise connection_error(self.account, exc, "fetch from") from None
+        except IMAPClientError as exc:
+            raise MailboxError(f"FETCH of UID {ref.uid} failed on {self.account.display}: {server_text(exc)}") from None
+        data = answer.get(ref.uid) or {}
+        for key, value in data.items():
+            if key.startswith(b"BODY[HEADER"):
+                return bytes(value) if value is not None else b""
+        return b""
+
     def _fetch_part(self, ref: MessageRef, offset: int, length: int) -> Optional[Tuple[bytes, Optional[datetime]]]:
         items = [f"BODY.PEEK[]<{offset}.{length}>".encode()]
         if offset == 0:

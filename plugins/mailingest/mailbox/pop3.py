@@ -219,6 +219,22 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
             headers = summary_headers(b"\r\n".join(lines) + b"\r\n")
             yield MessageRef(folder=MAILDROP, uidl=uidl, size=size, headers=headers)
 
+    def fetch_header(self, ref: MessageRef) -> bytes:
+        """The message's header block (``TOP n 0``; never RETR, never DELE).
+
+        :raises MessageGoneError: no message with this UIDL, even on a fresh session.
+        """
+        number = self._number_for(ref)
+        try:
+            _resp, lines, _ = self.conn.top(number, 0)
+        except poplib.error_proto as exc:
+            if is_temporary(exc):
+                raise self._temporary(exc, "read headers on") from None
+            raise MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: TOP refused ({server_text(exc)})") from None
+        except _TRANSIENT as exc:
+            raise connection_error(self.account, exc, "read headers on") from None
+        return b"\r\n".join(lines) + b"\r\n"
+
     # -- download ---------------------------------------------------------------------------
     def fetch_stream(self, ref: MessageRef) -> Tuple[Iterator[bytes], None]:
         """The message's bytes as the server sends them (CRLF line ends, dot-stuffing undone), in

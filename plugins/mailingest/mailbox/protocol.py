@@ -109,6 +109,10 @@ class Mailbox(Protocol):
         """The exact bytes the server stores for ``ref``, in pieces, and its arrival date when the
         protocol has one.  :raises MessageGoneError: no such message any more."""
 
+    def fetch_header(self, ref: MessageRef) -> bytes:
+        """The message's whole header block, read without changing it (the poll's sender check).
+        :raises MessageGoneError: no such message any more (IMAP: b"")."""
+
     def fetch_raw(self, ref: MessageRef) -> tuple[bytes, datetime | None]:
         """:meth:`fetch_stream`, joined in memory."""
 

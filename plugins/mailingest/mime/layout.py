@@ -77,6 +77,10 @@ class DecodeResult:
     bounds: tuple[str, ...] = ()
 
 
+#: the notice's ``mail`` fields written by the poll's sender check, repeated at metadata.json's top level
+TRUST_KEYS = ("sender", "class", "trusted", "tags")
+
+
 def parts_dir_name(eml_name: str) -> str:
     """``x.eml`` -> ``x.parts`` (the stem of any name plus ``.parts``), at most 255 bytes."""
     stem, dot, _ext = eml_name.rpartition(".")
@@ -193,13 +197,16 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
         entries.append(entry)
     status = "partial" if decoded.partial or any(e.get("status") == "partial" for e in entries) \
         else "decoded"
-    meta = {"schema": SCHEMA, "source": source, "status": status,
+    meta: dict[str, object] = {"schema": SCHEMA, "source": source, "status": status,
             "mail": dict(mail) if mail is not None else None,
             "messageId": decoded.message_id, "from": decoded.from_, "to": list(decoded.to),
             "cc": list(decoded.cc), "subject": decoded.subject, "date": decoded.date,
             "parts": entries, "defects": list(decoded.defects)}
     if decoded.partial:
         meta["bounds"] = list(decoded.partial)
+    for key in TRUST_KEYS:  # the poll's sender check (docs/trust.md), also at the top for readers
+        if mail is not None and key in mail:
+            meta[key] = mail[key]
     data = json.dumps(meta, ensure_ascii=False, indent=1, default=str).encode("utf-8", "backslashreplace")
     target.write(meta_name, data + b"\n", reserved=True)
     files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json"))

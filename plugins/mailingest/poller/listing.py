@@ -113,9 +113,11 @@ def list_imap_folder(mailbox: Mailbox, folder: str, known: Optional[FolderState]
     uidvalidity = status["uidvalidity"]
     above = 0
     pending: Dict[int, Announced] = {}
+    held: Dict[int, float] = {}
     if known is not None:
         if known.uidvalidity == uidvalidity:
             above = known.last_uid
+            held = dict(known.held)
             pending = dict(known.pending) if reannounce else {}
         elif on_uidvalidity_change == "skip":
             logger.warning("%s folder %r: UIDVALIDITY changed from %d to %d (folder recreated); "
@@ -157,7 +159,7 @@ def list_imap_folder(mailbox: Mailbox, folder: str, known: Optional[FolderState]
     return Listing(announce=announce, too_large=too_large, exists=status["exists"], candidates=len(found),
                    deferred=deferred, repeat=repeat,
                    imap_state=FolderState(uidvalidity=uidvalidity, last_uid=high_water, pending=pending,
-                                          next_due=next_due))
+                                          next_due=next_due, held=held))
 
 
 def _imap_due_again(mailbox: Mailbox, folder: str, uidvalidity: int, criteria: str, policy: ReannouncePolicy,

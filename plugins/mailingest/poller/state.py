@@ -33,6 +33,9 @@ class FolderState:
     pending: Dict[int, Announced] = field(default_factory=dict)
     #: no message of ``pending`` is due before this time (not stored; None: unknown, scan)
     next_due: Optional[float] = field(default=None, compare=False)
+    #: UID -> when it was first held: messages whose sender check met a DNS temperror, checked
+    #: again at every cycle until they are decided (mailingest.poller.screening)
+    held: Dict[int, float] = field(default_factory=dict)
 
 
 class PollState:
@@ -72,8 +75,10 @@ class PollState:
             else:
                 pending = {uid: announced for uid, announced in _parse_pending(entry).items()
                            if isinstance(uid, int)}
+                held = {int(uid): float(at) for uid, at in (entry.get("held") or {}).items()
+                        if str(uid).isdigit() and isinstance(at, (int, float))}
                 self._folders[key] = FolderState(uidvalidity=int(entry["uidvalidity"]),
-                                                 last_uid=int(entry["last_uid"]), pending=pending)
+                                                 last_uid=int(entry["last_uid"]), pending=pending, held=held)
         return self._folders[key]
 
     def set_folder(self, account: str, folder: str, state: FolderState) -> None:
@@ -83,6 +88,8 @@ class PollState:
         entry: Dict[str, Any] = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid}
         if state.pending:
             entry["pending"] = _pending_json(state.pending)
+        if state.held:
+            entry["held"] = {str(uid): round(at, 3) for uid, at in sorted(state.held.items())}
         self._data.setdefault(account, {})[folder] = entry
         self._folders[(account, folder)] = state
         self._dirty = True
