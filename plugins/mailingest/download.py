@@ -59,7 +59,7 @@ from mailingest.fetcher.sessions import AccountUnavailableError, SessionPool
 from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, resolve_account
 from mailingest.mailbox.credentials_file import CredentialsFile
 from mailingest.mailbox.refs import MessageRef, parse_notice_fields
-from mailingest.options import Option, connection_settings, declare_connection_options
+from mailingest.options import Option, connection_settings, declare_connection_options, session_budget
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ class Download(FlowCB):
         self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
                                         "actions": 0, "alreadyComplete": 0}
         self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
-                                    lambda: self.stop_requested)
+                                    lambda: self.stop_requested,
+                                    session_budget(self.o, getattr(self.o, "broker", None), lambda: self.stop_requested))
         self._accounts: Dict[str, MailAccount] = {}
         self.credentials = CredentialsFile.of(self.o)
         self._credentials_generation = 0
@@ -167,8 +168,11 @@ class Download(FlowCB):
             worklist.directories_ok.append(new_dir)
 
     def after_work(self, worklist: Any) -> None:
-        """Commit POP3 deletions; notices whose message is gone leave the flow as rejected (410)."""
+        """Commit POP3 deletions; notices whose message is gone leave the flow as rejected (410).
+        With mailSessionMax, log out at the end of each batch: the slot goes to a worker that waits."""
         self._commit_pop3_deletes()
+        if self.sessions.budget.max_sessions:
+            self.sessions.close_all()
         gone = [m for m in worklist.ok if m.get(GONE_MARK)]
         if not gone:
             return

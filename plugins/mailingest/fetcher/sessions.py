@@ -16,8 +16,10 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from mailingest.errors import MailAuthError, MailConnectionError, MailError, TlsError
 from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.budget import NoBudget, SessionBudgetBusyError
 from mailingest.mailbox.connection import ConnectionSettings
 from mailingest.mailbox.factory import new_mailbox
+from mailingest.mailbox.sessionlimit import SessionLimitError, SessionLimitLog
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,12 @@ class SessionPool:
     """Connections by account (``scheme://user@host:port``)."""
 
     def __init__(self, settings: ConnectionSettings, prepare: Callable[[MailAccount, Any], None],
-                 metrics: Dict[str, Any], should_stop: Callable[[], bool] = lambda: False) -> None:
+                 metrics: Dict[str, Any], should_stop: Callable[[], bool] = lambda: False,
+                 budget: Any = None) -> None:
         self.settings = settings
+        #: mailSessionMax: a slot per open session (mailingest.mailbox.budget)
+        self.budget = budget if budget is not None else NoBudget()
+        self._limit_log = SessionLimitLog()
         self._prepare = prepare
         self._metrics = metrics
         self._should_stop = should_stop
@@ -65,6 +71,13 @@ class SessionPool:
                 time.sleep(delay)
             try:
                 result = operation(self._session(account))
+            except SessionBudgetBusyError as exc:  # logged by the budget; the notice is retried later
+                raise AccountUnavailableError(str(exc)) from None
+            except SessionLimitError as exc:  # the server's own cap: transient, never a wrong password
+                self.drop(key)
+                self._limit_log.refused(key, exc)
+                self._metrics["sessionsRefused"] = self._metrics.get("sessionsRefused", 0) + 1
+                raise AccountUnavailableError(str(exc)) from None
             except MailConnectionError as exc:
                 last = exc
                 self.drop(key)
@@ -87,14 +100,22 @@ class SessionPool:
         key = account.display
         mailbox = self._sessions.get(key)
         now = time.monotonic()
+        if mailbox is not None and not self.budget.still_held(key):
+            self.drop(key)  # its session slot went with the broker connection
+            mailbox = None
         if mailbox is not None and now - self._last_used.get(key, now) > IDLE_CHECK_SECONDS:
             if not mailbox.is_alive():
                 self.drop(key)
                 mailbox = None
         if mailbox is None:
+            self.budget.acquire(key)
             mailbox = new_mailbox(account, self.settings)
             self._prepare(account, mailbox)
-            mailbox.connect()
+            try:
+                mailbox.connect()
+            except BaseException:
+                self.budget.release(key)
+                raise
             self._metrics["logins"] = self._metrics.get("logins", 0) + 1
             logger.info("logged in to %s", key)
             self._sessions[key] = mailbox
@@ -121,7 +142,10 @@ class SessionPool:
         mailbox = self._sessions.pop(key, None)
         if mailbox is None:
             return True
-        return bool(mailbox.close() is not False)
+        try:
+            return bool(mailbox.close() is not False)
+        finally:
+            self.budget.release(key)
 
     def check_idle(self) -> None:
         for key, mailbox in list(self._sessions.items()):
