@@ -69,7 +69,8 @@ from mailingest.mailbox.account import MailAccount, parse_mail_url, resolve_acco
 from mailingest.mailbox.credentials_file import CredentialsFile
 from mailingest.mailbox.factory import new_mailbox
 from mailingest.mailbox.refs import MessageRef
-from mailingest.options import Option, connection_settings, declare_connection_options
+from mailingest.options import Option, connection_settings, declare_connection_options, poll_lease, session_budget
+from mailingest.poller.follower import ANNOUNCER_FIELD, follow_notices
 from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.poller.pacing import FlowPacing
 from mailingest.poller.reannounce import Announced, ReannouncePolicy
@@ -162,6 +163,7 @@ class Poll(FlowCB):
         opt.declare(self.o, *POLL_OPTIONS)
         declare_connection_options(self.o)
         self.settings = PollSettings.from_options(self.o)
+        self.mail_url = parse_mail_url(self.settings.poll_url)
         self.connection = connection_settings(self.o)
         self.credentials = CredentialsFile.of(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
@@ -184,6 +186,9 @@ class Poll(FlowCB):
         self._next_full_cycle = 0.0
         self._outage_started = 0.0
         self._idle_offered: Optional[bool] = None
+        # highly available poll (sr3 vip) and the account's session budget: mailingest.poller.ha, .budget
+        self.lease, self.announcer = poll_lease(self.o, self.mail_url.display)
+        self.budget = session_budget(self.o, getattr(self.o, "post_broker", None), lambda: self.stop_requested)
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def poll(self) -> List[sarracenia.Message]:
@@ -191,6 +196,9 @@ class Poll(FlowCB):
         if self._pushing():
             return self._poll_idling()
         if time.monotonic() < self._retry_at:
+            return []
+        if not self.lease.may_poll(self.state):
+            self.pacing.gather_again_now()  # the flow reads the queue, then asks again
             return []
         started = time.monotonic()
         notices: List[sarracenia.Message] = []
@@ -209,6 +217,8 @@ class Poll(FlowCB):
             notices = []
             self._discard_staged()
             self._close()
+        if self.budget.max_sessions:
+            self._close()  # counted sessions are not kept between cycles: downloads need them more
         self.metrics["cycles"] += 1
         self.metrics["lastPollSeconds"] = round(time.monotonic() - started, 3)
         logger.debug("poll cycle returned %d notice(s) in %.3f s", len(notices), self.metrics["lastPollSeconds"])
@@ -225,10 +235,31 @@ class Poll(FlowCB):
         for account, (uidls, pending) in self._staged_uidls.items():
             self.state.set_uidls(account, uidls, pending=pending)
         self._discard_staged()
+        changed = self.state.dirty
         try:
             self.state.save()
         except OSError as exc:
             logger.error("cannot save poll state %s: %s; mail may be announced again", self.state.path, exc)
+        if changed:
+            self.lease.hand_over(self.state)
+
+    def after_accept(self, worklist: Any) -> None:
+        """Runs at every flow pass.  Under ``vip``: record what the active node announced (the
+        notices sr3 read from this poll's own post_exchange), and on a node that has just lost
+        the vip, let the poll lease and the mail session go."""
+        if not self.lease.enabled:
+            return
+        followed = follow_notices(self.state, self.mail_url, worklist.incoming, self.announcer,
+                                  track_pending=self.settings.reannounce is not None)
+        if followed.applied:
+            logger.debug("followed %d notice(s) of the active poll node", followed.applied)
+            try:
+                self.state.save()
+            except OSError as exc:
+                logger.error("cannot save poll state %s: %s", self.state.path, exc)
+        if self.lease.passive():
+            self.lease.step_down()
+            self._close()
 
     def on_start(self) -> None:
         self.pacing.housekeeping_ran()
@@ -238,6 +269,7 @@ class Poll(FlowCB):
 
     def on_stop(self) -> None:
         self._close()
+        self.lease.step_down()
 
     def metricsReport(self) -> Dict[str, Any]:
         return dict(self.metrics)
@@ -438,8 +470,16 @@ class Poll(FlowCB):
         if mailbox is not None and (mailbox.account != account or not mailbox.is_alive()):
             self._close()
             mailbox = None
+        if mailbox is not None and not self.budget.still_held(account.display):
+            self._close()  # its session slot went with the broker connection
+            mailbox = None
         if mailbox is None:
-            mailbox = new_mailbox(account, self.connection).connect()
+            self.budget.acquire(account.display)
+            try:
+                mailbox = new_mailbox(account, self.connection).connect()
+            except BaseException:
+                self.budget.release(account.display)
+                raise
             self.metrics["logins"] += 1
             self._mailbox = mailbox
         return mailbox
@@ -448,6 +488,7 @@ class Poll(FlowCB):
         mailbox, self._mailbox = self._mailbox, None
         if mailbox is not None:
             mailbox.close()
+            self.budget.release(mailbox.account.display)
 
     def _recovered(self, account: MailAccount) -> None:
         if self._last_error:
@@ -499,6 +540,8 @@ class Poll(FlowCB):
         msg = sarracenia.Message.fromFileInfo(rel_path, self.o, stat)
         msg["baseUrl"] = account.base_url
         msg["mail"] = ref.notice_fields()
+        if self.announcer:
+            msg[ANNOUNCER_FIELD] = self.announcer
         msg["nodupe_override"] = {"key": f"{account.display}|{rel_path}", "path": rel_path}
         msg["_deleteOnPost"] |= {"nodupe_override"}
         return msg
