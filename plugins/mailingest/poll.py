@@ -192,13 +192,23 @@ class Poll(FlowCB):
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def poll(self) -> List[sarracenia.Message]:
+        """Under ``vip``, only while this node holds the poll lease (:mod:`mailingest.poller.ha`)."""
         self._discard_staged()  # never commit what an earlier poll() staged but sr3 did not post
-        if self._pushing():
-            return self._poll_idling()
-        if time.monotonic() < self._retry_at:
-            return []
         if not self.lease.may_poll(self.state):
             self.pacing.gather_again_now()  # the flow reads the queue, then asks again
+            return []
+        notices = self._poll_idling() if self._pushing() else self._poll_once()
+        if notices and not self.lease.still_held():
+            # the broker connection (and the lease with it) went during the cycle: another node may
+            # poll now, from the state this node handed over, so these notices are its to announce
+            logger.warning("poll lease lost during the cycle: its %d notice(s) are not posted here; the node "
+                           "holding the lease announces them", len(notices))
+            self._discard_staged()
+            return []
+        return notices
+
+    def _poll_once(self) -> List[sarracenia.Message]:
+        if time.monotonic() < self._retry_at:
             return []
         started = time.monotonic()
         notices: List[sarracenia.Message] = []

@@ -87,6 +87,11 @@ class ActivePollLease:
         self._active = True
         return False
 
+    def still_held(self) -> bool:
+        """True without ``vip``, or while this node holds the lease (False once the broker connection,
+        and the lease with it, was lost)."""
+        return self.locks is None or self.locks.holds(self._lease_name())
+
     def hand_over(self, state: PollState) -> None:
         """After a committed cycle: leave the state on the broker for the next active node."""
         if self.locks is None or not self.locks.holds(self._lease_name()):
