@@ -380,4 +380,26 @@ def poll_lease(options: Any, account_display: str) -> Tuple[ActivePollLease, str
         exchange = ",".join(str(x) for x in exchange)
     group = account_digest(f"{account_display}|{exchange}")
     announcer = f"{socket.gethostname()}:{os.getpid()}"
-    return ActivePollLease(group, shared_locks(url), getattr(options, "novipFilename", None)), announcer
+    queue, split = _poll_queue_and_split_exchanges(options)
+    return ActivePollLease(group, shared_locks(url), getattr(options, "novipFilename", None), queue, split), announcer
+
+
+def _poll_queue_and_split_exchanges(options: Any) -> Tuple[str, List[str]]:
+    """The queue sr3 declared for a vip poll, and the exchanges it posts to with
+    ``post_exchangeSplit`` (sr3 binds only one of them; [] without a split)."""
+    queue = ""
+    for subscription in getattr(options, "subscriptions", None) or []:
+        try:
+            queue = str(subscription["queue"]["name"])
+            break
+        except (KeyError, TypeError):
+            continue
+    exchanges: List[str] = []
+    for publisher in getattr(options, "publishers", None) or []:
+        try:
+            names = publisher["exchange"]
+        except (KeyError, TypeError):
+            continue
+        if isinstance(names, (list, tuple)) and len(names) > 1:
+            exchanges = [str(name) for name in names]
+    return queue, exchanges

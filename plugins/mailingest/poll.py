@@ -259,6 +259,7 @@ class Poll(FlowCB):
         the vip, let the poll lease and the mail session go."""
         if not self.lease.enabled:
             return
+        self.lease.follow_every_exchange()
         followed = follow_notices(self.state, self.mail_url, worklist.incoming, self.announcer,
                                   track_pending=self.settings.reannounce is not None)
         if followed.applied:

@@ -38,10 +38,12 @@ def hosts(rabbitmq, mail_account) -> Iterator[List[Host]]:
             host.close()
 
 
-def node_config(rabbitmq, mail_account) -> str:
-    # vip: sr3 consumes the poll's own post_exchange (exchange = post_exchange) on every node
-    return poll_config(rabbitmq, mail_account, exchange=EXCHANGE,
-                       extra=f"exchange {EXCHANGE}\nvip {VIP}\nexpire 1d\n")
+def node_config(rabbitmq, mail_account, split: int = 0) -> str:
+    """vip: sr3 consumes the poll's own post_exchange (exchange = post_exchange) on every node.
+    With post_exchangeSplit N sr3 binds one of the N exchanges (a poll config cannot declare
+    bindings: ``broker`` means post_broker there); mailingest binds the others."""
+    split_lines = f"post_exchangeSplit {split}\nexchange {EXCHANGE}00\n" if split else f"exchange {EXCHANGE}\n"
+    return poll_config(rabbitmq, mail_account, exchange=EXCHANGE, extra=f"{split_lines}vip {VIP}\nexpire 1d\n")
 
 
 def last_uid(home) -> int:
@@ -58,14 +60,28 @@ def deliver(account, first: int, count: int) -> None:
         account.deliver(sample_message(i, attachments=False))
 
 
-def unique_notices(collector: NoticeCollector, count: int) -> List[str]:
+class Collectors:
+    """Independent consumers of every exchange the poll posts to."""
+
+    def __init__(self, url: str, exchanges: List[str]) -> None:
+        self.collectors = [NoticeCollector(url, exchange) for exchange in exchanges]
+
+    def relpaths(self, settle: float = 0.0) -> List[str]:
+        return [n["relPath"] for c in self.collectors for n in c.drain(settle=settle)]
+
+    def close(self) -> None:
+        for collector in self.collectors:
+            collector.close()
+
+
+def unique_notices(collectors: Collectors, count: int) -> List[str]:
     """Wait for ``count`` notices in all; their relPaths (each must be announced once)."""
-    notices = collector.wait_for(count, timeout=180)
-    paths = [n["relPath"] for n in collector.drain(settle=2.0)]
+    wait_until(lambda: len(collectors.relpaths()) >= count, timeout=180, what=f"{count} notices")
+    paths = collectors.relpaths(settle=2.0)
     repeated = {p: n for p, n in Counter(paths).items() if n > 1}
     assert not repeated, f"announced more than once: {repeated}"
     assert len(paths) == count, f"{len(paths)} notices, expected {count}"
-    return [n["relPath"] for n in notices]
+    return paths
 
 
 def test_the_vip_moving_between_two_nodes_mid_cycle_and_back_announces_every_message_exactly_once(
@@ -76,7 +92,7 @@ def test_the_vip_moving_between_two_nodes_mid_cycle_and_back_announces_every_mes
         home = make_home(tmp_path / name, rabbitmq, mail_account)
         home.write_config("poll", "p", node_config(rabbitmq, mail_account))
         homes[name] = home
-    collector = NoticeCollector(rabbitmq.url, EXCHANGE)
+    collector = Collectors(rabbitmq.url, [EXCHANGE])
     deliver(mail_account, 0, 50)
     a_host.add_address(VIP)
     try:
@@ -124,3 +140,33 @@ def test_the_vip_moving_between_two_nodes_mid_cycle_and_back_announces_every_mes
             assert "merged from the previous node's hand-over" in c.log_text()
     finally:
         collector.close()
+
+
+def test_with_post_exchange_split_the_passive_node_follows_every_exchange_and_takes_over_without_repeats(
+        tmp_path, rabbitmq, mail_account, hosts):
+    a_host, b_host, _ = hosts
+    split = 2
+    homes = []
+    for name in ("a", "b"):
+        home = make_home(tmp_path / name, rabbitmq, mail_account)
+        home.write_config("poll", "p", node_config(rabbitmq, mail_account, split=split))
+        homes.append(home)
+    declared = homes[0].run("declare", "poll/p")
+    assert declared.returncode == 0, declared.stderr
+    collectors = Collectors(rabbitmq.url, [f"{EXCHANGE}{i:02d}" for i in range(split)])
+    deliver(mail_account, 0, 20)
+    a_host.add_address(VIP)
+    try:
+        with homes[0].foreground("poll/p", prefix=a_host.prefix) as a, \
+                homes[1].foreground("poll/p", prefix=b_host.prefix) as b:
+            unique_notices(collectors, 20)
+            assert all(c.drain() for c in collectors.collectors), "notices on every split exchange"
+            wait_until(lambda: last_uid(homes[1]) == 20, timeout=120, what="the passive node to follow both exchanges")
+            a_host.remove_address(VIP)
+            b_host.add_address(VIP)
+            a.wait_for_log("poll lease released", timeout=120)
+            b.wait_for_log("now the active poll node", timeout=120)
+            deliver(mail_account, 20, 10)
+            unique_notices(collectors, 30)
+    finally:
+        collectors.close()

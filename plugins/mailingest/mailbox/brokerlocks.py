@@ -166,6 +166,23 @@ class BrokerLocks:
             body = message.body
             return body if isinstance(body, bytes) else str(body).encode("utf-8")
 
+    def bind(self, queue: str, exchange: str, routing_key: str = "#") -> bool:
+        """Bind an existing ``queue`` to ``exchange``; False while the queue or exchange does not exist.
+
+        :raises MailConnectionError: the broker cannot be reached.
+        """
+        with self._mutex:
+            channel = self._open_channel()
+            try:
+                channel.queue_bind(queue=queue, exchange=exchange, routing_key=routing_key)
+            except amqp.exceptions.NotFound:
+                self._channel = None  # the broker closed the channel with the refusal
+                return False
+            except (OSError, amqp.exceptions.AMQPError) as exc:
+                self._lost(f"binding {queue} to {exchange}: {exc}")
+                raise MailConnectionError(f"broker lost while binding {queue} to {exchange}: {exc}") from None
+            return True
+
     def holds(self, name: str) -> bool:
         """True while this process holds lock ``name`` (False once the connection was lost)."""
         with self._mutex:

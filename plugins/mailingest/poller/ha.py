@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import time
-from typing import Optional
+from typing import List, Optional, Sequence
 
 from mailingest.errors import MailConnectionError
 from mailingest.mailbox.brokerlocks import BrokerLocks
@@ -42,10 +42,15 @@ REPEAT_LOG_SECONDS = 300.0
 class ActivePollLease:
     """This node's part in a highly available poll group (``group``: one per account and exchange)."""
 
-    def __init__(self, group: str, locks: Optional[BrokerLocks], novip_path: Optional[str]) -> None:
+    def __init__(self, group: str, locks: Optional[BrokerLocks], novip_path: Optional[str],
+                 queue: str = "", split_exchanges: Sequence[str] = ()) -> None:
         self.group = group
         self.locks = locks
         self.novip_path = novip_path
+        #: post_exchangeSplit: sr3 binds the node's queue to one of the exchanges the poll posts to;
+        #: the others are bound here, so a passive node sees every notice
+        self.queue = queue
+        self._unbound: List[str] = list(split_exchanges) if queue else []
         self._waiting_logged = False
         self._broker_logged = 0.0
         self._active = False
@@ -86,6 +91,19 @@ class ActivePollLease:
                     f", {merged} folder state(s) merged from the previous node's hand-over" if merged else "")
         self._active = True
         return False
+
+    def follow_every_exchange(self) -> None:
+        """Bind this node's queue to each split exchange not bound yet (every pass until done: the
+        queue exists once sr3 has connected its consumer)."""
+        if self.locks is None or not self._unbound:
+            return
+        try:
+            self._unbound = [x for x in self._unbound if not self.locks.bind(self.queue, x)]
+        except MailConnectionError as exc:
+            self._broker_failed(exc)
+            return
+        if not self._unbound:
+            logger.info("queue %s follows every exchange of post_exchangeSplit", self.queue)
 
     def still_held(self) -> bool:
         """True without ``vip``, or while this node holds the lease (False once the broker connection,
