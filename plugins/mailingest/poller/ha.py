@@ -53,7 +53,6 @@ class ActivePollLease:
         self._unbound: List[str] = list(split_exchanges) if queue else []
         self._waiting_logged = False
         self._broker_logged = 0.0
-        self._active = False
 
     @property
     def enabled(self) -> bool:
@@ -89,7 +88,6 @@ class ActivePollLease:
         merged = self._take_hand_over(state)
         logger.info("now the active poll node (lease taken%s); polling after the queued notices are read",
                     f", {merged} folder state(s) merged from the previous node's hand-over" if merged else "")
-        self._active = True
         return False
 
     def follow_every_exchange(self) -> None:
@@ -127,7 +125,6 @@ class ActivePollLease:
         if self.locks.holds(lease):
             self.locks.release(lease)
             logger.info("no longer the active poll node: poll lease released")
-        self._active = False
 
     def close(self) -> None:
         if self.locks is not None:
