@@ -4,8 +4,10 @@ every message arrives once (real Dovecot, real RabbitMQ, real ``sr3 foreground``
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +41,22 @@ class SessionSampler:
         self._stop.set()
         self._thread.join(5)
         return self.most
+
+
+def most_sessions_in_log(log: Path, user: str) -> int:
+    """The most sessions of ``user`` open at once according to Dovecot's log (a login opens one,
+    the mail process's ``Disconnected`` closes it; lines in the order Dovecot wrote them)."""
+    login = re.compile(r"-login: Info: Login: user=<" + re.escape(user) + r">.*session=<([^>]+)>")
+    logout = re.compile(r"(?:imap|pop3)\(" + re.escape(user) + r"\)<\d+><([^>]+)>: Info: Disconnected")
+    open_sessions: set = set()
+    most = 0
+    for line in log.read_text(errors="replace").splitlines():
+        if match := login.search(line):
+            open_sessions.add(match.group(1))
+            most = max(most, len(open_sessions))
+        elif match := logout.search(line):
+            open_sessions.discard(match.group(1))
+    return most
 
 
 def test_a_budget_of_two_sessions_holds_for_a_poll_and_six_workers_on_two_hosts_and_every_message_arrives(
@@ -78,4 +96,6 @@ def test_a_budget_of_two_sessions_holds_for_a_poll_and_six_workers_on_two_hosts_
     files = eml_files(directory)
     assert len(files) == MESSAGES
     assert not [p for p, n in Counter(f.name for f in files).items() if n > 1]
-    assert 1 <= most <= BUDGET, f"Dovecot saw {most} sessions of the account at once"
+    assert 1 <= most <= BUDGET, f"Dovecot saw {most} sessions of the account at once (its processes)"
+    in_log = most_sessions_in_log(mail_account.server.log_path, mail_account.user)
+    assert 1 <= in_log <= BUDGET, f"Dovecot's log shows {in_log} sessions of the account at once"
