@@ -53,8 +53,12 @@ class Host:
         self._listeners: List[socket.socket] = []
         self._connections: List[socket.socket] = []
         self._lock = threading.Lock()
-        for port in ports:
-            self._forward(port)
+        try:
+            for port in ports:
+                self._forward(port)
+        except BaseException:
+            self.close()  # never leave a namespace behind
+            raise
 
     @property
     def prefix(self) -> List[str]:

@@ -8,6 +8,7 @@ import re
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Iterator, List
 
 import pytest
 
@@ -59,9 +60,18 @@ def most_sessions_in_log(log: Path, user: str) -> int:
     return most
 
 
+@pytest.fixture
+def hosts(rabbitmq, mail_account) -> Iterator[List[Host]]:
+    made = [Host([rabbitmq.port, mail_account.server.imaps_port]) for _ in range(2)]
+    try:
+        yield made
+    finally:
+        for host in made:
+            host.close()
+
+
 def test_a_budget_of_two_sessions_holds_for_a_poll_and_six_workers_on_two_hosts_and_every_message_arrives(
-        tmp_path, rabbitmq, mail_account):
-    hosts = [Host([rabbitmq.port, mail_account.server.imaps_port]) for _ in range(2)]
+        tmp_path, rabbitmq, mail_account, hosts):
     directory = tmp_path / "mail"
     budget = f"mailSessionMax {BUDGET}\nmailSessionWait 30\n"
     homes = []
@@ -91,8 +101,6 @@ def test_a_budget_of_two_sessions_holds_for_a_poll_and_six_workers_on_two_hosts_
         most = sampler.stop()
     finally:
         sampler.stop()
-        for host in hosts:
-            host.close()
     files = eml_files(directory)
     assert len(files) == MESSAGES
     assert not [p for p, n in Counter(f.name for f in files).items() if n > 1]
