@@ -12,16 +12,17 @@ from mailingest.mailbox.refs import parse_notice_fields
 from mailingest.poller.follower import ANNOUNCER_FIELD
 from mailingest.poller.ha import ActivePollLease
 from tests.unit.test_ha_poll import MemoryBroker, MemoryLocks
-from tests.unit.test_poll_cycle import IMAP_URL, name, new_poll, server  # noqa: F401  (server: a fixture)
+from tests.unit.test_poll_cycle import IMAP_URL, POP3_URL, name, new_poll, server  # noqa: F401  (server: a fixture)
 
 
 class Node:
     """One poll node: its callback, its .noVip file (sr3 writes it when the vip is elsewhere)."""
 
-    def __init__(self, tmp_path, label: str, broker: MemoryBroker) -> None:
+    def __init__(self, tmp_path, label: str, broker: MemoryBroker, url: str = IMAP_URL) -> None:
         directory = tmp_path / label
         directory.mkdir()
-        self.poll = new_poll(directory)
+        self.url = url
+        self.poll = new_poll(directory, url)
         self.novip = directory / "poll.noVip"
         self.novip.write_text("0\n")
         self.poll.lease = ActivePollLease("group", MemoryLocks(broker), str(self.novip))  # type: ignore[arg-type]
@@ -40,7 +41,7 @@ class Node:
     def post(self, notices: List) -> List[dict]:
         """sr3 posts them and runs after_post; the published notices (with relPath) come back."""
         self.poll.after_post(types.SimpleNamespace(ok=notices, failed=[], rejected=[], incoming=[]))
-        path_dir = parse_mail_url(IMAP_URL).path_dir
+        path_dir = parse_mail_url(self.url).path_dir
         return [dict(n, relPath=parse_notice_fields(n["mail"]).rel_path_in(path_dir)) for n in notices]
 
     def read_queue(self, published: List[dict]) -> None:
@@ -108,3 +109,21 @@ def test_a_lease_lost_during_the_cycle_posts_nothing_and_commits_nothing(tmp_pat
     a.poll._cycle = original
     assert a.gather() == []  # takes the lease again: one pass for the queue
     assert [name(n) for n in a.gather()] == ["INBOX:1", "INBOX:2"]
+
+
+def test_pop3_nodes_hand_over_the_uidls_announced(tmp_path, server):  # noqa: F811
+    broker = MemoryBroker()
+    a, b = Node(tmp_path, "a", broker, POP3_URL), Node(tmp_path, "b", broker, POP3_URL)
+    server.uidls = ["u1", "u2", "u3"]
+    a.give_vip()
+    a.gather()
+    published = a.post(a.gather())
+    assert sorted(name(n) for n in published) == ["u1", "u2", "u3"]
+    b.read_queue(published)
+    assert b.poll.state.uidls(parse_mail_url(POP3_URL).display) == {"u1", "u2", "u3"}
+    a.take_vip()
+    a.read_queue([])
+    b.give_vip()
+    server.uidls.append("u4")
+    assert b.gather() == []
+    assert [name(n) for n in b.gather()] == ["u4"]
