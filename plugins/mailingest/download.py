@@ -36,8 +36,11 @@ with a growing backoff and its notices go back to sr3, which retries them later.
 directory that cannot be written is waited out here (:mod:`mailingest.fetcher.diskwait`): one error line,
 a probe every 30 s at most, and the notice kept in hand until the file can be written.
 
-Options: ``mailAfterDownload``, ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout``
-(see docs/configuration.md).
+With ``mailSessionMax`` a worker holds one of the account's session slots while logged in
+(:mod:`mailingest.mailbox.budget`) and logs out at the end of each batch.
+
+Options: ``mailAfterDownload``, ``mailSessionMax``, ``mailSessionWait``, ``mailSessionBroker``,
+``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout`` (see docs/configuration.md).
 """
 
 from __future__ import annotations

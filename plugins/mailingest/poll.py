@@ -45,9 +45,15 @@ folder (and a server without IDLE, which is polled normally).  Control goes back
 IDLE is noticed at once; the poll reconnects, catches up, and retries a server that stays away
 after a tenth of the outage so far.
 
+Under sr3's ``vip`` every node runs this poll; only the node holding the virtual IP and the poll
+lease polls, the others follow its notices in ``after_accept`` (:mod:`mailingest.poller.ha`,
+:mod:`mailingest.poller.follower`).  With ``mailSessionMax`` each session takes a slot shared by
+every process of the account (:mod:`mailingest.mailbox.budget`).
+
 Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
 mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax,
-mailReannounceAfter, mailCaFile, mailAllowPlaintext, tlsRigour, timeout.
+mailReannounceAfter, mailSessionMax, mailSessionWait, mailSessionBroker, mailCaFile,
+mailAllowPlaintext, tlsRigour, timeout.
 """
 
 from __future__ import annotations
