@@ -12,4 +12,7 @@ Library errors (imapclient, imaplib, poplib, ssl, socket) become :mod:`mailinges
 * :mod:`~mailingest.mailbox.pop3`              POP3 through poplib, UIDL identity
 * :mod:`~mailingest.mailbox.pop3codes`         which ``-ERR`` answers are temporary
 * :mod:`~mailingest.mailbox.factory`           ``new_mailbox``: the right class for an account
+* :mod:`~mailingest.mailbox.sessionlimit`      a server refusing one more session for the account
+* :mod:`~mailingest.mailbox.brokerlocks`       locks and notes on the shared AMQP broker (exclusive queues)
+* :mod:`~mailingest.mailbox.budget`            ``mailSessionMax``: the sessions an account holds at once, across hosts
 """
