@@ -76,3 +76,20 @@ def test_a_note_keeps_only_the_latest_value_and_reading_it_leaves_it_there(rabbi
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_lock_held_through_many_heartbeat_intervals_without_use_stays_held(rabbitmq, monkeypatch):
+    from mailingest.mailbox import brokerlocks
+
+    monkeypatch.setattr(brokerlocks, "HEARTBEAT_SECONDS", 2)
+    monkeypatch.setattr(brokerlocks, "KEEPER_PERIOD", 0.5)
+    holder, other = BrokerLocks(rabbitmq.url), BrokerLocks(rabbitmq.url)
+    try:
+        assert holder.try_acquire("spec.idle")
+        generation = holder.generation
+        time.sleep(10)  # the scenario is time passing unused: five heartbeat intervals, only the keeper talks
+        assert holder.holds("spec.idle") and holder.generation == generation
+        assert not other.try_acquire("spec.idle"), "the broker still counts it as held"
+    finally:
+        holder.close()
+        other.close()
