@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pika
 import psutil
@@ -105,11 +105,12 @@ class Sr3Home:
 
     # -- processes ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def foreground(self, target: str, log_name: Optional[str] = None) -> Iterator["Sr3Process"]:
-        """``sr3 foreground target`` until the block ends."""
+    def foreground(self, target: str, log_name: Optional[str] = None,
+                   prefix: Sequence[str] = ()) -> Iterator["Sr3Process"]:
+        """``sr3 foreground target`` until the block ends (``prefix``: e.g. ``ip netns exec NS``)."""
         self.write()
         log = self.logs / (log_name or target.replace("/", "_") + ".log")
-        process = Sr3Process(target, log, self.env)
+        process = Sr3Process(target, log, self.env, prefix)
         try:
             yield process
         finally:
@@ -129,11 +130,11 @@ POSTED = "after_post posted "
 
 
 class Sr3Process:
-    def __init__(self, target: str, log: Path, env: Dict[str, str]) -> None:
+    def __init__(self, target: str, log: Path, env: Dict[str, str], prefix: Sequence[str] = ()) -> None:
         self.target = target
         self.log_path = log
         self._log = open(log, "ab")
-        self.popen = subprocess.Popen([SR3, "foreground", target], cwd=REPO, env=env,
+        self.popen = subprocess.Popen([*prefix, SR3, "foreground", target], cwd=REPO, env=env,
                                       stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def log_text(self) -> str:

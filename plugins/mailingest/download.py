@@ -36,8 +36,11 @@ with a growing backoff and its notices go back to sr3, which retries them later.
 directory that cannot be written is waited out here (:mod:`mailingest.fetcher.diskwait`): one error line,
 a probe every 30 s at most, and the notice kept in hand until the file can be written.
 
-Options: ``mailAfterDownload``, ``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout``
-(see docs/configuration.md).
+With ``mailSessionMax`` a worker holds one of the account's session slots while logged in
+(:mod:`mailingest.mailbox.budget`) and logs out at the end of each batch.
+
+Options: ``mailAfterDownload``, ``mailSessionMax``, ``mailSessionWait``, ``mailSessionBroker``,
+``mailCaFile``, ``mailAllowPlaintext``, ``tlsRigour``, ``timeout`` (see docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from mailingest.mailbox.credentials_file import CredentialsFile
 from mailingest.mailbox.factory import capabilities_of
 from mailingest.mailbox.protocol import Capability, Mailbox
 from mailingest.mailbox.refs import MessageRef, parse_notice_fields
-from mailingest.options import Option, connection_settings, declare_connection_options
+from mailingest.options import Option, connection_settings, declare_connection_options, session_budget
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +117,8 @@ class Download(FlowCB):
         self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
                                         "actions": 0, "alreadyComplete": 0}
         self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
-                                    lambda: self.stop_requested)
+                                    lambda: self.stop_requested,
+                                    session_budget(self.o, getattr(self.o, "broker", None), lambda: self.stop_requested))
         self._accounts: Dict[str, MailAccount] = {}
         self.credentials = CredentialsFile.of(self.o)
         self._credentials_generation = 0
@@ -170,8 +174,11 @@ class Download(FlowCB):
             worklist.directories_ok.append(new_dir)
 
     def after_work(self, worklist: Any) -> None:
-        """Commit deletions applied at close (POP3); notices whose message is gone leave the flow as rejected (410)."""
+        """Commit deletions applied at close (POP3); notices whose message is gone leave the flow as rejected (410).
+        With mailSessionMax, log out at the end of each batch: the slot goes to a worker that waits."""
         self._commit_deferred_deletes()
+        if self.sessions.budget.max_sessions:
+            self.sessions.close_all()
         gone = [m for m in worklist.ok if m.get(GONE_MARK)]
         if not gone:
             return

@@ -24,12 +24,16 @@ import logging
 import math
 import os
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, Set
+import socket
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from mailingest.errors import ConfigError
+from mailingest.mailbox.brokerlocks import broker_url_of, shared_locks
+from mailingest.mailbox.budget import DEFAULT_WAIT_SECONDS, NoBudget, SessionBudget, account_digest
 from mailingest.mailbox.connection import ConnectionSettings
 from mailingest.oauth2.config import OPTIONS as OAUTH2_OPTIONS
 from mailingest.oauth2.config import OAuth2Settings, settings_from_options
+from mailingest.poller.ha import ActivePollLease
 
 logger = logging.getLogger(__name__)
 
@@ -296,3 +300,81 @@ def oauth2_settings(options: Any, timeout: float = DEFAULT_TIMEOUT, rigour: str 
 
 def _path(value: Optional[str]) -> Optional[str]:
     return os.path.expanduser(value) if value else None
+
+
+# -- the connection budget of an account (mailingest.mailbox.budget) -------------------------------
+
+#: the per-account session budget (poll and download)
+SESSION_BUDGET_OPTIONS = (
+    Option("mailSessionMax", "count", 0),
+    Option("mailSessionWait", "duration", DEFAULT_WAIT_SECONDS),
+    Option("mailSessionBroker", "str", None),
+)
+
+
+def session_budget(options: Any, flow_broker: Any, should_stop: Any) -> Any:
+    """A :class:`SessionBudget` for ``mailSessionMax`` (a :class:`NoBudget` when it is 0), its slots
+    on ``mailSessionBroker`` or else ``flow_broker`` (the poll's post_broker, the download's broker).
+
+    :raises ConfigError: ``mailSessionMax`` set but no broker to count the sessions on.
+    """
+    declare(options, *SESSION_BUDGET_OPTIONS)
+    max_sessions = count(options, "mailSessionMax", 0)
+    if not max_sessions:
+        return NoBudget()
+    url = text(options, "mailSessionBroker")
+    if url and hasattr(getattr(options, "credentials", None), "validate_urlstr"):
+        found, credential = options.credentials.validate_urlstr(url)  # its password from credentials.conf
+        url = broker_url_of(credential) if found else url
+    url = url or broker_url_of(flow_broker)
+    if not url:
+        raise ConfigError("mailSessionMax needs a broker to count sessions on: set mailSessionBroker "
+                          "(an amqp:// URL every poll and download of the account uses)")
+    wait = duration(options, "mailSessionWait", DEFAULT_WAIT_SECONDS)
+    return SessionBudget(shared_locks(url), max_sessions, wait, should_stop)
+
+
+# -- a highly available poll under sr3's vip (mailingest.poller.ha) -------------------------------
+
+def poll_lease(options: Any, account_display: str) -> Tuple[ActivePollLease, str]:
+    """The poll's :class:`ActivePollLease` and this node's announcer name (empty without ``vip``).
+
+    The lease group is the account and the post_exchange, so the nodes of one poll share it
+    whatever their config files are called.
+
+    :raises ConfigError: ``vip`` set without a post_broker.
+    """
+    vips = [v for v in (getattr(options, "vip", None) or []) if v]
+    if not vips:
+        return ActivePollLease("", None, None), ""
+    url = broker_url_of(getattr(options, "post_broker", None))
+    if not url:
+        raise ConfigError("vip needs post_broker: the poll nodes share their state and the poll lease through it")
+    exchange = getattr(options, "post_exchange", None) or ""
+    if isinstance(exchange, (list, tuple)):
+        exchange = ",".join(str(x) for x in exchange)
+    group = account_digest(f"{account_display}|{exchange}")
+    announcer = f"{socket.gethostname()}:{os.getpid()}"
+    queue, split = _poll_queue_and_split_exchanges(options)
+    return ActivePollLease(group, shared_locks(url), getattr(options, "novipFilename", None), queue, split), announcer
+
+
+def _poll_queue_and_split_exchanges(options: Any) -> Tuple[str, List[str]]:
+    """The queue sr3 declared for a vip poll, and the exchanges it posts to with
+    ``post_exchangeSplit`` (sr3 binds only one of them; [] without a split)."""
+    queue = ""
+    for subscription in getattr(options, "subscriptions", None) or []:
+        try:
+            queue = str(subscription["queue"]["name"])
+            break
+        except (KeyError, TypeError):
+            continue
+    exchanges: List[str] = []
+    for publisher in getattr(options, "publishers", None) or []:
+        try:
+            names = publisher["exchange"]
+        except (KeyError, TypeError):
+            continue
+        if isinstance(names, (list, tuple)) and len(names) > 1:
+            exchanges = [str(name) for name in names]
+    return queue, exchanges

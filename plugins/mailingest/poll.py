@@ -52,10 +52,15 @@ folder (and a server without IDLE, which is polled normally).  Control goes back
 IDLE is noticed at once; the poll reconnects, catches up, and retries a server that stays away
 after a tenth of the outage so far.
 
+Under sr3's ``vip`` every node runs this poll; only the node holding the virtual IP and the poll
+lease polls, the others follow its notices in ``after_accept`` (:mod:`mailingest.poller.ha`,
+:mod:`mailingest.poller.follower`).  With ``mailSessionMax`` each session takes a slot shared by
+every process of the account (:mod:`mailingest.mailbox.budget`).
+
 Options (docs/configuration.md): mailFolder, mailSearch, mailSince, mailMaxSize,
 mailQuarantineFolder, mailUidValidityChange, mailIdle, mailIdleMax, mailAnnounceMax,
-mailReannounceAfter, mailCaFile, mailAllowPlaintext, tlsRigour, timeout; the trust options of
-:mod:`mailingest.screensettings`.
+mailReannounceAfter, mailSessionMax, mailSessionWait, mailSessionBroker, mailCaFile,
+mailAllowPlaintext, tlsRigour, timeout; the trust options of :mod:`mailingest.screensettings`.
 """
 
 from __future__ import annotations
@@ -78,7 +83,8 @@ from mailingest.mailbox.credentials_file import CredentialsFile
 from mailingest.mailbox.kept import KeptSession
 from mailingest.mailbox.protocol import Capability, Mailbox
 from mailingest.mailbox.refs import MessageRef
-from mailingest.options import Option, connection_settings, declare_connection_options
+from mailingest.options import Option, connection_settings, declare_connection_options, poll_lease, session_budget
+from mailingest.poller.follower import ANNOUNCER_FIELD, follow_notices
 from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
 from mailingest.poller.pacing import FlowPacing
 from mailingest.poller.reannounce import Announced, ReannouncePolicy
@@ -175,7 +181,8 @@ class Poll(FlowCB):
         opt.declare(self.o, *TRUST_OPTIONS)
         declare_connection_options(self.o)
         self.settings = PollSettings.from_options(self.o)
-        screening = screen_settings(self.o, parse_mail_url(self.settings.poll_url).scheme.startswith("pop"))
+        self.mail_url = parse_mail_url(self.settings.poll_url)
+        screening = screen_settings(self.o, self.mail_url.scheme.startswith("pop"))
         self.connection = connection_settings(self.o)
         self.credentials = CredentialsFile.of(self.o)
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
@@ -184,8 +191,6 @@ class Poll(FlowCB):
         self._staged_folders: Dict[Tuple[str, str], FolderState] = {}
         self._staged_uidls: Dict[str, Tuple[Set[str], Dict[str, Announced]]] = {}
         self._staged_complete = False
-        #: the session kept between cycles, checked with a NOOP before each
-        self.session = KeptSession(self.connection, on_login=self._logged_in)
         self._connection_failures = 0  # in a row: the reconnect backoff grows with these alone
         self._retry_at = 0.0
         self._last_error = ""
@@ -201,12 +206,30 @@ class Poll(FlowCB):
         self._next_full_cycle = 0.0
         self._outage_started = 0.0
         self._idle_offered: Optional[bool] = None
+        # highly available poll (sr3 vip) and the account's session budget: mailingest.poller.ha, .budget
+        self.lease, self.announcer = poll_lease(self.o, self.mail_url.display)
+        self.budget = session_budget(self.o, getattr(self.o, "post_broker", None), lambda: self.stop_requested)
+        #: the session kept between cycles, checked with a NOOP before each
+        self.session = KeptSession(self.connection, on_login=self._logged_in, budget=self.budget)
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def poll(self) -> List[sarracenia.Message]:
+        """Under ``vip``, only while this node holds the poll lease (:mod:`mailingest.poller.ha`)."""
         self._discard_staged()  # never commit what an earlier poll() staged but sr3 did not post
-        if self._pushing():
-            return self._poll_idling()
+        if not self.lease.may_poll(self.state):
+            self.pacing.gather_again_now()  # the flow reads the queue, then asks again
+            return []
+        notices = self._poll_idling() if self._pushing() else self._poll_once()
+        if notices and not self.lease.still_held():
+            # the broker connection (and the lease with it) went during the cycle: another node may
+            # poll now, from the state this node handed over, so these notices are its to announce
+            logger.warning("poll lease lost during the cycle: its %d notice(s) are not posted here; the node "
+                           "holding the lease announces them", len(notices))
+            self._discard_staged()
+            return []
+        return notices
+
+    def _poll_once(self) -> List[sarracenia.Message]:
         if time.monotonic() < self._retry_at:
             return []
         started = time.monotonic()
@@ -226,6 +249,8 @@ class Poll(FlowCB):
             notices = []
             self._discard_staged()
             self._close()
+        if self.budget.max_sessions:
+            self._close()  # counted sessions are not kept between cycles: downloads need them more
         self.metrics["cycles"] += 1
         self.metrics["lastPollSeconds"] = round(time.monotonic() - started, 3)
         logger.debug("poll cycle returned %d notice(s) in %.3f s", len(notices), self.metrics["lastPollSeconds"])
@@ -242,10 +267,32 @@ class Poll(FlowCB):
         for account, (uidls, pending) in self._staged_uidls.items():
             self.state.set_uidls(account, uidls, pending=pending)
         self._discard_staged()
+        changed = self.state.dirty
         try:
             self.state.save()
         except OSError as exc:
             logger.error("cannot save poll state %s: %s; mail may be announced again", self.state.path, exc)
+        if changed:
+            self.lease.hand_over(self.state)
+
+    def after_accept(self, worklist: Any) -> None:
+        """Runs at every flow pass.  Under ``vip``: record what the active node announced (the
+        notices sr3 read from this poll's own post_exchange), and on a node that has just lost
+        the vip, let the poll lease and the mail session go."""
+        if not self.lease.enabled:
+            return
+        self.lease.follow_every_exchange()
+        followed = follow_notices(self.state, self.mail_url, worklist.incoming, self.announcer,
+                                  track_pending=self.settings.reannounce is not None)
+        if followed.applied:
+            logger.debug("followed %d notice(s) of the active poll node", followed.applied)
+            try:
+                self.state.save()
+            except OSError as exc:
+                logger.error("cannot save poll state %s: %s", self.state.path, exc)
+        if self.lease.passive():
+            self.lease.step_down()
+            self._close()
 
     def on_start(self) -> None:
         self.pacing.housekeeping_ran()
@@ -255,6 +302,7 @@ class Poll(FlowCB):
 
     def on_stop(self) -> None:
         self._close()
+        self.lease.step_down()
 
     def metricsReport(self) -> Dict[str, Any]:
         return dict(self.metrics)
@@ -516,6 +564,8 @@ class Poll(FlowCB):
         msg["mail"] = ref.notice_fields()
         if extra:
             msg["mail"].update(extra)
+        if self.announcer:
+            msg[ANNOUNCER_FIELD] = self.announcer
         msg["nodupe_override"] = {"key": f"{account.display}|{rel_path}", "path": rel_path}
         msg["_deleteOnPost"] |= {"nodupe_override"}
         return msg

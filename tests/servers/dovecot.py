@@ -97,13 +97,15 @@ class DovecotServer(process.ManagedServer):
 
     def __init__(self, base_dir: Path, *, starttls: bool = True, allow_plaintext_auth: bool = True,
                  auth_mechanisms: str = "plain login", extra_config: str = "",
-                 mail_parent: Path | None = None) -> None:
+                 mail_parent: Path | None = None, max_userip_connections: int = 100) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.starttls = starttls
         self.allow_plaintext_auth = allow_plaintext_auth
         self.auth_mechanisms = auth_mechanisms
         self.extra_config = extra_config
+        #: Dovecot's mail_max_userip_connections (IMAP and POP3 each)
+        self.max_userip_connections = max_userip_connections
         self.host = LOOPBACK
         self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port = free_ports(4, self.host)
         self.config_path = self.base_dir / "dovecot.conf"

@@ -70,10 +70,10 @@ pop3_uidl_format = %08Xu%08Xv
 imap_idle_notify_interval = 1 secs
 verbose_proctitle = yes
 protocol imap {{
-  mail_max_userip_connections = 100
+  mail_max_userip_connections = {server.max_userip_connections}
 }}
 protocol pop3 {{
-  mail_max_userip_connections = 100
+  mail_max_userip_connections = {server.max_userip_connections}
 }}
 namespace inbox {{
   inbox = yes

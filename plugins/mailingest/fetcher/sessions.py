@@ -17,9 +17,11 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from mailingest.errors import MailAuthError, MailConnectionError, MailError, TlsError
 from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.budget import NoBudget, SessionBudgetBusyError
 from mailingest.mailbox.connection import ConnectionSettings
 from mailingest.mailbox.kept import KeptSession
 from mailingest.mailbox.protocol import Mailbox
+from mailingest.mailbox.sessionlimit import SessionLimitError, SessionLimitLog
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +41,12 @@ class SessionPool:
     """Connections by account (``scheme://user@host:port``)."""
 
     def __init__(self, settings: ConnectionSettings, prepare: Callable[[Mailbox], None],
-                 metrics: Dict[str, Any], should_stop: Callable[[], bool] = lambda: False) -> None:
+                 metrics: Dict[str, Any], should_stop: Callable[[], bool] = lambda: False,
+                 budget: Any = None) -> None:
         self.settings = settings
+        #: mailSessionMax: a slot per open session (mailingest.mailbox.budget)
+        self.budget = budget if budget is not None else NoBudget()
+        self._limit_log = SessionLimitLog()
         self._prepare = prepare
         self._metrics = metrics
         self._should_stop = should_stop
@@ -66,6 +72,13 @@ class SessionPool:
                 time.sleep(delay)
             try:
                 result = operation(self._session(account))
+            except SessionBudgetBusyError as exc:  # logged by the budget; the notice is retried later
+                raise AccountUnavailableError(str(exc)) from None
+            except SessionLimitError as exc:  # the server's own cap: transient, never a wrong password
+                self.drop(key)
+                self._limit_log.refused(key, exc)
+                self._metrics["sessionsRefused"] = self._metrics.get("sessionsRefused", 0) + 1
+                raise AccountUnavailableError(str(exc)) from None
             except MailConnectionError as exc:
                 last = exc
                 self.drop(key)
@@ -88,7 +101,7 @@ class SessionPool:
         session = self._sessions.get(account.display)
         if session is None:
             session = self._sessions[account.display] = KeptSession(
-                self.settings, IDLE_CHECK_SECONDS, self._prepare, self._logged_in)
+                self.settings, IDLE_CHECK_SECONDS, self._prepare, self._logged_in, self.budget)
         return session.mailbox(account)
 
     def _logged_in(self, mailbox: Mailbox) -> None:

@@ -15,4 +15,7 @@ Library errors (imapclient, imaplib, poplib, ssl, socket) become :mod:`mailinges
 * :mod:`~mailingest.mailbox.pop3codes`         which ``-ERR`` answers are temporary
 * :mod:`~mailingest.mailbox.factory`           ``new_mailbox``: the right class for an account
 * :mod:`~mailingest.mailbox.kept`              ``KeptSession``: one account's session, kept between calls
+* :mod:`~mailingest.mailbox.sessionlimit`      a server refusing one more session for the account
+* :mod:`~mailingest.mailbox.brokerlocks`       locks and notes on the shared AMQP broker (exclusive queues)
+* :mod:`~mailingest.mailbox.budget`            ``mailSessionMax``: the sessions an account holds at once, across hosts
 """

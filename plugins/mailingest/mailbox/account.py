@@ -98,6 +98,11 @@ class MailUrl:
     has_password: bool
 
     @property
+    def display(self) -> str:
+        """``scheme://user@host:port``, as :attr:`MailAccount.display` (the poll state's key)."""
+        return f"{self.scheme}://{self.username}@{self.host}:{self.port}"
+
+    @property
     def keyring_service(self) -> str:
         """The keyring service that holds this account's password (user: the mail user name)."""
         return f"{KEYRING_SERVICE_PREFIX}{self.scheme}://{self.host}:{self.port}"

@@ -26,6 +26,7 @@ from mailingest.errors import MailAuthError, MailConnectionError, OAuth2Unavaila
 from mailingest.mailbox import sasl
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.pop3codes import is_temporary
+from mailingest.mailbox.sessionlimit import is_session_limit, session_limit_error
 from mailingest.oauth2 import tokens as oauth2
 from mailingest.oauth2.endpoint import OAuth2Error
 
@@ -117,8 +118,12 @@ def imap_login(client: Any, account: MailAccount) -> None:
     try:
         _log_in(_ImapSasl(client), account)
     except LoginError as exc:
+        if is_session_limit(server_text(exc)):
+            raise session_limit_error(account.display, server_text(exc)) from None
         raise MailAuthError(_refused(account, exc)) from None
     except IMAPClientError as exc:
+        if is_session_limit(server_text(exc)):  # some servers answer BYE (an abort) at the login
+            raise session_limit_error(account.display, server_text(exc)) from None
         if isinstance(exc, IMAPClientAbortError):
             raise
         raise MailAuthError(f"login failed for {account.display}: {server_text(exc)}") from None
@@ -133,6 +138,8 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
     try:
         _log_in(_Pop3Sasl(connection), account)
     except poplib.error_proto as exc:
+        if is_session_limit(server_text(exc)):
+            raise session_limit_error(account.display, server_text(exc)) from None
         if is_temporary(exc):  # maildrop locked by another session, server shutting down, ...
             raise MailConnectionError(f"{account.display} cannot take a login now: {server_text(exc)}; "
                                       f"will retry") from None

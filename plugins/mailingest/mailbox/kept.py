@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from mailingest.mailbox.account import MailAccount
+from mailingest.mailbox.budget import NoBudget, SessionBudget
 from mailingest.mailbox.connection import ConnectionSettings
 from mailingest.mailbox.factory import new_mailbox
 from mailingest.mailbox.protocol import Mailbox
@@ -25,13 +26,17 @@ class KeptSession:
     *check_after*: a session unused for longer than this many seconds is checked with a no-op
     (``is_alive``) before it is handed out again; 0 checks it every time.  *prepare* is called
     with each new mailbox before it connects (e.g. to open folders read-write), *on_login* after
-    it has logged in.
+    it has logged in.  With a *budget* (``mailSessionMax``), each session holds one of the
+    account's slots from before it connects until it is dropped, and a session whose slot was lost
+    (with the broker connection that held it) is dropped.
     """
 
     def __init__(self, settings: ConnectionSettings, check_after: float = 0.0,
                  prepare: Callable[[Mailbox], None] | None = None,
-                 on_login: Callable[[Mailbox], None] | None = None) -> None:
+                 on_login: Callable[[Mailbox], None] | None = None,
+                 budget: SessionBudget | NoBudget | None = None) -> None:
         self.settings = settings
+        self.budget = budget if budget is not None else NoBudget()
         self.check_after = check_after
         self._prepare = prepare
         self._on_login = on_login
@@ -48,17 +53,24 @@ class KeptSession:
         A session to another account is closed first.
 
         :raises MailConnectionError, TlsError, MailAuthError: a new session could not log in.
+        :raises SessionBudgetBusyError: no session slot of the account came free in time.
         """
         now = time.monotonic()
         mailbox = self._mailbox
-        if mailbox is not None and (mailbox.account != account or not self._usable(mailbox, now)):
+        if mailbox is not None and (mailbox.account != account or not self.budget.still_held(account.display)
+                                    or not self._usable(mailbox, now)):
             self.drop()
             mailbox = None
         if mailbox is None:
-            mailbox = new_mailbox(account, self.settings)
-            if self._prepare is not None:
-                self._prepare(mailbox)
-            mailbox.connect()
+            self.budget.acquire(account.display)
+            try:
+                mailbox = new_mailbox(account, self.settings)
+                if self._prepare is not None:
+                    self._prepare(mailbox)
+                mailbox.connect()
+            except BaseException:
+                self.budget.release(account.display)
+                raise
             self._mailbox = mailbox
             if self._on_login is not None:
                 self._on_login(mailbox)
@@ -81,4 +93,7 @@ class KeptSession:
         mailbox, self._mailbox = self._mailbox, None
         if mailbox is None:
             return True
-        return mailbox.close() is not False
+        try:
+            return mailbox.close() is not False
+        finally:
+            self.budget.release(mailbox.account.display)

@@ -46,9 +46,10 @@ class PollState:
     stored grouped by announcement, ``[[at, repeats, [uid, ...]], ...]``: the messages of one
     cycle share one group."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, data: Optional[Dict[str, Dict[str, Dict[str, Any]]]] = None) -> None:
+        """``data``: the content of a state file (a snapshot) instead of the file at ``path``."""
         self.path = path
-        self._data: Dict[str, Dict[str, Dict[str, Any]]] = self._load()
+        self._data: Dict[str, Dict[str, Dict[str, Any]]] = self._load() if data is None else data
         self._folders: Dict[Tuple[str, str], Optional[FolderState]] = {}
         self._maildrops: Dict[Tuple[str, str], Tuple[Set[str], Dict[str, Announced]]] = {}
         self._dirty = False
@@ -121,13 +122,27 @@ class PollState:
         self._maildrops[(account, folder)] = (set(uidls), dict(pending))
         self._dirty = True
 
+    def entries(self) -> List[Tuple[str, str, bool]]:
+        """Every (account, folder, is_imap) this state knows."""
+        return [(account, folder, "uidvalidity" in entry)
+                for account, folders in self._data.items() if isinstance(folders, dict)
+                for folder, entry in folders.items() if isinstance(entry, dict)]
+
+    def to_text(self) -> str:
+        """The state as its file holds it (JSON)."""
+        return json.dumps(self._data, sort_keys=True)
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
     def save(self) -> None:
         """Write atomically (temp file, fsync, rename, directory fsync), if anything changed."""
         if not self._dirty:
             return
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, exist_ok=True)
-        text = json.dumps(self._data, sort_keys=True)
+        text = self.to_text()
         write_atomically(self.path, [text.encode("utf-8")])
         self._dirty = False
 
