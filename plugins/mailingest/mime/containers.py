@@ -1,0 +1,163 @@
+"""Parts that hold other parts: TNEF (``winmail.dat``) and S/MIME, opened for the tree walker.
+
+The walker (:py:mod:`mailingest.mime.parse`) calls two hooks:
+
+* :py:func:`open_leaf` for every leaf that is not a body: a TNEF container gives its files
+  (``mimePart`` ``<part>.tnef<k>``, each with a ``container`` record) and its bodies (kind
+  ``tnef-body``); an ``application/pkcs7-mime`` part is decrypted or unwrapped and the message
+  inside is decoded as if it were this part (``mimePart`` ``<part>.smime...``); the verdict is
+  recorded.  The container itself is written as it came, except a TNEF container that was
+  unpacked completely when ``tnef_keep`` is off (its record still names it, with its sha256).
+* :py:func:`check_signed` for every ``multipart/signed`` with a PKCS#7 signature: the verdict.
+
+Everything stays within the walker's bounds: files and bytes are charged like any other part;
+past a bound the container is kept whole and the rest is not unpacked.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import TYPE_CHECKING, Any
+
+from mailingest.errors import MimeError
+from mailingest.mime import payloads, tnef
+from mailingest.mime.smime import Smime, SmimeSettings, smime_type
+from mailingest.mime.spans import RawSpans
+
+if TYPE_CHECKING:
+    from mailingest.mime.parse import Part, _Walker
+
+logger = logging.getLogger(__name__)
+
+TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+_SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_TNEF_BODY_TYPES = (("text", "text/plain"), ("html", "text/html"), ("rtf", "application/rtf"))
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Which containers the decoder opens.
+
+    :param tnef: unpack TNEF containers.
+    :param tnef_keep: also write the TNEF container itself when it was unpacked completely.
+    :param smime: open S/MIME parts (None: written as they are, no verdict).
+    """
+
+    tnef: bool = True
+    tnef_keep: bool = False
+    smime: Smime | None = field(default_factory=lambda: Smime(SmimeSettings()))
+
+
+@dataclass
+class Opened:
+    """What :py:func:`open_leaf` found in a leaf."""
+
+    keep_container: bool = True
+    parts: list[Part] = field(default_factory=list)
+    #: an S/MIME part's content: a MIME entity to decode in place of the part
+    inner: bytes | None = None
+
+
+def open_leaf(walker: _Walker, number: str, ctype: str, params: dict[str, str], name: str | None,
+              data: bytes | memoryview, defects: list[str]) -> Opened | None:
+    """Open the leaf *number* when it is a container the settings ask for; None otherwise."""
+    formats: Formats = walker.formats
+    if formats.tnef and (ctype in TNEF_TYPES or (name or "").lower() == "winmail.dat") and tnef.is_tnef(data):
+        return _open_tnef(walker, number, ctype, name, data, defects)
+    kind = smime_type(ctype, params, name) if formats.smime is not None else None
+    if kind is None or formats.smime is None:
+        return None
+    der = bytes(data)
+    if kind == "signed":
+        content, verdict = formats.smime.open_signed(der)
+    else:
+        content, verdict = formats.smime.decrypt(der)
+    verdict = {"mimePart": number, **verdict}
+    walker.verdicts.append(verdict)
+    if content is not None and not walker._fits(len(content)):
+        defects.append("%s: S/MIME content not decoded: %s reached" % (number, walker.exhausted))
+        content = None
+    return Opened(inner=content)
+
+
+def decode_inner(walker: _Walker, opened: Opened, depth: int, number: str, hints: Any,
+                 out: list[Part], defects: list[str]) -> None:
+    """Append what *opened* holds: TNEF files, or the S/MIME content decoded as a message."""
+    out.extend(opened.parts)
+    if opened.inner is None:
+        return
+    from mailingest.mime.parse import parse
+
+    try:
+        msg = parse(opened.inner)
+    except MimeError as exc:
+        defects.append("%s: S/MIME content not parsed: %s" % (number, exc))
+        return
+    bodies = walker.bodies_of(msg, number, defects)
+    walker._walk(msg, depth + 1, number + ".smime", bodies, hints, out, defects, RawSpans(opened.inner, msg))
+
+
+def check_signed(walker: _Walker, part: Message, number: str, spans: RawSpans) -> None:
+    """Record the verdict on a ``multipart/signed`` part whose signature is PKCS#7."""
+    smime: Smime | None = walker.formats.smime
+    children = part.get_payload()
+    if smime is None or not isinstance(children, list) or len(children) != 2:
+        return
+    signed, signature = children
+    if not isinstance(signed, Message) or not isinstance(signature, Message):
+        return
+    protocol = str(part.get_param("protocol", "") or "").strip().lower()
+    if protocol not in _SIGNATURE_TYPES and signature.get_content_type() not in _SIGNATURE_TYPES:
+        return
+    spans.adopt(part, signed)
+    spans.adopt(part, signature)
+    content = spans.bytes_of(signed)
+    verdict: dict[str, Any] = {"mimePart": number or "top"}
+    if content is None:
+        verdict.update(type="detached-signature", verdict="invalid",
+                       reason="the signed part's original bytes could not be found")
+    else:
+        verdict.update(smime.verify_detached(bytes(content), payloads.leaf_bytes(signature)))
+    walker.verdicts.append(verdict)
+
+
+def _open_tnef(walker: _Walker, number: str, ctype: str, name: str | None, data: bytes | memoryview,
+               defects: list[str]) -> Opened:
+    from mailingest.mime.parse import Part
+
+    left_files = max(0, walker.limits.max_parts - walker.entities)
+    left_bytes = max(0, walker.limits.max_decoded_bytes - walker.decoded)
+    contents = tnef.unpack(data, max_bytes=left_bytes, max_files=left_files)
+    defects.extend("%s: %s" % (number, d) for d in contents.defects)
+    complete = not contents.defects
+    record: dict[str, Any] = {"mimePart": number, "contentType": ctype, "originalName": name, "size": len(data),
+                              "sha256": hashlib.sha256(data).hexdigest(), "format": "tnef",
+                              "messageClass": contents.message_class,
+                              "kept": walker.formats.tnef_keep or not complete}
+    opened = Opened(keep_container=bool(record["kept"]))
+    for found in contents.files:
+        walker.entities += 1
+        if not walker._fits(len(found.data)):
+            defects.append("%s: TNEF attachment %s not unpacked: %s reached" % (number, found.path, walker.exhausted))
+            opened.keep_container = record["kept"] = True
+            break
+        opened.parts.append(Part("%s.tnef%s" % (number, found.path), "part", found.name,
+                                 found.content_type or "application/octet-stream", "attachment",
+                                 found.content_id, found.data, container=record))
+    for attr, body_type in _TNEF_BODY_TYPES:
+        value = getattr(contents, attr)
+        if value is None:
+            continue
+        body = value.encode("utf-8") if isinstance(value, str) else value
+        charset = "utf-8" if isinstance(value, str) else (contents.html_charset if attr == "html" else None)
+        if not body.strip(b"\0 \r\n\t"):
+            continue
+        walker.entities += 1
+        if not walker._fits(len(body)):
+            opened.keep_container = record["kept"] = True
+            break
+        opened.parts.append(Part("%s.tnef-%s" % (number, attr), "tnef-body", None, body_type, None, None,
+                                 body, charset=charset, container=record))
+    return opened
