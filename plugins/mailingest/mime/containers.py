@@ -131,7 +131,11 @@ def _open_tnef(walker: _Walker, number: str, ctype: str, name: str | None, data:
     left_bytes = max(0, walker.limits.max_decoded_bytes - walker.decoded)
     contents = tnef.unpack(data, max_bytes=left_bytes, max_files=left_files)
     defects.extend("%s: %s" % (number, d) for d in contents.defects)
-    complete = not contents.defects
+    # kept whole unless it was read to its end without a defect and gave something
+    complete = not contents.defects and bool(contents.files or contents.text or contents.html or contents.rtf)
+    if contents.bound is not None:
+        walker.container_bounds.append("%s reached: TNEF container %s kept whole, not all of it unpacked"
+                                       % (contents.bound, number))
     record: dict[str, Any] = {"mimePart": number, "contentType": ctype, "originalName": name, "size": len(data),
                               "sha256": hashlib.sha256(data).hexdigest(), "format": "tnef",
                               "messageClass": contents.message_class,
@@ -141,6 +145,8 @@ def _open_tnef(walker: _Walker, number: str, ctype: str, name: str | None, data:
         walker.entities += 1
         if not walker._fits(len(found.data)):
             defects.append("%s: TNEF attachment %s not unpacked: %s reached" % (number, found.path, walker.exhausted))
+            walker.container_bounds.append("%s reached: TNEF container %s kept whole, not all of it unpacked"
+                                           % (walker.exhausted, number))
             opened.keep_container = record["kept"] = True
             break
         opened.parts.append(Part("%s.tnef%s" % (number, found.path), "part", found.name,

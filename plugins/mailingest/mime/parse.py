@@ -205,6 +205,8 @@ class _Walker:
         self.formats = formats if formats is not None else _default_formats()
         #: S/MIME verdicts of the message level being walked
         self.verdicts: list[dict[str, object]] = []
+        #: bounds reached inside containers (TNEF) at this level: the container is kept whole
+        self.container_bounds: list[str] = []
         self.uuencode = uuencode
         self.crlf = crlf
         self.entities = 0
@@ -240,12 +242,13 @@ class _Walker:
         defects: list[str] = []
         bodies = self.bodies_of(msg, number, defects)
         parts: list[Part] = []
-        outer_verdicts, self.verdicts = self.verdicts, []
+        outer = self.verdicts, self.container_bounds
+        self.verdicts, self.container_bounds = [], []
         try:
             self._walk(msg, depth, number, bodies, hints, parts, defects, spans)
-            verdicts = self.verdicts
+            verdicts, bounds = self.verdicts, self.container_bounds
         finally:
-            self.verdicts = outer_verdicts
+            self.verdicts, self.container_bounds = outer
         sender = headers.addresses(msg, "from", hints, defects)
         return DecodedMail(
             subject=headers.header_text(msg, "subject", hints, defects),
@@ -255,7 +258,7 @@ class _Walker:
             date=headers.date_iso(msg, defects),
             message_id=headers.header_text(msg, "message-id", hints, defects),
             parts=tuple(parts), defects=tuple(defects),
-            partial=tuple(p.not_decoded for p in parts if p.kind == "raw" and p.not_decoded),
+            partial=tuple(p.not_decoded for p in parts if p.kind == "raw" and p.not_decoded) + tuple(bounds),
             smime=tuple(verdicts))
 
     def _walk(self, part: Message, depth: int, number: str, bodies: dict[int, str],

@@ -94,7 +94,7 @@ class Smime:
             return None, verdict
         try:
             content = pkcs7.pkcs7_decrypt_der(der, self.recipient.certificate, self.recipient.key,
-                                              [pkcs7.PKCS7Options.Binary])
+                                              [])
         except ValueError as exc:
             text = str(exc)
             wrong = "recipient" in text.lower() or "decrypt" in text.lower()
@@ -152,7 +152,8 @@ class Smime:
         if not self.settings.trust_file:
             found.update(verdict="unverified", reason="no mailSmimeTrustFile configured")
             return found
-        trusted = self._cms(args + ["-CAfile", self.settings.trust_file, "-no-CApath", "-no-CAstore"])
+        trusted = self._cms(args + ["-CAfile", self.settings.trust_file, "-no-CApath", "-no-CAstore",
+                                    "-partial_chain"])  # a pinned signer certificate is an anchor too
         if trusted is not None and trusted.returncode == 0:
             found["verdict"] = "good"
         else:

@@ -96,6 +96,8 @@ class TnefContents:
     subject: str | None = None
     message_class: str | None = None
     defects: list[str] = field(default_factory=list)
+    #: the bound (``max_parts``, ``max_decoded_bytes``) that stopped the unpacking, if any
+    bound: str | None = None
 
 
 class _Budget:
@@ -133,7 +135,9 @@ def unpack(data: bytes | memoryview, *, max_bytes: int, max_files: int) -> TnefC
     if not is_tnef(data):
         raise ValueError("not a TNEF stream (no 0x223E9F78 signature)")
     out = TnefContents()
-    _Stream(memoryview(data), out, _Budget(max_bytes, max_files), "", 0).read()
+    budget = _Budget(max_bytes, max_files)
+    _Stream(memoryview(data), out, budget, "", 0).read()
+    out.bound = budget.exhausted
     return out
 
 
