@@ -235,6 +235,70 @@ def test_mutated_corpus_messages_keep_the_invariants(data):
     check_decode(raw)
 
 
+# -- TNEF and S/MIME ---------------------------------------------------------------------------------
+TNEF_CORPUS = CORPUS.parent / "tnef"
+needs_tnef_corpus = pytest.mark.skipif(not TNEF_CORPUS.is_dir(), reason="shared TNEF corpus not found at %s (set "
+                                       "MAILINGEST_CORPUS to the folder holding tnef/)" % TNEF_CORPUS)
+
+
+def _mutated(data: st.DataObject, raw: bytes, rounds: int = 4) -> bytes:
+    for _ in range(data.draw(st.integers(1, rounds))):
+        at = data.draw(st.integers(0, len(raw)))
+        how = data.draw(st.sampled_from(["cut", "insert", "flip", "dup", "big"]))
+        if how == "cut":
+            raw = raw[:at] + raw[at + data.draw(st.integers(0, 200)):]
+        elif how == "insert":
+            raw = raw[:at] + data.draw(st.binary(min_size=1, max_size=8)) + raw[at:]
+        elif how == "flip" and raw:
+            at = min(at, len(raw) - 1)
+            raw = raw[:at] + bytes([raw[at] ^ data.draw(st.integers(1, 255))]) + raw[at + 1:]
+        elif how == "big":  # a length or count field made huge
+            raw = raw[:at] + b"\xff\xff\xff\x7f" + raw[at + 4:]
+        else:
+            raw = raw[:at] + raw[at:at + data.draw(st.integers(0, 500))] + raw[at:]
+    return raw
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(generators.tnef_container(), st.sampled_from(["application/ms-tnef", "application/vnd.ms-tnef"]))
+def test_generated_tnef_containers_keep_the_invariants(container, ctype):
+    check_decode(generators.winmail(container, ctype=ctype))
+
+
+@needs_tnef_corpus
+@settings(max_examples=max(EXAMPLES // 2, 10), deadline=None, derandomize=EXAMPLES <= 100,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_mutated_real_tnef_containers_keep_the_invariants(data):
+    files = sorted(TNEF_CORPUS.glob("*.tnef"))
+    raw = files[data.draw(st.integers(0, len(files) - 1))].read_bytes()
+    check_decode(generators.winmail(_mutated(data, raw)))
+
+
+@pytest.fixture(scope="module")
+def smime_samples() -> list[bytes]:
+    from tests import smime_pki
+
+    pki = smime_pki.make_pki()
+    return [smime_pki.sign_opaque_der(smime_pki.inner_entity(), pki.signer),
+            smime_pki.encrypt_der(smime_pki.inner_entity(), pki.recipient)]
+
+
+@settings(max_examples=max(EXAMPLES // 4, 10), deadline=None, derandomize=EXAMPLES <= 100,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_smime_blobs_keep_the_invariants(smime_samples, data):
+    from tests import smime_pki
+
+    der = _mutated(data, smime_samples[data.draw(st.integers(0, len(smime_samples) - 1))], rounds=2)
+    kind = data.draw(st.sampled_from(["signed-data", "enveloped-data"]))
+    raw = smime_pki._envelope('Content-Type: application/pkcs7-mime; smime-type=%s; name="smime.p7m"\r\n'
+                              'Content-Transfer-Encoding: base64\r\n' % kind, smime_pki._b64(der))
+    check_decode(raw)
+
+
 # -- time and memory --------------------------------------------------------------------------------
 BIG = generators.big_messages()
 

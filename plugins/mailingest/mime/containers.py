@@ -22,7 +22,7 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 from mailingest.errors import MimeError
-from mailingest.mime import payloads, tnef
+from mailingest.mime import headers, payloads, tnef
 from mailingest.mime.smime import Smime, SmimeSettings, smime_type
 from mailingest.mime.spans import RawSpans
 
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_CONTAINER_TYPES = frozenset(TNEF_TYPES + ("application/pkcs7-mime", "application/x-pkcs7-mime"))
 _TNEF_BODY_TYPES = (("text", "text/plain"), ("html", "text/html"), ("rtf", "application/rtf"))
 
 
@@ -60,13 +61,18 @@ class Opened:
     inner: bytes | None = None
 
 
-def open_leaf(walker: _Walker, number: str, ctype: str, params: dict[str, str], name: str | None,
+def may_open(ctype: str, name: str | None) -> bool:
+    """Cheap first test (every leaf goes through it): could this leaf be a container?"""
+    return ctype in _CONTAINER_TYPES or (name is not None and name.lower() == "winmail.dat")
+
+
+def open_leaf(walker: _Walker, number: str, ctype: str, part: Message, name: str | None,
               data: bytes | memoryview, defects: list[str]) -> Opened | None:
     """Open the leaf *number* when it is a container the settings ask for; None otherwise."""
     formats: Formats = walker.formats
     if formats.tnef and (ctype in TNEF_TYPES or (name or "").lower() == "winmail.dat") and tnef.is_tnef(data):
         return _open_tnef(walker, number, ctype, name, data, defects)
-    kind = smime_type(ctype, params, name) if formats.smime is not None else None
+    kind = smime_type(ctype, _params(part), name) if formats.smime is not None else None
     if kind is None or formats.smime is None:
         return None
     der = bytes(data)
@@ -121,6 +127,13 @@ def check_signed(walker: _Walker, part: Message, number: str, spans: RawSpans) -
     else:
         verdict.update(smime.verify_detached(bytes(content), payloads.leaf_bytes(signature)))
     walker.verdicts.append(verdict)
+
+
+def _params(part: Message) -> dict[str, str]:
+    try:
+        return {str(k).lower(): str(v) for k, v in part.get_params(failobj=[])[1:]}
+    except headers.HEADER_ERRORS:
+        return {}
 
 
 def _open_tnef(walker: _Walker, number: str, ctype: str, name: str | None, data: bytes | memoryview,

@@ -306,8 +306,9 @@ class _Walker:
         charset = part.get_content_charset()
         keep_file = (kind is None and (data or name)) or (kind is not None and name)
         text = payloads.body_text(part, data, local).encode("utf-8") if kind is not None else b""
-        opened = (containers.open_leaf(self, number, ctype, _params(part), name, data, local)
-                  if kind is None and data and self.exhausted is None else None)
+        opened = (containers.open_leaf(self, number, ctype, part, name, data, local)
+                  if kind is None and data and self.exhausted is None and containers.may_open(ctype, name)
+                  else None)
         if opened is not None and not opened.keep_container:
             keep_file = False
         if not self._fits(len(text) + (len(data) if keep_file else 0)):
@@ -403,13 +404,6 @@ def _note(defects: list[str], number: str, found: Sequence[object]) -> None:
 
 def _join(number: str, i: int) -> str:
     return "%s.%d" % (number, i) if number else str(i)
-
-
-def _params(part: Message) -> dict[str, str]:
-    try:
-        return {str(k).lower(): str(v) for k, v in part.get_params(failobj=[])[1:]}
-    except headers.HEADER_ERRORS:
-        return {}
 
 
 def _content_type(part: Message) -> str:

@@ -8,15 +8,15 @@ its name from ``PidTagAttachLongFilename``, else ``PidTagAttachFilename``/``attA
 else ``PidTagDisplayName``.  An attached Outlook item (``PidTagAttachDataObject`` starting with
 IID_IMessage) is itself a TNEF stream: its files are unpacked too, one level deeper.
 
-Why not ``tnefparse`` (1.4.0, its last release in 2021): on hostile input it copies the rest
-of the stream for every attribute (quadratic time), loops up to 2**32 times on a property
-count or a recipient count it never checks against the data left, raises ``struct.error``,
-``UnboundLocalError`` and ``UnicodeDecodeError`` (an attachment attribute before the first
-``attAttachRendData``; a title that is not UTF-8), strips trailing NUL bytes from binary
-attachment data (a file that ends in zeros comes out shorter), and logs at error level from
-inside the library.  This parser is bounded instead: every length is checked against the bytes
-left, every count is bounded by the bytes it would need, data is sliced from one
-``memoryview`` (no copy until a file is kept), embedded messages nest at most
+Why not ``tnefparse`` (1.4.0, January 2021, its last release): measured on hostile input, it
+copies the rest of the stream for every attribute (3.6 MB of small attributes: 13 s of CPU; this
+parser: 0.3 s for the whole message), loops on a MAPI property count it never checks against
+the data left (``0xFFFFFFFF``: still running after 300 s), strips trailing NUL bytes from binary
+attachment data (an OLE ``.doc`` of the shared corpus comes out 418 bytes short), raises
+``TypeError`` on a string attribute that comes before the code page attribute, and logs at
+error level from inside the library.  This parser is bounded instead: every length is checked
+against the bytes left, every count is bounded by the bytes it would need, data is sliced from
+one ``memoryview`` (no copy until a file is kept), embedded messages nest at most
 :py:data:`MAX_NESTING` deep, and malformed input ends the walk with a *defect* (a string),
 never an exception; whatever was found before it is kept.
 
