@@ -144,8 +144,7 @@ def _open_tnef(walker: _Walker, number: str, ctype: str, name: str | None, data:
     left_bytes = max(0, walker.limits.max_decoded_bytes - walker.decoded)
     contents = tnef.unpack(data, max_bytes=left_bytes, max_files=left_files)
     defects.extend("%s: %s" % (number, d) for d in contents.defects)
-    # kept whole unless it was read to its end without a defect and gave something
-    complete = not contents.defects and bool(contents.files or contents.text or contents.html or contents.rtf)
+    complete = not contents.defects
     if contents.bound is not None:
         walker.container_bounds.append("%s reached: TNEF container %s kept whole, not all of it unpacked"
                                        % (contents.bound, number))
@@ -179,4 +178,6 @@ def _open_tnef(walker: _Walker, number: str, ctype: str, name: str | None, data:
             break
         opened.parts.append(Part("%s.tnef-%s" % (number, attr), "tnef-body", None, body_type, None, None,
                                  body, charset=charset, container=record))
+    if not opened.parts:  # it gave nothing: the container alone stands for it
+        opened.keep_container = record["kept"] = True
     return opened

@@ -37,11 +37,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -93,9 +95,10 @@ class Smime:
             verdict.update(verdict="no-key", reason="no mailSmimeKeyFile configured")
             return None, verdict
         try:
-            content = pkcs7.pkcs7_decrypt_der(der, self.recipient.certificate, self.recipient.key,
-                                              [])
-        except ValueError as exc:
+            with warnings.catch_warnings():  # a BER fallback warning is no reason to stop
+                warnings.simplefilter("ignore")
+                content = pkcs7.pkcs7_decrypt_der(der, self.recipient.certificate, self.recipient.key, [])
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             text = str(exc)
             wrong = "recipient" in text.lower() or "decrypt" in text.lower()
             verdict.update(verdict="wrong-key" if wrong else "invalid", reason=text[:200])
@@ -205,8 +208,10 @@ def _signer(der: bytes) -> x509.Certificate | None:
     """The signer's certificate among those the signed-data carries: the one that issued no
     other (a leaf); None when there is none or the blob is unreadable."""
     try:
-        certs = pkcs7.load_der_pkcs7_certificates(der)
-    except ValueError:
+        with warnings.catch_warnings():  # "falling back to parsing as BER" on odd input
+            warnings.simplefilter("ignore")
+            certs = pkcs7.load_der_pkcs7_certificates(der)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
     issuers = {c.issuer.rfc4514_string() for c in certs if c.issuer != c.subject}
     leaves = [c for c in certs if c.subject.rfc4514_string() not in issuers]
