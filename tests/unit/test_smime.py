@@ -201,3 +201,23 @@ def test_a_key_file_whose_certificate_does_not_match_is_refused(pki, tmp_path):
     mixed.write_bytes(pki.recipient.pem().split(b"-----BEGIN CERTIFICATE")[0] + pki.signer.cert_pem())
     with pytest.raises(ConfigError, match="matches the private key"):
         Smime(SmimeSettings(key_file=str(mixed)))
+
+
+@needs_openssl
+def test_a_message_signed_by_the_openssl_command_in_streamed_ber_is_unwrapped_and_verified(pki, material, tmp_path):
+    """Interoperability: OpenSSL's own S/MIME writer (streaming: BER, indefinite lengths)."""
+    import subprocess
+
+    key, cert, content = tmp_path / "k.pem", tmp_path / "c.pem", tmp_path / "in.eml"
+    key.write_bytes(pki.signer.pem().split(b"-----BEGIN CERTIFICATE")[0])
+    cert.write_bytes(pki.signer.cert_pem())
+    content.write_bytes(pki_mod.inner_entity())
+    signed = subprocess.run(["openssl", "cms", "-sign", "-nodetach", "-stream", "-binary", "-in", str(content),
+                             "-signer", str(cert), "-inkey", str(key), "-outform", "SMIME"],
+                            capture_output=True, check=True).stdout
+    raw = b"From: signer@example.org\r\nTo: ingest@example.net\r\nSubject: obs\r\n" + signed.replace(b"\r\n", b"\n") \
+        .replace(b"\n", b"\r\n")
+    decoded = decode_bytes(raw, formats=formats(material))
+    assert verdicts(decoded) == ["good"]
+    assert decoded.smime[0]["signer"]["emails"] == ["signer@example.org"]
+    assert attachments(decoded) == {"report.pdf": PDF, "obs.csv": CSV}
