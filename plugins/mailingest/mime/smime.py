@@ -40,15 +40,13 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs7
+from typing import TYPE_CHECKING, Any
 
 from mailingest.errors import ConfigError
+
+if TYPE_CHECKING:  # cryptography costs ~40 ms to import: only S/MIME work loads it
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 #: seconds one ``openssl cms`` run may take
 OPENSSL_TIMEOUT = 20.0
@@ -94,6 +92,9 @@ class Smime:
         if self.recipient is None:
             verdict.update(verdict="no-key", reason="no mailSmimeKeyFile configured")
             return None, verdict
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.serialization import pkcs7
+
         try:
             with warnings.catch_warnings():  # a BER fallback warning is no reason to stop
                 warnings.simplefilter("ignore")
@@ -192,6 +193,8 @@ def smime_type(content_type: str, params: Mapping[str, str], name: str | None) -
 
 def describe(cert: x509.Certificate) -> dict[str, Any]:
     """What metadata.json says about a certificate (public data only)."""
+    from cryptography import x509
+
     try:
         emails = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
             .get_values_for_type(x509.RFC822Name)
@@ -207,6 +210,9 @@ def describe(cert: x509.Certificate) -> dict[str, Any]:
 def _signer(der: bytes) -> x509.Certificate | None:
     """The signer's certificate among those the signed-data carries: the one that issued no
     other (a leaf); None when there is none or the blob is unreadable."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
     try:
         with warnings.catch_warnings():  # "falling back to parsing as BER" on odd input
             warnings.simplefilter("ignore")
@@ -248,6 +254,8 @@ def _put(work: str, name: str, data: bytes) -> str:
 
 
 def _load_trust(path: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         with open(path, "rb") as fh:
             certs = x509.load_pem_x509_certificates(fh.read())
@@ -259,6 +267,10 @@ def _load_trust(path: str) -> list[x509.Certificate]:
 
 def _load_recipient(path: str) -> _Recipient:
     """The key and certificate in *path*; errors name the file, never its content."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         with open(path, "rb") as fh:
             pem = fh.read()
