@@ -221,3 +221,26 @@ def test_a_message_signed_by_the_openssl_command_in_streamed_ber_is_unwrapped_an
     assert verdicts(decoded) == ["good"]
     assert decoded.smime[0]["signer"]["emails"] == ["signer@example.org"]
     assert attachments(decoded) == {"report.pdf": PDF, "obs.csv": CSV}
+
+
+@needs_openssl
+def test_without_smime_type_the_kind_is_read_from_the_content_type_identifier(pki, material):
+    signed = pki_mod.opaque_signed(pki.signer).replace(b" smime-type=signed-data;", b"")
+    sealed = pki_mod.encrypted(pki.recipient).replace(b" smime-type=enveloped-data;", b"")
+    assert b"smime-type" not in signed + sealed
+    assert verdicts(decode_bytes(signed, formats=formats(material))) == ["good"]
+    assert verdicts(decode_bytes(sealed, formats=formats(material))) == ["decrypted"]
+
+
+def test_only_the_first_16_smime_parts_of_a_message_are_opened_the_rest_kept_with_skipped(pki, material):
+    import base64
+
+    from mailingest.mime.containers import MAX_SMIME_PARTS
+
+    blob = base64.encodebytes(pki_mod.encrypt_der(b"Content-Type: text/plain\r\n\r\nsecret\r\n", pki.recipient))
+    part = (b"--B\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n"
+            b"Content-Transfer-Encoding: base64\n\n" + blob)
+    raw = b"From: a@example.org\nContent-Type: multipart/mixed; boundary=B\n\n" + part * 40 + b"--B--\n"
+    decoded = decode_bytes(raw, formats=formats(material))
+    assert verdicts(decoded) == ["decrypted"] * MAX_SMIME_PARTS + ["skipped"] * (40 - MAX_SMIME_PARTS)
+    assert sum(p.filename == "smime.p7m" for p in decoded.parts) == 40

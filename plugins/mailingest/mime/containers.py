@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+#: most S/MIME parts opened per message (each costs up to three openssl runs); the rest are
+#: written as they are, with the verdict ``skipped``
+MAX_SMIME_PARTS = 16
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 _CONTAINER_TYPES = frozenset(TNEF_TYPES + ("application/pkcs7-mime", "application/x-pkcs7-mime"))
 _TNEF_BODY_TYPES = (("text", "text/plain"), ("html", "text/html"), ("rtf", "application/rtf"))
@@ -72,9 +75,14 @@ def open_leaf(walker: _Walker, number: str, ctype: str, part: Message, name: str
     formats: Formats = walker.formats
     if formats.tnef and (ctype in TNEF_TYPES or (name or "").lower() == "winmail.dat") and tnef.is_tnef(data):
         return _open_tnef(walker, number, ctype, name, data, defects)
-    kind = smime_type(ctype, _params(part), name) if formats.smime is not None else None
+    kind = smime_type(ctype, _params(part), bytes(data[:64])) if formats.smime is not None else None
     if kind is None or formats.smime is None:
         return None
+    if walker.smime_left <= 0:
+        walker.verdicts.append({"mimePart": number, "type": kind, "verdict": "skipped",
+                                "reason": "more than %d S/MIME parts in one message" % MAX_SMIME_PARTS})
+        return None
+    walker.smime_left -= 1
     der = bytes(data)
     if kind == "signed":
         content, verdict = formats.smime.open_signed(der)

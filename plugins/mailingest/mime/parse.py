@@ -207,6 +207,8 @@ class _Walker:
         self.verdicts: list[dict[str, object]] = []
         #: bounds reached inside containers (TNEF) at this level: the container is kept whole
         self.container_bounds: list[str] = []
+        #: S/MIME parts that may still be opened in this message (each runs openssl)
+        self.smime_left = containers.MAX_SMIME_PARTS
         self.uuencode = uuencode
         self.crlf = crlf
         self.entities = 0

@@ -25,6 +25,7 @@ verdict goes to ``metadata.json`` (``smime``) and the notice.  Verdicts:
 ``no-key``         enveloped data, and no key is configured
 ``wrong-key``      enveloped data not addressed to the configured key (or not decryptable with it)
 ``invalid``        not readable as CMS (or ``openssl`` missing / timed out: ``reason`` says which)
+``skipped``        not opened: more S/MIME parts in the message than the decoder opens (16)
 =================  ==============================================================================
 
 Key material is read from the files the operator names, held in memory, and never logged,
@@ -52,6 +53,9 @@ if TYPE_CHECKING:  # cryptography costs ~40 ms to import: only S/MIME work loads
 OPENSSL_TIMEOUT = 20.0
 _SIGNED_TYPES = ("signed-data", "signeddata")
 _ENVELOPED_TYPES = ("enveloped-data", "envelopeddata", "authenveloped-data")
+#: the DER of the CMS content type identifiers id-signedData and id-envelopedData (RFC 5652)
+_OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")
+_OID_ENVELOPED_DATA = bytes.fromhex("06092a864886f70d010703")
 
 
 @dataclass(frozen=True)
@@ -177,17 +181,22 @@ class Smime:
             return None
 
 
-def smime_type(content_type: str, params: Mapping[str, str], name: str | None) -> str | None:
-    """``signed`` or ``enveloped`` for an ``application/(x-)pkcs7-mime`` part (from its
-    ``smime-type``, else guessed from the name: ``smime.p7m`` is enveloped unless it says
-    otherwise), None for anything else."""
+def smime_type(content_type: str, params: Mapping[str, str], head: bytes) -> str | None:
+    """``signed`` or ``enveloped`` for an ``application/(x-)pkcs7-mime`` part, from its
+    ``smime-type``; older senders leave that out, then the content type object identifier near
+    the start of the DER (*head*: its first bytes) tells.  None for anything else (certs-only,
+    compressed-data)."""
     if content_type not in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         return None
     kind = str(params.get("smime-type", "")).strip().lower()
     if kind in _SIGNED_TYPES:
         return "signed"
-    if kind in _ENVELOPED_TYPES or not kind:
-        return "enveloped" if kind or (name or "").lower().endswith(".p7m") else None
+    if kind in _ENVELOPED_TYPES:
+        return "enveloped"
+    if not kind and _OID_SIGNED_DATA in head:
+        return "signed"
+    if not kind and _OID_ENVELOPED_DATA in head:
+        return "enveloped"
     return None
 
 
