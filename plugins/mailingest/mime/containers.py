@@ -122,9 +122,18 @@ def check_signed(walker: _Walker, part: Message, number: str, spans: RawSpans) -
     signed, signature = children
     if not isinstance(signed, Message) or not isinstance(signature, Message):
         return
-    protocol = str(part.get_param("protocol", "") or "").strip().lower()
-    if protocol not in _SIGNATURE_TYPES and signature.get_content_type() not in _SIGNATURE_TYPES:
+    protocol = _params(part).get("protocol", "").strip().lower()
+    try:
+        signature_type = signature.get_content_type()
+    except headers.HEADER_ERRORS:
+        signature_type = ""
+    if protocol not in _SIGNATURE_TYPES and signature_type not in _SIGNATURE_TYPES:
         return
+    if walker.smime_left <= 0:
+        walker.verdicts.append({"mimePart": number or "top", "type": "detached-signature", "verdict": "skipped",
+                                "reason": "more than %d S/MIME parts in one message" % MAX_SMIME_PARTS})
+        return
+    walker.smime_left -= 1
     spans.adopt(part, signed)
     spans.adopt(part, signature)
     content = spans.bytes_of(signed)
