@@ -19,15 +19,15 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mailingest.errors import MimeError
-from mailingest.mime import headers, payloads, tnef
-from mailingest.mime.smime import Smime, SmimeSettings, smime_type
+from mailingest.mime import headers, payloads
 from mailingest.mime.spans import RawSpans
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # tnef and smime are imported when a container is met: most mail has none
     from mailingest.mime.parse import Part, _Walker
+    from mailingest.mime.smime import Smime
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 #: written as they are, with the verdict ``skipped``
 MAX_SMIME_PARTS = 16
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
-_CONTAINER_TYPES = frozenset(TNEF_TYPES + ("application/pkcs7-mime", "application/x-pkcs7-mime"))
+_SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_CONTAINER_TYPES = frozenset(TNEF_TYPES + _SMIME_TYPES)
 _TNEF_BODY_TYPES = (("text", "text/plain"), ("html", "text/html"), ("rtf", "application/rtf"))
 
 
@@ -46,12 +47,26 @@ class Formats:
 
     :param tnef: unpack TNEF containers.
     :param tnef_keep: also write the TNEF container itself when it was unpacked completely.
-    :param smime: open S/MIME parts (None: written as they are, no verdict).
+    :param smime: open S/MIME parts with this material (None: written as they are, no verdict;
+        ``"default"``: opened, no trust file, no key).
     """
 
     tnef: bool = True
     tnef_keep: bool = False
-    smime: Smime | None = field(default_factory=lambda: Smime(SmimeSettings()))
+    smime: Smime | None | Literal["default"] = "default"
+
+    def smime_material(self) -> Smime | None:
+        """The :py:class:`~mailingest.mime.smime.Smime` to use, or None."""
+        if self.smime != "default":
+            return self.smime
+        if not _DEFAULT_SMIME:
+            from mailingest.mime.smime import Smime, SmimeSettings
+
+            _DEFAULT_SMIME.append(Smime(SmimeSettings()))
+        return _DEFAULT_SMIME[0]
+
+
+_DEFAULT_SMIME: list[Smime] = []
 
 
 @dataclass
@@ -73,10 +88,18 @@ def open_leaf(walker: _Walker, number: str, ctype: str, part: Message, name: str
               data: bytes | memoryview, defects: list[str]) -> Opened | None:
     """Open the leaf *number* when it is a container the settings ask for; None otherwise."""
     formats: Formats = walker.formats
-    if formats.tnef and (ctype in TNEF_TYPES or (name or "").lower() == "winmail.dat") and tnef.is_tnef(data):
-        return _open_tnef(walker, number, ctype, name, data, defects)
-    kind = smime_type(ctype, _params(part), bytes(data[:64])) if formats.smime is not None else None
-    if kind is None or formats.smime is None:
+    if formats.tnef and (ctype in TNEF_TYPES or (name or "").lower() == "winmail.dat"):
+        from mailingest.mime import tnef
+
+        if tnef.is_tnef(data):
+            return _open_tnef(walker, number, ctype, name, data, defects)
+    smime = formats.smime_material() if ctype in _SMIME_TYPES else None
+    if smime is None:
+        return None
+    from mailingest.mime.smime import smime_type
+
+    kind = smime_type(ctype, _params(part), bytes(data[:64]))
+    if kind is None:
         return None
     if walker.smime_left <= 0:
         walker.verdicts.append({"mimePart": number, "type": kind, "verdict": "skipped",
@@ -85,9 +108,9 @@ def open_leaf(walker: _Walker, number: str, ctype: str, part: Message, name: str
     walker.smime_left -= 1
     der = bytes(data)
     if kind == "signed":
-        content, verdict = formats.smime.open_signed(der)
+        content, verdict = smime.open_signed(der)
     else:
-        content, verdict = formats.smime.decrypt(der)
+        content, verdict = smime.decrypt(der)
     verdict = {"mimePart": number, **verdict}
     walker.verdicts.append(verdict)
     if content is not None and not walker._fits(len(content)):
@@ -115,7 +138,7 @@ def decode_inner(walker: _Walker, opened: Opened, depth: int, number: str, hints
 
 def check_signed(walker: _Walker, part: Message, number: str, spans: RawSpans) -> None:
     """Record the verdict on a ``multipart/signed`` part whose signature is PKCS#7."""
-    smime: Smime | None = walker.formats.smime
+    smime = walker.formats.smime_material()
     children = part.get_payload()
     if smime is None or not isinstance(children, list) or len(children) != 2:
         return
@@ -155,6 +178,7 @@ def _params(part: Message) -> dict[str, str]:
 
 def _open_tnef(walker: _Walker, number: str, ctype: str, name: str | None, data: bytes | memoryview,
                defects: list[str]) -> Opened:
+    from mailingest.mime import tnef
     from mailingest.mime.parse import Part
 
     left_files = max(0, walker.limits.max_parts - walker.entities)
