@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mailingest.mime.layout import DecodeResult, DecodeSettings
@@ -271,13 +271,16 @@ def run(args: argparse.Namespace) -> int:
     from mailingest.mime.containers import Formats
     from mailingest.mime.layout import DecodeSettings
     from mailingest.mime.parse import DecodeLimits
-    from mailingest.mime.smime import Smime, SmimeSettings
 
-    try:
-        smime = Smime(SmimeSettings(trust_file=args.smime_trust, key_file=args.smime_key)) if args.smime else None
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        return EXIT_USAGE
+    smime: Any = "default" if args.smime else None  # opened without trust or key
+    if args.smime and (args.smime_trust or args.smime_key):
+        from mailingest.mime.smime import Smime, SmimeSettings
+
+        try:
+            smime = Smime(SmimeSettings(trust_file=args.smime_trust, key_file=args.smime_key))
+        except ConfigError as exc:
+            logger.error("%s", exc)
+            return EXIT_USAGE
     settings = DecodeSettings(
         limits=DecodeLimits(max_depth=args.max_depth, max_parts=args.max_parts,
                             max_decoded_bytes=args.max_bytes),
