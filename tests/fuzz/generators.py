@@ -302,6 +302,20 @@ def tnef_container(draw: st.DrawFn) -> bytes:
     return raw
 
 
+def rtf_expansion(size: int) -> bytes:
+    """Compressed RTF of about *size* bytes made only of 17-byte back-references (8x expansion),
+    each pointing away from the write position so the stream never ends early."""
+    write, chunks, length = 207, [], 16
+    while length + 17 <= size:
+        chunks.append(b"\xff")
+        for _ in range(8):
+            chunks.append(struct.pack(">H", (((write + 1000) % 4096) << 4) | 0xF))
+            write = (write + 17) % 4096
+        length += 17
+    body = b"".join(chunks)
+    return struct.pack("<IIII", len(body) + 12, len(body) * 8, 0x75465A4C, 0) + body
+
+
 def winmail(container: bytes, *, name: str = "winmail.dat", ctype: str = "application/ms-tnef") -> bytes:
     """A message with a text body and *container* as a base64 ``winmail.dat`` part."""
     return (b"From: a@example.org\nSubject: tnef\nMIME-Version: 1.0\n"
@@ -378,9 +392,11 @@ def big_messages(size: int = FIVE_MB) -> dict[str, bytes]:
                                                          count=0xFFFFFFFF))
     tnef_counts = winmail(tnef_stream(*[lying] * (tnef_budget // len(lying))))
     tiny = tnef_file("f.bin", b"x", long_name=False)
+    tnef_rtf = winmail(tnef_stream(tnef_attribute(1, 0x9003, 0x0006, mapi_props(
+        [(0x0102, 0x1009, mapi_blob(rtf_expansion(tnef_budget - 100)))]))))
     tnef_files = winmail(tnef_stream(tiny * (tnef_budget // len(tiny))))
     return {
-        "tnef-attributes": tnef_attributes, "tnef-lying-counts": tnef_counts, "tnef-many-files": tnef_files,
+        "tnef-attributes": tnef_attributes, "tnef-rtf-expansion": tnef_rtf, "tnef-lying-counts": tnef_counts, "tnef-many-files": tnef_files,
         "deep-multipart": head + deep, "message-chain": head + chain, "fat-message-chain": head + chain_fat,
         "many-parts": head + many, "empty-parts": head + empties, "uu-blanks": head + uu_blanks,
         "uu-begins": head + uu_begins, "uu-data": head + uu_data, "base64-junk": head + b64_junk,

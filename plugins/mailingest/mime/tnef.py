@@ -407,11 +407,18 @@ def decompress_rtf(data: bytes | memoryview, max_bytes: int) -> bytes:
                 offset, length = token >> 4, (token & 0xF) + 2
                 if offset == write:
                     return bytes(out)
-                for i in range(length):
-                    byte = window[(offset + i) & 0xFFF]
-                    out.append(byte)
-                    window[write] = byte
-                    write = (write + 1) & 0xFFF
+                if offset + length <= 4096 and write + length <= 4096 and (
+                        offset + length <= write or write + length <= offset):
+                    chunk = window[offset:offset + length]  # no wrap, no overlap: one slice
+                    out += chunk
+                    window[write:write + length] = chunk
+                    write = (write + length) & 0xFFF
+                else:
+                    for i in range(length):  # a run that reads what it writes, or wraps
+                        byte = window[(offset + i) & 0xFFF]
+                        out.append(byte)
+                        window[write] = byte
+                        write = (write + 1) & 0xFFF
             if len(out) > max_bytes:
                 raise ValueError("decompressed RTF passes %d bytes" % max_bytes)
     return bytes(out)
