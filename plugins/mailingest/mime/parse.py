@@ -123,12 +123,11 @@ def decode_bytes(raw: bytes, limits: DecodeLimits = DecodeLimits(), *,
     levels) is handled the same way: the message is cut in half at a line end until the first
     part parses; the rest is kept raw.
 
-    :raises DecodeLimitError: the message itself is larger than ``max_decoded_bytes``.
     :param formats: the containers opened (TNEF, S/MIME); None: the defaults of
         :py:class:`~mailingest.mime.containers.Formats`.
+    :raises DecodeLimitError: the message itself is larger than ``max_decoded_bytes``.
     :raises MimeError: the parser failed outright.
     """
-    formats = formats if formats is not None else _default_formats()
     if len(raw) > limits.max_decoded_bytes:
         raise DecodeLimitError("message is %d bytes, over the limit of %d (max_decoded_bytes)"
                                % (len(raw), limits.max_decoded_bytes))
@@ -184,15 +183,7 @@ def _cut_for_parts(raw: bytes, max_parts: int) -> tuple[bytes, bytes]:
                 return raw[:pos], raw[pos:]
 
 
-_DEFAULTS: list[containers.Formats] = []
-
-
-def _default_formats() -> containers.Formats:
-    if not _DEFAULTS:
-        _DEFAULTS.append(containers.Formats())
-    return _DEFAULTS[0]
-
-
+_DEFAULT_FORMATS = containers.Formats()
 _BOUNDARY_PARAM = re.compile(rb"(?i)\bboundary[ \t]*=[ \t]*(\"[^\"\r\n]{1,200}\"|[^\s;\"]{1,200})")
 
 
@@ -202,7 +193,7 @@ class _Walker:
     def __init__(self, limits: DecodeLimits, uuencode: bool, crlf: bool,
                  formats: containers.Formats | None = None) -> None:
         self.limits = limits
-        self.formats = formats if formats is not None else _default_formats()
+        self.formats = formats if formats is not None else _DEFAULT_FORMATS
         #: S/MIME verdicts of the message level being walked
         self.verdicts: list[dict[str, object]] = []
         #: bounds reached inside containers (TNEF) at this level: the container is kept whole
