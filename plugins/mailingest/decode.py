@@ -55,7 +55,16 @@ mailDecodeUuencode  flag   True        extract uuencoded blocks found in text bo
 mailDecodeFsync     flag   True        fsync each file and directory (off: faster, not crash-safe)
 mailDecodeAnnounce  str    all         which files written get a notice: all, none, or some of
                                        bodies, attachments, metadata (comma-separated)
+mailDecodeTnef      flag   True        unpack winmail.dat (application/ms-tnef) into its files
+mailDecodeTnefKeep  flag   False       also write winmail.dat itself when it was fully unpacked
+mailDecodeSmime     flag   True        open S/MIME parts (unwrap signed, decrypt, verify)
+mailSmimeTrustFile  str    (none)      PEM file of trusted CA / pinned certificates for verdicts
+mailSmimeKeyFile    str    (none)      PEM file with the private key and certificate to decrypt
 ==================  =====  ==========  =========================================================
+
+S/MIME verdicts (``good``, ``tampered``, ``unknown-ca``, ``expired``, ``unverified``,
+``decrypted``, ``no-key``, ``wrong-key``, ``invalid``) are listed in metadata.json (``smime``)
+and in the .eml notice (``mailDecode.smime``); see docs/decode.md, "S/MIME".
 
 A decode survives the death of its worker (sr3 acknowledges a notice before ``after_work``):
 ``after_accept`` records the pass's .eml notices in a journal (:mod:`mailingest.mime.journal`, in the
@@ -85,11 +94,13 @@ from sarracenia.flowcb import FlowCB
 
 from mailingest.atomic import remove_stale_temps
 from mailingest.errors import ConfigError, MimeError
+from mailingest.mime.containers import Formats
 from mailingest.mime.decoded import find_decoded
 from mailingest.mime.journal import Batch, DecodeJournal
 from mailingest.mime.layout import DecodeResult, DecodeSettings, decode_file
 from mailingest.mime.parse import DecodeLimits
-from mailingest.options import Option, count, declare, flag
+from mailingest.mime.smime import Smime, SmimeSettings
+from mailingest.options import Option, count, declare, flag, text
 from mailingest.sr3log import DecodedFilesQuiet
 
 logger = logging.getLogger(__name__)
@@ -243,6 +254,8 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         notices = self._announce(msg, result, mail)
         msg["mailDecode"] = {"status": result.status, "files": len(result.files), "announced": len(notices),
                              "directory": os.path.basename(result.directory)}
+        if result.smime:  # S/MIME verdicts (docs/decode.md, "S/MIME")
+            msg["mailDecode"]["smime"] = [dict(v) for v in result.smime]
         if result.bounds:  # partial: what lay past a bound is kept raw (docs/decode.md)
             msg["mailDecode"]["bounds"] = list(result.bounds)
             self.metrics["partial"] += 1
@@ -282,6 +295,11 @@ DECODE_OPTIONS = (
     Option("mailDecodeUuencode", "flag", True),
     Option("mailDecodeFsync", "flag", True),
     Option("mailDecodeAnnounce", "str", "all"),
+    Option("mailDecodeTnef", "flag", True),
+    Option("mailDecodeTnefKeep", "flag", False),
+    Option("mailDecodeSmime", "flag", True),
+    Option("mailSmimeTrustFile", "str", None),
+    Option("mailSmimeKeyFile", "str", None),
 )
 
 
@@ -296,14 +314,20 @@ def settings_from_options(o: Any) -> DecodeSettings:
                               max_decoded_bytes=count(o, "mailDecodeMaxBytes", _DEFAULT_LIMITS.max_decoded_bytes))
     except ValueError as exc:
         raise ConfigError("mailDecodeMaxDepth/MaxParts/MaxBytes must be positive: %s" % exc) from exc
+    smime = None
+    if flag(o, "mailDecodeSmime", True):
+        smime = Smime(SmimeSettings(trust_file=text(o, "mailSmimeTrustFile"),
+                                    key_file=text(o, "mailSmimeKeyFile")))
+    formats = Formats(tnef=flag(o, "mailDecodeTnef", True), tnef_keep=flag(o, "mailDecodeTnefKeep", False),
+                      smime=smime)
     return DecodeSettings(limits=limits, html=flag(o, "mailDecodeHtml", True),
                           uuencode=flag(o, "mailDecodeUuencode", True),
-                          fsync=flag(o, "mailDecodeFsync", True))
+                          fsync=flag(o, "mailDecodeFsync", True), formats=formats)
 
 
 #: what each ``mailDecodeAnnounce`` word stands for, as :class:`WrittenFile` kinds
 ANNOUNCE_GROUPS = {
-    "bodies": frozenset({"body-text", "body-html"}),
+    "bodies": frozenset({"body-text", "body-html", "tnef-body"}),
     "attachments": frozenset({"part", "message", "uuencoded", "raw"}),
     "metadata": frozenset({"metadata"}),
 }

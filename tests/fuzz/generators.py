@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import quopri
+import struct
 
 from hypothesis import strategies as st
 
@@ -215,6 +216,114 @@ def many_parts(draw: st.DrawFn) -> bytes:
     return b"From: a@example.org\nContent-Type: multipart/mixed; boundary=M\n\n" + body + b"--M--\n"
 
 
+# -- TNEF (winmail.dat) --------------------------------------------------------------------------
+def tnef_attribute(level: int, att_id: int, att_type: int, data: bytes, *, length: int | None = None) -> bytes:
+    """One TNEF attribute; *length* lies about the data's length when given."""
+    return (struct.pack("<BHHI", level, att_id, att_type, len(data) if length is None else length) + data
+            + struct.pack("<H", sum(data) & 0xFFFF))
+
+
+def mapi_props(props: list[tuple[int, int, bytes]], *, count: int | None = None) -> bytes:
+    """A MAPI property list: (type, id, encoded value) each; *count* lies about how many."""
+    out = struct.pack("<I", len(props) if count is None else count)
+    for ptype, pid, value in props:
+        out += struct.pack("<HH", ptype, pid) + value
+    return out
+
+
+def mapi_blob(data: bytes, *, values: int = 1, length: int | None = None) -> bytes:
+    """The encoding of a binary/string MAPI value: count, length, data, padding."""
+    size = len(data) if length is None else length
+    return struct.pack("<II", values, size) + data + b"\0" * (-len(data) % 4)
+
+
+def tnef_file(name: str, data: bytes, *, long_name: bool = True) -> bytes:
+    """The attributes of one attachment: rendering, title, data and MAPI props (long name)."""
+    title = name.encode("cp1252", "replace") + b"\0"
+    out = tnef_attribute(2, 0x9002, 0x0006, b"\xff" * 14)
+    out += tnef_attribute(2, 0x8010, 0x0001, title)
+    out += tnef_attribute(2, 0x800F, 0x0006, data)
+    if long_name:
+        props = [(0x001F, 0x3707, mapi_blob(name.encode("utf-16-le") + b"\0\0"))]
+        out += tnef_attribute(2, 0x9005, 0x0006, mapi_props(props))
+    return out
+
+
+def tnef_stream(*attributes: bytes) -> bytes:
+    return struct.pack("<IH", 0x223E9F78, 0x0001) + b"".join(attributes)
+
+
+@st.composite
+def tnef_container(draw: st.DrawFn) -> bytes:
+    """A TNEF stream: real-looking attachments and bodies mixed with lying lengths and counts,
+    truncation, unknown levels and types, embedded Outlook items."""
+    attrs: list[bytes] = []
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(["file", "file", "body", "props-lie", "length-lie", "junk", "embedded",
+                                     "orphan", "rtf"]))
+        if kind == "file":
+            attrs.append(tnef_file(draw(file_names()), draw(st.binary(max_size=300)),
+                                   long_name=draw(st.booleans())))
+        elif kind == "body":
+            attrs.append(tnef_attribute(1, 0x800C, 0x0002, draw(st.binary(max_size=200))))
+        elif kind == "props-lie":
+            count = draw(st.sampled_from([0xFFFFFFFF, 0x7FFFFFFF, 1000, 3]))
+            value = draw(st.sampled_from([mapi_blob(b"x", values=0xFFFFFFFF), mapi_blob(b"x", length=0xFFFFFFF0),
+                                          struct.pack("<I", 0xFFFFFFFF), b""]))
+            ptype = draw(st.sampled_from([0x0102, 0x001F, 0x101F, 0x1003, 0x000D, 0x0999, 0x0003]))
+            pid = draw(st.sampled_from([0x3707, 0x3701, 0x1000, 0x1009, 0x8001]))
+            level = draw(st.sampled_from([1, 2]))
+            attrs.append(tnef_attribute(level, 0x9003 if level == 1 else 0x9005, 0x0006,
+                                        mapi_props([(ptype, pid, value)], count=count)))
+        elif kind == "length-lie":
+            attrs.append(tnef_attribute(draw(st.sampled_from([1, 2])), 0x800F, 0x0006, b"abc",
+                                        length=draw(st.sampled_from([0xFFFFFFFF, 4, 1 << 20]))))
+        elif kind == "junk":
+            attrs.append(draw(st.binary(max_size=64)))
+        elif kind == "orphan":  # an attachment attribute before any attAttachRendData
+            attrs.append(tnef_attribute(2, 0x800F, 0x0006, draw(st.binary(max_size=50))))
+        elif kind == "rtf":
+            body = draw(st.binary(max_size=80))
+            header = struct.pack("<IIII", len(body) + 12, draw(st.integers(0, 1 << 20)),
+                                 draw(st.sampled_from([0x75465A4C, 0x414C454D, 0])), 0)
+            attrs.append(tnef_attribute(1, 0x9003, 0x0006, mapi_props([(0x0102, 0x1009, mapi_blob(header + body))])))
+        else:  # an attached Outlook item: IID_IMessage + a TNEF stream (maybe itself nesting)
+            inner = tnef_stream(tnef_file("inner.txt", b"inner"))
+            for _ in range(draw(st.integers(0, 12))):
+                inner = tnef_stream(tnef_attribute(2, 0x9002, 0x0006, b"\0" * 14), tnef_attribute(
+                    2, 0x9005, 0x0006, mapi_props([(0x000D, 0x3701, mapi_blob(
+                        bytes.fromhex("0703020000000000c000000000000046") + inner))])))
+            attrs.append(tnef_attribute(2, 0x9002, 0x0006, b"\0" * 14))
+            attrs.append(tnef_attribute(2, 0x9005, 0x0006, mapi_props([(0x000D, 0x3701, mapi_blob(
+                bytes.fromhex("0703020000000000c000000000000046") + inner))])))
+    raw = tnef_stream(*attrs)
+    if draw(st.integers(0, 4)) == 0:
+        raw = raw[:draw(st.integers(0, len(raw)))]
+    return raw
+
+
+def rtf_expansion(size: int) -> bytes:
+    """Compressed RTF of about *size* bytes made only of 17-byte back-references (8x expansion),
+    each pointing away from the write position so the stream never ends early."""
+    write, chunks, length = 207, [], 16
+    while length + 17 <= size:
+        chunks.append(b"\xff")
+        for _ in range(8):
+            chunks.append(struct.pack(">H", (((write + 1000) % 4096) << 4) | 0xF))
+            write = (write + 17) % 4096
+        length += 17
+    body = b"".join(chunks)
+    return struct.pack("<IIII", len(body) + 12, len(body) * 8, 0x75465A4C, 0) + body
+
+
+def winmail(container: bytes, *, name: str = "winmail.dat", ctype: str = "application/ms-tnef") -> bytes:
+    """A message with a text body and *container* as a base64 ``winmail.dat`` part."""
+    return (b"From: a@example.org\nSubject: tnef\nMIME-Version: 1.0\n"
+            b"Content-Type: multipart/mixed; boundary=T\n\n--T\nContent-Type: text/plain\n\nsee attached\n"
+            b"--T\nContent-Type: " + ctype.encode() + b"; name=\"" + name.encode() + b"\"\n"
+            b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(container) + b"--T--\n")
+
+
 def to_crlf(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
@@ -222,8 +331,11 @@ def to_crlf(raw: bytes) -> bytes:
 @st.composite
 def hostile_message(draw: st.DrawFn) -> bytes:
     """Any of the classes above, as a whole message, with LF or CRLF line ends."""
-    kind = draw(st.sampled_from(["tree", "tree", "tree", "deep", "many", "uu", "headers-only"]))
-    if kind == "deep":
+    kind = draw(st.sampled_from(["tree", "tree", "tree", "deep", "many", "uu", "headers-only", "tnef"]))
+    if kind == "tnef":
+        raw = winmail(draw(tnef_container()), ctype=draw(st.sampled_from(["application/ms-tnef",
+                                                                          "application/vnd.ms-tnef"])))
+    elif kind == "deep":
         raw = draw(deep_nesting())
     elif kind == "many":
         raw = draw(many_parts())
@@ -273,7 +385,18 @@ def big_messages(size: int = FIVE_MB) -> dict[str, bytes]:
               + b"".join(b";\n name*%d=b" % i for i in range(1, FIVE_MB // 16)) + b"\n\nx\n")
     long_name = (b"Content-Type: multipart/mixed; boundary=M\n\n--M\nContent-Type: message/rfc822\n"
                  b"Content-Disposition: attachment; filename=\"" + b"n" * 300 + b".eml\"\n\nSubject: s\n\nx\n--M--\n")
+    tnef_budget = FIVE_MB * 3 // 4 - 2000  # base64 makes 4 bytes of 3
+    one = tnef_attribute(1, 0x9999, 0x0006, b"")  # 11 bytes each: an attribute nobody knows
+    tnef_attributes = winmail(tnef_stream(one * (tnef_budget // len(one))))
+    lying = tnef_attribute(1, 0x9003, 0x0006, mapi_props([(0x1102, 0x3701, struct.pack("<I", 0xFFFFFFFF))],
+                                                         count=0xFFFFFFFF))
+    tnef_counts = winmail(tnef_stream(*[lying] * (tnef_budget // len(lying))))
+    tiny = tnef_file("f.bin", b"x", long_name=False)
+    tnef_rtf = winmail(tnef_stream(tnef_attribute(1, 0x9003, 0x0006, mapi_props(
+        [(0x0102, 0x1009, mapi_blob(rtf_expansion(tnef_budget - 100)))]))))
+    tnef_files = winmail(tnef_stream(tiny * (tnef_budget // len(tiny))))
     return {
+        "tnef-attributes": tnef_attributes, "tnef-rtf-expansion": tnef_rtf, "tnef-lying-counts": tnef_counts, "tnef-many-files": tnef_files,
         "deep-multipart": head + deep, "message-chain": head + chain, "fat-message-chain": head + chain_fat,
         "many-parts": head + many, "empty-parts": head + empties, "uu-blanks": head + uu_blanks,
         "uu-begins": head + uu_begins, "uu-data": head + uu_data, "base64-junk": head + b64_junk,

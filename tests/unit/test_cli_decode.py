@@ -396,3 +396,24 @@ def test_the_byte_limit_defaults_to_the_callbacks_and_its_help_reads_as_the_opti
     with pytest.raises(SystemExit):
         build_parser().parse_args(["decode", "--help"])
     assert "(default 256mb)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_tnef_and_smime_flags_choose_what_is_opened(tmp_path, caplog):
+    from tests import smime_pki
+    from tests.fuzz.generators import tnef_file, tnef_stream, winmail
+
+    pki = smime_pki.make_pki()
+    key = tmp_path / "key.pem"
+    key.write_bytes(pki.recipient.pem())
+    (tmp_path / "tnef.eml").write_bytes(winmail(tnef_stream(tnef_file("a.txt", b"a"))))
+    (tmp_path / "sealed.eml").write_bytes(smime_pki.encrypted(pki.recipient))
+    assert main(["decode", "--no-fsync", "--tnef-keep", "--smime-key", str(key), "-o", str(tmp_path / "out"),
+                 str(tmp_path / "tnef.eml"), str(tmp_path / "sealed.eml")]) == 0
+    assert {"a.txt", "winmail.dat"} <= set(os.listdir(tmp_path / "out" / "tnef.parts"))
+    assert "report.pdf" in os.listdir(tmp_path / "out" / "sealed.parts")
+    assert main(["decode", "--no-fsync", "--no-tnef", "--no-smime", "-o", str(tmp_path / "plain"),
+                 str(tmp_path / "tnef.eml"), str(tmp_path / "sealed.eml")]) == 0
+    assert "a.txt" not in os.listdir(tmp_path / "plain" / "tnef.parts")
+    assert "report.pdf" not in os.listdir(tmp_path / "plain" / "sealed.parts")
+    assert main(["decode", "--smime-key", str(tmp_path / "missing.pem"), str(tmp_path / "tnef.eml")]) == 2
+    assert "missing.pem cannot be read" in caplog.text

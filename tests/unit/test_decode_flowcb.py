@@ -246,3 +246,32 @@ def test_mail_decode_announce_chooses_which_files_get_a_notice_and_every_file_is
 def test_an_unknown_mail_decode_announce_word_fails_at_start(base):
     with pytest.raises(ConfigError, match="mailDecodeAnnounce csv: use all, none, or some of"):
         load(options(base, mailDecodeAnnounce="attachments,csv"))
+
+
+def test_smime_verdicts_go_into_the_eml_notice_and_tnef_files_are_announced_as_attachments(base, tmp_path):
+    from tests import smime_pki
+    from tests.fuzz.generators import tnef_file, tnef_stream, winmail
+
+    pki = smime_pki.make_pki()
+    key = tmp_path / "key.pem"
+    key.write_bytes(pki.recipient.pem())
+    o = options(base, mailSmimeKeyFile=str(key), mailDecodeAnnounce="attachments")
+    sealed = downloaded(o, base, "INBOX/1.1.eml", smime_pki.encrypted(pki.recipient))
+    outlook = downloaded(o, base, "INBOX/1.2.eml", winmail(tnef_stream(tnef_file("long report name.pdf", b"%PDF"))))
+    wl = worklist(sealed, outlook)
+    load(o).after_work(wl)
+    assert [v["verdict"] for v in sealed["mailDecode"]["smime"]] == ["decrypted"]
+    assert "smime" not in outlook["mailDecode"]
+    announced = {m["relPath"]: m["mailPart"] for m in wl.ok[2:]}
+    assert announced["INBOX/1.1.parts/report.pdf"]["kind"] == "part"
+    assert announced["INBOX/1.2.parts/long report name.pdf"]["originalName"] == "long report name.pdf"
+    assert not any(path.endswith(("winmail.dat", "body.txt", "metadata.json")) for path in announced)
+
+
+def test_the_smime_and_tnef_options_apply_and_a_bad_key_file_fails_at_start(base, tmp_path):
+    cb = load(options(base))
+    assert cb.settings.formats.tnef and not cb.settings.formats.tnef_keep and cb.settings.formats.smime is not None
+    cb = load(options(base, mailDecodeTnef="off", mailDecodeTnefKeep="on", mailDecodeSmime="off"))
+    assert (cb.settings.formats.tnef, cb.settings.formats.tnef_keep, cb.settings.formats.smime) == (False, True, None)
+    with pytest.raises(ConfigError, match="mailSmimeKeyFile"):
+        load(options(base, mailSmimeKeyFile=str(tmp_path / "missing.pem")))

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mailingest.mime.layout import DecodeResult, DecodeSettings
@@ -119,6 +119,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="do not extract uuencoded blocks from text bodies")
     p.add_argument("--no-fsync", dest="fsync", action="store_false",
                    help="skip fsync (faster; for scratch output)")
+    p.add_argument("--no-tnef", dest="tnef", action="store_false",
+                   help="write winmail.dat as it is, not unpacked (like mailDecodeTnef off)")
+    p.add_argument("--tnef-keep", action="store_true",
+                   help="also write winmail.dat when it was unpacked (like mailDecodeTnefKeep)")
+    p.add_argument("--no-smime", dest="smime", action="store_false",
+                   help="write S/MIME parts as they are, no verdict (like mailDecodeSmime off)")
+    p.add_argument("--smime-trust", metavar="FILE",
+                   help="PEM file of trusted certificates for S/MIME verdicts (like mailSmimeTrustFile)")
+    p.add_argument("--smime-key", metavar="FILE",
+                   help="PEM file with the private key and certificate to decrypt S/MIME (like mailSmimeKeyFile)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no per-message lines, progress bar or summary; errors only")
     p.set_defaults(func=run)
@@ -257,13 +267,25 @@ class Outcome:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mailingest.errors import ConfigError
+    from mailingest.mime.containers import Formats
     from mailingest.mime.layout import DecodeSettings
     from mailingest.mime.parse import DecodeLimits
 
+    smime: Any = "default" if args.smime else None  # opened without trust or key
+    if args.smime and (args.smime_trust or args.smime_key):
+        from mailingest.mime.smime import Smime, SmimeSettings
+
+        try:
+            smime = Smime(SmimeSettings(trust_file=args.smime_trust, key_file=args.smime_key))
+        except ConfigError as exc:
+            logger.error("%s", exc)
+            return EXIT_USAGE
     settings = DecodeSettings(
         limits=DecodeLimits(max_depth=args.max_depth, max_parts=args.max_parts,
                             max_decoded_bytes=args.max_bytes),
-        html=args.html, uuencode=args.uuencode, fsync=args.fsync)
+        html=args.html, uuencode=args.uuencode, fsync=args.fsync,
+        formats=Formats(tnef=args.tnef, tnef_keep=args.tnef_keep, smime=smime))
     try:
         jobs = list(plan(args.inputs, args.output, args.stdin_name))
     except UsageError as exc:

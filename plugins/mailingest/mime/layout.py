@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from mailingest.atomic import temp_name
+from mailingest.mime.containers import Formats
 from mailingest.mime.parse import DecodedMail, DecodeLimits, Part, decode_bytes
-from mailingest.mime.safenames import MAX_NAME_BYTES, fallback_name, safe_name, truncate
+from mailingest.mime.safenames import MAX_NAME_BYTES, extension_for, fallback_name, safe_name, truncate
 from mailingest.mime.writer import OutputDir
 
 SCHEMA = "mailingest-decode/1"
@@ -41,6 +42,8 @@ class DecodeSettings:
     html: bool = True
     uuencode: bool = True
     fsync: bool = True
+    #: containers opened: TNEF, S/MIME (with the operator's trust and key files)
+    formats: Formats = field(default_factory=Formats)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class DecodeResult:
     status: str = "decoded"
     #: the bounds reached, one line per raw-kept part (prefixed like the defects)
     bounds: tuple[str, ...] = ()
+    #: S/MIME verdicts at every level (``mimePart`` prefixed like the defects for attached messages)
+    smime: tuple[Mapping[str, object], ...] = ()
 
 
 #: the notice's ``mail`` fields written by the poll's sender check, repeated at metadata.json's top level
@@ -101,7 +106,7 @@ def decode_file(eml_path: str, out_dir: str | None = None, *, flat: bool = False
     """
     with open(eml_path, "rb") as fh:
         raw = fh.read()
-    decoded = decode_bytes(raw, settings.limits, uuencode=settings.uuencode)
+    decoded = decode_bytes(raw, settings.limits, uuencode=settings.uuencode, formats=settings.formats)
     eml_name = os.path.basename(eml_path)
     if out_dir is None:
         parent = OutputDir.open(os.path.dirname(os.path.abspath(eml_path)), create=False,
@@ -151,7 +156,17 @@ def _write_all(decoded: DecodedMail, target: OutputDir, eml_name: str,
     defects: list[str] = []
     status = _write_message(decoded, target, eml_name, settings, mail, "", files, defects)
     return DecodeResult(eml_name, target.path, tuple(files), tuple(defects), decoded.message_id,
-                        status, tuple(_bounds(decoded, "")))
+                        status, tuple(_bounds(decoded, "")), tuple(_verdicts(decoded, "")))
+
+
+def _verdicts(decoded: DecodedMail, prefix: str) -> list[Mapping[str, object]]:
+    """The S/MIME verdicts of *decoded* and of the messages attached to it."""
+    found: list[Mapping[str, object]] = [{**v, "mimePart": "%s%s" % (prefix, v.get("mimePart"))}
+                                         for v in decoded.smime]
+    for part in decoded.parts:
+        if part.message is not None:
+            found.extend(_verdicts(part.message, "%s%s: " % (prefix, part.number)))
+    return found
 
 
 def _bounds(decoded: DecodedMail, prefix: str) -> list[str]:
@@ -180,6 +195,8 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
             written = target.write(bodies.pop(part.kind), part.data, reserved=True)
         elif part.kind == "raw":
             written = target.write(safe_name("raw-%s.eml" % part.number, "raw.eml"), part.data)
+        elif part.kind == "tnef-body":  # body.rtf, body.html, body.txt (body-2.txt beside the mail's own)
+            written = target.write("body" + extension_for(part.content_type), part.data)
         else:
             name = safe_name(part.filename, fallback_name(index, part.content_type))
             written = target.write(name, part.data)
@@ -207,6 +224,8 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
     for key in TRUST_KEYS:  # the poll's sender check (docs/trust.md), also at the top for readers
         if mail is not None and key in mail:
             meta[key] = mail[key]
+    if decoded.smime:
+        meta["smime"] = [dict(v) for v in decoded.smime]
     data = json.dumps(meta, ensure_ascii=False, indent=1, default=str).encode("utf-8", "backslashreplace")
     target.write(meta_name, data + b"\n", reserved=True)
     files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json"))
@@ -218,4 +237,5 @@ def _entry(part: Part, written: str) -> dict[str, object]:
             "contentType": part.content_type, "charset": part.charset,
             "disposition": part.disposition, "contentId": part.content_id,
             "mimePart": part.number, "size": len(part.data),
-            "sha256": hashlib.sha256(part.data).hexdigest()}
+            "sha256": hashlib.sha256(part.data).hexdigest(),
+            **({"container": dict(part.container)} if part.container is not None else {})}

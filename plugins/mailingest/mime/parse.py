@@ -16,14 +16,14 @@ bytes, undecoded, with the reason in :py:attr:`Part.not_decoded`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from email.errors import MessageError, MissingHeaderBodySeparatorDefect
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
 from mailingest.errors import DecodeLimitError, MimeError
-from mailingest.mime import headers, payloads
+from mailingest.mime import containers, headers, payloads
 from mailingest.mime.spans import RawSpans
 
 _BODY_TEXT = "body-text"
@@ -75,6 +75,8 @@ class Part:
     charset: str | None = None
     message: DecodedMail | None = None
     not_decoded: str | None = None
+    #: for a file taken out of a container (TNEF): the container's record (metadata.json)
+    container: Mapping[str, object] | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class DecodedMail:
     defects: tuple[str, ...] = ()
     #: why parts of this level were kept raw (a bound reached); empty when fully decoded
     partial: tuple[str, ...] = ()
+    #: S/MIME verdicts at this level (:py:mod:`mailingest.mime.smime`), one per signed/encrypted part
+    smime: tuple[Mapping[str, object], ...] = field(default=(), hash=False, compare=False)
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -108,7 +112,7 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def decode_bytes(raw: bytes, limits: DecodeLimits = DecodeLimits(), *,
-                 uuencode: bool = True) -> DecodedMail:
+                 uuencode: bool = True, formats: containers.Formats | None = None) -> DecodedMail:
     """Decode the raw message *raw*, as far as the *limits* allow.
 
     Past a bound the message is still decoded: what lies within the bounds is decoded, the
@@ -119,6 +123,8 @@ def decode_bytes(raw: bytes, limits: DecodeLimits = DecodeLimits(), *,
     levels) is handled the same way: the message is cut in half at a line end until the first
     part parses; the rest is kept raw.
 
+    :param formats: the containers opened (TNEF, S/MIME); None: the defaults of
+        :py:class:`~mailingest.mime.containers.Formats`.
     :raises DecodeLimitError: the message itself is larger than ``max_decoded_bytes``.
     :raises MimeError: the parser failed outright.
     """
@@ -133,7 +139,7 @@ def decode_bytes(raw: bytes, limits: DecodeLimits = DecodeLimits(), *,
         while True:
             try:
                 msg = parse(head)
-                decoded = _Walker(limits, uuencode, crlf).message(msg, 0, "", RawSpans(head, msg))
+                decoded = _Walker(limits, uuencode, crlf, formats).message(msg, 0, "", RawSpans(head, msg))
                 break
             except RecursionError as exc:
                 # nested deeper than the parser (or the standard library's tree walks) can follow:
@@ -177,14 +183,23 @@ def _cut_for_parts(raw: bytes, max_parts: int) -> tuple[bytes, bytes]:
                 return raw[:pos], raw[pos:]
 
 
+_DEFAULT_FORMATS = containers.Formats()
 _BOUNDARY_PARAM = re.compile(rb"(?i)\bboundary[ \t]*=[ \t]*(\"[^\"\r\n]{1,200}\"|[^\s;\"]{1,200})")
 
 
 class _Walker:
     """Walks one message tree within the limits; what lies past them is kept raw."""
 
-    def __init__(self, limits: DecodeLimits, uuencode: bool, crlf: bool) -> None:
+    def __init__(self, limits: DecodeLimits, uuencode: bool, crlf: bool,
+                 formats: containers.Formats | None = None) -> None:
         self.limits = limits
+        self.formats = formats if formats is not None else _DEFAULT_FORMATS
+        #: S/MIME verdicts of the message level being walked
+        self.verdicts: list[dict[str, object]] = []
+        #: bounds reached inside containers (TNEF) at this level: the container is kept whole
+        self.container_bounds: list[str] = []
+        #: S/MIME parts that may still be opened in this message (each runs openssl)
+        self.smime_left = containers.MAX_SMIME_PARTS
         self.uuencode = uuencode
         self.crlf = crlf
         self.entities = 0
@@ -202,9 +217,8 @@ class _Walker:
         self.decoded += size
         return True
 
-    def message(self, msg: Message, depth: int, number: str, spans: RawSpans) -> DecodedMail:
-        hints = headers.charset_hints(msg)
-        defects: list[str] = []
+    def bodies_of(self, msg: Message, number: str, defects: list[str]) -> dict[int, str]:
+        """The leaves of *msg* that ``get_body()`` picks: ``id(leaf) -> kind``."""
         bodies: dict[int, str] = {}
         for kind, preference in ((_BODY_TEXT, ("plain",)), (_BODY_HTML, ("html",))):
             try:
@@ -214,8 +228,20 @@ class _Walker:
                 found = None
             if found is not None and not found.is_multipart():
                 bodies[id(found)] = kind
+        return bodies
+
+    def message(self, msg: Message, depth: int, number: str, spans: RawSpans) -> DecodedMail:
+        hints = headers.charset_hints(msg)
+        defects: list[str] = []
+        bodies = self.bodies_of(msg, number, defects)
         parts: list[Part] = []
-        self._walk(msg, depth, number, bodies, hints, parts, defects, spans)
+        outer = self.verdicts, self.container_bounds
+        self.verdicts, self.container_bounds = [], []
+        try:
+            self._walk(msg, depth, number, bodies, hints, parts, defects, spans)
+            verdicts, bounds = self.verdicts, self.container_bounds
+        finally:
+            self.verdicts, self.container_bounds = outer
         sender = headers.addresses(msg, "from", hints, defects)
         return DecodedMail(
             subject=headers.header_text(msg, "subject", hints, defects),
@@ -225,7 +251,8 @@ class _Walker:
             date=headers.date_iso(msg, defects),
             message_id=headers.header_text(msg, "message-id", hints, defects),
             parts=tuple(parts), defects=tuple(defects),
-            partial=tuple(p.not_decoded for p in parts if p.kind == "raw" and p.not_decoded))
+            partial=tuple(p.not_decoded for p in parts if p.kind == "raw" and p.not_decoded) + tuple(bounds),
+            smime=tuple(verdicts))
 
     def _walk(self, part: Message, depth: int, number: str, bodies: dict[int, str],
               hints: Sequence[str], out: list[Part], defects: list[str], spans: RawSpans) -> None:
@@ -242,6 +269,8 @@ class _Walker:
             return
         if container:
             _note(defects, number, part.defects)
+            if ctype == "multipart/signed":
+                containers.check_signed(self, part, number, spans)
             for i, child in enumerate(children, 1):
                 spans.adopt(part, child)
                 if self.exhausted is not None:  # the rest of this level, as one raw file
@@ -270,6 +299,11 @@ class _Walker:
         charset = part.get_content_charset()
         keep_file = (kind is None and (data or name)) or (kind is not None and name)
         text = payloads.body_text(part, data, local).encode("utf-8") if kind is not None else b""
+        opened = (containers.open_leaf(self, number, ctype, part, name, data, local)
+                  if kind is None and data and self.exhausted is None and containers.may_open(ctype, name)
+                  else None)
+        if opened is not None and not opened.keep_container:
+            keep_file = False
         if not self._fits(len(text) + (len(data) if keep_file else 0)):
             _note(defects, number, local)
             out.append(self._raw([part], number, self.exhausted or "", spans, defects))
@@ -279,6 +313,8 @@ class _Walker:
         if keep_file:
             # not a body, or a body the sender also named as a file: keep the original bytes
             out.append(Part(number, "part", name, ctype, disposition, cid, data, charset=charset))
+        if opened is not None:
+            containers.decode_inner(self, opened, depth, number, hints, out, local)
         if self.uuencode and ctype == "text/plain" and b"begin " in data:
             for j, (uu_name, blob) in enumerate(payloads.uu_blocks(data, hints, local), 1):
                 self.entities += 1
