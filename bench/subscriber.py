@@ -15,7 +15,7 @@ from typing import Callable, List, Optional
 
 import pika
 
-from bench.amqp import QueueWatcher, declare_exchange, publish, wait_depth, wait_first_taken
+from bench.broker import QueueWatcher, declare_exchange, publish, wait_depth, wait_first_taken
 from bench.context import REPO, BenchContext, env_with_pythonpath
 from bench.sr3run import Sr3Instances
 from tests.sr3env import Sr3Home

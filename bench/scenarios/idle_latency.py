@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 
 import imapclient
 
-from bench.amqp import QueueWatcher
+from bench.broker import QueueWatcher
 from bench.context import BenchContext
 from bench.report import Row, ratio, target_check
 from bench.subscriber import exchange_for, poll_config

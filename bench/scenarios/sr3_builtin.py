@@ -19,7 +19,7 @@ from typing import Iterator, List
 
 import imapclient
 
-from bench.amqp import QueueWatcher
+from bench.broker import QueueWatcher
 from bench.context import BenchContext
 from bench.report import Row
 from bench.subscriber import capture_notices, exchange_for, run_subscriber
