@@ -60,6 +60,7 @@ from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, 
 from mailingest.mailbox.credentials_file import CredentialsFile
 from mailingest.mailbox.refs import MessageRef, parse_notice_fields
 from mailingest.options import Option, connection_settings, declare_connection_options
+from mailingest.sr3log import ImapclientQuiet
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Download(FlowCB):
         self._swept_dirs: Set[str] = set()
         #: a directory that cannot be written is waited out here, not through sr3's retry queue
         self.disk = DirectoryWait(lambda: self.stop_requested)
+        self.quiet = ImapclientQuiet.install()  # imapclient logs only warnings, unless asked
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
@@ -195,6 +197,7 @@ class Download(FlowCB):
 
     def on_stop(self) -> None:
         self._commit_pop3_deletes()
+        self.quiet.remove()
         self.sessions.close_all()
 
     def metricsReport(self) -> Dict[str, Any]:

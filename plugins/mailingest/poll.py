@@ -74,6 +74,7 @@ from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop
 from mailingest.poller.pacing import FlowPacing
 from mailingest.poller.reannounce import Announced, ReannouncePolicy
 from mailingest.poller.state import STATE_FILE, FolderState, PollState
+from mailingest.sr3log import ImapclientQuiet
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ class Poll(FlowCB):
             "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0, "reannounced": 0,
         }
         self.pacing = FlowPacing(self.o)
+        self.quiet = ImapclientQuiet.install()  # imapclient logs only warnings, unless asked
         self._interval = opt.duration(self.o, "scheduled_interval", 0.0) or DEFAULT_INTERVAL
         self._next_full_cycle = 0.0
         self._outage_started = 0.0
@@ -238,6 +240,7 @@ class Poll(FlowCB):
 
     def on_stop(self) -> None:
         self._close()
+        self.quiet.remove()
 
     def metricsReport(self) -> Dict[str, Any]:
         return dict(self.metrics)
