@@ -50,16 +50,14 @@ import sarracenia
 import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
-from mailingest import options as opt
 from mailingest.atomic import remove_stale_temps, write_atomically
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
-from mailingest.fetcher.actions import AfterDownload
 from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
 from mailingest.fetcher.sessions import AccountUnavailableError, SessionPool
 from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, resolve_account
 from mailingest.mailbox.credentials_file import CredentialsFile
 from mailingest.mailbox.refs import MessageRef, parse_notice_fields
-from mailingest.options import Option, connection_settings, declare_connection_options
+from mailingest.settings import DownloadSettings, declare_download_options
 from mailingest.sr3log import ImapclientQuiet
 
 logger = logging.getLogger(__name__)
@@ -107,12 +105,12 @@ class Download(FlowCB):
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
-        declare_connection_options(self.o)
-        opt.declare(self.o, Option("mailAfterDownload", "str", "seen"))
-        self.action = AfterDownload.parse(opt.text(self.o, "mailAfterDownload", "seen"))
+        declare_download_options(self.o)
+        self.settings = DownloadSettings.from_options(self.o)
+        self.action = self.settings.after_download
         self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
                                         "actions": 0, "alreadyComplete": 0}
-        self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
+        self.sessions = SessionPool(self.settings.connection, self._prepare, self.metrics,
                                     lambda: self.stop_requested)
         self._accounts: Dict[str, MailAccount] = {}
         self.credentials = CredentialsFile.of(self.o)

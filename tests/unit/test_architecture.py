@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("protocol", ("mailingest.mailbox",)),
     ("services", ("mailingest.poller", "mailingest.fetcher")),
     ("sr3 glue", ("mailingest.poll", "mailingest.download", "mailingest.decode", "mailingest.sr3log",
-                  "mailingest.options", "mailingest.cli", "mailingest.__main__", "mailingest")),
+                  "mailingest.options", "mailingest.settings", "mailingest.cli", "mailingest.__main__", "mailingest")),
 ]
 
 #: Pure: no sarracenia, no network; the decoder and the pure helpers of the protocol layer.

@@ -11,8 +11,8 @@ from sarracenia.config.credentials import CredentialDB
 from mailingest.errors import ConfigError
 from mailingest.mailbox.account import resolve_account
 from mailingest.oauth2.config import OAuth2Settings, draft_client
-from mailingest.options import connection_settings, declare_connection_options
 from mailingest.security import keystore
+from mailingest.settings import connection_settings, declare_connection_options
 
 REFRESH = "1//refresh-token/with+odd=chars"
 CLIENT_SECRET = "GOCSPX-client-secret"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mailingest.options import CONNECTION_OPTIONS
+from mailingest.settings import ALL_OPTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "plugins" / "mailingest"
@@ -19,7 +19,7 @@ def declared_options() -> list:
     names = set()
     for source in PLUGINS.glob("*.py"):
         names.update(re.findall(r'(?:add_option|Option)\(\s*"(\w+)"', source.read_text(encoding="utf-8")))
-    names.update(name for name, _kind, _default in CONNECTION_OPTIONS)
+    names.update(ALL_OPTIONS)
     return sorted(names)
 
 

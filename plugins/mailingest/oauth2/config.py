@@ -12,8 +12,13 @@ from typing import Dict, Optional, Tuple
 from mailingest.errors import ConfigError
 from mailingest.oauth2.endpoint import check_token_url
 from mailingest.security import keystore
+from mailingest.security.tlsconfig import DEFAULT_RIGOUR
 
 MECHANISMS = ("auto", "XOAUTH2", "OAUTHBEARER")
+#: seconds for a token request, and for mail connections (sr3's timeout) when not set
+DEFAULT_TIMEOUT = 60.0
+#: the Microsoft tenant when mailOAuth2Tenant is not set
+DEFAULT_TENANT = "common"
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,10 @@ class OAuth2Settings:
     client_secret_file: Optional[str] = None
     token_url: Optional[str] = None
     scope: Optional[str] = None
-    tenant: str = "common"
-    mechanism: str = "auto"
-    timeout: float = 60.0
-    tls_rigour: str = "normal"
+    tenant: str = DEFAULT_TENANT
+    mechanism: str = MECHANISMS[0]
+    timeout: float = DEFAULT_TIMEOUT
+    tls_rigour: str = DEFAULT_RIGOUR
     ca_file: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -89,7 +94,7 @@ class OAuth2Settings:
         return PROVIDERS[self.provider]
 
     def preset_token_url(self) -> str:
-        return self.preset.token_url.replace("{tenant}", self.tenant or "common")
+        return self.preset.token_url.replace("{tenant}", self.tenant or DEFAULT_TENANT)
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,8 @@ class OAuth2Client:
     conf_refresh_token: Optional[str] = field(default=None, repr=False, compare=False)
     file_refresh_token: Optional[str] = field(default=None, repr=False, compare=False)
     scope_on_refresh: bool = False
-    timeout: float = field(default=60.0, compare=False)
-    tls_rigour: str = field(default="normal", compare=False)
+    timeout: float = field(default=DEFAULT_TIMEOUT, compare=False)
+    tls_rigour: str = field(default=DEFAULT_RIGOUR, compare=False)
     ca_file: Optional[str] = field(default=None, compare=False)
 
     @property
