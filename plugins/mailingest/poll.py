@@ -62,6 +62,7 @@ import sarracenia
 import sarracenia.filemetadata
 from sarracenia.flowcb import FlowCB
 
+from mailingest.backoff import Backoff
 from mailingest.errors import MailConnectionError, MailError
 from mailingest.mailbox.account import MailAccount, resolve_account
 from mailingest.mailbox.credentials_file import CredentialsFile
@@ -78,10 +79,11 @@ logger = logging.getLogger(__name__)
 
 #: an unchanged failure is logged again (at error level) after this long
 REPEAT_ERROR_SECONDS = 600.0
-RECONNECT_BACKOFF_MAX = 60.0
+#: an unreachable server is tried again after 1, 2, 4 … 60 s
+RECONNECT_BACKOFF = Backoff(first=1.0, maximum=60.0)
 #: with mailIdle on, a lost server is retried after this share of the outage so far (within the bounds below)
 IDLE_RETRY_SHARE = 0.1
-IDLE_RETRY_MIN = 0.5
+IDLE_RETRY = Backoff(first=0.5, maximum=RECONNECT_BACKOFF.maximum)
 #: waits inside poll() are taken in slices this long, so a stop request is honoured within one
 PAUSE_SLICE = 0.5
 
@@ -402,7 +404,7 @@ class Poll(FlowCB):
         if self._pushing():
             self._retry_at = time.monotonic() + self._idle_retry_delay(exc)
         elif isinstance(exc, MailConnectionError):
-            self._retry_at = time.monotonic() + min(RECONNECT_BACKOFF_MAX, 2.0 ** (self._connection_failures - 1))
+            self._retry_at = time.monotonic() + RECONNECT_BACKOFF.delay(self._connection_failures)
         text = str(exc)
         now = time.monotonic()
         if text != self._last_error or now - self._last_error_logged >= REPEAT_ERROR_SECONDS:
@@ -414,12 +416,12 @@ class Poll(FlowCB):
 
     def _idle_retry_delay(self, exc: MailError) -> float:
         """With ``mailIdle on``, a lost server is tried again after a tenth of the outage so far
-        (0.5 s to RECONNECT_BACKOFF_MAX), so a restart costs about a second; anything else (a
+        (within IDLE_RETRY's bounds, 0.5 to 60 s), so a restart costs about a second; anything else (a
         refused login, a missing folder) waits for the next ``scheduled_interval``."""
         if not isinstance(exc, MailConnectionError):
             return self._interval
         outage = time.monotonic() - self._outage_started
-        return min(RECONNECT_BACKOFF_MAX, max(IDLE_RETRY_MIN, IDLE_RETRY_SHARE * outage))
+        return IDLE_RETRY.bounded(IDLE_RETRY_SHARE * outage)
 
     # -- notices ------------------------------------------------------------------------------
     def _notice(self, account: MailAccount, ref: MessageRef) -> sarracenia.Message:

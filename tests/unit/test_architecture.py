@@ -25,7 +25,7 @@ import mailingest
 PACKAGE_DIR = Path(mailingest.__file__).resolve().parent
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("mailingest.errors", "mailingest.atomic")),
+    ("foundation", ("mailingest.errors", "mailingest.atomic", "mailingest.backoff")),
     ("core", ("mailingest.mime", "mailingest.security")),
     ("oauth2", ("mailingest.oauth2",)),
     ("protocol", ("mailingest.mailbox",)),
