@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 #: Pure: no sarracenia, no network; the decoder and the pure helpers of the protocol layer.
-PURE = ("mailingest.mime", "mailingest.mailbox.refs", "mailingest.mailbox.sasl", "mailingest.mailbox.pop3codes")
+PURE = ("mailingest.mime", "mailingest.mailbox.refs", "mailingest.mailbox.sasl", "mailingest.mailbox.replies")
 
 FORBIDDEN_IN_PURE = ("sarracenia", "socket", "ssl", "imaplib", "poplib", "imapclient", "urllib.request",
                      "http.client", "http.server")

@@ -23,27 +23,13 @@ from dataclasses import dataclass
 
 from mailingest.atomic import temp_name
 from mailingest.backoff import Backoff
+from mailingest.errors import LocalWriteError
 
 logger = logging.getLogger(__name__)
 
 PROBES = Backoff(first=1.0, maximum=30.0)
 REMIND_EVERY = 60.0
 _STEP = 0.5  # how often a stop request is checked while sleeping
-
-
-class LocalWriteError(Exception):
-    """Writing to the local directory failed; the OS error is in ``cause``."""
-
-    def __init__(self, directory: str, cause: OSError) -> None:
-        super().__init__(f"cannot write to {directory}: {cause.strerror or cause}")
-        self.directory = directory
-        self.cause = cause
-
-    def describe(self) -> str:
-        """``[Errno 30] Read-only file system`` (or the exception text)."""
-        if self.cause.errno is not None and self.cause.strerror:
-            return f"[Errno {self.cause.errno}] {self.cause.strerror}"
-        return str(self.cause)
 
 
 @dataclass

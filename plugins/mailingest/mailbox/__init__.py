@@ -1,6 +1,7 @@
 """The protocol edge: mail accounts and IMAP/POP3 sessions (layer 3).
 
-Library errors (imapclient, imaplib, poplib, ssl, socket) become :mod:`mailingest.errors` here.
+Library errors (imapclient, imaplib, poplib, ssl, socket) become :mod:`mailingest.errors` here, and
+what a server's refusal means is read from its response code here (:mod:`~mailingest.mailbox.replies`).
 
 * :mod:`~mailingest.mailbox.account`           a mail URL + credentials -> :class:`~mailingest.mailbox.account.MailAccount`
 * :mod:`~mailingest.mailbox.credentials_file`  sr3's credentials.conf, checked line by line, re-read on change
@@ -10,6 +11,6 @@ Library errors (imapclient, imaplib, poplib, ssl, socket) become :mod:`mailinges
 * :mod:`~mailingest.mailbox.sasl`              XOAUTH2 and OAUTHBEARER messages (pure)
 * :mod:`~mailingest.mailbox.imap`              IMAP through imapclient, UID commands only
 * :mod:`~mailingest.mailbox.pop3`              POP3 through poplib, UIDL identity
-* :mod:`~mailingest.mailbox.pop3codes`         which ``-ERR`` answers are temporary
+* :mod:`~mailingest.mailbox.replies`           IMAP and POP3 response codes -> exception types (pure)
 * :mod:`~mailingest.mailbox.factory`           ``new_mailbox``: the right class for an account
 """

@@ -21,10 +21,10 @@ from typing import Any, List, Optional
 
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError, server_text
+from mailingest.errors import MailAuthError, OAuth2UnavailableError, ServerBusyError, server_text
 from mailingest.mailbox import sasl
 from mailingest.mailbox.account import MailAccount
-from mailingest.mailbox.pop3codes import is_temporary
+from mailingest.mailbox.replies import is_temporary, refusal
 from mailingest.oauth2 import tokens as oauth2
 from mailingest.oauth2.endpoint import OAuth2Error
 
@@ -57,6 +57,8 @@ class _ImapSasl:
         except LoginError as exc:
             if isinstance(exc.__context__, IMAPClientAbortError):
                 raise exc.__context__ from None
+            if is_temporary(exc):
+                raise  # imap_login turns it into a transient error
             detail = sasl.describe_challenge(challenges[-1]) if len(challenges) > 1 else None
             raise _Refused(server_text(exc), detail) from None
 
@@ -110,11 +112,13 @@ def imap_login(client: Any, account: MailAccount) -> None:
         else:
             client.login(account.username, account.password or "")
     except LoginError as exc:
+        if is_temporary(exc):  # NO [UNAVAILABLE]: the server's authentication back end is down, ...
+            raise _busy(account, exc) from None
         raise MailAuthError(_refused(account, exc)) from None
     except IMAPClientError as exc:
         if isinstance(exc, IMAPClientAbortError):
             raise
-        raise MailAuthError(f"login failed for {account.display}: {server_text(exc)}") from None
+        raise refusal(exc, MailAuthError)(f"login failed for {account.display}: {server_text(exc)}") from None
 
 
 def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
@@ -131,9 +135,13 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
             connection.pass_(account.password or "")
     except poplib.error_proto as exc:
         if is_temporary(exc):  # maildrop locked by another session, server shutting down, ...
-            raise MailConnectionError(f"{account.display} cannot take a login now: {server_text(exc)}; "
-                                      f"will retry") from None
+            raise _busy(account, exc) from None
         raise MailAuthError(_refused(account, exc)) from None
+
+
+def _busy(account: MailAccount, exc: Exception) -> ServerBusyError:
+    """A login the server answered with a code that asks to come back later."""
+    return ServerBusyError(f"{account.display} cannot take a login now: {server_text(exc)}; will retry")
 
 
 def _refused(account: MailAccount, exc: Exception) -> str:

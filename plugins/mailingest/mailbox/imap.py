@@ -28,6 +28,7 @@ from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.auth import imap_login
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
 from mailingest.mailbox.refs import MessageRef, summary_headers
+from mailingest.mailbox.replies import refusal, said_bye
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ FETCH_BATCH = 500
 CHUNK_SIZE = 4 * 1024 * 1024
 
 _TRANSIENT = (IMAPClientAbortError, OSError, socket.timeout, ssl.SSLError)
-#: an untagged BYE: the server is closing the session (RFC 3501 7.1.5)
-_BYE = "* BYE"
 #: IDLE waits in slices this long, so a stop request is honoured within one
 IDLE_SLICE = 0.5
 #: this many wake-ups in a row without a response line during IDLE mean the server closed the socket
@@ -178,7 +177,8 @@ class ImapMailbox:
         except IMAPClientError as exc:
             if isinstance(exc, IMAPClientAbortError):
                 raise connection_error(self.account, exc, f"{what} a folder on") from None
-            raise MailboxError(f"cannot open folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
+            raise refusal(exc, MailboxError)(
+                f"cannot open folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
         except OSError as exc:
             raise connection_error(self.account, exc, f"{what} a folder on") from None
         status = {
@@ -399,7 +399,7 @@ class ImapMailbox:
             self._drop()
             raise connection_error(self.account, exc, "IDLE on") from None
         except IMAPClientError as exc:
-            if _BYE in server_text(exc):  # imapclient reads IDLE's answer itself: BYE is not an abort there
+            if said_bye(exc):  # imapclient reads IDLE's answer itself: BYE is not an abort there
                 self._drop()
                 raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
                                           f"session ({server_text(exc)})") from None

@@ -20,14 +20,15 @@ from mailingest.errors import (
     MailConnectionError,
     MailError,
     MessageGoneError,
+    ServerBusyError,
     TlsError,
     server_text,
 )
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.auth import pop3_login
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
-from mailingest.mailbox.pop3codes import is_temporary
 from mailingest.mailbox.refs import MessageRef, summary_headers
+from mailingest.mailbox.replies import is_temporary
 
 logger = logging.getLogger(__name__)
 
@@ -312,10 +313,10 @@ class Pop3Mailbox:
             raise MailConnectionError(f"{self.account.display}: QUIT failed; reconnecting")
         self.connect()
 
-    def _temporary(self, exc: poplib.error_proto, doing: str) -> MailConnectionError:
+    def _temporary(self, exc: poplib.error_proto, doing: str) -> ServerBusyError:
         """The server asked to come back later (``-ERR [SYS/TEMP]``, ...): drop this session."""
         self._drop()
-        return MailConnectionError(f"cannot {doing} {self.account.display}: the server said {server_text(exc)!r}; "
+        return ServerBusyError(f"cannot {doing} {self.account.display}: the server said {server_text(exc)!r}; "
                                    f"will reconnect")
 
     def list_uidls(self) -> List[str]:
