@@ -7,7 +7,7 @@ credentials.conf ride along in :class:`OAuth2Client` fields that never show in `
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from mailingest.errors import ConfigError
 from mailingest.oauth2.endpoint import check_token_url
@@ -59,6 +59,16 @@ PROVIDERS: Dict[str, Provider] = {
 }
 
 
+class TokenCache:
+    """The access-token sources of one flow (a poll, a download worker), by token URL, client id,
+    scope and user, so every login of a user reuses its cached access token
+    (:func:`mailingest.oauth2.tokens.token_source`).  Owned by the flow's :class:`OAuth2Settings`
+    and handed to each :class:`OAuth2Client` drafted from them; nothing is shared process-wide."""
+
+    def __init__(self) -> None:
+        self.sources: Dict[Tuple[str, str, str, str], Any] = {}
+
+
 @dataclass(frozen=True)
 class OAuth2Settings:
     """OAuth2 options of a flow (no secrets); see docs/authentication.md."""
@@ -73,6 +83,7 @@ class OAuth2Settings:
     timeout: float = DEFAULT_TIMEOUT
     tls_rigour: str = DEFAULT_RIGOUR
     ca_file: Optional[str] = None
+    token_cache: TokenCache = field(default_factory=TokenCache, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         provider = (self.provider or "").lower()
@@ -115,6 +126,8 @@ class OAuth2Client:
     timeout: float = field(default=DEFAULT_TIMEOUT, compare=False)
     tls_rigour: str = field(default=DEFAULT_RIGOUR, compare=False)
     ca_file: Optional[str] = field(default=None, compare=False)
+    #: the flow's access-token sources; None: a source of its own for each login
+    token_cache: Optional[TokenCache] = field(default=None, repr=False, compare=False)
 
     @property
     def refresh_service(self) -> str:
@@ -142,7 +155,8 @@ def draft_client(settings: OAuth2Settings, protocol: str) -> OAuth2Client:
         scope=settings.scope or preset.scope(protocol), mechanism=settings.mechanism,
         secret_file=settings.client_secret_file, client_secret=from_file.get("client_secret"),
         file_refresh_token=from_file.get("refresh_token"), scope_on_refresh=preset.scope_on_refresh,
-        timeout=settings.timeout, tls_rigour=settings.tls_rigour, ca_file=settings.ca_file)
+        timeout=settings.timeout, tls_rigour=settings.tls_rigour, ca_file=settings.ca_file,
+        token_cache=settings.token_cache)
 
 
 def complete_client(draft: OAuth2Client, line_user: Optional[str], line_secret: Optional[str],
