@@ -72,6 +72,7 @@ def test_a_server_that_asks_to_come_back_later_is_a_transient_connection_failure
 def test_an_untagged_bye_is_recognised_wherever_imapclient_puts_it():
     assert said_bye(IMAPClientError("* BYE Server shutting down."))
     assert said_bye("unexpected response: * BYE Disconnected for inactivity.")
+    assert said_bye(IMAPClientError("Unexpected IDLE response: b'* BYE Server shutting down.'"))
     assert not said_bye("FETCH failed: the word BYE in a folder name")
 
 

@@ -37,7 +37,7 @@ MISSING_FOLDER_CODES = frozenset({"NONEXISTENT"})
 
 #: the code at the start of the refusal, after an optional "-ERR", tag and status, or "<command> failed:"
 _CODE = re.compile(r"^(?:-ERR\s*|(?:\S+\s+)?(?:NO|BAD)\s+|[\w ]+failed:\s*)?\[([A-Za-z0-9/-]+)[\] ]", re.IGNORECASE)
-_BYE = re.compile(r"(?:^|\s)\*\s+BYE\b", re.IGNORECASE)
+_BYE = re.compile(r"\*\s+BYE\b", re.IGNORECASE)
 
 Reply = Union[BaseException, str]
 
