@@ -50,6 +50,10 @@ class Backoff:
                 return self.maximum
         return min(wait, self.maximum)
 
+    def after(self, previous: float) -> float:
+        """The wait that follows a wait of *previous* seconds (``first`` when there was none)."""
+        return min(self.maximum, previous * self.factor) if previous > 0 else self.first
+
     def bounded(self, seconds: float) -> float:
         """*seconds*, raised to ``first`` or lowered to ``maximum`` where it lies outside them."""
         return min(self.maximum, max(self.first, seconds))

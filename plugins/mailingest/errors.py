@@ -19,6 +19,7 @@ what failed, where (the account without its secret), and what to check next.
     │   └── OAuth2Error               the authorization server refused (or is down: .transient)
     ├── MailboxError                  a folder could not be selected or listed
     │   └── FolderMissingError        the server says the folder does not exist
+    ├── AccountUnavailableError       the download paused the account (retried later)
     ├── MessageGoneError              the message a notice names is gone
     ├── LocalWriteError               the download directory cannot be written
     └── MimeError                     a message could not be decoded
@@ -95,6 +96,11 @@ class MailboxError(MailError):
 
 class FolderMissingError(MailboxError):
     """The server says the folder does not exist (IMAP ``[NONEXISTENT]``)."""
+
+
+class AccountUnavailableError(MailError):
+    """The download paused the account after a login/TLS failure or a long outage; the notice is
+    retried later."""
 
 
 class MessageGoneError(MailError):

@@ -22,6 +22,11 @@ def test_another_factor_grows_the_waits_by_it():
     assert [Backoff(first=1.0, maximum=100.0, factor=3.0).delay(n) for n in (1, 2, 3, 4, 5)] == [1, 3, 9, 27, 81]
 
 
+def test_the_wait_after_a_previous_one_grows_by_the_factor_up_to_the_maximum():
+    backoff = Backoff(first=15.0, maximum=600.0)
+    assert [backoff.after(previous) for previous in (0.0, 15.0, 240.0, 480.0, 600.0)] == [15, 30, 480, 600, 600]
+
+
 def test_a_wait_outside_the_bounds_is_brought_within_them():
     backoff = Backoff(first=0.5, maximum=60.0)
     assert (backoff.bounded(0.01), backoff.bounded(7.0), backoff.bounded(3600.0)) == (0.5, 7.0, 60.0)
