@@ -195,8 +195,8 @@ class Download(FlowCB):
 
     def on_stop(self) -> None:
         self._commit_pop3_deletes()
-        self.quiet.remove()
         self.sessions.close_all()
+        self.quiet.remove()
 
     def metricsReport(self) -> Dict[str, Any]:
         return dict(self.metrics)

@@ -16,7 +16,7 @@ from mailingest.errors import (
 )
 from mailingest.mailbox.account import resolve_account
 from mailingest.mailbox.connection import connection_error
-from mailingest.mailbox.replies import is_temporary, refusal, response_code, said_bye
+from mailingest.mailbox.replies import is_temporary, refusal, response_code
 
 ACCOUNT = resolve_account("pops://alice:pw@mail.example.com/", None)
 
@@ -67,13 +67,6 @@ def test_a_refusal_is_raised_as_the_type_its_response_code_names(reply, otherwis
 def test_a_server_that_asks_to_come_back_later_is_a_transient_connection_failure():
     assert issubclass(ServerBusyError, MailConnectionError)
     assert issubclass(FolderMissingError, MailboxError)
-
-
-def test_an_untagged_bye_is_recognised_wherever_imapclient_puts_it():
-    assert said_bye(IMAPClientError("* BYE Server shutting down."))
-    assert said_bye("unexpected response: * BYE Disconnected for inactivity.")
-    assert said_bye(IMAPClientError("Unexpected IDLE response: b'* BYE Server shutting down.'"))
-    assert not said_bye("FETCH failed: the word BYE in a folder name")
 
 
 @pytest.mark.parametrize("doing", ["read headers on", "retrieve from", "log in to", "IDLE on"])

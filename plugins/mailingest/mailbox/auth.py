@@ -139,10 +139,6 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
         raise MailAuthError(_refused(account, exc)) from None
 
 
-def _busy(account: MailAccount, exc: Exception) -> ServerBusyError:
-    """A login the server answered with a code that asks to come back later."""
-    return ServerBusyError(f"{account.display} cannot take a login now: {server_text(exc)}; will retry")
-
 
 def _refused(account: MailAccount, exc: Exception) -> str:
     """A refused login, with what to check when it was a password login."""
@@ -215,3 +211,8 @@ def _message(mechanism: str, account: MailAccount, token: str) -> bytes:
 
 def _pop_text(line: bytes) -> str:
     return line.decode("utf-8", "replace").strip() or "no answer"
+
+
+def _busy(account: MailAccount, exc: Exception) -> ServerBusyError:
+    """A login the server answered with a code that asks to come back later."""
+    return ServerBusyError(f"{account.display} cannot take a login now: {server_text(exc)}; will retry")

@@ -28,7 +28,7 @@ from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.auth import imap_login
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
 from mailingest.mailbox.refs import MessageRef, summary_headers
-from mailingest.mailbox.replies import refusal, said_bye
+from mailingest.mailbox.replies import refusal
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ FETCH_BATCH = 500
 CHUNK_SIZE = 4 * 1024 * 1024
 
 _TRANSIENT = (IMAPClientAbortError, OSError, socket.timeout, ssl.SSLError)
+#: an untagged BYE: the server is closing the session (RFC 3501 7.1.5)
+_BYE = "* BYE"
 #: IDLE waits in slices this long, so a stop request is honoured within one
 IDLE_SLICE = 0.5
 #: this many wake-ups in a row without a response line during IDLE mean the server closed the socket
@@ -399,7 +401,7 @@ class ImapMailbox:
             self._drop()
             raise connection_error(self.account, exc, "IDLE on") from None
         except IMAPClientError as exc:
-            if said_bye(exc):  # imapclient reads IDLE's answer itself: BYE is not an abort there
+            if _BYE in server_text(exc):  # imapclient reads IDLE's answer itself: BYE is not an abort there
                 self._drop()
                 raise MailConnectionError(f"cannot IDLE on {self.account.display}: the server closed the "
                                           f"session ({server_text(exc)})") from None
@@ -472,17 +474,6 @@ def _quiet_imaplib(client: imapclient.IMAPClient) -> None:
         imap.debug = 0
 
 
-def imapclient_level_asked(name: str) -> int:
-    """The level someone set on the imapclient logger *name* or an imapclient parent of it, or
-    WARNING when nobody did (the root logger's level, e.g. sr3's logLevel, does not count)."""
-    while name.startswith("imapclient"):
-        level = logging.getLogger(name).level
-        if level != logging.NOTSET:
-            return level
-        name = name.rpartition(".")[0]
-    return logging.WARNING
-
-
 def _bye(responses: Sequence[Any]) -> Optional[str]:
     """The text of an untagged BYE among parsed IDLE responses, or None."""
     for response in responses:
@@ -508,3 +499,14 @@ def _tls_version(client: imapclient.IMAPClient) -> Optional[str]:
     sock = getattr(getattr(client, "_imap", None), "sock", None)
     version = getattr(sock, "version", None)
     return version() if callable(version) else None
+
+
+def imapclient_level_asked(name: str) -> int:
+    """The level someone set on the imapclient logger *name* or an imapclient parent of it, or
+    WARNING when nobody did (the root logger's level, e.g. sr3's logLevel, does not count)."""
+    while name.startswith("imapclient"):
+        level = logging.getLogger(name).level
+        if level != logging.NOTSET:
+            return level
+        name = name.rpartition(".")[0]
+    return logging.WARNING

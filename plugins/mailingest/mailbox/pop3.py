@@ -20,7 +20,6 @@ from mailingest.errors import (
     MailConnectionError,
     MailError,
     MessageGoneError,
-    ServerBusyError,
     TlsError,
     server_text,
 )
@@ -28,7 +27,7 @@ from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.auth import pop3_login
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
 from mailingest.mailbox.refs import MessageRef, summary_headers
-from mailingest.mailbox.replies import is_temporary
+from mailingest.mailbox.replies import is_temporary, refusal
 
 logger = logging.getLogger(__name__)
 
@@ -313,11 +312,12 @@ class Pop3Mailbox:
             raise MailConnectionError(f"{self.account.display}: QUIT failed; reconnecting")
         self.connect()
 
-    def _temporary(self, exc: poplib.error_proto, doing: str) -> ServerBusyError:
-        """The server asked to come back later (``-ERR [SYS/TEMP]``, ...): drop this session."""
+    def _temporary(self, exc: poplib.error_proto, doing: str) -> MailError:
+        """The server asked to come back later (``-ERR [SYS/TEMP]``, ...): drop this session
+        (a :class:`~mailingest.errors.ServerBusyError`, transient)."""
         self._drop()
-        return ServerBusyError(f"cannot {doing} {self.account.display}: the server said {server_text(exc)!r}; "
-                                   f"will reconnect")
+        return refusal(exc, MailConnectionError)(
+            f"cannot {doing} {self.account.display}: the server said {server_text(exc)!r}; will reconnect")
 
     def list_uidls(self) -> List[str]:
         return list(self.uidl_map())

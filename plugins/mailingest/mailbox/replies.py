@@ -19,8 +19,8 @@ IMAP ``NONEXISTENT``                      the folder does not exist             
 
 A refusal without a code (or with another one: POP3 ``AUTH``, IMAP ``AUTHENTICATIONFAILED`` ...)
 keeps the type the protocol module gives a refusal of that command: a refused login is a
-:class:`~mailingest.errors.MailAuthError`, a refused SELECT a :class:`~mailingest.errors.MailboxError`.  An untagged ``BYE`` (RFC 3501 7.1.5: the server is closing the session)
-is recognised here too (:func:`said_bye`).
+:class:`~mailingest.errors.MailAuthError`, a refused SELECT a
+:class:`~mailingest.errors.MailboxError`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ MISSING_FOLDER_CODES = frozenset({"NONEXISTENT"})
 
 #: the code at the start of the refusal, after an optional "-ERR", tag and status, or "<command> failed:"
 _CODE = re.compile(r"^(?:-ERR\s*|(?:\S+\s+)?(?:NO|BAD)\s+|[\w ]+failed:\s*)?\[([A-Za-z0-9/-]+)[\] ]", re.IGNORECASE)
-_BYE = re.compile(r"\*\s+BYE\b", re.IGNORECASE)
 
 Reply = Union[BaseException, str]
 
@@ -68,7 +67,3 @@ def is_temporary(reply: Reply) -> bool:
     """True when the server asks to come back later (see :data:`TEMPORARY_CODES`)."""
     return refusal(reply, MailError) is ServerBusyError
 
-
-def said_bye(reply: Reply) -> bool:
-    """True when *reply* carries an untagged BYE: the server is closing the session."""
-    return bool(_BYE.search(_text(reply)))
