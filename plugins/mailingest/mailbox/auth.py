@@ -139,7 +139,6 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
         raise MailAuthError(_refused(account, exc)) from None
 
 
-
 def _refused(account: MailAccount, exc: Exception) -> str:
     """A refused login, with what to check when it was a password login."""
     hint = "" if account.oauth2 is not None or account.bearer_token else (
