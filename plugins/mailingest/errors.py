@@ -10,7 +10,7 @@ what failed, where (the account without its secret), and what to check next.
 
     MailError
     ├── ConfigError                   fix the configuration
-    │   └── KeyringUnavailableError   no usable keyring backend
+    │   └── KeyringUnavailableError   no usable keyring backend (still in security/keystore.py)
     ├── MailConnectionError           transient: reconnect, retry with a backoff
     │   ├── ServerBusyError           the server asked to come back later (a response code)
     │   └── OAuth2UnavailableError    the token endpoint is down
@@ -69,10 +69,6 @@ class OAuth2Error(MailAuthError):
         super().__init__(message)
         self.code = code
         self.transient = transient
-
-
-class KeyringUnavailableError(ConfigError):
-    """No usable keyring backend (the ``keyring`` package or its backend is missing)."""
 
 
 class LocalWriteError(MailError):

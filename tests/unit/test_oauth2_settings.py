@@ -132,16 +132,3 @@ def test_a_bad_secret_file_stops_the_flow_at_start(tmp_path):
     with pytest.raises(ConfigError, match="cannot read OAuth2 secret file .*missing.json"):
         connection_settings(options)
 
-
-def test_the_logins_of_one_flow_share_its_access_tokens_and_two_flows_share_nothing():
-    from mailingest.oauth2.tokens import token_source
-
-    def flow_settings() -> OAuth2Settings:
-        return OAuth2Settings("generic", token_url="http://127.0.0.1:8080/token", client_id="cid")
-
-    one_flow = flow_settings()
-    first, second = draft_client(one_flow, "imap"), draft_client(one_flow, "imap")
-    assert token_source(first, "alice", "imaps://alice@h") is token_source(second, "alice", "imaps://alice@h")
-    assert token_source(first, "bob", "imaps://bob@h") is not token_source(first, "alice", "imaps://alice@h")
-    other_flow = draft_client(flow_settings(), "imap")
-    assert token_source(other_flow, "alice", "imaps://alice@h") is not token_source(first, "alice", "imaps://alice@h")

@@ -50,6 +50,7 @@ def account_for(token_url: str, refresh_token: str, user: str) -> MailAccount:
 
 
 def login_with(account: MailAccount, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(oauth2, "_SOURCES", {})
     monkeypatch.setattr(oauth2.tempfile, "gettempdir", lambda: str(tmp_path))
     auth.imap_login(FakeImap(valid=[]), account)
 

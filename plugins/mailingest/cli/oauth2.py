@@ -35,7 +35,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--auth-url", help="authorization endpoint (generic provider)")
     p.add_argument("--device-url", help="device authorization endpoint (generic provider)")
     p.add_argument("--scope", help="scopes, space separated (default: the preset's mail scope)")
-    p.add_argument("--tenant", help="Microsoft tenant id or domain (default: mailOAuth2Tenant's, common)")
+    p.add_argument("--tenant", default="common", help="Microsoft tenant id or domain (default %(default)s)")
     p.add_argument("--protocol", choices=["imap", "pop3"], default="imap",
                    help="which protocol's scope to ask for (Microsoft has one per protocol; default imap)")
     p.add_argument("--device", action="store_true", help="device flow: approve on another device (headless hosts)")
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from mailingest.errors import ConfigError
     from mailingest.oauth2 import flows as oauth2_flows
-    from mailingest.oauth2.config import DEFAULT_TENANT, OAuth2Settings, draft_client
+    from mailingest.oauth2.config import OAuth2Settings, draft_client
     from mailingest.security import keystore
 
     secret_file = os.path.abspath(args.client_secret_file) if args.client_secret_file else None
@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     if not client.client_id:
         raise ConfigError("no client id: give --client-id or --client-secret-file")
     preset = settings.preset
-    tenant = args.tenant or DEFAULT_TENANT
+    tenant = args.tenant or "common"
     endpoints = oauth2_flows.Endpoints(
         token_url=client.token_url,
         auth_url=args.auth_url or preset.auth_url.replace("{tenant}", tenant),
@@ -129,7 +129,7 @@ def _mail_url(args: argparse.Namespace) -> str:
 
 
 def _config_lines(args: argparse.Namespace, client: Any, secret_in_keyring: bool) -> List[str]:
-    from mailingest.oauth2.config import DEFAULT_TENANT, PROVIDERS
+    from mailingest.oauth2.config import PROVIDERS
 
     preset = PROVIDERS[args.provider]
     lines = ["# sr3 poll and subscribe configuration:", f"pollUrl {_mail_url(args)}",
@@ -139,7 +139,7 @@ def _config_lines(args: argparse.Namespace, client: Any, secret_in_keyring: bool
         f"mailOAuth2ClientSecretFile {client.secret_file}" if client.secret_file else None,
         f"mailOAuth2TokenUrl {client.token_url}" if args.provider == "generic" or args.token_url else None,
         f"mailOAuth2Scope {client.scope}" if client.scope != preset.scope(args.protocol) else None,
-        f"mailOAuth2Tenant {args.tenant}" if args.provider == "microsoft" and args.tenant not in (None, DEFAULT_TENANT) else None,
+        f"mailOAuth2Tenant {args.tenant}" if args.provider == "microsoft" and args.tenant != "common" else None,
     ]
     lines.extend(line for line in optional if line)
     if secret_in_keyring:

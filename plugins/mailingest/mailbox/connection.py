@@ -10,8 +10,8 @@ from typing import Optional
 
 from mailingest.errors import MailConnectionError, MailError, TlsError
 from mailingest.mailbox.account import MailAccount
-from mailingest.oauth2.config import DEFAULT_TIMEOUT, OAuth2Settings
-from mailingest.security.tlsconfig import DEFAULT_RIGOUR, make_ssl_context
+from mailingest.oauth2.config import OAuth2Settings
+from mailingest.security.tlsconfig import DEFAULT_RIGOUR, DEFAULT_TIMEOUT, make_ssl_context
 
 logger = logging.getLogger(__name__)
 

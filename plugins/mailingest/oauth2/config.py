@@ -7,18 +7,14 @@ credentials.conf ride along in :class:`OAuth2Client` fields that never show in `
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from mailingest.errors import ConfigError
 from mailingest.oauth2.endpoint import check_token_url
 from mailingest.security import keystore
-from mailingest.security.tlsconfig import DEFAULT_RIGOUR
+from mailingest.security.tlsconfig import DEFAULT_RIGOUR, DEFAULT_TIMEOUT
 
 MECHANISMS = ("auto", "XOAUTH2", "OAUTHBEARER")
-#: seconds for a token request, and for mail connections (sr3's timeout) when not set
-DEFAULT_TIMEOUT = 60.0
-#: the Microsoft tenant when mailOAuth2Tenant is not set
-DEFAULT_TENANT = "common"
 
 
 @dataclass(frozen=True)
@@ -59,16 +55,6 @@ PROVIDERS: Dict[str, Provider] = {
 }
 
 
-class TokenCache:
-    """The access-token sources of one flow (a poll, a download worker), by token URL, client id,
-    scope and user, so every login of a user reuses its cached access token
-    (:func:`mailingest.oauth2.tokens.token_source`).  Owned by the flow's :class:`OAuth2Settings`
-    and handed to each :class:`OAuth2Client` drafted from them; nothing is shared process-wide."""
-
-    def __init__(self) -> None:
-        self.sources: Dict[Tuple[str, str, str, str], Any] = {}
-
-
 @dataclass(frozen=True)
 class OAuth2Settings:
     """OAuth2 options of a flow (no secrets); see docs/authentication.md."""
@@ -78,12 +64,11 @@ class OAuth2Settings:
     client_secret_file: Optional[str] = None
     token_url: Optional[str] = None
     scope: Optional[str] = None
-    tenant: str = DEFAULT_TENANT
-    mechanism: str = MECHANISMS[0]
+    tenant: str = "common"
+    mechanism: str = "auto"
     timeout: float = DEFAULT_TIMEOUT
     tls_rigour: str = DEFAULT_RIGOUR
     ca_file: Optional[str] = None
-    token_cache: TokenCache = field(default_factory=TokenCache, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         provider = (self.provider or "").lower()
@@ -105,7 +90,7 @@ class OAuth2Settings:
         return PROVIDERS[self.provider]
 
     def preset_token_url(self) -> str:
-        return self.preset.token_url.replace("{tenant}", self.tenant or DEFAULT_TENANT)
+        return self.preset.token_url.replace("{tenant}", self.tenant or "common")
 
 
 @dataclass(frozen=True)
@@ -126,8 +111,6 @@ class OAuth2Client:
     timeout: float = field(default=DEFAULT_TIMEOUT, compare=False)
     tls_rigour: str = field(default=DEFAULT_RIGOUR, compare=False)
     ca_file: Optional[str] = field(default=None, compare=False)
-    #: the flow's access-token sources; None: a source of its own for each login
-    token_cache: Optional[TokenCache] = field(default=None, repr=False, compare=False)
 
     @property
     def refresh_service(self) -> str:
@@ -155,8 +138,7 @@ def draft_client(settings: OAuth2Settings, protocol: str) -> OAuth2Client:
         scope=settings.scope or preset.scope(protocol), mechanism=settings.mechanism,
         secret_file=settings.client_secret_file, client_secret=from_file.get("client_secret"),
         file_refresh_token=from_file.get("refresh_token"), scope_on_refresh=preset.scope_on_refresh,
-        timeout=settings.timeout, tls_rigour=settings.tls_rigour, ca_file=settings.ca_file,
-        token_cache=settings.token_cache)
+        timeout=settings.timeout, tls_rigour=settings.tls_rigour, ca_file=settings.ca_file)
 
 
 def complete_client(draft: OAuth2Client, line_user: Optional[str], line_secret: Optional[str],

@@ -19,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from mailingest.errors import ConfigError
-from mailingest.oauth2.config import DEFAULT_TIMEOUT
 from mailingest.oauth2.endpoint import (
     DEVICE_GRANT,
     OAuth2Error,
@@ -28,6 +27,7 @@ from mailingest.oauth2.endpoint import (
     post_form,
     token_response,
 )
+from mailingest.security.tlsconfig import DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True)

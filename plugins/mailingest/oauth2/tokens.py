@@ -221,15 +221,15 @@ class TokenSource:
             os.close(fd)
 
 
+_SOURCES: Dict[Tuple[str, str, str, str], TokenSource] = {}
+
+
 def token_source(client: OAuth2Client, username: str, display: str) -> TokenSource:
-    """The :class:`TokenSource` of (token URL, client id, scope, user) in the flow's
-    :class:`~mailingest.oauth2.config.TokenCache` (a new one when the client has no cache)."""
-    if client.token_cache is None:
-        return TokenSource(client, username, display)
+    """The process-wide :class:`TokenSource` of (token URL, client id, scope, user)."""
     key = (client.token_url, client.client_id, client.scope, username)
-    source = client.token_cache.sources.get(key)
+    source = _SOURCES.get(key)
     if source is None:
-        source = client.token_cache.sources[key] = TokenSource(client, username, display)
+        source = _SOURCES[key] = TokenSource(client, username, display)
     else:
         source.update(client)
     return source

@@ -24,7 +24,7 @@ import stat
 import tempfile
 from typing import Any, Dict, Optional
 
-from mailingest.errors import ConfigError, KeyringUnavailableError
+from mailingest.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ def refresh_token_service(token_url: str) -> str:
 
 def client_secret_service(token_url: str) -> str:
     return f"{CLIENT_SERVICE_PREFIX}{token_url}"
+
+
+class KeyringUnavailableError(ConfigError):
+    """No usable keyring backend (the ``keyring`` package or its backend is missing)."""
 
 
 def _keyring() -> Any:

@@ -24,6 +24,8 @@ from mailingest.errors import ConfigError
 RIGOURS = ("lax", "normal", "medium", "strict")
 #: tlsRigour when not set
 DEFAULT_RIGOUR = "normal"
+#: seconds to connect and for each read (mail servers, OAuth2 token endpoints) when sr3's timeout is not set
+DEFAULT_TIMEOUT = 60.0
 STRICT_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
