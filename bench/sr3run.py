@@ -12,12 +12,11 @@ import logging
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Dict, List
 
 from mailingest.atomic import process_running
-from tests.sr3env import SR3, Sr3Home
+from tests.sr3env import SR3, Sr3Home, instance_pids, stop_instances
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +48,7 @@ class Sr3Instances:
         return self.home.cache_dir / self.component / self.config
 
     def pids(self) -> List[int]:
-        found = []
-        for path in sorted(self.pid_dir.glob("*.pid")):
-            with contextlib.suppress(OSError, ValueError):
-                found.append(int(path.read_text().strip()))
-        return found
+        return instance_pids(self.pid_dir)
 
     def alive(self) -> bool:
         """True while an instance runs, or while ``sr3 start`` has not written the pid files yet."""
@@ -67,16 +62,7 @@ class Sr3Instances:
         return "\n".join(p.read_text(errors="replace") for p in self.logs())
 
     def stop(self, grace: float = 3.0) -> None:
-        pids = [pid for pid in self.pids() if process_running(pid)]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(process_running(pid) for pid in pids):
-            time.sleep(0.1)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        stop_instances(self.pid_dir, grace, kill=True)
         if self._launcher is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._launcher.pid, signal.SIGKILL)

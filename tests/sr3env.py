@@ -7,6 +7,8 @@ Not a pytest module: the demo and the benchmarks use it too.
 * :meth:`Sr3Home.foreground` runs ``sr3 foreground component/config`` in its own process group,
   logging to a file, and stops it (SIGTERM, then SIGKILL) on exit.
 * :class:`NoticeCollector` is an independent AMQP consumer (pika) bound to an exchange.
+* :func:`stop_instances` stops the instances ``sr3 start`` launched, by their pid files (the
+  integration tests and bench/sr3run.py share it).
 
 Tests wait on events, never on fixed sleeps: a log line (:meth:`Sr3Process.wait_for_log`), a
 number of poll cycles (:meth:`Sr3Process.wait_for_more_cycles`), notices in the queue
@@ -31,6 +33,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pika
 import psutil
+
+from mailingest.atomic import process_running
 
 REPO = Path(__file__).resolve().parent.parent
 SR3 = str(Path(sys.executable).parent / "sr3")
@@ -276,3 +280,34 @@ class NoticeCollector:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._connection.close()
+
+
+def instance_pids(pid_dir: Path) -> List[int]:
+    """The pids ``sr3 start`` wrote for a config's instances (``<cache>/<component>/<config>/*.pid``)."""
+    found = []
+    for path in sorted(pid_dir.glob("*.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            found.append(int(path.read_text().strip()))
+    return found
+
+
+def stop_instances(pid_dir: Path, grace: float, kill: bool = True) -> List[int]:
+    """SIGTERM the running instances whose pid files are in *pid_dir* and wait up to *grace*
+    seconds for them to exit; with *kill*, SIGKILL those still running then.  Returns the pids
+    that outlived the grace period (empty when every instance stopped by itself).
+
+    Not ``sr3 stop``: that also signals the sr3 processes of the other xdist workers (tests/sr3lock.py).
+    """
+    pids = [pid for pid in instance_pids(pid_dir) if process_running(pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(process_running(pid) for pid in pids):
+        time.sleep(0.1)
+    survivors = [pid for pid in pids if process_running(pid)]
+    if kill:
+        for pid in survivors:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return survivors

@@ -21,7 +21,7 @@ from typing import Dict, List, Tuple
 
 from bench.context import REPO, BenchContext
 from bench.report import Row, ratio, target_check
-from mailingest.poll import DEFAULT_ANNOUNCE_MAX
+from mailingest.settings import DEFAULT_ANNOUNCE_MAX
 from tests.mailgen import sample_message
 
 logger = logging.getLogger(__name__)

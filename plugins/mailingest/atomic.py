@@ -13,6 +13,8 @@ import stat
 import time
 from typing import Iterable, Optional
 
+import psutil
+
 TEMP_MARK = ".mailingest-"
 
 
@@ -106,28 +108,30 @@ def remove_stale_temps(directory: str) -> int:
 def process_running(pid: int) -> bool:
     """True while ``pid`` exists and has not exited; a zombie (exited, not reaped) is not running."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ZombieProcess included
         return False
-    except PermissionError:
-        pass
-    fields = _proc_stat_fields(pid)
-    return fields[0] != "Z" if fields else True  # no /proc (not Linux): trust kill(0)
+    except psutil.AccessDenied:  # it exists; whether it is a zombie is not ours to see
+        return True
 
 
-def process_start(pid: int) -> int:
-    """When ``pid`` started (clock ticks since boot), or 0 where /proc cannot tell."""
-    fields = _proc_stat_fields(pid)
+def process_start(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch, psutil's ``create_time``), or None when it
+    does not run or cannot be asked."""
     try:
-        return int(fields[19]) if fields else 0
-    except (IndexError, ValueError):
-        return 0
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
-def _proc_stat_fields(pid: int) -> list[str]:
-    """The fields of ``/proc/<pid>/stat`` after the command name (state first); [] if unreadable."""
+def process_start_ticks(pid: int) -> int | None:
+    """When ``pid`` started in the unit of ``/proc/<pid>/stat`` field 22 (clock ticks since boot),
+    for records written in that unit by earlier versions; None when unknown."""
+    started = process_start(pid)
+    if started is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as proc_stat:
-            return proc_stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
+        ticks_per_second = os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError):  # not POSIX: no such unit
+        return None
+    return round((started - psutil.boot_time()) * ticks_per_second)

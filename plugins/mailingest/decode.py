@@ -93,14 +93,11 @@ import sarracenia
 from sarracenia.flowcb import FlowCB
 
 from mailingest.atomic import remove_stale_temps
-from mailingest.errors import ConfigError, MimeError
-from mailingest.mime.containers import Formats
+from mailingest.errors import MimeError
 from mailingest.mime.decoded import find_decoded
 from mailingest.mime.journal import Batch, DecodeJournal
-from mailingest.mime.layout import DecodeResult, DecodeSettings, decode_file
-from mailingest.mime.parse import DecodeLimits
-from mailingest.mime.smime import Smime, SmimeSettings
-from mailingest.options import Option, count, declare, flag, text
+from mailingest.mime.layout import DecodeResult, decode_file
+from mailingest.settings import DecodeFlowSettings, declare_decode_options
 from mailingest.sr3log import DecodedFilesQuiet
 
 logger = logging.getLogger(__name__)
@@ -114,9 +111,10 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
-        declare(self.o, *DECODE_OPTIONS)
-        self.settings = settings_from_options(self.o)
-        self.announced_kinds = announced_kinds(self.o.mailDecodeAnnounce)
+        declare_decode_options(self.o)
+        flow_settings = DecodeFlowSettings.from_options(self.o)
+        self.settings = flow_settings.decode
+        self.announced_kinds = flow_settings.announce
         self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
         self.metrics: Dict[str, int] = {"decoded": 0, "partial": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0}
@@ -283,73 +281,6 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             notices.append(notice)
         self.metrics["filesAnnounced"] += len(notices)
         return notices
-
-
-_DEFAULT_LIMITS = DecodeLimits()
-#: the decoder's options, with sr3's kinds
-DECODE_OPTIONS = (
-    Option("mailDecodeMaxDepth", "count", _DEFAULT_LIMITS.max_depth),
-    Option("mailDecodeMaxParts", "count", _DEFAULT_LIMITS.max_parts),
-    Option("mailDecodeMaxBytes", "size", _DEFAULT_LIMITS.max_decoded_bytes),
-    Option("mailDecodeHtml", "flag", True),
-    Option("mailDecodeUuencode", "flag", True),
-    Option("mailDecodeFsync", "flag", True),
-    Option("mailDecodeAnnounce", "str", "all"),
-    Option("mailDecodeTnef", "flag", True),
-    Option("mailDecodeTnefKeep", "flag", False),
-    Option("mailDecodeSmime", "flag", True),
-    Option("mailSmimeTrustFile", "str", None),
-    Option("mailSmimeKeyFile", "str", None),
-)
-
-
-def settings_from_options(o: Any) -> DecodeSettings:
-    """The one place where the ``mailDecode*`` options become :py:class:`DecodeSettings`.
-
-    :raises ConfigError: a limit is not a positive number.
-    """
-    try:
-        limits = DecodeLimits(max_depth=count(o, "mailDecodeMaxDepth", _DEFAULT_LIMITS.max_depth),
-                              max_parts=count(o, "mailDecodeMaxParts", _DEFAULT_LIMITS.max_parts),
-                              max_decoded_bytes=count(o, "mailDecodeMaxBytes", _DEFAULT_LIMITS.max_decoded_bytes))
-    except ValueError as exc:
-        raise ConfigError("mailDecodeMaxDepth/MaxParts/MaxBytes must be positive: %s" % exc) from exc
-    smime = None
-    if flag(o, "mailDecodeSmime", True):
-        smime = Smime(SmimeSettings(trust_file=text(o, "mailSmimeTrustFile"),
-                                    key_file=text(o, "mailSmimeKeyFile")))
-    formats = Formats(tnef=flag(o, "mailDecodeTnef", True), tnef_keep=flag(o, "mailDecodeTnefKeep", False),
-                      smime=smime)
-    return DecodeSettings(limits=limits, html=flag(o, "mailDecodeHtml", True),
-                          uuencode=flag(o, "mailDecodeUuencode", True),
-                          fsync=flag(o, "mailDecodeFsync", True), formats=formats)
-
-
-#: what each ``mailDecodeAnnounce`` word stands for, as :class:`WrittenFile` kinds
-ANNOUNCE_GROUPS = {
-    "bodies": frozenset({"body-text", "body-html", "tnef-body"}),
-    "attachments": frozenset({"part", "message", "uuencoded", "raw"}),
-    "metadata": frozenset({"metadata"}),
-}
-
-
-def announced_kinds(value: Any) -> frozenset:
-    """The file kinds ``mailDecodeAnnounce`` asks to announce: ``all`` (default), ``none``, or a
-    comma-separated choice of ``bodies``, ``attachments``, ``metadata``.
-
-    :raises ConfigError: an unknown word.
-    """
-    words = [w.strip().lower() for w in str(value if value is not None else "all").replace(" ", ",").split(",")]
-    words = [w for w in words if w]
-    if words in (["all"], []):
-        return frozenset().union(*ANNOUNCE_GROUPS.values())
-    if words == ["none"]:
-        return frozenset()
-    unknown = [w for w in words if w not in ANNOUNCE_GROUPS]
-    if unknown:
-        raise ConfigError("mailDecodeAnnounce %s: use all, none, or some of %s"
-                          % (",".join(unknown), ",".join(ANNOUNCE_GROUPS)))
-    return frozenset().union(*(ANNOUNCE_GROUPS[w] for w in words))
 
 
 def _is_eml(msg: sarracenia.Message) -> bool:

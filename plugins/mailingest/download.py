@@ -53,10 +53,8 @@ import sarracenia
 import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
-from mailingest import options as opt
 from mailingest.atomic import remove_stale_temps, write_atomically
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
-from mailingest.fetcher.actions import AfterDownload
 from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
 from mailingest.fetcher.sessions import AccountUnavailableError, SessionPool
 from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, resolve_account
@@ -64,7 +62,8 @@ from mailingest.mailbox.credentials_file import CredentialsFile
 from mailingest.mailbox.factory import capabilities_of
 from mailingest.mailbox.protocol import Capability, Mailbox
 from mailingest.mailbox.refs import MessageRef, parse_notice_fields
-from mailingest.options import Option, connection_settings, declare_connection_options, session_budget
+from mailingest.settings import DownloadSettings, declare_download_options, session_budget
+from mailingest.sr3log import ImapclientQuiet
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +110,12 @@ class Download(FlowCB):
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
-        declare_connection_options(self.o)
-        opt.declare(self.o, Option("mailAfterDownload", "str", "seen"))
-        self.action = AfterDownload.parse(opt.text(self.o, "mailAfterDownload", "seen"))
+        declare_download_options(self.o)
+        self.settings = DownloadSettings.from_options(self.o)
+        self.action = self.settings.after_download
         self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
                                         "actions": 0, "alreadyComplete": 0}
-        self.sessions = SessionPool(connection_settings(self.o), self._prepare, self.metrics,
+        self.sessions = SessionPool(self.settings.connection, self._prepare, self.metrics,
                                     lambda: self.stop_requested,
                                     session_budget(self.o, getattr(self.o, "broker", None), lambda: self.stop_requested))
         self._accounts: Dict[str, MailAccount] = {}
@@ -131,6 +130,7 @@ class Download(FlowCB):
         self._swept_dirs: Set[str] = set()
         #: a directory that cannot be written is waited out here, not through sr3's retry queue
         self.disk = DirectoryWait(lambda: self.stop_requested)
+        self.quiet = ImapclientQuiet.install()  # imapclient logs only warnings, unless asked
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
@@ -206,6 +206,7 @@ class Download(FlowCB):
     def on_stop(self) -> None:
         self._commit_deferred_deletes()
         self.sessions.close_all()
+        self.quiet.remove()
 
     def metricsReport(self) -> Dict[str, Any]:
         return dict(self.metrics)

@@ -1,7 +1,8 @@
-"""sr3 options: declaring them, reading them with one rule, and the connection settings.
+"""sr3 options: declaring them to sr3 and reading them with one rule, by kind.
 
-This is the one place that reads sr3's camelCase options; below it, code never reads ``self.o``.
-Every option is documented in docs/configuration.md (connection and authentication options:
+The typed readers of :mod:`mailingest.settings`, the one place that reads sr3's camelCase
+options into settings objects; below it, code never reads ``self.o``.  Every option is
+documented in docs/configuration.md (connection and authentication options:
 docs/authentication.md).
 
 **One value per option, the last line read wins.** sr3 reads default.conf, then the config
@@ -14,30 +15,21 @@ twice; the readers here take the last of those values, for every kind, and say s
 own line, never added to.
 
 Each reader writes the value it uses back onto the options object it read, and
-:func:`declare` makes sr3's own post-load check (the values ``sr3 show`` prints) use the same
-rule, so ``sr3 show`` shows the value really used.
+:func:`show_values_used` makes sr3's own post-load check (the values ``sr3 show`` prints) use the
+same rule, so ``sr3 show`` shows the value really used.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import re
-import socket
-from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, List, Mapping, NamedTuple, Optional, Set
 
 from mailingest.errors import ConfigError
-from mailingest.mailbox.brokerlocks import broker_url_of, shared_locks
-from mailingest.mailbox.budget import DEFAULT_WAIT_SECONDS, NoBudget, SessionBudget, account_digest
-from mailingest.mailbox.connection import ConnectionSettings
-from mailingest.oauth2.config import OPTIONS as OAUTH2_OPTIONS
-from mailingest.oauth2.config import OAuth2Settings, settings_from_options
-from mailingest.poller.ha import ActivePollLease
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 60.0
 KINDS = ("str", "list", "flag", "duration", "count", "size")
 
 
@@ -49,17 +41,7 @@ class Option(NamedTuple):
     default: Any
 
 
-#: every connection and authentication option (poll and download)
-CONNECTION_OPTIONS = (
-    Option("mailCaFile", "str", None),
-    Option("mailAllowPlaintext", "flag", False),
-    Option("tlsRigour", "str", "normal"),
-    # mailOAuth2Provider, mailOAuth2Flow...: listed and read in mailingest.oauth2.config
-    *(Option(name, "str", default) for name, default in OAUTH2_OPTIONS),
-)
-
-#: options mailingest declared in this process, by name (sr3's post-load check applies the rule to them)
-_DECLARED: Dict[str, Option] = {}
+#: options already reported as repeated (one warning per option and process: a log throttle)
 _warned_repeats: Set[str] = set()
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -72,8 +54,7 @@ _FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True,
 
 def declare(options: Any, *specs: Option) -> None:
     """Declare *specs* to sr3 (``add_option``), after reducing a repeated option to its last value,
-    so sr3 converts one value, not a list.  The value ``sr3 show`` prints follows the same rule.
-    """
+    so sr3 converts one value, not a list."""
     for spec in specs:
         if spec.kind not in KINDS:
             raise ValueError(f"option {spec.name}: unknown kind {spec.kind!r}")
@@ -81,16 +62,24 @@ def declare(options: Any, *specs: Option) -> None:
         if isinstance(raw, list) and raw:
             setattr(options, spec.name, _last(spec.name, raw, spec.kind))
         options.add_option(spec.name, spec.kind, spec.default)
-        _DECLARED[spec.name] = spec
-    _apply_rule_to_what_sr3_shows()
-
-
-def declare_connection_options(options: Any) -> None:
-    """Options every mail connection honours (poll and download)."""
-    declare(options, *CONNECTION_OPTIONS)
 
 
 # -- reading --------------------------------------------------------------------------------------
+
+def read(options: Any, spec: Option) -> Any:
+    """The value of the option *spec* names, by its kind; its default when not set."""
+    if spec.kind == "str":
+        return text(options, spec.name, spec.default)
+    if spec.kind == "list":
+        return values(options, spec.name) or list(spec.default or [])
+    if spec.kind == "flag":
+        return flag(options, spec.name, bool(spec.default))
+    if spec.kind == "duration":
+        return duration(options, spec.name, spec.default or 0.0)
+    if spec.kind in ("count", "size"):
+        return count(options, spec.name, spec.default or 0)
+    raise ValueError(f"option {spec.name}: unknown kind {spec.kind!r}")
+
 
 def text(options: Any, name: str, default: Optional[str] = None) -> Optional[str]:
     """A *str* option: the last value given, stripped; *default* when unset or empty."""
@@ -219,15 +208,11 @@ def _quietly_normalised(spec: Option, raw: Any) -> Any:
     """*raw* under the one-value rule and converted to the spec's kind; *raw* if it does not convert."""
     holder = _Holder()
     setattr(holder, spec.name, raw)
-    readers = {"str": lambda: text(holder, spec.name, spec.default),
-               "list": lambda: values(holder, spec.name),
-               "flag": lambda: flag(holder, spec.name, bool(spec.default)),
-               "duration": lambda: duration(holder, spec.name, spec.default or 0),
-               "count": lambda: count(holder, spec.name, spec.default or 0, minimum=-(1 << 62)),
-               "size": lambda: count(holder, spec.name, spec.default or 0, minimum=-(1 << 62))}
     _warned_repeats.add(spec.name)  # the callbacks, loaded before this runs, have said so already
     try:
-        return readers[spec.kind]()
+        if spec.kind in ("count", "size"):  # shown as given, even below the reader's minimum
+            return count(holder, spec.name, spec.default or 0, minimum=-(1 << 62))
+        return read(holder, spec)
     except ConfigError:
         return raw
 
@@ -236,14 +221,16 @@ class _Holder:
     """A bare object to run a reader on."""
 
 
-def _apply_rule_to_what_sr3_shows() -> None:
-    """Make sr3's ``Config.check_undeclared_options`` apply the one-value rule to mailingest's options.
+def show_values_used(known: Mapping[str, Option]) -> None:
+    """Make sr3's ``Config.check_undeclared_options`` apply the one-value rule to the options *known*
+    (mailingest's, see :data:`mailingest.settings.ALL_OPTIONS`).
 
     Each callback gets a deep copy of the flow's options, so what a callback reads never reaches
     the object ``sr3 show`` prints.  sr3 calls ``check_undeclared_options`` on that object once
     every callback is loaded; it would keep the *first* of repeated durations, print a list for
-    a repeated str, and turn a repeated count into 0.  The wrapper first reduces every option a
-    mailingest callback declared (only those) to the value the callback uses.
+    a repeated str, and turn a repeated count into 0.  The wrapper first reduces every option
+    in *known* (only those) to the value the callback uses.  Installed once per process (it
+    wraps sr3's class, on the first call).
     """
     try:
         from sarracenia.config import Config
@@ -255,7 +242,7 @@ def _apply_rule_to_what_sr3_shows() -> None:
 
     def check_undeclared_options(self: Any) -> Any:
         present = vars(self)
-        for name, spec in list(_DECLARED.items()):
+        for name, spec in known.items():
             if name in present:
                 setattr(self, name, _quietly_normalised(spec, present[name]))
         return original(self)
@@ -263,118 +250,3 @@ def _apply_rule_to_what_sr3_shows() -> None:
     check_undeclared_options._mailingest_rule = True  # type: ignore[attr-defined]
     check_undeclared_options.__doc__ = original.__doc__
     Config.check_undeclared_options = check_undeclared_options
-
-
-# -- connection settings --------------------------------------------------------------------------
-
-def connection_settings(options: Any) -> ConnectionSettings:
-    """Connection settings of a flow (TLS, timeouts, OAuth2); pass ``.oauth2`` to
-    :func:`mailingest.mailbox.account.resolve_account`.
-
-    :raises ConfigError: bad tlsRigour, unreadable mailCaFile, or bad OAuth2 options.
-    """
-    timeout = duration(options, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
-    rigour = text(options, "tlsRigour", "normal") or "normal"
-    ca_file = _path(text(options, "mailCaFile"))
-    settings = ConnectionSettings(
-        timeout=timeout,
-        tls_rigour=rigour,
-        ca_file=ca_file,
-        allow_plaintext=flag(options, "mailAllowPlaintext", False),
-        oauth2=oauth2_settings(options, timeout, rigour, ca_file),
-    )
-    return settings
-
-
-def oauth2_settings(options: Any, timeout: float = DEFAULT_TIMEOUT, rigour: str = "normal",
-                    ca_file: Optional[str] = None) -> Optional[OAuth2Settings]:
-    """The flow's OAuth2 settings (:func:`mailingest.oauth2.config.settings_from_options` reads the
-    ``mailOAuth2*`` options with :func:`text`), or None when ``mailOAuth2Provider`` is not set.
-
-    :raises ConfigError: bad values; an unreadable or world-readable secret, key or certificate
-        file (checked now, so a flow fails at start rather than at every cycle).
-    """
-    return settings_from_options(lambda name, default: text(options, name, default), timeout=timeout,
-                                 tls_rigour=rigour, ca_file=ca_file)
-
-
-def _path(value: Optional[str]) -> Optional[str]:
-    return os.path.expanduser(value) if value else None
-
-
-# -- the connection budget of an account (mailingest.mailbox.budget) -------------------------------
-
-#: the per-account session budget (poll and download)
-SESSION_BUDGET_OPTIONS = (
-    Option("mailSessionMax", "count", 0),
-    Option("mailSessionWait", "duration", DEFAULT_WAIT_SECONDS),
-    Option("mailSessionBroker", "str", None),
-)
-
-
-def session_budget(options: Any, flow_broker: Any, should_stop: Any) -> Any:
-    """A :class:`SessionBudget` for ``mailSessionMax`` (a :class:`NoBudget` when it is 0), its slots
-    on ``mailSessionBroker`` or else ``flow_broker`` (the poll's post_broker, the download's broker).
-
-    :raises ConfigError: ``mailSessionMax`` set but no broker to count the sessions on.
-    """
-    declare(options, *SESSION_BUDGET_OPTIONS)
-    max_sessions = count(options, "mailSessionMax", 0)
-    if not max_sessions:
-        return NoBudget()
-    url = text(options, "mailSessionBroker")
-    if url and hasattr(getattr(options, "credentials", None), "validate_urlstr"):
-        found, credential = options.credentials.validate_urlstr(url)  # its password from credentials.conf
-        url = broker_url_of(credential) if found else url
-    url = url or broker_url_of(flow_broker)
-    if not url:
-        raise ConfigError("mailSessionMax needs a broker to count sessions on: set mailSessionBroker "
-                          "(an amqp:// URL every poll and download of the account uses)")
-    wait = duration(options, "mailSessionWait", DEFAULT_WAIT_SECONDS)
-    return SessionBudget(shared_locks(url), max_sessions, wait, should_stop)
-
-
-# -- a highly available poll under sr3's vip (mailingest.poller.ha) -------------------------------
-
-def poll_lease(options: Any, account_display: str) -> Tuple[ActivePollLease, str]:
-    """The poll's :class:`ActivePollLease` and this node's announcer name (empty without ``vip``).
-
-    The lease group is the account and the post_exchange, so the nodes of one poll share it
-    whatever their config files are called.
-
-    :raises ConfigError: ``vip`` set without a post_broker.
-    """
-    vips = [v for v in (getattr(options, "vip", None) or []) if v]
-    if not vips:
-        return ActivePollLease("", None, None), ""
-    url = broker_url_of(getattr(options, "post_broker", None))
-    if not url:
-        raise ConfigError("vip needs post_broker: the poll nodes share their state and the poll lease through it")
-    exchange = getattr(options, "post_exchange", None) or ""
-    if isinstance(exchange, (list, tuple)):
-        exchange = ",".join(str(x) for x in exchange)
-    group = account_digest(f"{account_display}|{exchange}")
-    announcer = f"{socket.gethostname()}:{os.getpid()}"
-    queue, split = _poll_queue_and_split_exchanges(options)
-    return ActivePollLease(group, shared_locks(url), getattr(options, "novipFilename", None), queue, split), announcer
-
-
-def _poll_queue_and_split_exchanges(options: Any) -> Tuple[str, List[str]]:
-    """The queue sr3 declared for a vip poll, and the exchanges it posts to with
-    ``post_exchangeSplit`` (sr3 binds only one of them; [] without a split)."""
-    queue = ""
-    for subscription in getattr(options, "subscriptions", None) or []:
-        try:
-            queue = str(subscription["queue"]["name"])
-            break
-        except (KeyError, TypeError):
-            continue
-    exchanges: List[str] = []
-    for publisher in getattr(options, "publishers", None) or []:
-        try:
-            names = publisher["exchange"]
-        except (KeyError, TypeError):
-            continue
-        if isinstance(names, (list, tuple)) and len(names) > 1:
-            exchanges = [str(name) for name in names]
-    return queue, exchanges

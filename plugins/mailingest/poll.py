@@ -68,7 +68,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -76,100 +75,42 @@ import sarracenia
 import sarracenia.filemetadata
 from sarracenia.flowcb import FlowCB
 
-from mailingest import options as opt
-from mailingest.errors import ConfigError, MailConnectionError, MailError
+from mailingest.backoff import Backoff
+from mailingest.errors import MailConnectionError, MailError
 from mailingest.mailbox.account import MailAccount, parse_mail_url, resolve_account
 from mailingest.mailbox.credentials_file import CredentialsFile
 from mailingest.mailbox.kept import KeptSession
 from mailingest.mailbox.protocol import Capability, Mailbox
 from mailingest.mailbox.refs import MessageRef
-from mailingest.options import Option, connection_settings, declare_connection_options, poll_lease, session_budget
 from mailingest.poller.follower import ANNOUNCER_FIELD, follow_notices
-from mailingest.poller.listing import Listing, Since, list_imap_folder, list_pop3_maildrop
+from mailingest.poller.listing import Listing, list_imap_folder, list_pop3_maildrop
 from mailingest.poller.pacing import FlowPacing
-from mailingest.poller.reannounce import Announced, ReannouncePolicy
+from mailingest.poller.reannounce import Announced
 from mailingest.poller.screening import Screener
 from mailingest.poller.state import STATE_FILE, FolderState, PollState
 from mailingest.poller.trustgate import TrustGate, message_key
 from mailingest.screensettings import TRUST_OPTIONS, screen_settings
+from mailingest.settings import (
+    PollSettings,
+    connection_settings,
+    declare,
+    declare_poll_options,
+    poll_lease,
+    session_budget,
+)
+from mailingest.sr3log import ImapclientQuiet
 
 logger = logging.getLogger(__name__)
 
 #: an unchanged failure is logged again (at error level) after this long
 REPEAT_ERROR_SECONDS = 600.0
-RECONNECT_BACKOFF_MAX = 60.0
+#: an unreachable server is tried again after 1, 2, 4 … 60 s
+RECONNECT_BACKOFF = Backoff(first=1.0, maximum=60.0)
 #: with mailIdle on, a lost server is retried after this share of the outage so far (within the bounds below)
 IDLE_RETRY_SHARE = 0.1
-IDLE_RETRY_MIN = 0.5
-#: sr3's own default when neither scheduled_interval nor appointments are set
-DEFAULT_INTERVAL = 300.0
+IDLE_RETRY = Backoff(first=0.5, maximum=RECONNECT_BACKOFF.maximum)
 #: waits inside poll() are taken in slices this long, so a stop request is honoured within one
 PAUSE_SLICE = 0.5
-UIDVALIDITY_CHOICES = ("reannounce", "skip")
-#: notices per folder per cycle (mailAnnounceMax): sr3 holds a cycle's notices in memory
-DEFAULT_ANNOUNCE_MAX = 10_000
-
-
-@dataclass(frozen=True)
-class PollSettings:
-    poll_url: str
-    folders: Tuple[str, ...]
-    search: str
-    since: Optional[Since]
-    max_size: int
-    quarantine_folder: Optional[str]
-    uidvalidity_change: str
-    idle: bool
-    idle_max: float
-    announce_max: int = 0
-    reannounce: Optional[ReannouncePolicy] = None
-
-    @classmethod
-    def from_options(cls, options: Any) -> "PollSettings":
-        """:raises ConfigError: a bad pollUrl or option value."""
-        poll_url = opt.text(options, "pollUrl") or ""
-        mail_url = parse_mail_url(poll_url)
-        folders = opt.values(options, "mailFolder") or [mail_url.path.strip("/") or "INBOX"]
-        uidvalidity_change = (opt.text(options, "mailUidValidityChange") or "reannounce").lower()
-        if uidvalidity_change not in UIDVALIDITY_CHOICES:
-            raise ConfigError(f"mailUidValidityChange {uidvalidity_change!r}: use reannounce or skip")
-        quarantine = opt.text(options, "mailQuarantineFolder")
-        pop3 = mail_url.scheme.startswith("pop")
-        if pop3 and folders != ["INBOX"]:
-            raise ConfigError(f"POP3 has only one folder (INBOX); mailFolder {','.join(folders)} cannot be polled")
-        if pop3 and quarantine:
-            raise ConfigError("mailQuarantineFolder needs IMAP: POP3 has no folders to move mail to")
-        return cls(
-            poll_url=poll_url,
-            folders=tuple(folders),
-            search=opt.text(options, "mailSearch", "UNSEEN") or "UNSEEN",
-            since=Since.parse(opt.text(options, "mailSince")),
-            max_size=opt.count(options, "mailMaxSize", 0),
-            quarantine_folder=quarantine,
-            uidvalidity_change=uidvalidity_change,
-            idle=opt.flag(options, "mailIdle") and not pop3,
-            idle_max=opt.duration(options, "mailIdleMax", 20.0) or 20.0,
-            announce_max=opt.count(options, "mailAnnounceMax", DEFAULT_ANNOUNCE_MAX),
-            reannounce=ReannouncePolicy.parse(opt.text(options, "mailReannounceAfter"), pop3),
-        )
-
-
-#: the poll's own options (declared with sr3's kinds; scheduled_interval is sr3's, declared
-#: here too so a repeated one is read like the others)
-POLL_OPTIONS = (
-    Option("mailFolder", "list", []),
-    Option("mailSearch", "str", "UNSEEN"),
-    Option("mailSince", "str", None),
-    Option("mailMaxSize", "size", 0),
-    Option("mailQuarantineFolder", "str", None),
-    Option("mailUidValidityChange", "str", "reannounce"),
-    Option("mailIdle", "flag", False),
-    Option("mailIdleMax", "duration", 20.0),
-    Option("mailAnnounceMax", "count", DEFAULT_ANNOUNCE_MAX),
-    Option("scheduled_interval", "duration", 0.0),
-    # a duration, parsed by ReannouncePolicy: sr3's "duration" kind cannot tell "not set" from 0
-    Option("mailReannounceAfter", "str", None),
-)
 
 
 class Poll(FlowCB):
@@ -177,9 +118,8 @@ class Poll(FlowCB):
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
-        opt.declare(self.o, *POLL_OPTIONS)
-        opt.declare(self.o, *TRUST_OPTIONS)
-        declare_connection_options(self.o)
+        declare_poll_options(self.o)
+        declare(self.o, *TRUST_OPTIONS)
         self.settings = PollSettings.from_options(self.o)
         self.mail_url = parse_mail_url(self.settings.poll_url)
         screening = screen_settings(self.o, self.mail_url.scheme.startswith("pop"))
@@ -202,7 +142,8 @@ class Poll(FlowCB):
         #: the sender check (docs/trust.md), None when it is off
         self.gate = TrustGate(Screener(screening), self.metrics, self.settings.search) if screening else None
         self.pacing = FlowPacing(self.o)
-        self._interval = opt.duration(self.o, "scheduled_interval", 0.0) or DEFAULT_INTERVAL
+        self.quiet = ImapclientQuiet.install()  # imapclient logs only warnings, unless asked
+        self._interval = self.settings.interval
         self._next_full_cycle = 0.0
         self._outage_started = 0.0
         self._idle_offered: Optional[bool] = None
@@ -303,6 +244,7 @@ class Poll(FlowCB):
     def on_stop(self) -> None:
         self._close()
         self.lease.step_down()
+        self.quiet.remove()
 
     def metricsReport(self) -> Dict[str, Any]:
         return dict(self.metrics)
@@ -531,7 +473,7 @@ class Poll(FlowCB):
         if self._pushing():
             self._retry_at = time.monotonic() + self._idle_retry_delay(exc)
         elif isinstance(exc, MailConnectionError):
-            self._retry_at = time.monotonic() + min(RECONNECT_BACKOFF_MAX, 2.0 ** (self._connection_failures - 1))
+            self._retry_at = time.monotonic() + RECONNECT_BACKOFF.delay(self._connection_failures)
         text = str(exc)
         now = time.monotonic()
         if text != self._last_error or now - self._last_error_logged >= REPEAT_ERROR_SECONDS:
@@ -543,12 +485,12 @@ class Poll(FlowCB):
 
     def _idle_retry_delay(self, exc: MailError) -> float:
         """With ``mailIdle on``, a lost server is tried again after a tenth of the outage so far
-        (0.5 s to RECONNECT_BACKOFF_MAX), so a restart costs about a second; anything else (a
+        (within IDLE_RETRY's bounds, 0.5 to 60 s), so a restart costs about a second; anything else (a
         refused login, a missing folder) waits for the next ``scheduled_interval``."""
         if not isinstance(exc, MailConnectionError):
             return self._interval
         outage = time.monotonic() - self._outage_started
-        return min(RECONNECT_BACKOFF_MAX, max(IDLE_RETRY_MIN, IDLE_RETRY_SHARE * outage))
+        return IDLE_RETRY.bounded(IDLE_RETRY_SHARE * outage)
 
     # -- notices ------------------------------------------------------------------------------
     def _notice(self, account: MailAccount, ref: MessageRef,

@@ -1,5 +1,5 @@
-"""Keep sr3's own per-notice log lines from repeating, once per file, what mailingest.decode says
-once per message.
+"""Keep the flows' logs to what matters: sr3's own per-notice log lines must not repeat, once per
+file, what mailingest.decode says once per message, and imapclient's chatter stays out.
 
 sr3's log callback (``sarracenia.flowcb.log``, ``logEvents`` ``after_work`` and ``after_post``)
 writes ``downloaded ok: PATH size: ...`` and ``posted to ... relPath: RELPATH size: ...`` at info
@@ -8,12 +8,19 @@ downloaded).  :class:`DecodedFilesQuiet`, a filter on that logger, drops those t
 files of the current batch; the decode logs one line per message instead.  sr3's lines for the
 ``.eml`` itself and every other line (warnings, errors, other notices) pass, and at debug level
 (``logLevel debug``) everything passes.  sr3 itself is not changed.
+
+:class:`ImapclientQuiet` keeps imapclient's records below WARNING (``Connection closed`` at every
+logout, imaplib's debug output) out of the flow's log unless a level was set on an
+``imapclient`` logger; the poll and the download install it when they start and remove it when
+they stop, instead of changing imapclient's log level for the whole process.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from mailingest.mailbox.imap import IMAPCLIENT_LOGGERS, imapclient_level_asked
 
 SR3_LOG = "sarracenia.flowcb.log"
 _MARKERS = (" ok: ", " relPath: ")
@@ -55,3 +62,22 @@ class DecodedFilesQuiet(logging.Filter):
             if found and rest.split(" size: ")[0].split(" id: ")[0].rstrip() in self._names:
                 return False
         return True
+
+
+class ImapclientQuiet(logging.Filter):
+    """A filter on imapclient's loggers: records below the level asked for them (WARNING unless
+    someone set one, see :func:`mailingest.mailbox.imap.imapclient_level_asked`) are dropped."""
+
+    @classmethod
+    def install(cls) -> ImapclientQuiet:
+        quiet = cls()
+        for name in IMAPCLIENT_LOGGERS:
+            logging.getLogger(name).addFilter(quiet)
+        return quiet
+
+    def remove(self) -> None:
+        for name in IMAPCLIENT_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= imapclient_level_asked(record.name)

@@ -4,17 +4,14 @@ and the server changed only after the file is safe."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import random
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from mailingest.atomic import process_running
+from tests import sr3env
 from tests.helpers import (
     downloaded_files,
     eml_files,
@@ -78,17 +75,9 @@ def run_instances(home, name: str, instances: int, until, timeout: float = 300) 
 
 
 def stop_instances(home, component: str, name: str, grace: float = 30) -> None:
-    """SIGTERM the instances ``sr3 start`` wrote pid files for, and wait until they are gone.
-    Not ``sr3 stop``: it also signals the sr3 processes of the other xdist workers (tests/sr3lock.py)."""
-    pids = []
-    for path in (home.cache_dir / component / name).glob("*.pid"):
-        with contextlib.suppress(OSError, ValueError):
-            pids.append(int(path.read_text().strip()))
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not any(process_running(pid) for pid in pids), timeout=grace,
-               what=f"{component}/{name} instances to exit")
+    """Stop the instances ``sr3 start`` launched; each must exit by itself within *grace* seconds."""
+    survivors = sr3env.stop_instances(home.cache_dir / component / name, grace, kill=False)
+    assert not survivors, f"{component}/{name} instances {survivors} did not exit within {grace} s of SIGTERM"
 
 
 def assert_files_match_server(directory: Path, raw_by_uid: dict) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import mailingest.download
+from mailingest.backoff import Backoff
 from mailingest.fetcher.diskwait import probe_writable
 from tests.helpers import imap_flags, make_home, wait_until
 from tests.inprocess import callback, download_notice, url_of
@@ -168,7 +169,7 @@ def test_a_write_that_fails_although_the_directory_passes_the_probe_goes_to_sr3s
     directory = tmp_path / "mail"
     directory.mkdir()
     download = callback("download", tmp_path, mail_account, "imaps", directory=str(directory))
-    monkeypatch.setattr("mailingest.fetcher.diskwait.PROBE_DELAYS", (0.01,))
+    monkeypatch.setattr("mailingest.fetcher.diskwait.PROBES", Backoff(first=0.01, maximum=0.01))
     refused = OSError(36, "File name too long")
     monkeypatch.setattr(mailingest.download, "write_atomically",
                         lambda *_args, **_kwargs: (_ for _ in ()).throw(refused))

@@ -101,6 +101,7 @@ def test_the_wheel_holds_the_package_its_examples_and_licence_and_no_test_or_ben
         shipped = {n.removeprefix("mailingest/examples/"): archive.read(n)
                    for n in names if n.startswith("mailingest/examples/")}
     assert shipped == repository_examples()
+    assert "mailingest/mime/metadata.schema.json" in names, "the metadata.json schema is package data"
     assert not [n for n in names if re.search(r"(^|/)(tests?|bench|conftest)(/|\.py$)|(^|/)test_", n)]
     assert "mailingest = mailingest.cli:main" in built.wheel_text(f"{dist_info}/entry_points.txt")
     assert "GNU GENERAL PUBLIC LICENSE" in built.wheel_text(f"{dist_info}/licenses/LICENSE")

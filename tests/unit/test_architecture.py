@@ -27,18 +27,19 @@ import mailingest
 PACKAGE_DIR = Path(mailingest.__file__).resolve().parent
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("mailingest.errors", "mailingest.atomic")),
+    ("foundation", ("mailingest.errors", "mailingest.atomic", "mailingest.backoff")),
     ("core", ("mailingest.mime", "mailingest.security", "mailingest.trust")),
     ("oauth2", ("mailingest.oauth2",)),
     ("protocol", ("mailingest.mailbox",)),
     ("services", ("mailingest.poller", "mailingest.fetcher", "mailingest.verify")),
     ("sr3 glue", ("mailingest.poll", "mailingest.download", "mailingest.decode", "mailingest.sr3log",
-                  "mailingest.options", "mailingest.screensettings", "mailingest.cli", "mailingest.__main__",
-                  "mailingest")),
+                  "mailingest.options", "mailingest.settings", "mailingest.screensettings", "mailingest.cli",
+                  "mailingest.__main__", "mailingest")),
 ]
 
 #: Pure: no sarracenia, no network; the decoder and the pure helpers of the protocol layer.
-PURE = ("mailingest.mime", "mailingest.trust", "mailingest.mailbox.refs", "mailingest.mailbox.sasl", "mailingest.mailbox.pop3codes")
+PURE = ("mailingest.mime", "mailingest.trust", "mailingest.mailbox.refs", "mailingest.mailbox.sasl",
+        "mailingest.mailbox.replies")
 
 FORBIDDEN_IN_PURE = ("sarracenia", "socket", "ssl", "imaplib", "poplib", "imapclient", "urllib.request",
                      "http.client", "http.server", "dns", "dkim")

@@ -9,7 +9,7 @@ import logging
 import pytest
 from imapclient.exceptions import LoginError
 
-from mailingest.errors import MailAuthError
+from mailingest.errors import MailAuthError, ServerBusyError
 from mailingest.mailbox import auth, sasl
 from mailingest.mailbox.account import MailAccount
 from mailingest.oauth2 import tokens as oauth2
@@ -189,3 +189,21 @@ def test_a_refused_password_login_says_where_the_password_comes_from():
         auth.imap_login(FakeImap(valid=set()), account(oauth2=None, password="pass-word-123"))
     assert str(caught.value).startswith("login refused for imaps://alice@mail.example.com:993: ")
     assert "check the account's password in credentials.conf" in str(caught.value)
+
+
+class BusyImap(FakeImap):
+    """A server whose authentication back end is down: ``NO [UNAVAILABLE]`` (RFC 5530)."""
+
+    def sasl_login(self, mechanism, respond):
+        respond(b"")
+        raise LoginError("[UNAVAILABLE] Temporary authentication failure.")
+
+    def login(self, user, password):
+        raise LoginError("[UNAVAILABLE] Temporary authentication failure.")
+
+
+@pytest.mark.parametrize("how", ["password", "oauth2"])
+def test_a_login_the_server_cannot_take_now_is_a_transient_failure_not_a_refused_login(tokens, how):
+    login_as = account(oauth2=None, password="pw") if how == "password" else account()
+    with pytest.raises(ServerBusyError, match="cannot take a login now: .*UNAVAILABLE.*will retry"):
+        auth.imap_login(BusyImap(valid=set()), login_as)

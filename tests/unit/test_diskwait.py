@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mailingest.fetcher.diskwait import PROBE_DELAYS, DirectoryWait, LocalWriteError, probe_writable
+from mailingest.fetcher.diskwait import PROBES, DirectoryWait, LocalWriteError, probe_writable
 
 READ_ONLY = OSError(errno.EROFS, "Read-only file system")
 
@@ -43,7 +43,7 @@ def test_probes_back_off_to_every_30_seconds_and_pass_soon_after_the_fix(caplog)
     probe, probes = failing_until(fake, fixed_at=1000.0 + 600)
     assert waiter.wait(LocalWriteError("/data/mail", READ_ONLY), "imaps://alice@mail/INBOX/1.eml", probe)
     gaps = [b - a for a, b in zip([1000.0, *probes], probes)]
-    assert gaps[:len(PROBE_DELAYS)] == pytest.approx(list(PROBE_DELAYS))
+    assert gaps[:6] == pytest.approx([PROBES.delay(n) for n in range(1, 7)]) == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
     assert max(gaps) == pytest.approx(30.0)
     assert probes[-1] - 1600 < 30  # recovered within 30 s of the fix
 

@@ -11,8 +11,8 @@ from sarracenia.config.credentials import CredentialDB
 from mailingest.errors import ConfigError
 from mailingest.mailbox.account import resolve_account
 from mailingest.oauth2.config import OAuth2Settings, draft_client
-from mailingest.options import connection_settings, declare_connection_options
 from mailingest.security import keystore
+from mailingest.settings import connection_settings, declare_connection_options
 
 REFRESH = "1//refresh-token/with+odd=chars"
 CLIENT_SECRET = "GOCSPX-client-secret"
@@ -131,3 +131,4 @@ def test_a_bad_secret_file_stops_the_flow_at_start(tmp_path):
     options.mailOAuth2ClientSecretFile = str(tmp_path / "missing.json")
     with pytest.raises(ConfigError, match="cannot read OAuth2 secret file .*missing.json"):
         connection_settings(options)
+

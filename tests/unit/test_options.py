@@ -14,6 +14,7 @@ import sarracenia.config
 import sarracenia.flowcb
 
 from mailingest import options as opt
+from mailingest import settings
 from mailingest.errors import ConfigError
 from mailingest.options import Option
 
@@ -121,7 +122,7 @@ def test_sr3s_post_load_check_shows_the_values_the_callback_uses(tmp_path):
                                           "mailAnnounceMax 50\n",
                         poll="scheduled_interval 5\nmailIdleMax 7\nmailFolder Own,Other\nmailAnnounceMax 9\n")
     callback_copy = sarracenia.config.Config.__deepcopy__(config, {})
-    opt.declare(callback_copy, Option("scheduled_interval", "duration", 0.0), Option("mailIdleMax", "duration", 20.0),
+    settings.declare(callback_copy, Option("scheduled_interval", "duration", 0.0), Option("mailIdleMax", "duration", 20.0),
                 Option("mailFolder", "list", []), Option("mailAnnounceMax", "count", 10_000))
     config.check_undeclared_options()
     assert (config.scheduled_interval, config.mailIdleMax, config.mailFolder, config.mailAnnounceMax) == \

@@ -39,3 +39,9 @@ def test_the_package_examples_folder_is_the_repository_examples_folder_not_a_cop
 def test_the_example_configs_are_package_data():
     package_data = setup_cfg()["options.package_data"]["mailingest"].split()
     assert "examples/*/*.conf" in package_data
+
+
+def test_the_metadata_json_schema_is_package_data():
+    package_data = setup_cfg()["options.package_data"]["mailingest.mime"].split()
+    assert "metadata.schema.json" in package_data
+    assert (REPO / "plugins" / "mailingest" / "mime" / "metadata.schema.json").is_file()

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mailingest.errors import ConfigError
-from mailingest.poll import DEFAULT_ANNOUNCE_MAX, PollSettings
+from mailingest.settings import DEFAULT_ANNOUNCE_MAX, PollSettings
 
 
 def settings(**options) -> PollSettings:

@@ -1,10 +1,12 @@
 """Specification of mailingest.sr3log: sr3's per-notice lines for decoded files are left out at info."""
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
-from mailingest.sr3log import SR3_LOG, DecodedFilesQuiet
+from mailingest.sr3log import SR3_LOG, DecodedFilesQuiet, ImapclientQuiet
 
 PART = {"new_dir": "/data/mail/INBOX", "new_file": "data file.csv", "relPath": "INBOX/1.parts/data file.csv"}
 SR3_LINES = {
@@ -53,3 +55,43 @@ def test_removed_filter_lets_everything_pass(quiet, caplog):
     quiet.remove()
     logging.getLogger(SR3_LOG).info(SR3_LINES["downloaded"])
     assert len(caplog.records) == 1
+
+
+def test_importing_the_poll_and_the_download_leaves_imapclients_log_level_alone():
+    probe = ("import logging, mailingest.poll, mailingest.download, mailingest.mailbox.imap; "
+             "print(logging.getLogger('imapclient').level)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(logging.NOTSET)
+
+
+@pytest.fixture
+def imapclient_quiet(caplog):
+    caplog.set_level(logging.DEBUG)
+    quiet = ImapclientQuiet.install()
+    yield quiet
+    quiet.remove()
+
+
+def test_imapclients_info_and_debug_lines_stay_out_of_a_flows_log(imapclient_quiet, caplog):
+    logging.getLogger("imapclient.imapclient").info("Connection closed")
+    logging.getLogger("imapclient.imaplib").debug("> b'FETCH ...'")
+    logging.getLogger("imapclient.imapclient").warning("server said something odd")
+    assert [r.getMessage() for r in caplog.records] == ["server said something odd"]
+
+
+def test_imapclients_lines_pass_at_the_level_an_operator_set_on_its_logger(imapclient_quiet, caplog):
+    imapclient = logging.getLogger("imapclient")
+    imapclient.setLevel(logging.INFO)
+    try:
+        logging.getLogger("imapclient.imapclient").info("Connection closed")
+        logging.getLogger("imapclient.imaplib").debug("> b'FETCH ...'")
+    finally:
+        imapclient.setLevel(logging.NOTSET)
+    assert [r.getMessage() for r in caplog.records] == ["Connection closed"]
+
+
+def test_once_removed_the_imapclient_filter_is_gone_from_every_imapclient_logger():
+    quiet = ImapclientQuiet.install()
+    quiet.remove()
+    assert not any(quiet in logging.getLogger(name).filters
+                   for name in ("imapclient", "imapclient.imapclient", "imapclient.imaplib"))

@@ -68,7 +68,7 @@ def _options(args: argparse.Namespace) -> Any:
     import sarracenia.config
 
     from mailingest.errors import ConfigError
-    from mailingest.options import declare_connection_options
+    from mailingest.settings import declare_connection_options
 
     options = sarracenia.config.default_config()
     if args.config:
@@ -100,7 +100,7 @@ def _check(options: Any) -> List[str]:
     from mailingest.mailbox.account import resolve_account
     from mailingest.mailbox.credentials_file import CredentialsFile
     from mailingest.mailbox.factory import new_mailbox
-    from mailingest.options import connection_settings
+    from mailingest.settings import connection_settings
 
     settings = connection_settings(options)
     account = resolve_account(options.pollUrl, CredentialsFile.of(options).database(), settings.oauth2)

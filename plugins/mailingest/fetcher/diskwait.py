@@ -3,8 +3,8 @@
 When the local side fails, the mail server is not at fault and retrying the notice through sr3
 would only come back at its next housekeeping (5 minutes) after a traceback per attempt.  The
 download instead holds the notice and waits here: it probes the directory (create, write, fsync
-and remove a small hidden file, or create the missing directory) after 1, 2, 4, 8, 15 and then
-every 30 s, and retries the download as soon as a probe passes, so it recovers within 30 s of the
+and remove a small hidden file, or create the missing directory) after 1, 2, 4, 8, 16 and then
+every 30 s (:data:`PROBES`), and retries the download as soon as a probe passes, so it recovers within 30 s of the
 fix.  The notice stays in hand (not acknowledged, nothing lost) and the message is not marked on
 the server, because that only happens once its file exists.
 
@@ -22,27 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailingest.atomic import temp_name
+from mailingest.backoff import Backoff
+from mailingest.errors import LocalWriteError
 
 logger = logging.getLogger(__name__)
 
-PROBE_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds; the last repeats
+PROBES = Backoff(first=1.0, maximum=30.0)
 REMIND_EVERY = 60.0
 _STEP = 0.5  # how often a stop request is checked while sleeping
-
-
-class LocalWriteError(Exception):
-    """Writing to the local directory failed; the OS error is in ``cause``."""
-
-    def __init__(self, directory: str, cause: OSError) -> None:
-        super().__init__(f"cannot write to {directory}: {cause.strerror or cause}")
-        self.directory = directory
-        self.cause = cause
-
-    def describe(self) -> str:
-        """``[Errno 30] Read-only file system`` (or the exception text)."""
-        if self.cause.errno is not None and self.cause.strerror:
-            return f"[Errno {self.cause.errno}] {self.cause.strerror}"
-        return str(self.cause)
 
 
 @dataclass
@@ -75,12 +62,11 @@ class DirectoryWait:
         outage = self._outages.get(directory)
         if outage is None:
             outage = self._outages[directory] = _Outage(since=now, reminded=now)
-            logger.error("%s: cannot write to %s: %s; the download waits and retries (after 1, 2, 4, "
-                         "8, 15, then every 30 s) until the directory can be written",
-                         what, directory, error.describe())
+            logger.error("%s: cannot write to %s: %s; the download waits and retries (after %s) until "
+                         "the directory can be written", what, directory, error.describe(), PROBES.describe())
         check = probe or (lambda: probe_writable(directory))
         while True:
-            delay = PROBE_DELAYS[min(outage.probes, len(PROBE_DELAYS) - 1)]
+            delay = PROBES.delay(outage.probes + 1)
             if not self._pause(delay):
                 return False
             outage.probes += 1

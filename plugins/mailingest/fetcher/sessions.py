@@ -15,7 +15,8 @@ import logging
 import time
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
-from mailingest.errors import MailAuthError, MailConnectionError, MailError, TlsError
+from mailingest.backoff import Backoff
+from mailingest.errors import AccountUnavailableError, MailAuthError, MailConnectionError, MailError, TlsError
 from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.budget import NoBudget, SessionBudgetBusyError
 from mailingest.mailbox.connection import ConnectionSettings
@@ -28,13 +29,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 IDLE_CHECK_SECONDS = 30.0
-RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)
-PAUSE_FIRST = 15.0
-PAUSE_MAX = 600.0
-
-
-class AccountUnavailableError(MailError):
-    """The account is paused after a login/TLS failure or a long outage; the caller retries later."""
+#: reconnect attempts within one call, after 0.5, 1, 2 and 4 s
+RECONNECT = Backoff(first=0.5, maximum=4.0)
+RECONNECT_DELAYS = tuple(RECONNECT.delay(attempt) for attempt in range(1, 5))
+#: an account that refuses the login or stays away is paused 15, 30 … 600 s
+PAUSES = Backoff(first=15.0, maximum=600.0)
 
 
 class SessionPool:
@@ -110,7 +109,7 @@ class SessionPool:
 
     def _pause(self, key: str, why: str) -> None:
         _until, previous = self._paused.get(key, (0.0, 0.0))
-        backoff = min(PAUSE_MAX, previous * 2 if previous else PAUSE_FIRST)
+        backoff = PAUSES.after(previous)
         self._paused[key] = (time.monotonic() + backoff, backoff)
         self._outage_since.pop(key, None)
         self._metrics["failures"] = self._metrics.get("failures", 0) + 1

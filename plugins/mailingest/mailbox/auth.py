@@ -22,10 +22,10 @@ from typing import Any, List, Optional
 
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from mailingest.errors import MailAuthError, MailConnectionError, OAuth2UnavailableError, server_text
+from mailingest.errors import MailAuthError, OAuth2UnavailableError, ServerBusyError, server_text
 from mailingest.mailbox import sasl
 from mailingest.mailbox.account import MailAccount
-from mailingest.mailbox.pop3codes import is_temporary
+from mailingest.mailbox.replies import is_temporary, refusal
 from mailingest.mailbox.sessionlimit import is_session_limit, session_limit_error
 from mailingest.oauth2 import tokens as oauth2
 from mailingest.oauth2.endpoint import OAuth2Error
@@ -64,6 +64,8 @@ class _ImapSasl:
         except LoginError as exc:
             if isinstance(exc.__context__, IMAPClientAbortError):
                 raise exc.__context__ from None
+            if is_temporary(exc):
+                raise  # imap_login turns it into a transient error
             detail = sasl.describe_challenge(challenges[-1]) if len(challenges) > 1 else None
             raise _Refused(server_text(exc), detail) from None
 
@@ -120,13 +122,15 @@ def imap_login(client: Any, account: MailAccount) -> None:
     except LoginError as exc:
         if is_session_limit(server_text(exc)):
             raise session_limit_error(account.display, server_text(exc)) from None
+        if is_temporary(exc):  # NO [UNAVAILABLE]: the server's authentication back end is down, ...
+            raise _busy(account, exc) from None
         raise MailAuthError(_refused(account, exc)) from None
     except IMAPClientError as exc:
         if is_session_limit(server_text(exc)):  # some servers answer BYE (an abort) at the login
             raise session_limit_error(account.display, server_text(exc)) from None
         if isinstance(exc, IMAPClientAbortError):
             raise
-        raise MailAuthError(f"login failed for {account.display}: {server_text(exc)}") from None
+        raise refusal(exc, MailAuthError)(f"login failed for {account.display}: {server_text(exc)}") from None
 
 
 def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
@@ -141,8 +145,7 @@ def pop3_login(connection: poplib.POP3, account: MailAccount) -> None:
         if is_session_limit(server_text(exc)):
             raise session_limit_error(account.display, server_text(exc)) from None
         if is_temporary(exc):  # maildrop locked by another session, server shutting down, ...
-            raise MailConnectionError(f"{account.display} cannot take a login now: {server_text(exc)}; "
-                                      f"will retry") from None
+            raise _busy(account, exc) from None
         raise MailAuthError(_refused(account, exc)) from None
 
 
@@ -241,3 +244,8 @@ def _message(mechanism: str, account: MailAccount, token: str) -> bytes:
 
 def _pop_text(line: bytes) -> str:
     return line.decode("utf-8", "replace").strip() or "no answer"
+
+
+def _busy(account: MailAccount, exc: Exception) -> ServerBusyError:
+    """A login the server answered with a code that asks to come back later."""
+    return ServerBusyError(f"{account.display} cannot take a login now: {server_text(exc)}; will retry")

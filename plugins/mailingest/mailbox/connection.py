@@ -11,7 +11,7 @@ from typing import Optional
 from mailingest.errors import MailConnectionError, MailError, TlsError
 from mailingest.mailbox.account import MailAccount
 from mailingest.oauth2.config import OAuth2Settings
-from mailingest.security.tlsconfig import make_ssl_context
+from mailingest.security.tlsconfig import DEFAULT_RIGOUR, DEFAULT_TIMEOUT, make_ssl_context
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ class ConnectionSettings:
     """How to connect and log in: timeouts, TLS policy, OAuth2 (from sr3 options, see
     docs/authentication.md)."""
 
-    timeout: float = 60.0
-    tls_rigour: str = "normal"
+    timeout: float = DEFAULT_TIMEOUT
+    tls_rigour: str = DEFAULT_RIGOUR
     ca_file: Optional[str] = None
     #: log in over an unencrypted connection when the server offers no STARTTLS (mailAllowPlaintext)
     allow_plaintext: bool = False

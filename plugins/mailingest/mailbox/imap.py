@@ -30,13 +30,13 @@ from mailingest.mailbox.connection import ConnectionSettings, connection_error
 from mailingest.mailbox.idle import ConnectionClosed, IdleRefused, IdleSession, count_response, farewell
 from mailingest.mailbox.protocol import Capability
 from mailingest.mailbox.refs import MessageRef, summary_headers
+from mailingest.mailbox.replies import refusal
 
 logger = logging.getLogger(__name__)
 
-# imapclient logs every connection close at INFO; keep sr3 logs to what matters unless asked.
-_imapclient_logger = logging.getLogger("imapclient")
-if _imapclient_logger.level == logging.NOTSET:
-    _imapclient_logger.setLevel(logging.WARNING)
+#: imapclient's loggers: its own (every connection close at INFO) and imaplib's debug output
+#: (every response); :class:`mailingest.sr3log.ImapclientQuiet` keeps them to warnings unless asked
+IMAPCLIENT_LOGGERS = ("imapclient.imapclient", "imapclient.imaplib")
 
 HEADER_FIELDS = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT FROM DATE)]"
 META_ITEMS = [b"RFC822.SIZE", b"INTERNALDATE", HEADER_FIELDS]
@@ -170,7 +170,8 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
         except IMAPClientError as exc:
             if isinstance(exc, IMAPClientAbortError):
                 raise connection_error(self.account, exc, f"{what} a folder on") from None
-            raise MailboxError(f"cannot open folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
+            raise refusal(exc, MailboxError)(
+                f"cannot open folder {folder!r} on {self.account.display}: {server_text(exc)}") from None
         except OSError as exc:
             raise connection_error(self.account, exc, f"{what} a folder on") from None
         status = {
@@ -496,9 +497,9 @@ def _by_folder(refs: Sequence[MessageRef]) -> Iterator[Tuple[str, int, List[int]
 def _quiet_imaplib(client: imapclient.IMAPClient) -> None:
     """imapclient turns imaplib's debug output on (level 5) and routes it to a logger, so every
     response, 70 KB literals included, is formatted and then thrown away.  Keep it only when
-    someone asked for it: ``imapclient.imaplib`` logging at DEBUG."""
+    someone asked for it: the ``imapclient.imaplib`` (or ``imapclient``) logger set to DEBUG."""
     imap = getattr(client, "_imap", None)
-    if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+    if imap is not None and imapclient_level_asked("imapclient.imaplib") > logging.DEBUG:
         imap.debug = 0
 
 
@@ -519,3 +520,14 @@ def _tls_version(client: imapclient.IMAPClient) -> Optional[str]:
     sock = getattr(getattr(client, "_imap", None), "sock", None)
     version = getattr(sock, "version", None)
     return version() if callable(version) else None
+
+
+def imapclient_level_asked(name: str) -> int:
+    """The level someone set on the imapclient logger *name* or an imapclient parent of it, or
+    WARNING when nobody did (the root logger's level, e.g. sr3's logLevel, does not count)."""
+    while name.startswith("imapclient"):
+        level = logging.getLogger(name).level
+        if level != logging.NOTSET:
+            return level
+        name = name.rpartition(".")[0]
+    return logging.WARNING

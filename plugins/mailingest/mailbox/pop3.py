@@ -26,9 +26,9 @@ from mailingest.mailbox.account import MailAccount
 from mailingest.mailbox.auth import pop3_login
 from mailingest.mailbox.base import MailboxBase
 from mailingest.mailbox.connection import ConnectionSettings, connection_error
-from mailingest.mailbox.pop3codes import is_temporary
 from mailingest.mailbox.protocol import Capability
 from mailingest.mailbox.refs import MessageRef, summary_headers
+from mailingest.mailbox.replies import is_temporary, refusal
 
 logger = logging.getLogger(__name__)
 
@@ -332,8 +332,9 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
             raise MailConnectionError(f"{self.account.display}: QUIT failed; reconnecting")
         self.connect()
 
-    def _temporary(self, exc: poplib.error_proto, doing: str) -> MailConnectionError:
-        """The server asked to come back later (``-ERR [SYS/TEMP]``, ...): drop this session."""
+    def _temporary(self, exc: poplib.error_proto, doing: str) -> MailError:
+        """The server asked to come back later (``-ERR [SYS/TEMP]``, ...): drop this session
+        (a :class:`~mailingest.errors.ServerBusyError`, transient)."""
         self._drop()
-        return MailConnectionError(f"cannot {doing} {self.account.display}: the server said {server_text(exc)!r}; "
-                                   f"will reconnect")
+        return refusal(exc, MailConnectionError)(
+            f"cannot {doing} {self.account.display}: the server said {server_text(exc)!r}; will reconnect")

@@ -11,12 +11,15 @@ finishes those decodes and announces them.
 
 One batch file per pass::
 
-    <directory>/<host>-<pid>-<start>-<seq>.json   {"entries": [{"path": ..., "mail": ...}, ...]}
+    <directory>/<host>-<pid>-m<start>-<seq>.json   {"entries": [{"path": ..., "mail": ...}, ...]}
 
-``<start>`` is the writer's process start time (``/proc/<pid>/stat`` field 22), so a pid that
-was reused by another process after a crash (common in containers, where the worker is often pid
-1 or 7 again after a restart) does not keep a dead worker's batch alive.  Batches written on
-other hosts (journal directory on a shared file system) are left to their host.
+``<start>`` is the writer's process start time in milliseconds since the epoch (psutil's
+``create_time``), so a pid that was reused by another process after a crash (common in
+containers, where the worker is often pid 1 or 7 again after a restart) does not keep a dead
+worker's batch alive.  Batches written by mailingest 0.1 name ``<start>`` without the ``m``, in
+clock ticks since boot (``/proc/<pid>/stat`` field 22): they are still read, and compared in
+that unit.  Batches written on other hosts (journal directory on a shared file system) are left
+to their host.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mailingest.atomic import _host_tag, process_running, process_start, write_atomically
+from mailingest.atomic import _host_tag, process_running, process_start, process_start_ticks, write_atomically
 
 logger = logging.getLogger(__name__)
 
-_BATCH_NAME = re.compile(r"^(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<seq>\d+)\.json$")
+_BATCH_NAME = re.compile(r"^(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<unit>m?)(?P<start>\d+)-(?P<seq>\d+)\.json$")
 
 
 #: a batch whose taker died this many times in a row is set aside (see take_over_orphans)
@@ -53,11 +56,19 @@ class Owner:
 
     host: str
     pid: int
+    #: the writer's start: milliseconds since the epoch; 0 when it could not be known
     start: int
+    #: ``start`` is in clock ticks since boot (batches of mailingest 0.1)
+    start_in_ticks: bool = False
 
     @classmethod
     def me(cls) -> Owner:
-        return cls(_host_tag(), os.getpid(), process_start(os.getpid()))
+        return cls(_host_tag(), os.getpid(), _millis(process_start(os.getpid())))
+
+    @property
+    def start_token(self) -> str:
+        """``<start>`` as it stands in the batch name."""
+        return str(self.start) if self.start_in_ticks else f"m{self.start}"
 
     def alive(self) -> bool:
         """Still running, as far as this host can tell (a batch of another host is never dead to us)."""
@@ -65,7 +76,17 @@ class Owner:
             return True
         if not process_running(self.pid):
             return False
-        return self.start == 0 or process_start(self.pid) in (0, self.start)
+        if self.start == 0:
+            return True
+        if self.start_in_ticks:
+            running = process_start_ticks(self.pid)
+            return not running or running == self.start
+        running = _millis(process_start(self.pid))
+        return not running or abs(running - self.start) <= 1  # 1 ms: float rounding, never another process
+
+
+def _millis(seconds: float | None) -> int:
+    return round(seconds * 1000) if seconds else 0
 
 
 @dataclass(frozen=True)
@@ -155,7 +176,8 @@ class DecodeJournal:
         for name in names:
             match = _BATCH_NAME.match(name)
             if match:
-                yield name, Owner(match["host"], int(match["pid"]), int(match["start"]))
+                yield name, Owner(match["host"], int(match["pid"]), int(match["start"]),
+                                  start_in_ticks=not match["unit"])
 
     def _read(self, path: str) -> Batch | None:
         try:
@@ -174,5 +196,5 @@ class DecodeJournal:
 
     def _next_name(self) -> str:
         self._seq += 1
-        return os.path.join(self.directory, "%s-%d-%d-%d.json" % (self.me.host, self.me.pid, self.me.start,
+        return os.path.join(self.directory, "%s-%d-%s-%d.json" % (self.me.host, self.me.pid, self.me.start_token,
                                                                   self._seq))

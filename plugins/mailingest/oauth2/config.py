@@ -25,6 +25,7 @@ from mailingest.errors import ConfigError
 from mailingest.oauth2.assertions import ServiceAccount, SigningKey, load_service_account, load_signing_key
 from mailingest.oauth2.endpoint import check_token_url
 from mailingest.security import keystore
+from mailingest.security.tlsconfig import DEFAULT_RIGOUR, DEFAULT_TIMEOUT
 
 MECHANISMS = ("auto", "XOAUTH2", "OAUTHBEARER")
 FLOWS = ("auto", "delegated", "client_credentials", "service_account")
@@ -136,8 +137,8 @@ class OAuth2Settings:
     scope: Optional[str] = None
     tenant: str = "common"
     mechanism: str = "auto"
-    timeout: float = 60.0
-    tls_rigour: str = "normal"
+    timeout: float = DEFAULT_TIMEOUT
+    tls_rigour: str = DEFAULT_RIGOUR
     ca_file: Optional[str] = None
     flow: str = "auto"
     certificate_file: Optional[str] = None
@@ -281,8 +282,8 @@ class OAuth2Client:
     conf_refresh_token: Optional[str] = field(default=None, repr=False, compare=False)
     file_refresh_token: Optional[str] = field(default=None, repr=False, compare=False)
     scope_on_refresh: bool = False
-    timeout: float = field(default=60.0, compare=False)
-    tls_rigour: str = field(default="normal", compare=False)
+    timeout: float = field(default=DEFAULT_TIMEOUT, compare=False)
+    tls_rigour: str = field(default=DEFAULT_RIGOUR, compare=False)
     ca_file: Optional[str] = field(default=None, compare=False)
     #: ``delegated``, ``client_credentials`` or ``service_account`` (never ``auto``)
     flow: str = "delegated"

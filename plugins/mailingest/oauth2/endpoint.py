@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Optional
 
-from mailingest.errors import ConfigError, MailAuthError
+from mailingest.errors import ConfigError, OAuth2Error
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_EXPIRES_IN = 3600.0
@@ -27,20 +27,6 @@ DEFAULT_EXPIRES_IN = 3600.0
 REFRESH_MARGIN = 60.0
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-class OAuth2Error(MailAuthError):
-    """The authorization server refused or could not be reached; :attr:`code` says how.
-
-    :attr:`code` is the provider's RFC 6749 error code, ``http_<status>`` for an answer that
-    is not an OAuth2 error, or ``unreachable``; :attr:`transient` is True when retrying later
-    without any change may succeed.
-    """
-
-    def __init__(self, message: str, code: str, transient: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.transient = transient
 
 
 @dataclass(frozen=True)

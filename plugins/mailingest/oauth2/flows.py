@@ -27,6 +27,7 @@ from mailingest.oauth2.endpoint import (
     post_form,
     token_response,
 )
+from mailingest.security.tlsconfig import DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def code_flow(endpoints: Endpoints, client_id: str, client_secret: Optional[str]
               "redirect_uri": receiver.redirect_uri, "code_verifier": verifier,
               **client_fields(client_id, client_secret)}
     what = "authorization code exchange"
-    return token_response(post_form(endpoints.token_url, fields, timeout=60.0, context=context, what=what), what)
+    return token_response(post_form(endpoints.token_url, fields, timeout=DEFAULT_TIMEOUT, context=context, what=what), what)
 
 
 def device_flow(endpoints: Endpoints, client_id: str, client_secret: Optional[str], *, show: Callable[[str], None],
@@ -156,7 +157,7 @@ def device_flow(endpoints: Endpoints, client_id: str, client_secret: Optional[st
         raise ConfigError("no device authorization endpoint: give --device-url")
     what = "device authorization"
     start = post_form(endpoints.device_url, {"scope": endpoints.scope, **client_fields(client_id, client_secret)},
-                      timeout=60.0, context=context, what=what)
+                      timeout=DEFAULT_TIMEOUT, context=context, what=what)
     device_code = str(start.get("device_code") or "")
     if not device_code:
         raise OAuth2Error(f"{what}: the provider answered without a device_code", "bad_response")
@@ -168,7 +169,7 @@ def device_flow(endpoints: Endpoints, client_id: str, client_secret: Optional[st
     while True:
         sleep(interval)
         try:
-            answer = post_form(endpoints.token_url, fields, timeout=60.0, context=context, what="device token request")
+            answer = post_form(endpoints.token_url, fields, timeout=DEFAULT_TIMEOUT, context=context, what="device token request")
             return token_response(answer, "device token request")
         except OAuth2Error as exc:
             if exc.code == "slow_down":

@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, TypeV
 
 import sarracenia
 
+from mailingest.backoff import Backoff
 from mailingest.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,13 @@ class ReannouncePolicy:
             raise ConfigError(f"mailReannounceAfter {value!r}: use a duration like 1h or 30m (0 or off: never)")
         return cls(after=seconds) if seconds > 0 else None
 
+    @property
+    def backoff(self) -> Backoff:
+        """``after``, doubled at each repeat, up to a day (or ``after`` when that is longer)."""
+        return Backoff(first=self.after, maximum=max(self.after, MAX_WAIT_SECONDS))
+
     def wait(self, entry: Announced) -> float:
-        return min(self.after * 2.0 ** entry.repeats, max(self.after, MAX_WAIT_SECONDS))
+        return self.backoff.delay(entry.repeats + 1)
 
     def due(self, pending: Dict[Key, Announced], now: float) -> Tuple[List[Key], float]:
         """The messages whose wait is over (in key order), and when the next of the others is due

@@ -22,15 +22,19 @@ from typing import Optional
 from mailingest.errors import ConfigError
 
 RIGOURS = ("lax", "normal", "medium", "strict")
+#: tlsRigour when not set
+DEFAULT_RIGOUR = "normal"
+#: seconds to connect and for each read (mail servers, OAuth2 token endpoints) when sr3's timeout is not set
+DEFAULT_TIMEOUT = 60.0
 STRICT_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
-def make_ssl_context(rigour: str = "normal", ca_file: Optional[str] = None) -> ssl.SSLContext:
+def make_ssl_context(rigour: str = DEFAULT_RIGOUR, ca_file: Optional[str] = None) -> ssl.SSLContext:
     """Build a client TLS context.
 
     :raises ConfigError: unknown rigour or unreadable CA file.
     """
-    rigour = (rigour or "normal").lower()
+    rigour = (rigour or DEFAULT_RIGOUR).lower()
     if rigour not in RIGOURS:
         raise ConfigError(f"tlsRigour {rigour!r} is not one of {', '.join(RIGOURS)}")
     context = ssl.create_default_context()
