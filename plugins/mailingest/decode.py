@@ -87,7 +87,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import sarracenia
 from sarracenia.flowcb import FlowCB
@@ -180,7 +180,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         for batch in self._taken_over:
             for entry in batch.entries:
                 if entry["path"] not in fresh:
-                    announced.extend(self._guarded(self._recover, entry))
+                    announced.extend(self._guarded(lambda entry: self._recover(entry, batch), entry))
                     fresh.add(entry["path"])
             self._posted_clears.append(batch.path)
         self._taken_over = []
@@ -201,7 +201,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             self.metrics["notDecoded"] += 1
             return []
 
-    def _recover(self, entry: Dict[str, Any]) -> List[sarracenia.Message]:
+    def _recover(self, entry: Dict[str, Any], batch: Batch) -> List[sarracenia.Message]:
         """Finish the decode a stopped worker left pending: the .eml notice and the parts'."""
         path = entry["path"]
         if not os.path.isfile(path):
@@ -222,9 +222,12 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             msg["mail"] = dict(mail, size=msg["size"]) if "size" in mail else dict(mail)
         self.metrics["recovered"] += 1
         logger.info("%s: finishing the decode of a stopped worker", _identity(msg))
-        return [msg] + self._decode(msg)
+        return [msg] + self._decode(msg, on_start=lambda: self.journal.starting(batch, entry))
 
-    def _decode(self, msg: sarracenia.Message) -> List[sarracenia.Message]:
+    def _decode(self, msg: sarracenia.Message,
+                on_start: Optional[Callable[[], None]] = None) -> List[sarracenia.Message]:
+        """Decode ``msg``'s .eml (``on_start`` is called just before a decode really begins: not
+        for a message already decoded) and return the notices of what it wrote."""
         path = os.path.join(msg["new_dir"], msg["new_file"])
         mail = msg.get("mail")
         earlier = find_decoded(path, mail if isinstance(mail, dict) else None)
@@ -233,6 +236,8 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                         os.path.basename(earlier.directory))
             self.metrics["reannounced"] += 1
             return self._announced(msg, earlier, mail)
+        if on_start is not None:
+            on_start()
         try:
             result = decode_file(path, settings=self.settings,
                                  mail=mail if isinstance(mail, dict) else None)

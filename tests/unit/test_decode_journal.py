@@ -303,19 +303,43 @@ def test_two_workers_never_both_take_the_same_batch(o, base):
     assert len(taken) == 1
 
 
-def test_a_batch_whose_takers_keep_dying_is_set_aside_instead_of_crash_looping(o, base, caplog):
-    downloaded(o, base, REL, sample())
-    leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
-    for _attempt in range(5):  # each taker dies before its post
+def _takers_die(o, times: int, *, after_beginning: bool) -> None:
+    """``times`` workers in a row take the batch over and die before their post: right after the
+    claim, or once they began decoding each entry (``after_beginning``)."""
+    begin = "[j.starting(b, e) for b in taken for e in b.entries];" if after_beginning else ""
+    for _taker in range(times):
         taker = subprocess.run([sys.executable, "-c",
                                 "import sys; from mailingest.mime.journal import DecodeJournal;"
-                                "assert DecodeJournal(sys.argv[1]).take_over_orphans()", journal_dir(o)],
+                                "j = DecodeJournal(sys.argv[1]); taken = j.take_over_orphans();"
+                                f"assert taken; {begin}", journal_dir(o)],
                                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
         assert taker.returncode == 0
+
+
+def test_a_message_whose_decode_keeps_killing_its_worker_is_set_aside_instead_of_crash_looping(o, base, caplog):
+    downloaded(o, base, REL, sample())
+    leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
+    _takers_die(o, 5, after_beginning=True)
     cb = load(o)
     cb.on_start()
     wl = worklist()
     cb.after_work(wl)
     assert wl.ok == [] and batches(o) == []
     assert [n for n in os.listdir(journal_dir(o)) if n.endswith(".bad")]
-    assert "died 6 times in a row" in caplog.text and str(base / REL) in caplog.text
+    assert "begun 5 times and each time its worker died" in caplog.text and str(base / REL) in caplog.text
+
+
+def test_takers_killed_before_they_begin_decoding_cost_the_message_nothing(o, base):
+    # a worker killed at random moments (sr3 restarts, an operator, the OOM killer elsewhere) must not
+    # turn an ordinary message into a set-aside one
+    downloaded(o, base, REL, sample())
+    leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
+    _takers_die(o, 8, after_beginning=False)
+    cb = load(o)
+    cb.on_start()
+    wl = worklist()
+    cb.after_work(wl)
+    assert [n for n in os.listdir(journal_dir(o)) if n.endswith(".bad")] == []
+    assert wl.ok[0]["mailDecode"]["status"] == "decoded"
+
+

@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 _BATCH_NAME = re.compile(r"^(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<unit>m?)(?P<start>\d+)-(?P<seq>\d+)\.json$")
 
 
-#: a batch whose taker died this many times in a row is set aside (see take_over_orphans)
+#: a pending decode whose decoding was started this many times by takers that died is set aside
+#: (see take_over_orphans and DecodeJournal.starting)
 MAX_TAKEOVERS = 5
 
 
@@ -91,7 +92,8 @@ def _millis(seconds: float | None) -> int:
 
 @dataclass(frozen=True)
 class Batch:
-    """A batch file and its pending decodes (``{"path": <.eml>, "mail": <notice mail field>}``)."""
+    """A batch file and its pending decodes (``{"path": <.eml>, "mail": <notice mail field>}``;
+    ``"attempts"``: how often a taker began decoding it, counted before it began)."""
 
     path: str
     entries: list[dict[str, Any]]
@@ -154,19 +156,37 @@ class DecodeJournal:
             batch = self._read(claimed)
             if batch is None:
                 continue
-            if batch.takeovers >= MAX_TAKEOVERS:
-                logger.error("pending decodes %s: their worker died %d times in a row while finishing "
-                             "them; set aside as %s.bad, run `mailingest decode` on them by hand",
-                             ", ".join(e["path"] for e in batch.entries), batch.takeovers + 1, claimed)
-                _set_aside(claimed)
-                continue
-            self._write(claimed, batch.entries, batch.takeovers + 1)
+            poison = [e for e in batch.entries if _attempts(e) >= MAX_TAKEOVERS]
+            if poison:
+                aside = claimed[:-len(".json")] + "-poison.json"
+                self._write(aside, poison, batch.takeovers + 1)
+                logger.error("pending decodes %s: their decode was begun %d times and each time its worker "
+                             "died; set aside as %s.bad, run `mailingest decode` on them by hand",
+                             ", ".join(e["path"] for e in poison), MAX_TAKEOVERS, aside)
+                _set_aside(aside)
+                batch = Batch(claimed, [e for e in batch.entries if _attempts(e) < MAX_TAKEOVERS], batch.takeovers)
+                if not batch.entries:
+                    self.clear(claimed)
+                    continue
+            batch = Batch(claimed, batch.entries, batch.takeovers + 1)
+            self._write(claimed, batch.entries, batch.takeovers)
             taken.append(batch)
             dead_pids.add(owner.pid)
         if taken:
             logger.info("taking over %d pending decode(s) of stopped worker(s) pid %s",
                         sum(len(b.entries) for b in taken), ", ".join(map(str, sorted(dead_pids))))
         return taken
+
+    def starting(self, batch: Batch, entry: dict[str, Any]) -> None:
+        """This worker begins decoding ``entry`` of the taken-over ``batch``: count the attempt
+        first (durably), so a message that kills its decoder is set aside after
+        :py:data:`MAX_TAKEOVERS` attempts, while a taker that dies before it begins, or after the
+        decode is complete, costs the entry nothing."""
+        entry["attempts"] = _attempts(entry) + 1
+        try:
+            self._write(batch.path, batch.entries, batch.takeovers)
+        except OSError as exc:  # the decode goes on; only the count of attempts is lost
+            logger.warning("cannot count a decode attempt in %s: %s", batch.path, exc)
 
     def _batches(self) -> Iterator[tuple[str, Owner]]:
         try:
@@ -198,3 +218,10 @@ class DecodeJournal:
         self._seq += 1
         return os.path.join(self.directory, "%s-%d-%s-%d.json" % (self.me.host, self.me.pid, self.me.start_token,
                                                                   self._seq))
+
+
+def _attempts(entry: dict[str, Any]) -> int:
+    try:
+        return max(0, int(entry.get("attempts", 0)))
+    except (TypeError, ValueError):
+        return 0
