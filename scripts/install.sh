@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(dovecot-imapd dovecot-pop3d rabbitmq-server fetchmail ripmime dnsmasq-base ca-certificates)
+debian_packages=(dovecot-imapd dovecot-pop3d rabbitmq-server fetchmail ripmime dnsmasq-base ca-certificates openssl iproute2)
 # netifaces (sr3's vip option, a mailingest dependency) has no wheel for Python >= 3.10: pip compiles it.
 debian_packages+=(gcc python3-dev)
 missing=()

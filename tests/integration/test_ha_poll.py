@@ -18,11 +18,11 @@ import pytest
 
 from tests.helpers import make_home, poll_config, wait_until
 from tests.mailgen import sample_message
-from tests.netns import Host, netns_available
+from tests.netns import Host, skip_without_netns
 from tests.sr3env import NoticeCollector
 
 pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not netns_available(), reason="needs root and ip netns (network namespaces)")]
+              skip_without_netns()]
 
 VIP = "10.77.0.1"
 EXCHANGE = "xs_ha_poll"

@@ -14,10 +14,10 @@ import pytest
 
 from tests.helpers import eml_files, make_home, poll_config, subscribe_config, wait_until
 from tests.mailgen import sample_message
-from tests.netns import Host, netns_available
+from tests.netns import Host, skip_without_netns
 
 pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not netns_available(), reason="needs root and ip netns (network namespaces)")]
+              skip_without_netns()]
 
 MESSAGES = 60
 BUDGET = 2
