@@ -11,6 +11,7 @@ import shutil
 import socket
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Optional
 
 TEMP_MARK = ".mailingest-"
@@ -67,16 +68,17 @@ def sync_together(files: Iterable[str], directories: Iterable[str] = ()) -> None
     """Make ``files`` (their data) and then ``directories`` (their entries) durable, as a group.
 
     Writeback of every file is started first (``POSIX_FADV_DONTNEED`` starts it without
-    waiting, and drops only pages already clean), then each is fsynced: the first fsync commits
-    the file system journal for all of them, so the rest mostly wait for their own data.  On a
-    busy ext4 disk that is one journal commit per group instead of one per file (200 files of
-    20 kB: 16 ms instead of 180 ms while another process writes).
+    waiting, and drops only pages already clean), then the files are fsynced from a few threads
+    at once, then the directories: the file system folds fsyncs that wait together into one
+    journal commit (ext4's group commit), where one fsync after the other costs one commit each.
+    200 files of 20 kB while other processes write to the disk: 20-55 ms this way, 0.3-1.1 s
+    one after the other.
 
     A file or directory that is gone meanwhile (a later stage moved it) is skipped.
 
     :raises OSError: a file or directory could not be synced (the group is not durable).
     """
-    fds = []
+    fds: list[int] = []
     try:
         for path in dict.fromkeys(files):
             try:
@@ -86,16 +88,35 @@ def sync_together(files: Iterable[str], directories: Iterable[str] = ()) -> None
             fds.append(fd)
             if _FADVISE is not None:
                 _FADVISE(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        for fd in fds:
-            os.fsync(fd)
+        _fsync_all(fds)
     finally:
         for fd in fds:
             os.close(fd)
-    for directory in dict.fromkeys(directories):
-        try:
-            fsync_directory(directory)
-        except FileNotFoundError:
-            continue
+    fds = []
+    try:
+        for directory in dict.fromkeys(directories):
+            try:
+                fds.append(os.open(directory, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC))
+            except FileNotFoundError:
+                continue
+        _fsync_all(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+#: threads that fsync at once in :py:func:`sync_together`
+SYNC_THREADS = 16
+
+
+def _fsync_all(fds: list[int]) -> None:
+    if len(fds) <= 1:
+        for fd in fds:
+            os.fsync(fd)
+        return
+    with ThreadPoolExecutor(min(SYNC_THREADS, len(fds)), thread_name_prefix="mailingest-fsync") as pool:
+        for _done in pool.map(os.fsync, fds):  # re-raises the first OSError
+            pass
 
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
