@@ -12,9 +12,11 @@ import socket
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 TEMP_MARK = ".mailingest-"
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_FADVISE = getattr(os, "posix_fadvise", None)
 
 
 def _host_tag() -> str:
@@ -35,7 +37,7 @@ def write_atomically(final_path: str, chunks: Iterable[bytes], mtime: Optional[f
     """
     tmp = temp_name(final_path)
     written = 0
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | _CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
@@ -47,13 +49,73 @@ def write_atomically(final_path: str, chunks: Iterable[bytes], mtime: Optional[f
             os.utime(tmp, (mtime, mtime))
         os.replace(tmp, final_path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _remove(tmp)
         raise
     fsync_directory(os.path.dirname(final_path) or ".")
     return written
+
+
+def write_temp(final_path: str, chunks: Iterable[bytes], mtime: Optional[float] = None) -> tuple[str, int]:
+    """The first half of :py:func:`write_atomically`: ``chunks`` in the hidden temp file of
+    ``final_path`` (:py:func:`temp_name`), ``mtime`` set, nothing synced or renamed yet.
+    Returns (temp path, byte count); on failure the temp file is removed.  Publish it with
+    :py:func:`publish_together`."""
+    tmp = temp_name(final_path)
+    written = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | _CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                written += len(chunk)
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp, written
+
+
+def publish_together(pairs: Sequence[tuple[str, str]]) -> dict[str, OSError]:
+    """The second half of :py:func:`write_atomically` for many files at once: every temp file
+    made durable (:py:func:`sync_together`), each renamed onto its final name, then each
+    directory fsynced once.  Returns the final paths that failed, with their error (their
+    temp files removed); a final name exists and is durable for every other pair.
+
+    A failing sync fails the whole group: no final name appears for any of them.
+    """
+    failed: dict[str, OSError] = {}
+    try:
+        sync_together(tmp for tmp, _final in pairs)
+    except OSError as exc:
+        for tmp, final in pairs:
+            _remove(tmp)
+            failed[final] = exc
+        return failed
+    renamed = []
+    for tmp, final in pairs:
+        try:
+            os.replace(tmp, final)
+            renamed.append(final)
+        except OSError as exc:
+            _remove(tmp)
+            failed[final] = exc
+    directories: dict[str, list[str]] = {}
+    for final in renamed:
+        directories.setdefault(os.path.dirname(final) or ".", []).append(final)
+    for directory, finals in directories.items():
+        try:
+            fsync_directory(directory)
+        except OSError as exc:  # renamed, but the rename may not survive a power cut
+            failed.update((final, exc) for final in finals)
+    return failed
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def fsync_directory(directory: str) -> None:
@@ -119,8 +181,6 @@ def _fsync_all(fds: list[int]) -> None:
             pass
 
 
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_FADVISE = getattr(os, "posix_fadvise", None)
 
 
 #: a temp file untouched (content or metadata) for this long is stale even if its pid is in use again

@@ -216,3 +216,78 @@ def test_a_repeated_notice_for_a_message_already_moved_away_is_quietly_done(work
         FakeMailbox.gone_on_flag = False
     assert results == [True] and len(worklist.ok) == 1 and FakeMailbox.fetches == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def sr3_pass(worker, msgs):
+    """One pass as sr3 runs it: after_accept, download() in incoming order (each result filed in
+    ok or failed as it returns), the acknowledgement, then after_work."""
+    worklist = types.SimpleNamespace(incoming=list(msgs), ok=[], failed=[], rejected=[], directories_ok=[])
+    worker.after_accept(worklist)
+    for msg in worklist.incoming:
+        (worklist.ok if worker.download(msg) else worklist.failed).append(msg)
+    worklist.incoming = []
+    worker.after_work(worklist)
+    return worklist
+
+
+def test_a_pass_is_made_durable_as_one_group_and_no_message_is_marked_before_that(worker, tmp_path, monkeypatch):
+    import mailingest.download as download_module
+
+    order = []
+    real = download_module.publish_together
+
+    def publish(pairs):
+        order.append(("durable", sorted(os.path.basename(final) for _tmp, final in pairs)))
+        assert not any(name.endswith(".eml") for name in os.listdir(tmp_path / ACCOUNT_DIR / "INBOX"))
+        return real(pairs)
+
+    monkeypatch.setattr(download_module, "publish_together", publish)
+    worklist = sr3_pass(worker, [notice(tmp_path, 101), notice(tmp_path, 102)])
+    assert len(worklist.ok) == 2 and worklist.failed == []
+    assert order == [("durable", ["7.101.eml", "7.102.eml"])]  # one group for the pass
+    assert FakeMailbox.instances[0].events == [("flag", 101, True), ("flag", 102, True)]
+    assert sorted(os.listdir(tmp_path / ACCOUNT_DIR / "INBOX")) == ["7.101.eml", "7.102.eml"]  # no temp left
+
+
+def test_a_file_that_cannot_be_made_durable_is_never_marked_and_its_notice_is_retried(worker, tmp_path, monkeypatch):
+    import mailingest.download as download_module
+
+    real = download_module.publish_together
+
+    def publish(pairs):
+        first_tmp, first_final = pairs[0]
+        os.unlink(first_tmp)
+        failed = real(pairs[1:])
+        failed[first_final] = OSError(5, "Input/output error")
+        return failed
+
+    monkeypatch.setattr(download_module, "publish_together", publish)
+    msgs = [notice(tmp_path, 101), notice(tmp_path, 102)]
+    worklist = sr3_pass(worker, msgs)
+    assert worklist.failed == [msgs[0]] and worklist.ok == [msgs[1]]
+    assert FakeMailbox.instances[0].events == [("flag", 102, True)]
+    assert worker.metricsReport()["downloaded"] == 1
+
+
+def test_a_group_is_made_durable_before_the_pass_ends_when_it_is_full(worker, tmp_path, monkeypatch):
+    import mailingest.download as download_module
+
+    groups = []
+    real = download_module.publish_together
+    monkeypatch.setattr(download_module, "GROUP_MAX_MESSAGES", 1)
+    monkeypatch.setattr(download_module, "publish_together", lambda pairs: (groups.append(len(pairs)), real(pairs))[1])
+    sr3_pass(worker, [notice(tmp_path, 101), notice(tmp_path, 102)])
+    assert groups == [1, 1]
+
+
+def test_a_group_left_open_because_sr3_skipped_the_last_notice_is_made_durable_in_after_work(worker, tmp_path):
+    msgs = [notice(tmp_path, 101), notice(tmp_path, 102)]
+    worklist = types.SimpleNamespace(incoming=list(msgs), ok=[], failed=[], rejected=[], directories_ok=[])
+    worker.after_accept(worklist)
+    assert worker.download(msgs[0]) is True  # fetched; 102 is still to come, so not yet durable
+    assert FakeMailbox.instances[0].events == []
+    worklist.ok.append(msgs[0])
+    worklist.incoming = []  # sr3 never handed 102 to download()
+    worker.after_work(worklist)
+    assert FakeMailbox.instances[0].events == [("flag", 101, True)]
+    assert (tmp_path / ACCOUNT_DIR / "INBOX" / "7.101.eml").read_bytes() == RAW
