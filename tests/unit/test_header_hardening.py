@@ -446,12 +446,3 @@ def test_decoding_a_thousand_hostile_messages_in_one_process_keeps_a_flat_rss():
                               cwd=tmp)
     after_200, after_1000 = map(int, done.stdout.split())
     assert after_1000 - after_200 <= 20, "RSS grew from %d MB to %d MB" % (after_200, after_1000)
-
-
-def test_an_encoded_word_in_an_escape_codec_is_an_unreadable_header_not_a_warning_out_of_the_decode():
-    raw = (b'From: <a@b.c>\nContent-Type: multipart/mixed; boundary=B\n\n--B\n'
-           b'Content-Type: text/plain; filename="=?unicode_escape?q?=5C=00?="\n\n\n--B\n'
-           b'Content-Type: application/octet-stream\nContent-Disposition: attachment\n\nDATA\n--B--\n')
-    decoded = decode_bytes(raw)  # the suite turns warnings into errors
-    assert [p.kind for p in decoded.parts] == ["body-text", "part"]
-    assert any("Content-Type unreadable by the parser" in d for d in decoded.defects)

@@ -27,7 +27,6 @@ import contextvars
 import functools
 import re
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from email.errors import HeaderDefect, HeaderParseError, MessageError
@@ -344,15 +343,8 @@ class BoundedPolicy(EmailPolicy):
         else:
             budget.left -= len(cut)
             try:
-                if "=?" not in cut:
-                    return self.header_factory(name, cut)  # type: ignore[no-any-return]
-                # an encoded-word in an escape codec (=?unicode_escape?q?=5C=00?=) makes the standard
-                # library warn (invalid escape sequence); turned into an error, it is one more
-                # unreadable header, never an exception out of the decode
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", DeprecationWarning)
-                    return self.header_factory(name, cut)  # type: ignore[no-any-return]
-            except HEADER_ERRORS + (UnicodeError, RecursionError, DeprecationWarning) as exc:
+                return self.header_factory(name, cut)  # type: ignore[no-any-return]
+            except HEADER_ERRORS + (UnicodeError, RecursionError) as exc:
                 why = "header %s unreadable by the parser (%s: %s): kept as raw text" % (
                     name, type(exc).__name__, clean(str(exc))[:80])
         budget.note(why)
