@@ -1,6 +1,6 @@
 """Scenario 3c, subscriber memory over many messages (issue 18): a download + decode subscriber
-(``instances 1``) works through 10,000 messages (quick: 200), one of them much larger than the
-rest (10 MB; quick: 2 MB) half way through, while its resident memory is sampled.
+(``instances 1``) works through 10,000 messages (quick: 100), one of them much larger than the
+rest (10 MB; quick: 1 MB) half way through, while its resident memory is sampled.
 
 Reported: the RSS once a tenth of the messages is done (the baseline, before the large one),
 the RSS at the end, and the peak (``VmHWM``).  Targets: flat (the end within 20 MB of the
@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 NAME = "memory"
 NUMBER = 3
 TITLE = "subscriber memory over many messages"
-MESSAGES, QUICK_MESSAGES = 10_000, 200
-LARGEST, QUICK_LARGEST = 10_000_000, 2_000_000
+MESSAGES, QUICK_MESSAGES = 10_000, 100
+LARGEST, QUICK_LARGEST = 10_000_000, 1_000_000
 #: files announced per sample message: the .eml, body.txt, the CSV, the PDF, metadata.json
 ANNOUNCED_PER_MESSAGE = 5
 #: the end may be this much above the baseline and still count as flat
