@@ -13,6 +13,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -102,6 +103,18 @@ def test_the_example_from_the_issue_decodes():
     decoded = decode_bytes(b"From: a@b.c\nSubject: =?hex?q?=E9?=\nContent-Type: text/plain\n\nhello\n")
     assert decoded.subject == "é"
     assert decoded.parts[0].data == b"hello\n"
+
+
+@pytest.mark.parametrize("word", [b"=?unicode_escape?q?=5C=00?=", b"=?raw_unicode_escape?q?=5C=55?=",
+                                  b"=?punycode?q?=FF?=", b"=?idna?q?=00=FF?="])
+def test_an_encoded_word_in_a_codec_that_warns_or_fails_never_reaches_that_codec(word):
+    # found by hypothesis: unicode_escape warns (DeprecationWarning, an error under -W error)
+    raw = b"From: a@b.c\nSubject: " + word + b" =?utf-8?q?caf=C3=A9?=\nContent-Type: text/plain\n\nhello\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decoded = decode_bytes(raw)
+        assert_clean(decoded)
+        assert decoded.subject.endswith("café") and decode_to_disk(raw)["status"] == "decoded"
 
 
 @pytest.mark.parametrize("charset", ODD_CHARSETS)

@@ -343,12 +343,25 @@ class BoundedPolicy(EmailPolicy):
         else:
             budget.left -= len(cut)
             try:
-                return self.header_factory(name, cut)  # type: ignore[no-any-return]
+                return self.header_factory(name, _unusable_charsets_unknown(cut))  # type: ignore[no-any-return]
             except HEADER_ERRORS + (UnicodeError, RecursionError) as exc:
                 why = "header %s unreadable by the parser (%s: %s): kept as raw text" % (
                     name, type(exc).__name__, clean(str(exc))[:80])
         budget.note(why)
         return RawHeader(name, text if cut is None else cut, why)
+
+
+def _unusable_charsets_unknown(text: str) -> str:
+    """*text* with the charset of each encoded-word that names no mail text codec (``hex``,
+    ``unicode_escape``, ``punycode``...) replaced by ``unknown-8bit``, before the standard library
+    decodes the words itself: some of those codecs fail outside their contract or warn (a
+    ``DeprecationWarning`` for an invalid escape), and none of them is a mail charset.  The
+    standard library reads ``unknown-8bit`` as an unknown charset, with a defect."""
+    if "=?" not in text:
+        return text
+    return _ENCODED_WORD.sub(
+        lambda word: word.group(0) if text_codec(word.group(1))
+        else "=?unknown-8bit?%s?%s?=" % (word.group(2), word.group(3)), text)
 
 
 def message_policy() -> BoundedPolicy:
