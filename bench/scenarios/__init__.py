@@ -5,9 +5,19 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Dict, List
 
-from bench.scenarios import decode, end_to_end, fetchmail, idle_latency, poll_scale, raw_imap, sr3_builtin, sr3_floor
+from bench.scenarios import (
+    decode,
+    end_to_end,
+    fetchmail,
+    idle_latency,
+    memory,
+    poll_scale,
+    raw_imap,
+    sr3_builtin,
+    sr3_floor,
+)
 
 #: in run order: later scenarios reuse figures of earlier ones (ctx.results)
-ALL: List[ModuleType] = [raw_imap, sr3_floor, end_to_end, fetchmail, sr3_builtin, poll_scale, idle_latency,
+ALL: List[ModuleType] = [raw_imap, sr3_floor, end_to_end, memory, fetchmail, sr3_builtin, poll_scale, idle_latency,
                          decode]
 BY_NAME: Dict[str, ModuleType] = {m.NAME: m for m in ALL}

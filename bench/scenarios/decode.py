@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 NAME = "decode"
 NUMBER = 7
 TITLE = "decode vs ripmime"
-TARGET = 0.5
+TARGET = 1.0
 QUICK_ONLY = r"^(cpython|mime-tools)/"
 _SUMMARY = re.compile(r"recall=(\S+) filenames=(\S+) crashes=(\d+) timeouts=(\d+) unsafe=(\d+) extra=(\d+) "
                       r"msgs=(\d+) MBps=(\S+)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from bench.context import BenchContext, mb
-from bench.report import Row, ratio
+from bench.report import Row, ratio, target_check
 from bench.subscriber import exchange_for, poll_feed, run_subscriber
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ NUMBER = 3
 TITLE = "end to end"
 INSTANCES = (1, 2, 4)
 QUICK_INSTANCES = (1, 2)
+#: the whole pipeline per message (subscriber stage, instances 1) against the sr3 floor (row 2)
+PIPELINE_TARGET = 2.0
 
 
 def decode_available() -> Tuple[bool, str]:
@@ -122,8 +124,28 @@ def run(ctx: BenchContext) -> List[Row]:
             ours=f"{rate:.0f} msg/s, {mb(total) / elapsed:.1f} MB/s ({elapsed:.1f} s)" if elapsed else "did not finish",
             comparison=f"{raw_rate:.0f} msg/s (raw 1b)" if raw_rate else "—",
             ratio=ratio(rate, raw_rate), note=note))
+        if instances == 1 and not extra and elapsed:
+            rows.append(pipeline_row(ctx, (elapsed - poll_s) / n * 1000, decode))
         time.sleep(1)
     if best:
         ctx.results["e2e_best"] = best
     ctx.results["e2e_decode"] = decode
     return rows
+
+
+def pipeline_row(ctx: BenchContext, ours_ms: float, decode: bool) -> Row:
+    """Row 3b: download + decode + announcements per message at instances 1 (the subscriber
+    stage of the end-to-end run) against the sr3 floor of row 2 (a download that does nothing)."""
+    floor_ms = ctx.results.get("floor_ms")
+    n = ctx.messages
+    return Row(
+        scenario="3b. full pipeline per message (download + decode + announcements), instances 1, vs the sr3 floor",
+        size=f"{n} × {ctx.pool_bytes / n / 1000:.0f} KB",
+        ours=f"{ours_ms:.2f} ms/msg",
+        comparison=f"{floor_ms:.2f} ms/msg (floor, row 2)" if floor_ms else "run scenario floor for the floor",
+        ratio=ratio(ours_ms, floor_ms),
+        target=target_check(ours_ms / floor_ms if floor_ms else None, PIPELINE_TARGET, at_least=False,
+                            label="× floor"),
+        note=("first notice taken → last announcement of the end-to-end run at instances 1 (its poll stage left "
+              "out), per message; the floor takes and posts each notice once, the pipeline posts 5 per message"
+              + ("" if decode else "; no decode yet") + "; times, lower is better"))

@@ -52,7 +52,8 @@ mailDecodeMaxBytes  size   256mb       most decoded bytes per message (also caps
                            (2**28)     sr3 sizes: ``100m`` = 10**8, ``100mb``/``100Mi`` = 100*2**20
 mailDecodeHtml      flag   True        write body.html when the message has an HTML body
 mailDecodeUuencode  flag   True        extract uuencoded blocks found in text bodies
-mailDecodeFsync     flag   True        fsync each file and directory (off: faster, not crash-safe)
+mailDecodeFsync     flag   True        fsync each pass's files and directories together, before they are
+                                       announced (off: faster, not safe against a power loss)
 mailDecodeAnnounce  str    all         which files written get a notice: all, none, or some of
                                        bodies, attachments, metadata (comma-separated)
 mailDecodeTnef      flag   True        unpack winmail.dat (application/ms-tnef) into its files
@@ -84,19 +85,21 @@ Change log: 0.1.0 first version.
 
 from __future__ import annotations
 
+import base64
 import copy
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import sarracenia
 from sarracenia.flowcb import FlowCB
 
-from mailingest.atomic import remove_stale_temps
+from mailingest.atomic import remove_stale_temps, sync_together
 from mailingest.errors import MimeError
 from mailingest.mime.decoded import find_decoded
 from mailingest.mime.journal import Batch, DecodeJournal
-from mailingest.mime.layout import DecodeResult, decode_file
+from mailingest.mime.layout import DecodeResult, WrittenFile, decode_file
 from mailingest.settings import DecodeFlowSettings, declare_decode_options
 from mailingest.sr3log import DecodedFilesQuiet
 
@@ -115,6 +118,12 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         flow_settings = DecodeFlowSettings.from_options(self.o)
         self.settings = flow_settings.decode
         self.announced_kinds = flow_settings.announce
+        #: how files are written: unsynced, and made durable together at the end of each pass
+        #: (:py:meth:`_make_durable`); each file's sr3 identity taken while it is written
+        self.write_settings = replace(self.settings, fsync=False,
+                                      identity=identity_digest(getattr(self.o, "identity_method", None)))
+        self._unsynced_files: List[str] = []
+        self._unsynced_dirs: Set[str] = set()
         self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
         self.metrics: Dict[str, int] = {"decoded": 0, "partial": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0}
@@ -184,10 +193,27 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                     fresh.add(entry["path"])
             self._posted_clears.append(batch.path)
         self._taken_over = []
+        self._make_durable()
         worklist.ok.extend(announced)
         self.quiet.expect(announced)
         if not getattr(self.o, "post_broker", None):  # no after_post will come
             self._clear_done()
+
+    def _make_durable(self) -> None:
+        """fsync the pass's files and directories as one group, before any of them is announced
+        (``mailDecodeFsync``): one journal commit per pass instead of several per message.
+        Until then a process crash loses nothing (the data is in the page cache) and a power loss
+        is covered by the journal of pending decodes, which is cleared only after posting
+        (docs/decode.md, "What a killed worker leaves behind")."""
+        files, directories = self._unsynced_files, self._unsynced_dirs
+        self._unsynced_files, self._unsynced_dirs = [], set()
+        if not self.settings.fsync or not (files or directories):
+            return
+        try:
+            sync_together(files, sorted(directories, key=len, reverse=True))
+        except OSError as exc:
+            logger.error("cannot make %d decoded file(s) durable (%s): a power loss before the next sync may "
+                         "lose them; their announcements go out now", len(files), exc)
 
     def _guarded(self, decode: Any, item: Any) -> List[sarracenia.Message]:
         try:
@@ -235,11 +261,12 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             logger.info("%s: already decoded into %s, announced again", _identity(msg),
                         os.path.basename(earlier.directory))
             self.metrics["reannounced"] += 1
+            self._pending_sync(earlier)  # its pass may have died before making it durable
             return self._announced(msg, earlier, mail)
         if on_start is not None:
             on_start()
         try:
-            result = decode_file(path, settings=self.settings,
+            result = decode_file(path, settings=self.write_settings,
                                  mail=mail if isinstance(mail, dict) else None)
         except (MimeError, OSError) as exc:  # DecodeLimitError is a MimeError
             logger.error("%s: not decoded, the .eml is kept as it is: %s", _identity(msg), exc)
@@ -251,7 +278,13 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.metrics["defects"] += len(result.defects)
         self.metrics["decoded"] += 1
         self.metrics["filesWritten"] += len(result.files)
+        self._pending_sync(result)
         return self._announced(msg, result, mail)
+
+    def _pending_sync(self, result: DecodeResult) -> None:
+        self._unsynced_files.extend(f.path for f in result.files)
+        self._unsynced_dirs.update(os.path.dirname(f.path) for f in result.files)
+        self._unsynced_dirs.add(os.path.dirname(result.directory))
 
     def _announced(self, msg: sarracenia.Message, result: DecodeResult, mail: Any) -> List[sarracenia.Message]:
         notices = self._announce(msg, result, mail)
@@ -275,8 +308,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         for written in result.files:
             if written.kind not in self.announced_kinds:
                 continue
-            notice = sarracenia.Message.fromFileData(written.path, self.o,
-                                                     sarracenia.stat(written.path))
+            notice = self._file_notice(written)
             if notice is None:
                 logger.error("%s: wrote %s but could not announce it", _identity(parent),
                              written.path)
@@ -286,6 +318,24 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             notices.append(notice)
         self.metrics["filesAnnounced"] += len(notices)
         return notices
+
+    def _file_notice(self, written: WrittenFile) -> Optional[sarracenia.Message]:
+        """The notice of one file written: its identity from the digest taken while writing
+        (sr3's ``fromFileData`` would read the file back), else as sr3 computes it."""
+        lstat = sarracenia.stat(written.path)
+        if written.digest is None or sarracenia.features["filetypes"]["present"]:
+            return sarracenia.Message.fromFileData(written.path, self.o, lstat)
+        notice = sarracenia.Message.fromFileInfo(written.path, self.o, lstat)
+        notice["identity"] = {"method": self.o.identity_method,
+                              "value": base64.b64encode(written.digest).decode("ascii")}
+        return notice
+
+
+def identity_digest(method: Any) -> Optional[str]:
+    """The :py:mod:`hashlib` name for sr3's ``identity_method`` when the decode can take it while
+    writing (``sha512``, ``md5``: sr3's value is the base64 of that digest); None for the others
+    (``cod,...``, ``arbitrary``, ``random``, none), left to sr3."""
+    return method if method in ("sha512", "md5") else None
 
 
 def _is_eml(msg: sarracenia.Message) -> bool:

@@ -16,10 +16,12 @@ For each notice published by :mod:`mailingest.poll` the callback:
    UIDVALIDITY, so the file is byte-identical to what the server stores and no flag changes;
 4. writes it to a hidden temp file beside the target, ``<directory>/<relPath>`` (with sr3's
    default ``mirror off`` the relPath's ``<host>/<user>/<folder>`` directories are kept by
-   ``after_accept``, so accounts sharing a directory never collide), fsyncs, sets mtime to
-   INTERNALDATE, renames it onto ``new_file`` and fsyncs the directory;
-5. makes the notice's ``size`` and ``identity`` (checksum) true for the file written;
-6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.fetcher.actions`).
+   ``after_accept``, so accounts sharing a directory never collide), sets mtime to INTERNALDATE
+   and makes the notice's ``size`` and ``identity`` (checksum) true for the bytes written;
+5. makes the pass's files durable as one group once the pass's last fetch is done (fsyncs
+   together, renames onto ``new_file``, one fsync per directory: docs/design.md);
+6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.fetcher.actions`)
+   for each file now durable.
    POP3 deletions are committed (QUIT) at the end of each batch.
 
 A repeated notice (the poll's ``mailReannounceAfter``, a redelivery) whose final file already
@@ -47,13 +49,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Set, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import sarracenia
 import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
-from mailingest.atomic import remove_stale_temps, write_atomically
+from mailingest.atomic import publish_together, remove_stale_temps, write_temp
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
 from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
 from mailingest.fetcher.sessions import AccountUnavailableError, SessionPool
@@ -75,6 +78,25 @@ MAX_WRITES_AFTER_PROBE = 3
 ALREADY_COMPLETE_MARK = "_mailingest_already_complete"
 #: the new_dir after_accept chose, so a message is placed under its relPath only once
 PLACED_MARK = "_mailingest_placed"
+#: most messages, and bytes, fetched but not yet made durable together (see Download._publish_group)
+GROUP_MAX_MESSAGES = 64
+GROUP_MAX_BYTES = 64 * 2**20
+
+
+@dataclass
+class _Fetched:
+    """A message fetched into its temp file, waiting for its group to be made durable."""
+
+    msg: sarracenia.Message
+    account: MailAccount
+    ref: MessageRef
+    where: str
+    tmp: str
+    final: str
+
+
+#: what _download returns for a message fetched and waiting in the group
+_PENDING = "pending"
 
 
 def _message_dirs(directory: str, depth: int = 3) -> Iterator[str]:
@@ -131,6 +153,10 @@ class Download(FlowCB):
         #: a directory that cannot be written is waited out here, not through sr3's retry queue
         self.disk = DirectoryWait(lambda: self.stop_requested)
         self.quiet = ImapclientQuiet.install()  # imapclient logs only warnings, unless asked
+        #: the pass's worklist (after_accept), to know which notices are still to come
+        self._worklist: Any = None
+        #: messages fetched into temp files, made durable together before any server action
+        self._group: List[_Fetched] = []
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
@@ -140,11 +166,21 @@ class Download(FlowCB):
                 self._sweep(folder_dir)
 
     def download(self, msg: sarracenia.Message, options: Any = None) -> bool:
+        """Fetch *msg* into its temp file.  The durability work (fsync, rename, directory fsync)
+        and then the server actions are done for the whole group of messages fetched in this
+        pass at once, when the last message of the pass that will be fetched has been (sr3
+        acknowledges the pass's notices only after its last download returns), or when the group
+        is full."""
         try:
-            return self._download(msg)
+            outcome = self._download(msg)
         except Exception:  # outermost guard: log once, let sr3 retry
             logger.exception("unexpected error downloading %s", msg.get("relPath"))
-            return False
+            outcome = False
+        if self._group and (self._group_full() or not self._more_to_fetch(msg)):
+            published = self._publish_group(current=msg)
+            if outcome == _PENDING:
+                return any(done is msg for done in published)
+        return bool(outcome)
 
     def after_accept(self, worklist: Any) -> None:
         """Write each message where its relPath says, under ``directory``, and create that
@@ -172,10 +208,14 @@ class Download(FlowCB):
                     worklist.failed.append(msg)
                     continue
             worklist.directories_ok.append(new_dir)
+        self._worklist = worklist
 
     def after_work(self, worklist: Any) -> None:
         """Commit deletions applied at close (POP3); notices whose message is gone leave the flow as rejected (410).
         With mailSessionMax, log out at the end of each batch: the slot goes to a worker that waits."""
+        if self._group:  # the notice expected last was not handed to download() (sr3 skipped it)
+            logger.info("making %d download(s) durable at the end of the pass", len(self._group))
+            self._publish_group()
         self._commit_deferred_deletes()
         if self.sessions.budget.max_sessions:
             self.sessions.close_all()
@@ -204,6 +244,8 @@ class Download(FlowCB):
             logger.info("removed %d partial download(s) left by a stopped worker in %s", removed, directory)
 
     def on_stop(self) -> None:
+        if self._group:
+            self._publish_group()
         self._commit_deferred_deletes()
         self.sessions.close_all()
         self.quiet.remove()
@@ -212,7 +254,8 @@ class Download(FlowCB):
         return dict(self.metrics)
 
     # -- work ---------------------------------------------------------------------------------
-    def _download(self, msg: sarracenia.Message) -> bool:
+    def _download(self, msg: sarracenia.Message) -> Any:
+        """``_PENDING`` once fetched into the group, else True (done) or False (retry later)."""
         where = f"{redact_url(str(msg.get('baseUrl')))}{msg.get('relPath')}"
         try:
             ref = parse_notice_fields(msg.get("mail"))
@@ -238,12 +281,15 @@ class Download(FlowCB):
                 self.metrics["failures"] += 1
                 return False
             self._sweep(msg["new_dir"])
+        if any(f.final == final_path for f in self._group):  # the same message twice in one pass
+            self._publish_group()
         if self._already_complete(final_path, ref, msg):
             logger.info("%s is already in %s (a repeated notice): not fetched again", where, final_path)
             self.metrics["alreadyComplete"] += 1
             return self._after_download(account, ref, where, repeated=True)
         try:
-            if not self._fetch_until_written(account, ref, msg, final_path, where):
+            tmp = self._fetch_until_written(account, ref, msg, final_path, where)
+            if tmp is None:
                 return False  # sr3 keeps the notice in its retry queue
         except MessageGoneError as exc:
             return self._gone(msg, str(exc))
@@ -254,33 +300,91 @@ class Download(FlowCB):
             logger.warning("download of %s failed, will retry: %s", where, exc)
             self.metrics["failures"] += 1
             return False
-        self.metrics["downloaded"] += 1
-        self.metrics["bytes"] += msg["size"]
-        logger.debug("downloaded %s (%d bytes) to %s", where, msg["size"], final_path)
-        return self._after_download(account, ref, where)
+        self._group.append(_Fetched(msg, account, ref, where, tmp, final_path))
+        return _PENDING
+
+    # -- the group: durable together, then the server actions -----------------------------------
+    def _more_to_fetch(self, msg: sarracenia.Message) -> bool:
+        """Will sr3 hand this pass another notice to fetch after *msg*?  (sr3 downloads the
+        pass's notices in ``worklist.incoming`` order.)  A later notice whose final file exists
+        may be skipped by sr3 itself (it compares the file), so it does not count."""
+        incoming = getattr(self._worklist, "incoming", None) or []
+        later = False
+        for candidate in reversed(incoming):
+            if candidate is msg:
+                return later
+            if not later and self._will_fetch(candidate):
+                later = True
+        return False  # not in this pass's list (a direct call): publish now
+
+    @staticmethod
+    def _will_fetch(msg: sarracenia.Message) -> bool:
+        if "fileOp" in msg or "newname" in msg or not msg.get("new_dir") or not msg.get("new_file"):
+            return False
+        return not os.path.exists(os.path.join(msg["new_dir"], msg["new_file"]))
+
+    def _group_full(self) -> bool:
+        return (len(self._group) >= GROUP_MAX_MESSAGES
+                or sum(f.msg.get("size", 0) for f in self._group) >= GROUP_MAX_BYTES)
+
+    def _publish_group(self, current: Optional[sarracenia.Message] = None) -> List[sarracenia.Message]:
+        """Make the group's files durable together (one sync of all temp files, the renames,
+        one fsync per directory: :py:func:`mailingest.atomic.publish_together`), then, for each
+        file now durable, and only then, apply ``mailAfterDownload``.  Returns the messages done.
+        A message that failed here other than *current* (whose download() is still running)
+        already went to sr3 as downloaded: it is moved to ``worklist.failed`` (retried later)."""
+        group, self._group = self._group, []
+        failed = publish_together([(f.tmp, f.final) for f in group])
+        done = []
+        for fetched in group:
+            error = failed.get(fetched.final)
+            if error is not None:
+                logger.error("%s: cannot make %s durable (%s); the notice is retried later", fetched.where,
+                             fetched.final, error)
+                self.metrics["failures"] += 1
+                ok = False
+            else:
+                self.metrics["downloaded"] += 1
+                self.metrics["bytes"] += fetched.msg["size"]
+                logger.debug("downloaded %s (%d bytes) to %s", fetched.where, fetched.msg["size"], fetched.final)
+                ok = self._after_download(fetched.account, fetched.ref, fetched.where)
+            if ok:
+                done.append(fetched.msg)
+            elif fetched.msg is not current:
+                self._retry_later(fetched.msg)
+        return done
+
+    def _retry_later(self, msg: sarracenia.Message) -> None:
+        ok: List[sarracenia.Message] = getattr(self._worklist, "ok", None) or []
+        for i, candidate in enumerate(ok):
+            if candidate is msg:
+                del ok[i]
+                self._worklist.failed.append(msg)
+                return
 
     def _fetch_until_written(self, account: MailAccount, ref: MessageRef, msg: sarracenia.Message,
-                             final_path: str, where: str) -> bool:
-        """Fetch the message into *final_path*; while its directory cannot be written, wait
-        (:mod:`mailingest.fetcher.diskwait`) and fetch again.  False when a stop was requested, or when
-        writing keeps failing although the directory passes the probe (e.g. a name the file
-        system refuses): the notice then goes to sr3's retry queue."""
+                             final_path: str, where: str) -> Optional[str]:
+        """Fetch the message into the temp file of *final_path* (returned); while its directory
+        cannot be written, wait (:mod:`mailingest.fetcher.diskwait`) and fetch again.  None when
+        a stop was requested, or when writing keeps failing although the directory passes the
+        probe (e.g. a name the file system refuses): the notice then goes to sr3's retry queue."""
         refused_after_probe = 0
         while True:
             try:
-                self.sessions.run(account, lambda mailbox: self._fetch_to_file(mailbox, ref, msg, final_path))
+                tmp: str = self.sessions.run(account,
+                                             lambda mailbox: self._fetch_to_file(mailbox, ref, msg, final_path))
             except LocalWriteError as exc:
                 self.metrics["failures"] += 1
                 refused_after_probe += 1
                 if refused_after_probe > MAX_WRITES_AFTER_PROBE:
                     logger.error("%s: writing to %s keeps failing although the directory can be written: %s; "
                                  "the notice is retried later", where, exc.directory, exc.describe())
-                    return False
+                    return None
                 if not self.disk.wait(exc, where):
-                    return False
+                    return None
                 continue
             self.disk.written(msg["new_dir"])
-            return True
+            return tmp
 
     @staticmethod
     def _already_complete(final_path: str, ref: MessageRef, msg: sarracenia.Message) -> bool:
@@ -301,7 +405,8 @@ class Download(FlowCB):
         msg["_deleteOnPost"] |= {ALREADY_COMPLETE_MARK}
         return True
 
-    def _fetch_to_file(self, mailbox: Mailbox, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> None:
+    def _fetch_to_file(self, mailbox: Mailbox, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> str:
+        """Fetch into the temp file of *final_path*, not yet synced (see _publish_group); returns its path."""
         chunks, internaldate = mailbox.fetch_stream(ref)
         hasher = self._hasher(msg["new_file"])
         size = 0
@@ -317,7 +422,7 @@ class Download(FlowCB):
                 raise MailConnectionError(f"reading {ref} from the server failed: {exc}") from exc
 
         try:
-            write_atomically(final_path, hashed(), mtime=internaldate.timestamp() if internaldate else None)
+            tmp, _written = write_temp(final_path, hashed(), mtime=internaldate.timestamp() if internaldate else None)
         except OSError as exc:
             getattr(chunks, "close", lambda: None)()  # a POP3 reader stopped mid-message drops its session
             raise LocalWriteError(os.path.dirname(final_path), exc) from exc
@@ -325,6 +430,7 @@ class Download(FlowCB):
         msg["size"] = size
         if isinstance(msg.get("mail"), dict):
             msg["mail"]["size"] = size
+        return tmp
 
     def _hasher(self, name: str) -> Any:
         method = str(getattr(self.o, "identity_method", None) or "sha512")

@@ -171,7 +171,7 @@ def test_a_write_that_fails_although_the_directory_passes_the_probe_goes_to_sr3s
     download = callback("download", tmp_path, mail_account, "imaps", directory=str(directory))
     monkeypatch.setattr("mailingest.fetcher.diskwait.PROBES", Backoff(first=0.01, maximum=0.01))
     refused = OSError(36, "File name too long")
-    monkeypatch.setattr(mailingest.download, "write_atomically",
+    monkeypatch.setattr(mailingest.download, "write_temp",
                         lambda *_args, **_kwargs: (_ for _ in ()).throw(refused))
     msg = download_notice(announced_notice(tmp_path, mail_account), directory)
     try:

@@ -275,3 +275,50 @@ def test_the_smime_and_tnef_options_apply_and_a_bad_key_file_fails_at_start(base
     assert (cb.settings.formats.tnef, cb.settings.formats.tnef_keep, cb.settings.formats.smime) == (False, True, None)
     with pytest.raises(ConfigError, match="mailSmimeKeyFile"):
         load(options(base, mailSmimeKeyFile=str(tmp_path / "missing.pem")))
+
+
+@pytest.mark.parametrize("method", ["sha512", "md5", "cod,sha512", "arbitrary"])
+def test_each_file_identity_equals_what_sr3_computes_from_the_file_without_reading_it_back(base, method):
+    o = options(base)
+    o.identity_method = method
+    if method == "arbitrary":
+        o.identity_arbitrary_value = "x"
+    parent = downloaded(o, base, "INBOX/1700000000.101.eml", sample(("a.csv", "b.csv")))
+    wl = worklist(parent)
+    load(o).after_work(wl)
+    assert len(wl.ok) == 5
+    for notice in wl.ok[1:]:
+        path = os.path.join(str(base), notice["relPath"])
+        expected = sarracenia.Message.fromFileData(path, o, sarracenia.stat(path))
+        assert notice["identity"] == expected["identity"]
+        assert notice["size"] == expected["size"] == os.path.getsize(path)
+
+
+def test_a_pass_makes_its_files_and_directories_durable_together_before_they_are_announced(base, monkeypatch):
+    import mailingest.decode as decode_module
+
+    groups = []
+    monkeypatch.setattr(decode_module, "sync_together",
+                        lambda files, directories: groups.append((list(files), list(directories))))
+    o = options(base)
+    first = downloaded(o, base, "INBOX/1700000000.101.eml", sample())
+    second = downloaded(o, base, "INBOX/1700000000.102.eml", sample(("other.csv",)))
+    wl = worklist(first, second)
+    load(o).after_work(wl)
+    assert len(groups) == 1  # one group for the whole pass, not one per file or message
+    files, directories = groups[0]
+    announced = {os.path.join(str(base), m["relPath"]) for m in wl.ok[2:]}
+    assert set(files) == announced
+    assert set(directories) == {str(base / "INBOX"), str(base / "INBOX/1700000000.101.parts"),
+                                str(base / "INBOX/1700000000.102.parts")}
+
+
+def test_with_mail_decode_fsync_off_nothing_is_synced(base, monkeypatch):
+    import mailingest.decode as decode_module
+
+    groups = []
+    monkeypatch.setattr(decode_module, "sync_together", lambda *args: groups.append(args))
+    o = options(base, mailDecodeFsync="off")
+    wl = worklist(downloaded(o, base, "INBOX/1700000000.101.eml", sample()))
+    load(o).after_work(wl)
+    assert len(wl.ok) == 4 and groups == []

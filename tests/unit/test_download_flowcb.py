@@ -219,12 +219,13 @@ def pop3_server(monkeypatch):
     return fake.serve(monkeypatch)
 
 
-def test_pop3_deletions_are_sent_after_each_file_and_take_effect_when_the_batch_ends(tmp_path, pop3_server):
+def test_pop3_deletions_are_sent_once_the_passs_files_are_durable_and_take_effect_when_the_batch_ends(
+        tmp_path, pop3_server):
     worker = new_worker(tmp_path, "pops://alice:pw@mail.example.com/", mailAfterDownload="delete")
     results, _ = run(worker, [pop3_notice(tmp_path, "a1"), pop3_notice(tmp_path, "b2")])
     assert results == [True, True]
     assert (tmp_path / ACCOUNT_DIR / "INBOX" / "a1.eml").read_bytes() == RAW
-    assert [line.split()[0] for line in pop3_server.log] == ["connect", "fetch", "delete", "fetch", "delete", "close"]
+    assert [line.split()[0] for line in pop3_server.log] == ["connect", "fetch", "fetch", "delete", "delete", "close"]
     assert pop3_server.folders["INBOX"] == {}, "QUIT applied both"
 
 
@@ -246,3 +247,80 @@ def test_pop3_with_mail_after_download_seen_changes_nothing_and_says_so_once(tmp
     assert [line.split()[0] for line in pop3_server.log] == ["connect", "fetch", "fetch"]
     assert sum("POP3 has no flags, so mailAfterDownload seen does nothing there" in r.getMessage()
                for r in caplog.records) == 1
+
+
+def sr3_pass(worker, msgs):
+    """One pass as sr3 runs it: after_accept, download() in incoming order (each result filed in
+    ok or failed as it returns), the acknowledgement, then after_work."""
+    worklist = types.SimpleNamespace(incoming=list(msgs), ok=[], failed=[], rejected=[], directories_ok=[])
+    worker.after_accept(worklist)
+    for msg in worklist.incoming:
+        (worklist.ok if worker.download(msg) else worklist.failed).append(msg)
+    worklist.incoming = []
+    worker.after_work(worklist)
+    return worklist
+
+
+def test_a_pass_is_made_durable_as_one_group_and_no_message_is_marked_before_that(worker, tmp_path, server,
+                                                                                  monkeypatch):
+    import mailingest.download as download_module
+
+    order = []
+    real = download_module.publish_together
+
+    def publish(pairs):
+        order.append(("durable", sorted(os.path.basename(final) for _tmp, final in pairs)))
+        assert not any(name.endswith(".eml") for name in os.listdir(tmp_path / ACCOUNT_DIR / "INBOX"))
+        return real(pairs)
+
+    monkeypatch.setattr(download_module, "publish_together", publish)
+    worklist = sr3_pass(worker, [notice(tmp_path, 101), notice(tmp_path, 102)])
+    assert len(worklist.ok) == 2 and worklist.failed == []
+    assert order == [("durable", ["7.101.eml", "7.102.eml"])]  # one group for the pass
+    assert server.changes == [("add_flags", 101, True), ("add_flags", 102, True)]
+    assert sorted(os.listdir(tmp_path / ACCOUNT_DIR / "INBOX")) == ["7.101.eml", "7.102.eml"]  # no temp left
+
+
+def test_a_file_that_cannot_be_made_durable_is_never_marked_and_its_notice_is_retried(worker, tmp_path, server,
+                                                                                       monkeypatch):
+    import mailingest.download as download_module
+
+    real = download_module.publish_together
+
+    def publish(pairs):
+        first_tmp, first_final = pairs[0]
+        os.unlink(first_tmp)
+        failed = real(pairs[1:])
+        failed[first_final] = OSError(5, "Input/output error")
+        return failed
+
+    monkeypatch.setattr(download_module, "publish_together", publish)
+    msgs = [notice(tmp_path, 101), notice(tmp_path, 102)]
+    worklist = sr3_pass(worker, msgs)
+    assert worklist.failed == [msgs[0]] and worklist.ok == [msgs[1]]
+    assert server.changes == [("add_flags", 102, True)]
+    assert worker.metricsReport()["downloaded"] == 1
+
+
+def test_a_group_is_made_durable_before_the_pass_ends_when_it_is_full(worker, tmp_path, monkeypatch):
+    import mailingest.download as download_module
+
+    groups = []
+    real = download_module.publish_together
+    monkeypatch.setattr(download_module, "GROUP_MAX_MESSAGES", 1)
+    monkeypatch.setattr(download_module, "publish_together", lambda pairs: (groups.append(len(pairs)), real(pairs))[1])
+    sr3_pass(worker, [notice(tmp_path, 101), notice(tmp_path, 102)])
+    assert groups == [1, 1]
+
+
+def test_a_group_left_open_because_sr3_skipped_the_last_notice_is_made_durable_in_after_work(worker, tmp_path, server):
+    msgs = [notice(tmp_path, 101), notice(tmp_path, 102)]
+    worklist = types.SimpleNamespace(incoming=list(msgs), ok=[], failed=[], rejected=[], directories_ok=[])
+    worker.after_accept(worklist)
+    assert worker.download(msgs[0]) is True  # fetched; 102 is still to come, so not yet durable
+    assert server.changes == []
+    worklist.ok.append(msgs[0])
+    worklist.incoming = []  # sr3 never handed 102 to download()
+    worker.after_work(worklist)
+    assert server.changes == [("add_flags", 101, True)]
+    assert (tmp_path / ACCOUNT_DIR / "INBOX" / "7.101.eml").read_bytes() == RAW

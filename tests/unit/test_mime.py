@@ -380,3 +380,22 @@ def test_guess_decode(data, hints, expected):
 def test_a_declared_charset_that_does_not_fit_keeps_replacement_characters():
     from mailingest.mime.headers import guess_decode
     assert guess_decode(b"\xff\xfe ok", "utf-8") == "\ufffd\ufffd ok"
+
+
+def test_well_formed_base64_decodes_to_the_standard_librarys_bytes_with_no_defect():
+    import base64
+    import random
+
+    from mailingest.mime.parse import parse
+    from mailingest.mime.payloads import leaf_bytes
+
+    rng = random.Random(7)
+    for size in (0, 1, 2, 3, 57, 58, 4096, 100_000):
+        data = rng.randbytes(size)
+        for newline in ("\n", "\r\n"):
+            text = base64.encodebytes(data).decode().replace("\n", newline)
+            raw = ("Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n"
+                   + text).encode()
+            ours, stdlib = parse(raw), parse(raw)
+            assert leaf_bytes(ours) == stdlib.get_payload(decode=True) == data
+            assert ours.defects == stdlib.defects == []

@@ -104,3 +104,19 @@ def test_a_temp_untouched_for_an_hour_is_removed_even_if_its_pid_is_in_use(tmp_p
             assert remove_stale_temps(str(tmp_path)) == 1
         finally:
             unrelated.kill()
+
+
+def test_sync_together_syncs_every_file_and_directory_and_skips_what_is_gone(tmp_path, monkeypatch):
+    from mailingest import atomic
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (synced.append(os.readlink("/proc/self/fd/%d" % fd)),
+                                                        real_fsync(fd)))
+    (tmp_path / "d").mkdir()
+    for name in ("a", "d/b"):
+        (tmp_path / name).write_bytes(b"x" * 10)
+    atomic.sync_together([str(tmp_path / "a"), str(tmp_path / "d/b"), str(tmp_path / "gone")],
+                         [str(tmp_path / "d"), str(tmp_path), str(tmp_path / "gone-dir")])
+    assert set(synced[:2]) == {str(tmp_path / "a"), str(tmp_path / "d/b")}  # the files first, then
+    assert set(synced[2:]) == {str(tmp_path / "d"), str(tmp_path)}  # the directories naming them

@@ -44,6 +44,9 @@ class DecodeSettings:
     fsync: bool = True
     #: containers opened: TNEF, S/MIME (with the operator's trust and key files)
     formats: Formats = field(default_factory=Formats)
+    #: a :py:mod:`hashlib` name: each :py:class:`WrittenFile` then carries that digest of its
+    #: bytes, taken from memory as the file is written (the announcement need not read it back)
+    identity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class WrittenFile:
     content_type: str | None = None
     disposition: str | None = None
     content_id: str | None = None
+    #: the :py:attr:`DecodeSettings.identity` digest of the file's bytes (None: not taken)
+    digest: bytes | None = None
 
     def describe(self) -> dict[str, str | None]:
         """The ``mailPart`` field of the file's notice."""
@@ -201,7 +206,8 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
             name = safe_name(part.filename, fallback_name(index, part.content_type))
             written = target.write(name, part.data)
         files.append(WrittenFile(target.join(written), part.kind, part.filename,
-                                 part.content_type, part.disposition, part.content_id))
+                                 part.content_type, part.disposition, part.content_id,
+                                 _digest(settings.identity, part.data)))
         entry = _entry(part, written)
         if part.not_decoded:
             entry["status"] = "raw" if part.kind == "raw" else "not-decoded"
@@ -226,10 +232,15 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
             meta[key] = mail[key]
     if decoded.smime:
         meta["smime"] = [dict(v) for v in decoded.smime]
-    data = json.dumps(meta, ensure_ascii=False, indent=1, default=str).encode("utf-8", "backslashreplace")
-    target.write(meta_name, data + b"\n", reserved=True)
-    files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json"))
+    data = json.dumps(meta, ensure_ascii=False, indent=1, default=str).encode("utf-8", "backslashreplace") + b"\n"
+    target.write(meta_name, data, reserved=True)
+    files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json",
+                             digest=_digest(settings.identity, data)))
     return status
+
+
+def _digest(method: str | None, data: bytes | memoryview) -> bytes | None:
+    return hashlib.new(method, data).digest() if method else None
 
 
 def _entry(part: Part, written: str) -> dict[str, object]:

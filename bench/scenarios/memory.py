@@ -1,0 +1,117 @@
+"""Scenario 3c, subscriber memory over many messages (issue 18): a download + decode subscriber
+(``instances 1``) works through 10,000 messages (quick: 100), one of them much larger than the
+rest (10 MB; quick: 1 MB) half way through, while its resident memory is sampled.
+
+Reported: the RSS once a tenth of the messages is done (the baseline, before the large one),
+the RSS at the end, and the peak (``VmHWM``).  Targets: flat (the end within 20 MB of the
+baseline) and a peak within the baseline plus 1.5× the largest message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from bench.context import BenchContext, mb
+from bench.report import Row
+from bench.sr3run import Sr3Instances
+from bench.subscriber import exchange_for, poll_feed, run_subscriber
+from tests.mailgen import sample_message
+
+logger = logging.getLogger(__name__)
+
+NAME = "memory"
+NUMBER = 3
+TITLE = "subscriber memory over many messages"
+MESSAGES, QUICK_MESSAGES = 10_000, 100
+LARGEST, QUICK_LARGEST = 10_000_000, 1_000_000
+#: files announced per sample message: the .eml, body.txt, the CSV, the PDF, metadata.json
+ANNOUNCED_PER_MESSAGE = 5
+#: the end may be this much above the baseline and still count as flat
+FLAT_MB = 20.0
+PEAK_FACTOR = 1.5
+
+
+def _status(pid: int) -> Dict[str, int]:
+    """VmRSS and VmHWM of *pid* in kB ({} once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            return {line.split(":")[0]: int(line.split()[1]) for line in status
+                    if line.startswith(("VmRSS:", "VmHWM:"))}
+    except (OSError, ValueError, IndexError):
+        return {}
+
+
+def _emls(directory: Path) -> int:
+    """.eml files written so far (the relPath layout puts them three levels down)."""
+    count = 0
+    for _root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".parts")]
+        count += sum(name.endswith(".eml") for name in names)
+    return count
+
+
+class Sampler(threading.Thread):
+    """Samples (messages written, RSS kB, HWM kB) of the instances of one subscriber."""
+
+    def __init__(self, instances: Sr3Instances, directory: Path, every: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.instances, self.directory, self.every = instances, directory, every
+        self.samples: List[Tuple[int, int, int]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.every):
+            status = [_status(pid) for pid in self.instances.pids()]
+            status = [s for s in status if s]
+            if status:
+                self.samples.append((_emls(self.directory), max(s.get("VmRSS", 0) for s in status),
+                                     max(s.get("VmHWM", 0) for s in status)))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
+def run(ctx: BenchContext) -> List[Row]:
+    n = QUICK_MESSAGES if ctx.quick else MESSAGES
+    largest_size = QUICK_LARGEST if ctx.quick else LARGEST
+    pool = ctx.pool()
+    account = ctx.dovecot.new_account(prefix="memory")
+    ctx.dovecot.deliver_many(account.user, (pool[i % len(pool)] for i in range(n // 2)))
+    largest = sample_message(n, size_hint=largest_size)
+    ctx.dovecot.deliver_many(account.user, [largest])
+    ctx.dovecot.deliver_many(account.user, (pool[i % len(pool)] for i in range(n // 2, n)))
+    total = n + 1
+    name = "memory"
+    home = ctx.sr3_home(name, account)
+    directory = ctx.work / "out" / name
+    sampler = Sampler(Sr3Instances(home, f"subscribe/{name}", home.env), directory)
+    sampler.start()
+    try:
+        result = run_subscriber(ctx, home, name, ["mailingest.download", "mailingest.decode"], instances=1,
+                                feed=poll_feed(ctx, home, exchange_for(name), "mailAnnounceMax 0"), notices=total,
+                                expected=total * ANNOUNCED_PER_MESSAGE, timeout=max(600.0, total * 0.5))
+    finally:
+        sampler.stop()
+    size = f"{total} msgs ({n} × {ctx.pool_bytes / len(pool) / 1000:.0f} KB, 1 × {mb(len(largest)):.0f} MB)"
+    title = f"3c. subscriber memory: download + decode of {total:,} messages, instances 1"
+    samples = sampler.samples
+    if not samples or result.elapsed is None:
+        return [Row(title, size, "did not finish" if result.elapsed is None else "no samples", "—", "—", "", "")]
+    base = next((rss for done, rss, _hwm in samples if done >= n // 10), samples[0][1]) / 1024
+    end = samples[-1][1] / 1024
+    peak = max(hwm for _done, _rss, hwm in samples) / 1024
+    allowed = base + PEAK_FACTOR * mb(len(largest))
+    flat = end <= base + FLAT_MB
+    target = ("flat: met" if flat else "flat: **missed**") + (
+        f"; peak ≤ {base:.0f} + {PEAK_FACTOR:g} × {mb(len(largest)):.0f} MB: "
+        + ("met" if peak <= allowed else f"**missed by {peak - allowed:.0f} MB**"))
+    return [Row(title, size,
+                f"peak {peak:.0f} MB; {base:.0f} MB after {n // 10:,} messages, {end:.0f} MB at the end",
+                f"largest message {mb(len(largest)):.1f} MB", f"{(peak - base) / mb(len(largest)):.1f}× largest",
+                target, f"{len(samples)} samples of VmRSS/VmHWM every 0.5 s; ratio = (peak − RSS after a tenth) / "
+                f"largest message; {total / result.elapsed:.0f} msg/s.")]
