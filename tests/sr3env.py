@@ -32,6 +32,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pika
 import psutil
 
+from tests.sr3lock import check_command
+
 REPO = Path(__file__).resolve().parent.parent
 SR3 = str(Path(sys.executable).parent / "sr3")
 
@@ -100,6 +102,8 @@ class Sr3Home:
         (self.cache_dir / component / name).mkdir(parents=True, exist_ok=True)
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        if args:
+            check_command(args[0])
         return subprocess.run([SR3, *args], cwd=REPO, env=self.env, capture_output=True, text=True,
                               timeout=timeout)
 
