@@ -114,7 +114,7 @@ LONG_TESTS: dict[str, float] = {
     "test_unwritable_directory.py::test_a_read_only_download_directory_is_waited_out_and_the_download_recovers": 45,
     "test_download_depth.py::test_a_rabbitmq_restart_mid_run_loses_and_doubles_nothing": 38,
     "test_oauth2.py::test_refresh_failures_give_one_clear_line_each_and_the_poll_recovers": 37,
-    "test_bench_smoke.py::test_quick_bench_writes_a_row_for_every_scenario": 35,
+    "test_bench_smoke.py::test_quick_bench_writes_a_row_for_every_scenario": 50,
     "test_oauth2_apponly.py::test_poll_and_download_log_in_app_only_through_token_expiry_without_a_failure": 32,
     "test_capability_fallbacks.py::test_mail_idle_without_idle_in_sr3_polls_every_scheduled_interval_not_continuously": 31,
     "test_oauth2.py::test_poll_and_download_refresh_expiring_tokens_without_a_failure": 20,
