@@ -35,6 +35,7 @@ import pika
 import psutil
 
 from mailingest.atomic import process_running
+from tests.sr3lock import check_command
 
 REPO = Path(__file__).resolve().parent.parent
 SR3 = str(Path(sys.executable).parent / "sr3")
@@ -104,6 +105,8 @@ class Sr3Home:
         (self.cache_dir / component / name).mkdir(parents=True, exist_ok=True)
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        if args:
+            check_command(args[0])
         return subprocess.run([SR3, *args], cwd=REPO, env=self.env, capture_output=True, text=True,
                               timeout=timeout)
 

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 
 from mailingest.errors import MimeError
 from mailingest.mime.layout import DecodeSettings, decode_file
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since its exec (``VmHWM``).  Not ``ru_maxrss``: Linux carries that
+    over from the forked parent, so a child of a 400 MB pytest worker would report 400 MB."""
+    with open("/proc/self/status") as fh:
+        kilobytes = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    return kilobytes / 1024
 
 
 def current_rss_mb() -> float:
@@ -47,7 +54,7 @@ def main(argv: list[str]) -> int:
                   flush=True)
         return 0
     report = decode_one(args[0], settings)
-    report["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["maxrss_mb"] = peak_rss_mb()
     print(json.dumps(report), flush=True)
     return 0
 

@@ -91,6 +91,7 @@ def assert_files_match_server(directory: Path, raw_by_uid: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.sr3_daemons
 @pytest.mark.parametrize("action", ["seen", "move Archive"])
 def test_four_workers_download_each_of_1000_messages_exactly_once(tmp_path, rabbitmq, mail_account, action):
     total = 1000

@@ -377,7 +377,10 @@ _MEASURE = textwrap.dedent("""
     raw = open(sys.argv[1], "rb").read()
     mime.decode_bytes(raw)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024)
+    # peak RSS since exec: ru_maxrss would carry over the forked pytest worker's own peak
+    with open("/proc/self/status") as status:
+        peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(usage.ru_utime + usage.ru_stime, peak_kb // 1024)
 """)
 
 HOSTILE_SHAPES = {
