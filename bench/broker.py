@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, Callable
 
 import pika
 
@@ -32,7 +33,7 @@ class QueueWatcher:
         self._channel.queue_declare(queue, auto_delete=False, durable=False)
         self._channel.queue_purge(queue)
         self._channel.queue_bind(queue, exchange, routing_key="#")
-        self.history: List[Tuple[float, int]] = []  # (monotonic time, count) at each change
+        self.history: list[tuple[float, int]] = []  # (monotonic time, count) at each change
 
     def count(self) -> int:
         return int(self._channel.queue_declare(self.queue, passive=True).method.message_count)
@@ -44,7 +45,7 @@ class QueueWatcher:
         return n
 
     def wait_for(self, count: int, timeout: float, alive: Callable[[], bool] = lambda: True,
-                 stall: float = 90.0) -> Optional[float]:
+                 stall: float = 90.0) -> float | None:
         """Monotonic time when the queue first held *count* messages.
 
         None on *timeout*, when *alive()* turns false, or when nothing arrived for *stall* s.
@@ -60,7 +61,7 @@ class QueueWatcher:
         return None
 
     def wait_stable(self, settle: float, timeout: float, ready: Callable[[int], bool] = lambda count: True,
-                    stall: float = 90.0) -> Optional[float]:
+                    stall: float = 90.0) -> float | None:
         """Once *ready(count)* holds, wait until the count has not moved for *settle* seconds.
 
         :returns: the monotonic time of the last change, or None on timeout or a *stall*.
@@ -80,19 +81,19 @@ class QueueWatcher:
         last = max(begun, self.history[-1][0]) if self.history else begun
         return time.monotonic() - last > stall
 
-    def last_change(self) -> Optional[float]:
+    def last_change(self) -> float | None:
         return self.history[-1][0] if self.history else None
 
-    def drain_raw(self) -> List[bytes]:
+    def drain_raw(self) -> list[bytes]:
         """Consume what the queue holds now (after the measurement): the raw bodies."""
-        bodies: List[bytes] = []
+        bodies: list[bytes] = []
         while True:
             method, _props, body = self._channel.basic_get(self.queue, auto_ack=True)
             if method is None:
                 return bodies
             bodies.append(body)
 
-    def drain(self) -> List[Dict[str, Any]]:
+    def drain(self) -> list[dict[str, Any]]:
         """Like :meth:`drain_raw`, decoded from JSON."""
         return [json.loads(body) for body in self.drain_raw()]
 
@@ -109,7 +110,7 @@ def queue_depth(channel: Any, queue: str) -> int:
 
 
 def wait_first_taken(url: str, queue: str, full: int, timeout: float,
-                     alive: Callable[[], bool] = lambda: True) -> Optional[float]:
+                     alive: Callable[[], bool] = lambda: True) -> float | None:
     """Monotonic time at which a consumer first took a message from *queue* holding *full*."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:

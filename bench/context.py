@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # tests.servers, tests.sr3env, tests.mailgen
@@ -38,14 +38,14 @@ class BenchContext:
     quick: bool
     dovecot: DovecotServer
     rabbitmq: RabbitMQServer
-    _pool: List[bytes] = field(default_factory=list, repr=False)
-    _loaded: Dict[str, DovecotAccount] = field(default_factory=dict, repr=False)
+    _pool: list[bytes] = field(default_factory=list, repr=False)
+    _loaded: dict[str, DovecotAccount] = field(default_factory=dict, repr=False)
     _homes: int = 0
     #: figures one scenario leaves for another (e.g. the end-to-end rate for the fetchmail row)
-    results: Dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
 
     # -- mail ---------------------------------------------------------------------------------
-    def pool(self) -> List[bytes]:
+    def pool(self) -> list[bytes]:
         """N sample messages of ~70 KB with two attachments (made once per run)."""
         if len(self._pool) < self.messages:
             started = time.monotonic()
@@ -76,7 +76,7 @@ class BenchContext:
         return account
 
     # -- sr3 ----------------------------------------------------------------------------------
-    def sr3_home(self, name: str, account: Optional[DovecotAccount] = None) -> Sr3Home:
+    def sr3_home(self, name: str, account: DovecotAccount | None = None) -> Sr3Home:
         """A fresh sr3 home (config, cache, credentials) wired to the private servers."""
         self._homes += 1
         base = self.work / "sr3" / f"{self._homes:02d}-{name}"
@@ -117,7 +117,7 @@ def mb(nbytes: float) -> float:
     return nbytes / 1e6
 
 
-def env_with_pythonpath(env: Dict[str, str], *paths: Path) -> Dict[str, str]:
+def env_with_pythonpath(env: dict[str, str], *paths: Path) -> dict[str, str]:
     env = dict(env)
     parts = [str(p) for p in paths] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env["PYTHONPATH"] = os.pathsep.join(parts)

@@ -13,8 +13,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 BLOCK = 1 << 20
 SYNC_EVERY = 8

@@ -18,7 +18,7 @@ import time
 import types
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -40,7 +40,7 @@ def reset_peak() -> None:
         pass
 
 
-def make_plugin(url: str, ca_file: str, state_dir: str, announce_max: Optional[int] = None) -> Any:
+def make_plugin(url: str, ca_file: str, state_dir: str, announce_max: int | None = None) -> Any:
     import sarracenia.config
     import sarracenia.flowcb
     from sarracenia.config.credentials import CredentialDB
@@ -62,17 +62,17 @@ def make_plugin(url: str, ca_file: str, state_dir: str, announce_max: Optional[i
     return sarracenia.flowcb.load_library("mailingest.poll", o)
 
 
-def cycle(plugin: Any, label: str) -> Dict[str, Any]:
+def cycle(plugin: Any, label: str) -> dict[str, Any]:
     reset_peak()
     started = time.perf_counter()
-    notices: List[Any] = plugin.poll()
+    notices: list[Any] = plugin.poll()
     worklist = types.SimpleNamespace(ok=notices, incoming=[], rejected=[], failed=[], directories_ok=[])
     plugin.after_post(worklist)
     seconds = time.perf_counter() - started
     return {"cycle": label, "seconds": seconds, "notices": len(notices), "peak_rss_mb": peak_rss_mb()}
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     url, ca_file, state_dir, maildir, owner, new = argv
     from tests.mailgen import sample_message
     from tests.servers.maildir import write_message

@@ -6,9 +6,9 @@ import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Dict, List, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Row:
     note: str = ""
 
 
-def ratio(ours: Optional[float], comparison: Optional[float]) -> str:
+def ratio(ours: float | None, comparison: float | None) -> str:
     if not ours or not comparison:
         return "—"
     value = ours / comparison
@@ -33,7 +33,7 @@ def ratio(ours: Optional[float], comparison: Optional[float]) -> str:
     return f"{value:.2f}×" if value >= 0.1 else f"{value:.2g}×"
 
 
-def target_check(value: Optional[float], goal: float, *, at_least: bool, label: str) -> str:
+def target_check(value: float | None, goal: float, *, at_least: bool, label: str) -> str:
     """``"≥ 2× fetchmail: met"`` or ``"≥ 2× fetchmail: missed by 35 %"`` (relative to the goal)."""
     sign = "≥" if at_least else "≤"
     if value is None:
@@ -58,7 +58,7 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def _version(argv: List[str], pattern: str = r"(\d+(?:\.\d+)+)") -> str:
+def _version(argv: list[str], pattern: str = r"(\d+(?:\.\d+)+)") -> str:
     if shutil.which(argv[0]) is None and not argv[0].startswith("/"):
         return "not installed"
     try:
@@ -84,7 +84,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_notes(python: str) -> Dict[str, str]:
+def machine_notes(python: str) -> dict[str, str]:
     import os
     from importlib import metadata
 
@@ -108,7 +108,7 @@ def machine_notes(python: str) -> Dict[str, str]:
     }
 
 
-def page(rows: Sequence[Row], notes: Dict[str, str], command: str, analysis: str, seconds: float) -> str:
+def page(rows: Sequence[Row], notes: dict[str, str], command: str, analysis: str, seconds: float) -> str:
     machine = "\n".join(f"* {k}: {v}" for k, v in notes.items())
     return f"""# Performance
 

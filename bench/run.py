@@ -15,8 +15,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,7 +34,7 @@ ANALYSIS_START = "<!-- analysis: kept across runs, edit by hand -->"
 ANALYSIS_END = "<!-- analysis end -->"
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"reduced mode: {QUICK_MESSAGES} messages, small mailboxes, few samples")
@@ -54,12 +54,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def _split(text: str) -> List[str]:
+def _split(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
-def run_scenarios(ctx: BenchContext, names: Sequence[str]) -> List[Row]:
-    rows: List[Row] = []
+def run_scenarios(ctx: BenchContext, names: Sequence[str]) -> list[Row]:
+    rows: list[Row] = []
     for module in ALL:
         if names and module.NAME not in names:
             continue
@@ -90,7 +90,7 @@ def missed(rows: Sequence[Row]) -> str:
     return "\n".join(lines) if lines else "* none"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

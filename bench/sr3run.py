@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Dict, List
 
 from mailingest.atomic import process_running
 from tests.sr3env import SR3, Sr3Home, instance_pids, stop_instances
@@ -24,12 +23,12 @@ logger = logging.getLogger(__name__)
 class Sr3Instances:
     """``sr3 start component/config`` under *home*, with *env* (e.g. an extra PYTHONPATH)."""
 
-    def __init__(self, home: Sr3Home, target: str, env: Dict[str, str]) -> None:
+    def __init__(self, home: Sr3Home, target: str, env: dict[str, str]) -> None:
         self.home = home
         self.target = target
         self.component, self.config = target.split("/", 1)
         self.env = env
-        self._launcher: "subprocess.Popen[bytes] | None" = None
+        self._launcher: subprocess.Popen[bytes] | None = None
 
     def declare(self) -> None:
         done = subprocess.run([SR3, "declare", self.target], env=self.env, capture_output=True, text=True,
@@ -47,7 +46,7 @@ class Sr3Instances:
     def pid_dir(self) -> Path:
         return self.home.cache_dir / self.component / self.config
 
-    def pids(self) -> List[int]:
+    def pids(self) -> list[int]:
         return instance_pids(self.pid_dir)
 
     def alive(self) -> bool:
@@ -55,7 +54,7 @@ class Sr3Instances:
         pids = self.pids()
         return any(process_running(pid) for pid in pids) if pids else self._launcher is not None
 
-    def logs(self) -> List[Path]:
+    def logs(self) -> list[Path]:
         return sorted((self.home.cache_dir / "log").glob(f"{self.component}_{self.config}_*.log"))
 
     def log_text(self) -> str:
@@ -68,7 +67,7 @@ class Sr3Instances:
                 os.killpg(self._launcher.pid, signal.SIGKILL)
             self._launcher.wait(30)
 
-    def __enter__(self) -> "Sr3Instances":
+    def __enter__(self) -> Sr3Instances:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable
 
 import pika
 
@@ -32,7 +32,7 @@ Feed = Callable[[contextlib.ExitStack], float]
 
 @dataclass
 class SubscriberResult:
-    elapsed: Optional[float]  # start of feed → last announcement (None: did not finish)
+    elapsed: float | None  # start of feed → last announcement (None: did not finish)
     feed_seconds: float  # the feed stage alone (0 with preload)
     announced: int
     directory: Path
@@ -40,7 +40,7 @@ class SubscriberResult:
     sr3: Sr3Instances
 
 
-def subscriber_config(ctx: BenchContext, name: str, callbacks: List[str], instances: int,
+def subscriber_config(ctx: BenchContext, name: str, callbacks: list[str], instances: int,
                       directory: Path, extra: str = "") -> str:
     amqp = f"amqp://{ctx.rabbitmq.user}@{ctx.rabbitmq.host}:{ctx.rabbitmq.port}/"
     lines = [
@@ -69,8 +69,8 @@ def queue_for(name: str) -> str:
     return f"q_{'guest'}.bench_{name}"
 
 
-def run_subscriber(ctx: BenchContext, home: Sr3Home, name: str, callbacks: List[str], *, instances: int,
-                   expected: Optional[int], preload: Optional[List[bytes]] = None, feed: Optional[Feed] = None,
+def run_subscriber(ctx: BenchContext, home: Sr3Home, name: str, callbacks: list[str], *, instances: int,
+                   expected: int | None, preload: list[bytes] | None = None, feed: Feed | None = None,
                    notices: int = 0,
                    done: Callable[[int], bool] = lambda count: True, timeout: float = 600.0, settle: float = 2.0,
                    stall: float = 90.0, extra: str = "") -> SubscriberResult:
@@ -168,7 +168,7 @@ def poll_feed(ctx: BenchContext, home: Sr3Home, exchange: str, extra: str = "") 
     return feed
 
 
-def capture_notices(ctx: BenchContext, account, name: str = "capture") -> List[bytes]:
+def capture_notices(ctx: BenchContext, account, name: str = "capture") -> list[bytes]:
     """The N notices the mailingest poll publishes for *account* (to replay into subscribers)."""
     home = ctx.sr3_home(name, account)
     exchange = exchange_for(name)

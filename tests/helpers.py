@@ -7,8 +7,8 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple
 
 import imapclient
 
@@ -23,7 +23,7 @@ def imap_client(account) -> imapclient.IMAPClient:
     return client
 
 
-def imap_flags(account, folder: str = "INBOX") -> Dict[int, Tuple[bytes, ...]]:
+def imap_flags(account, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
     """UID → flags (\\Recent is per-session, so left out)."""
     with imap_client(account) as client:
         client.select_folder(folder, readonly=True)
@@ -34,7 +34,7 @@ def imap_flags(account, folder: str = "INBOX") -> Dict[int, Tuple[bytes, ...]]:
                 for uid, data in client.fetch(uids, ["FLAGS"]).items()}
 
 
-def imap_raw(account, folder: str = "INBOX") -> Dict[int, bytes]:
+def imap_raw(account, folder: str = "INBOX") -> dict[int, bytes]:
     """UID → the server's raw message (BODY.PEEK[])."""
     with imap_client(account) as client:
         client.select_folder(folder, readonly=True)
@@ -44,7 +44,7 @@ def imap_raw(account, folder: str = "INBOX") -> Dict[int, bytes]:
         return {uid: data[b"BODY[]"] for uid, data in client.fetch(uids, ["BODY.PEEK[]"]).items()}
 
 
-def make_home(tmp_path: Path, rabbitmq, account, *, password: Optional[str] = None,
+def make_home(tmp_path: Path, rabbitmq, account, *, password: str | None = None,
               schemes: Iterable[str] = ("imaps",)) -> Sr3Home:
     """A private sr3 home: default.conf declares the examples' variables, credentials.conf holds
     the broker and the mail account for each scheme on its test port."""
@@ -83,7 +83,7 @@ def poll_config(rabbitmq, account, *, scheme: str = "imaps", exchange: str = "xs
 
 
 def subscribe_config(rabbitmq, directory: Path, *, exchange: str = "xs_mail", extra: str = "",
-                     queue: Optional[str] = None) -> str:
+                     queue: str | None = None) -> str:
     """A subscriber like examples/subscribe/downloademail.conf."""
     return (f"broker amqp://{rabbitmq.user}@{rabbitmq.host}:{rabbitmq.port}/\n"
             f"exchange {exchange}\n"

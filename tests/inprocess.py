@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import types
 from pathlib import Path
-from typing import List
 
 import sarracenia
 import sarracenia.config
@@ -62,7 +61,7 @@ def download_notice(announced: sarracenia.Message, directory: Path) -> sarraceni
     return msg
 
 
-def poll_pass(poll: sarracenia.flowcb.FlowCB) -> List[sarracenia.Message]:
+def poll_pass(poll: sarracenia.flowcb.FlowCB) -> list[sarracenia.Message]:
     """One sr3 pass of a poll: poll(), then after_post() with what it returned (sr3 calls
     after_post every pass; only then does the poll remember what it announced)."""
     notices = poll.poll()
@@ -70,7 +69,7 @@ def poll_pass(poll: sarracenia.flowcb.FlowCB) -> List[sarracenia.Message]:
     return notices
 
 
-def download_batch(download: sarracenia.flowcb.FlowCB, msgs: List[sarracenia.Message]) -> types.SimpleNamespace:
+def download_batch(download: sarracenia.flowcb.FlowCB, msgs: list[sarracenia.Message]) -> types.SimpleNamespace:
     """download() each notice, then after_work() as sr3 does at the end of a batch; the worklist."""
     ok = [msg for msg in msgs if download.download(msg)]
     worklist = types.SimpleNamespace(ok=ok, rejected=[], failed=[m for m in msgs if m not in ok],

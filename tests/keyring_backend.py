@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Dict, Optional
 
 from jaraco.classes.properties import classproperty
 from keyring.backend import KeyringBackend
@@ -34,9 +33,9 @@ class MemoryKeyring(KeyringBackend):
 
     def __init__(self) -> None:
         super().__init__()
-        self.entries: Dict[str, str] = {}
+        self.entries: dict[str, str] = {}
 
-    def get_password(self, service: str, username: str) -> Optional[str]:
+    def get_password(self, service: str, username: str) -> str | None:
         return self.entries.get(f"{service}\0{username}")
 
     def set_password(self, service: str, username: str, password: str) -> None:
@@ -56,26 +55,26 @@ class FileKeyring(KeyringBackend):
             return 1
         raise RuntimeError("used only when selected with PYTHON_KEYRING_BACKEND")
 
-    def __init__(self, path: Optional[str] = None) -> None:
+    def __init__(self, path: str | None = None) -> None:
         super().__init__()
         self.path = path or os.environ.get(ENV_FILE) or ""
         if not self.path.endswith(SUFFIX):
             raise ValueError(f"FileKeyring path must end in {SUFFIX} (set ${ENV_FILE}), not {self.path!r}")
 
-    def _load(self) -> Dict[str, str]:
+    def _load(self) -> dict[str, str]:
         try:
             with open(self.path) as handle:
                 return dict(json.load(handle))
         except FileNotFoundError:
             return {}
 
-    def _save(self, entries: Dict[str, str]) -> None:
+    def _save(self, entries: dict[str, str]) -> None:
         fd, staging = tempfile.mkstemp(dir=os.path.dirname(self.path), suffix=SUFFIX + ".tmp")
         with os.fdopen(fd, "w") as handle:
             json.dump(entries, handle)
         os.replace(staging, self.path)
 
-    def get_password(self, service: str, username: str) -> Optional[str]:
+    def get_password(self, service: str, username: str) -> str | None:
         return self._load().get(f"{service}\0{username}")
 
     def set_password(self, service: str, username: str, password: str) -> None:

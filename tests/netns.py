@@ -21,7 +21,7 @@ import socket
 import subprocess
 import threading
 import uuid
-from typing import Iterable, List
+from collections.abc import Iterable
 
 import pytest
 
@@ -55,8 +55,8 @@ class Host:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         subprocess.run(["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"], check=True)
         self._closing = False
-        self._listeners: List[socket.socket] = []
-        self._connections: List[socket.socket] = []
+        self._listeners: list[socket.socket] = []
+        self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
         try:
             for port in ports:
@@ -66,7 +66,7 @@ class Host:
             raise
 
     @property
-    def prefix(self) -> List[str]:
+    def prefix(self) -> list[str]:
         """The command prefix that runs a program on this host."""
         return ["ip", "netns", "exec", self.name]
 
@@ -87,7 +87,7 @@ class Host:
     # -- forwarding ----------------------------------------------------------------------------
     def _forward(self, port: int) -> None:
         ready = threading.Event()
-        failure: List[BaseException] = []
+        failure: list[BaseException] = []
 
         def listen() -> None:
             root = os.open("/proc/self/task/%d/ns/net" % threading.get_native_id(), os.O_RDONLY)

@@ -28,8 +28,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable
 
 import pika
 import psutil
@@ -52,13 +53,13 @@ class Sr3Home:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.logs = base / "logs"
         self.logs.mkdir(exist_ok=True)
-        self.credentials: List[str] = [amqp_url_with_password]
-        self.declarations: Dict[str, str] = {"AMQP_HOST": amqp_host}
-        self.defaults: List[str] = []
+        self.credentials: list[str] = [amqp_url_with_password]
+        self.declarations: dict[str, str] = {"AMQP_HOST": amqp_host}
+        self.defaults: list[str] = []
 
     # -- files --------------------------------------------------------------------------------
     @property
-    def env(self) -> Dict[str, str]:
+    def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             XDG_CONFIG_HOME=str(self.base / "config"),
@@ -112,8 +113,8 @@ class Sr3Home:
 
     # -- processes ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def foreground(self, target: str, log_name: Optional[str] = None,
-                   prefix: Sequence[str] = ()) -> Iterator["Sr3Process"]:
+    def foreground(self, target: str, log_name: str | None = None,
+                   prefix: Sequence[str] = ()) -> Iterator[Sr3Process]:
         """``sr3 foreground target`` until the block ends (``prefix``: e.g. ``ip netns exec NS``)."""
         self.write()
         log = self.logs / (log_name or target.replace("/", "_") + ".log")
@@ -137,7 +138,7 @@ POSTED = "after_post posted "
 
 
 class Sr3Process:
-    def __init__(self, target: str, log: Path, env: Dict[str, str], prefix: Sequence[str] = ()) -> None:
+    def __init__(self, target: str, log: Path, env: dict[str, str], prefix: Sequence[str] = ()) -> None:
         self.target = target
         self.log_path = log
         self._log = open(log, "ab")
@@ -225,8 +226,8 @@ class NoticeCollector:
 
     def __init__(self, amqp_url: str, exchange: str) -> None:
         self.exchange = exchange
-        self.notices: List[Dict[str, Any]] = []
-        self.routing_keys: List[str] = []
+        self.notices: list[dict[str, Any]] = []
+        self.routing_keys: list[str] = []
         self._lock = threading.Lock()
         params = pika.URLParameters(amqp_url)
         self._connection = pika.BlockingConnection(params)
@@ -237,7 +238,7 @@ class NoticeCollector:
         self._queue = result.method.queue
         self._channel = channel
 
-    def drain(self, settle: float = 0.0, timeout: float = 30) -> List[Dict[str, Any]]:
+    def drain(self, settle: float = 0.0, timeout: float = 30) -> list[dict[str, Any]]:
         """Pull every notice published to the exchange before this call; returns all collected so far.
 
         A marker is enqueued on the collector's own queue behind whatever the exchange has routed
@@ -271,7 +272,7 @@ class NoticeCollector:
         self.notices.append(json.loads(body))
         self.routing_keys.append(method.routing_key)
 
-    def wait_for(self, count: int, timeout: float = 60, predicate: Callable[[], bool] = lambda: True) -> List[Dict[str, Any]]:
+    def wait_for(self, count: int, timeout: float = 60, predicate: Callable[[], bool] = lambda: True) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.drain()
@@ -285,7 +286,7 @@ class NoticeCollector:
             self._connection.close()
 
 
-def instance_pids(pid_dir: Path) -> List[int]:
+def instance_pids(pid_dir: Path) -> list[int]:
     """The pids ``sr3 start`` wrote for a config's instances (``<cache>/<component>/<config>/*.pid``)."""
     found = []
     for path in sorted(pid_dir.glob("*.pid")):
@@ -294,7 +295,7 @@ def instance_pids(pid_dir: Path) -> List[int]:
     return found
 
 
-def stop_instances(pid_dir: Path, grace: float, kill: bool = True) -> List[int]:
+def stop_instances(pid_dir: Path, grace: float, kill: bool = True) -> list[int]:
     """SIGTERM the running instances whose pid files are in *pid_dir* and wait up to *grace*
     seconds for them to exit; with *kill*, SIGKILL those still running then.  Returns the pids
     that outlived the grace period (empty when every instance stopped by itself).

@@ -1,9 +1,8 @@
-"""One module per scenario; each has ``NAME``, ``TITLE`` and ``run(ctx) -> List[Row]``."""
+"""One module per scenario; each has ``NAME``, ``TITLE`` and ``run(ctx) -> list[Row]``."""
 
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Dict, List
 
 from bench.scenarios import (
     decode,
@@ -18,6 +17,6 @@ from bench.scenarios import (
 )
 
 #: in run order: later scenarios reuse figures of earlier ones (ctx.results)
-ALL: List[ModuleType] = [raw_imap, sr3_floor, end_to_end, memory, fetchmail, sr3_builtin, poll_scale, idle_latency,
+ALL: list[ModuleType] = [raw_imap, sr3_floor, end_to_end, memory, fetchmail, sr3_builtin, poll_scale, idle_latency,
                          decode]
-BY_NAME: Dict[str, ModuleType] = {m.NAME: m for m in ALL}
+BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in ALL}

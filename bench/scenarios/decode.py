@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from bench.context import CORPUS, BenchContext, mb
 from bench.report import Row, ratio, target_check
@@ -41,20 +40,20 @@ _SUMMARY = re.compile(r"recall=(\S+) filenames=(\S+) crashes=(\d+) timeouts=(\d+
                       r"msgs=(\d+) MBps=(\S+)")
 
 
-def corpus_files(ctx: BenchContext) -> List[Path]:
+def corpus_files(ctx: BenchContext) -> list[Path]:
     files = sorted((CORPUS / "messages").rglob("*.eml"))
     if ctx.quick:
         files = [f for f in files if re.search(QUICK_ONLY, str(f.relative_to(CORPUS / "messages")))]
     return files
 
 
-def cli_available() -> Tuple[bool, str]:
+def cli_available() -> tuple[bool, str]:
     done = subprocess.run([sys.executable, "-m", "mailingest", "decode", "--help"], capture_output=True,
                           text=True, timeout=60, check=False)
     return done.returncode == 0, (done.stderr or done.stdout).strip()[-200:]
 
 
-def ours_throughput(ctx: BenchContext, files: List[Path]) -> float:
+def ours_throughput(ctx: BenchContext, files: list[Path]) -> float:
     """Seconds for one ``mailingest decode`` process over all *files* (unique names via links)."""
     inbox = ctx.work / "decode" / "in"
     out = ctx.work / "decode" / "ours"
@@ -72,7 +71,7 @@ def ours_throughput(ctx: BenchContext, files: List[Path]) -> float:
     return time.perf_counter() - started
 
 
-def ripmime_throughput(ctx: BenchContext, files: List[Path]) -> float:
+def ripmime_throughput(ctx: BenchContext, files: list[Path]) -> float:
     out = ctx.work / "decode" / "ripmime"
     binary = shutil.which("ripmime") or "ripmime"
     started = time.perf_counter()
@@ -83,7 +82,7 @@ def ripmime_throughput(ctx: BenchContext, files: List[Path]) -> float:
     return time.perf_counter() - started
 
 
-def judge(ctx: BenchContext, *args: str) -> Optional[Dict[str, str]]:
+def judge(ctx: BenchContext, *args: str) -> dict[str, str] | None:
     command = [sys.executable, str(CORPUS / "compare.py"), "--jobs", "2", "--tmp", str(ctx.work / "judge"), *args]
     if ctx.quick:
         command += ["--only", QUICK_ONLY]
@@ -96,14 +95,14 @@ def judge(ctx: BenchContext, *args: str) -> Optional[Dict[str, str]]:
     return dict(zip(keys, match.groups()))
 
 
-def _fidelity(result: Optional[Dict[str, str]]) -> str:
+def _fidelity(result: dict[str, str] | None) -> str:
     if result is None:
         return "judge failed"
     return (f"recall {result['recall']}, filenames {result['filenames']}, crashes {result['crashes']}, "
             f"timeouts {result['timeouts']}, unsafe {result['unsafe']}, extra {result['extra']}")
 
 
-def _measure(ctx: BenchContext, *args: str, timeout: float = 600) -> List[dict]:
+def _measure(ctx: BenchContext, *args: str, timeout: float = 600) -> list[dict]:
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo / "plugins"), str(repo)]))
     try:
@@ -115,7 +114,7 @@ def _measure(ctx: BenchContext, *args: str, timeout: float = 600) -> List[dict]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def hostile_rows(ctx: BenchContext) -> List[Row]:
+def hostile_rows(ctx: BenchContext) -> list[Row]:
     """Issue 11: time and memory on hostile input, one process per message and 1,000 in a row."""
     try:
         from tests.fuzz.generators import big_messages
@@ -170,7 +169,7 @@ def hostile_rows(ctx: BenchContext) -> List[Row]:
     return rows
 
 
-def run(ctx: BenchContext) -> List[Row]:
+def run(ctx: BenchContext) -> list[Row]:
     if not (CORPUS / "compare.py").exists():
         return [Row("7. decode vs ripmime", "—", "—", "—", "—", "", f"corpus not found at {CORPUS}")]
     files = corpus_files(ctx)

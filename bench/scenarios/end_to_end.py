@@ -18,7 +18,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
 
 from bench.context import BenchContext, mb
 from bench.report import Row, ratio, target_check
@@ -35,7 +34,7 @@ QUICK_INSTANCES = (1, 2)
 PIPELINE_TARGET = 2.0
 
 
-def decode_available() -> Tuple[bool, str]:
+def decode_available() -> tuple[bool, str]:
     """Can sr3 load ``callback mailingest.decode``?  (It is being written while this bench is.)"""
     try:
         module = importlib.import_module("mailingest.decode")
@@ -51,11 +50,11 @@ NOT_ATTACHMENTS = ("body.txt", "body.html", "metadata.json")
 ATTACHMENTS_ONLY = "mailDecodeAnnounce attachments"
 
 
-def _visible_files(directory: Path) -> List[Path]:
+def _visible_files(directory: Path) -> list[Path]:
     """Every file under *directory* outside hidden entries (temp files, staging directories),
     read while workers write: a staging directory renamed away mid-walk is skipped, not an error
     (os.walk ignores directories that vanish; Path.rglob raises)."""
-    found: List[Path] = []
+    found: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(Path(root, name) for name in names if not name.startswith("."))
@@ -75,7 +74,7 @@ def _files_done(directory: Path, n: int, decode: bool, announced: int, attachmen
 
 
 def run_one(ctx: BenchContext, instances: int, decode: bool,
-            extra: str = "") -> Tuple[Optional[float], float, int, int, int]:
+            extra: str = "") -> tuple[float | None, float, int, int, int]:
     name = f"e2e{instances}" + ("a" if extra else "")
     account = ctx.loaded_account(name)  # downloads mark mail \Seen: a fresh copy per run
     home = ctx.sr3_home(name, account)
@@ -94,13 +93,13 @@ def run_one(ctx: BenchContext, instances: int, decode: bool,
     return result.elapsed, result.feed_seconds, result.announced, emls, parts
 
 
-def run(ctx: BenchContext) -> List[Row]:
+def run(ctx: BenchContext) -> list[Row]:
     decode, why = decode_available()
     n = ctx.messages
     total = ctx.pool_bytes
     raw_rate = ctx.results.get("raw_per_message_rate")
-    rows: List[Row] = []
-    best: Optional[Tuple[float, int]] = None
+    rows: list[Row] = []
+    best: tuple[float, int] | None = None
     counts = QUICK_INSTANCES if ctx.quick else INSTANCES
     runs = [(instances, "") for instances in counts] + ([(counts[-1], ATTACHMENTS_ONLY)] if decode else [])
     for instances, extra in runs:

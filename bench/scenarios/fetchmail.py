@@ -24,7 +24,6 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
-from typing import List, Optional
 
 from bench.context import BenchContext, mb
 from bench.report import Row, ratio, target_check
@@ -77,7 +76,7 @@ def rc_text(ctx: BenchContext, account, mda: str) -> str:
     )
 
 
-def fetch_all(ctx: BenchContext, account, work: Path, mda: Optional[str] = None) -> tuple:
+def fetch_all(ctx: BenchContext, account, work: Path, mda: str | None = None) -> tuple:
     """Run fetchmail once, with *mda* (default: append to ``work/mbox``); returns (seconds,
     bytes appended to the mbox, exit status, last output lines)."""
     work.mkdir(parents=True, exist_ok=True)
@@ -115,7 +114,7 @@ def same_work(ctx: BenchContext) -> tuple:
     return elapsed, stored, extracted, status, tail
 
 
-def run(ctx: BenchContext) -> List[Row]:
+def run(ctx: BenchContext) -> list[Row]:
     if shutil.which("fetchmail") is None:
         return [Row("4a. fetchmail, keep fetchall, MDA appends to a file", "—", "—", "not installed", "—",
                     "", "apt-get install fetchmail")]
@@ -125,7 +124,7 @@ def run(ctx: BenchContext) -> List[Row]:
     elapsed, appended, status, tail = fetch_all(ctx, account, ctx.work / "fetchmail")
     theirs = n / elapsed
     best = ctx.results.get("e2e_best")
-    ours_rate: Optional[float] = best[0] if best else None
+    ours_rate: float | None = best[0] if best else None
     decode = ctx.results.get("e2e_decode")
     ours = (f"{ours_rate:.0f} msg/s (end to end, instances {best[1]}"
             f"{'' if decode else ', no decode yet'})") if best else "run scenario e2e for our figure"

@@ -14,7 +14,6 @@ import inspect
 import logging
 import random
 import time
-from typing import List, Optional, Tuple
 
 import imapclient
 
@@ -40,13 +39,13 @@ def idle_available() -> bool:
         return False
 
 
-def percentile(values: List[float], fraction: float) -> float:
+def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
 
 
-def measure(ctx: BenchContext, name: str, extra: str, offsets: List[float], wait_after: float) -> List[float]:
+def measure(ctx: BenchContext, name: str, extra: str, offsets: list[float], wait_after: float) -> list[float]:
     """APPEND one message at each offset (s); return the APPEND → notice latencies."""
     account = ctx.dovecot.new_account(prefix=name[:8])
     home = ctx.sr3_home(name, account)
@@ -54,7 +53,7 @@ def measure(ctx: BenchContext, name: str, extra: str, offsets: List[float], wait
     home.write_config("poll", "mail", poll_config(ctx, exchange, extra))
     watcher = QueueWatcher(ctx.amqp_url(), exchange, f"bench_watch_{name}")
     server = account.server
-    appended: List[float] = []
+    appended: list[float] = []
     try:
         with imapclient.IMAPClient(server.host, port=server.imaps_port, ssl=True,
                                    ssl_context=server.client_ssl_context()) as client:
@@ -77,7 +76,7 @@ def measure(ctx: BenchContext, name: str, extra: str, offsets: List[float], wait
     return _match(appended, watcher.history)
 
 
-def _match(appended: List[float], history: List[Tuple[float, int]]) -> List[float]:
+def _match(appended: list[float], history: list[tuple[float, int]]) -> list[float]:
     latencies = []
     for i, at in enumerate(appended):
         arrival = next((t for t, count in history if count >= i + 1), None)
@@ -86,14 +85,14 @@ def _match(appended: List[float], history: List[Tuple[float, int]]) -> List[floa
     return latencies
 
 
-def _fmt(values: List[float], wanted: int) -> str:
+def _fmt(values: list[float], wanted: int) -> str:
     if not values:
         return f"0/{wanted} notices arrived"
     text = f"p50 {percentile(values, 0.5):.2f} s, p95 {percentile(values, 0.95):.2f} s"
     return text + (f" ({len(values)}/{wanted} arrived)" if len(values) < wanted else f" (n={len(values)})")
 
 
-def run(ctx: BenchContext) -> List[Row]:
+def run(ctx: BenchContext) -> list[Row]:
     rng = random.Random(7)
     interval = 3 if ctx.quick else 60
     idle_samples = 3 if ctx.quick else 20
@@ -101,8 +100,8 @@ def run(ctx: BenchContext) -> List[Row]:
     plain_offsets = sorted(rng.uniform(0, plain_window) for _ in range(3 if ctx.quick else 15))
     plain = measure(ctx, "plainpoll", f"scheduled_interval {interval}\n", plain_offsets,
                     interval + (5 if ctx.quick else 30))
-    plain_p50: Optional[float] = percentile(plain, 0.5) if plain else None
-    idle: List[float] = []
+    plain_p50: float | None = percentile(plain, 0.5) if plain else None
+    idle: list[float] = []
     idle_note = ""
     if idle_available():
         offsets = [i * (1.0 if ctx.quick else 2.0) + rng.uniform(0, 1) for i in range(idle_samples)]

@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 from bench.context import BenchContext, mb
 from bench.report import Row
@@ -35,7 +34,7 @@ FLAT_MB = 20.0
 PEAK_FACTOR = 1.5
 
 
-def _status(pid: int) -> Dict[str, int]:
+def _status(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM of *pid* in kB ({} once it is gone)."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
@@ -60,7 +59,7 @@ class Sampler(threading.Thread):
     def __init__(self, instances: Sr3Instances, directory: Path, every: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.instances, self.directory, self.every = instances, directory, every
-        self.samples: List[Tuple[int, int, int]] = []
+        self.samples: list[tuple[int, int, int]] = []
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -76,7 +75,7 @@ class Sampler(threading.Thread):
         self.join()
 
 
-def run(ctx: BenchContext) -> List[Row]:
+def run(ctx: BenchContext) -> list[Row]:
     n = QUICK_MESSAGES if ctx.quick else MESSAGES
     largest_size = QUICK_LARGEST if ctx.quick else LARGEST
     pool = ctx.pool()

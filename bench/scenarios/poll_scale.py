@@ -17,7 +17,6 @@ import logging
 import subprocess
 import sys
 import time
-from typing import Dict, List, Tuple
 
 from bench.context import REPO, BenchContext
 from bench.report import Row, ratio, target_check
@@ -33,7 +32,7 @@ NEW = 100
 META = "(RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT FROM DATE)])"
 
 
-def sizes(ctx: BenchContext) -> Tuple[int, ...]:
+def sizes(ctx: BenchContext) -> tuple[int, ...]:
     return (1_000, 5_000) if ctx.quick else (10_000, 100_000)
 
 
@@ -54,7 +53,7 @@ def raw_listing(account) -> float:
         conn.logout()
 
 
-def ours(ctx: BenchContext, account, size: int) -> List[Dict[str, float]]:
+def ours(ctx: BenchContext, account, size: int) -> list[dict[str, float]]:
     state = ctx.work / "pollstate" / str(size)
     state.mkdir(parents=True, exist_ok=True)
     server = account.server
@@ -67,9 +66,9 @@ def ours(ctx: BenchContext, account, size: int) -> List[Dict[str, float]]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def run(ctx: BenchContext) -> List[Row]:
-    rows: List[Row] = []
-    later: Dict[int, float] = {}
+def run(ctx: BenchContext) -> list[Row]:
+    rows: list[Row] = []
+    later: dict[int, float] = {}
     for size in sizes(ctx):
         account = ctx.dovecot.new_account(prefix=f"poll{size}")
         started = time.monotonic()

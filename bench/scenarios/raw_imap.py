@@ -11,7 +11,6 @@ from __future__ import annotations
 import imaplib
 import logging
 import time
-from typing import List, Optional, Tuple
 
 from bench.context import BenchContext, mb
 from bench.report import Row, ratio
@@ -31,7 +30,7 @@ def _connect(ctx: BenchContext, account) -> imaplib.IMAP4_SSL:
     return conn
 
 
-def bulk_fetch(ctx: BenchContext, account) -> Tuple[float, int]:
+def bulk_fetch(ctx: BenchContext, account) -> tuple[float, int]:
     """Seconds and bytes for ``UID FETCH 1:* BODY.PEEK[]`` on one connection."""
     conn = _connect(ctx, account)
     try:
@@ -46,7 +45,7 @@ def bulk_fetch(ctx: BenchContext, account) -> Tuple[float, int]:
         conn.logout()
 
 
-def uids(ctx: BenchContext, account) -> List[int]:
+def uids(ctx: BenchContext, account) -> list[int]:
     conn = _connect(ctx, account)
     try:
         typ, data = conn.uid("SEARCH", "ALL")
@@ -55,7 +54,7 @@ def uids(ctx: BenchContext, account) -> List[int]:
         conn.logout()
 
 
-def per_message_fetch(ctx: BenchContext, account, uid_list: List[int]) -> Tuple[float, int]:
+def per_message_fetch(ctx: BenchContext, account, uid_list: list[int]) -> tuple[float, int]:
     """Seconds and bytes for one ``UID FETCH n BODY.PEEK[]`` per message on a kept connection."""
     conn = _connect(ctx, account)
     try:
@@ -69,7 +68,7 @@ def per_message_fetch(ctx: BenchContext, account, uid_list: List[int]) -> Tuple[
         conn.logout()
 
 
-def ours_per_message(ctx: BenchContext, account, uid_list: List[int]) -> Tuple[float, int]:
+def ours_per_message(ctx: BenchContext, account, uid_list: list[int]) -> tuple[float, int]:
     """The same loop through mailingest.mailbox.imap.ImapMailbox.fetch_raw (no sr3, no disk)."""
     from mailingest.mailbox.account import resolve_account
     from mailingest.mailbox.connection import ConnectionSettings
@@ -90,13 +89,13 @@ def ours_per_message(ctx: BenchContext, account, uid_list: List[int]) -> Tuple[f
         mailbox.close()
 
 
-def _rate(n: int, seconds: Optional[float], size: int) -> str:
+def _rate(n: int, seconds: float | None, size: int) -> str:
     if not seconds:
         return "—"
     return f"{n / seconds:.0f} msg/s, {mb(size) / seconds:.1f} MB/s"
 
 
-def run(ctx: BenchContext) -> List[Row]:
+def run(ctx: BenchContext) -> list[Row]:
     account = ctx.loaded_account()
     uid_list = uids(ctx, account)
     n = len(uid_list)
@@ -106,7 +105,7 @@ def run(ctx: BenchContext) -> List[Row]:
     ctx.results["raw_bulk_rate"] = n / bulk_s
     ctx.results["raw_per_message_rate"] = n / each_s
     ctx.results["raw_per_message_ms"] = each_s / n * 1000
-    ours_s: Optional[float] = None
+    ours_s: float | None = None
     ours_note = ""
     try:
         ours_s, _ours_bytes = ours_per_message(ctx, account, uid_list)

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import time
-from typing import Iterator, List
+from collections.abc import Iterator
 
 import imapclient
 
@@ -91,7 +91,7 @@ def run_poll(ctx: BenchContext, account, seconds: float) -> str:
             f"{seen_count(account)}/{ctx.messages} messages \\Seen after")
 
 
-def run_download(ctx: BenchContext, account, bodies: List[bytes], seconds: float) -> str:
+def run_download(ctx: BenchContext, account, bodies: list[bytes], seconds: float) -> str:
     name = "builtindl"
     home = ctx.sr3_home(name, account)
     result = run_subscriber(ctx, home, name, ["download.mail_ingest"], instances=1, preload=bodies,
@@ -102,7 +102,7 @@ def run_download(ctx: BenchContext, account, bodies: List[bytes], seconds: float
             f"{seen_count(account)}/{ctx.messages} messages \\Seen after")
 
 
-def run(ctx: BenchContext) -> List[Row]:
+def run(ctx: BenchContext) -> list[Row]:
     n = ctx.messages
     seconds = 4.0 if ctx.quick else 20.0
     account = ctx.loaded_account("builtin")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import List
 
 from bench.context import BenchContext, mb
 from bench.diskload import busy_disk
@@ -26,7 +25,7 @@ TITLE = "sr3 floor vs mailingest.download"
 TARGET = 1.25
 
 
-def run(ctx: BenchContext) -> List[Row]:
+def run(ctx: BenchContext) -> list[Row]:
     return [pair(ctx, "2. per-message cost: mailingest.download vs sr3 floor (null download), instances 1", ""),
             pair(ctx, "2b. per-message cost on a busy disk: mailingest.download vs sr3 floor, instances 1, while "
                       "another process writes and fsyncs", "-busy")]

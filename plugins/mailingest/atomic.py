@@ -11,8 +11,8 @@ import shutil
 import socket
 import stat
 import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Optional, Sequence
 
 import psutil
 
@@ -31,7 +31,7 @@ def temp_name(final_path: str) -> str:
     return os.path.join(directory, f".{name}{TEMP_MARK}{_host_tag()}-{os.getpid()}.tmp")
 
 
-def write_atomically(final_path: str, chunks: Iterable[bytes], mtime: Optional[float] = None) -> int:
+def write_atomically(final_path: str, chunks: Iterable[bytes], mtime: float | None = None) -> int:
     """Write ``chunks`` to ``final_path`` atomically; returns the byte count.
 
     The final name appears only once the data is durable.  ``mtime`` (epoch seconds) is set
@@ -57,7 +57,7 @@ def write_atomically(final_path: str, chunks: Iterable[bytes], mtime: Optional[f
     return written
 
 
-def write_temp(final_path: str, chunks: Iterable[bytes], mtime: Optional[float] = None) -> tuple[str, int]:
+def write_temp(final_path: str, chunks: Iterable[bytes], mtime: float | None = None) -> tuple[str, int]:
     """The first half of :py:func:`write_atomically`: ``chunks`` in the hidden temp file of
     ``final_path`` (:py:func:`temp_name`), ``mtime`` set, nothing synced or renamed yet.
     Returns (temp path, byte count); on failure the temp file is removed.  Publish it with

@@ -90,7 +90,7 @@ import copy
 import logging
 import os
 from dataclasses import replace
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable
 
 import sarracenia
 from sarracenia.flowcb import FlowCB
@@ -122,22 +122,22 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         #: (:py:meth:`_make_durable`); each file's sr3 identity taken while it is written
         self.write_settings = replace(self.settings, fsync=False,
                                       identity=identity_digest(getattr(self.o, "identity_method", None)))
-        self._unsynced_files: List[str] = []
-        self._unsynced_dirs: Set[str] = set()
+        self._unsynced_files: list[str] = []
+        self._unsynced_dirs: set[str] = set()
         self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
-        self.metrics: Dict[str, int] = {"decoded": 0, "partial": 0, "notDecoded": 0, "filesWritten": 0,
+        self.metrics: dict[str, int] = {"decoded": 0, "partial": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0}
         # pending decodes (see mailingest.mime.journal): recorded before sr3 acknowledges a notice,
         # forgotten once the announcements are posted, taken over from a dead worker
         self.journal = DecodeJournal(os.path.join(str(getattr(self.o, "cfg_run_dir", ".")), JOURNAL_DIR),
                                      fsync=self.settings.fsync)
-        self._taken_over: List[Batch] = []
-        self._posted_clears: List[str] = []
+        self._taken_over: list[Batch] = []
+        self._posted_clears: list[str] = []
 
     def on_stop(self) -> None:
         self.quiet.remove()
 
-    def metricsReport(self) -> Dict[str, int]:
+    def metricsReport(self) -> dict[str, int]:
         return dict(self.metrics)
 
     # -- the journal of pending decodes ---------------------------------------------------------
@@ -179,7 +179,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     # -- decoding -------------------------------------------------------------------------------
     def after_work(self, worklist: Any) -> None:
-        announced: List[sarracenia.Message] = []
+        announced: list[sarracenia.Message] = []
         fresh = set()
         for msg in worklist.ok:
             if "post_failures" in msg or not _is_eml(msg):
@@ -215,7 +215,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             logger.error("cannot make %d decoded file(s) durable (%s): a power loss before the next sync may "
                          "lose them; their announcements go out now", len(files), exc)
 
-    def _guarded(self, decode: Any, item: Any) -> List[sarracenia.Message]:
+    def _guarded(self, decode: Any, item: Any) -> list[sarracenia.Message]:
         try:
             return decode(item)
         except Exception:  # outermost guard: one message must not stop the flow
@@ -227,7 +227,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             self.metrics["notDecoded"] += 1
             return []
 
-    def _recover(self, entry: Dict[str, Any], batch: Batch) -> List[sarracenia.Message]:
+    def _recover(self, entry: dict[str, Any], batch: Batch) -> list[sarracenia.Message]:
         """Finish the decode a stopped worker left pending: the .eml notice and the parts'."""
         path = entry["path"]
         if not os.path.isfile(path):
@@ -251,7 +251,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         return [msg] + self._decode(msg, on_start=lambda: self.journal.starting(batch, entry))
 
     def _decode(self, msg: sarracenia.Message,
-                on_start: Optional[Callable[[], None]] = None) -> List[sarracenia.Message]:
+                on_start: Callable[[], None] | None = None) -> list[sarracenia.Message]:
         """Decode ``msg``'s .eml (``on_start`` is called just before a decode really begins: not
         for a message already decoded) and return the notices of what it wrote."""
         path = os.path.join(msg["new_dir"], msg["new_file"])
@@ -286,7 +286,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self._unsynced_dirs.update(os.path.dirname(f.path) for f in result.files)
         self._unsynced_dirs.add(os.path.dirname(result.directory))
 
-    def _announced(self, msg: sarracenia.Message, result: DecodeResult, mail: Any) -> List[sarracenia.Message]:
+    def _announced(self, msg: sarracenia.Message, result: DecodeResult, mail: Any) -> list[sarracenia.Message]:
         notices = self._announce(msg, result, mail)
         msg["mailDecode"] = {"status": result.status, "files": len(result.files), "announced": len(notices),
                              "directory": os.path.basename(result.directory)}
@@ -301,7 +301,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         return notices
 
     def _announce(self, parent: sarracenia.Message, result: DecodeResult,
-                  mail: Any) -> List[sarracenia.Message]:
+                  mail: Any) -> list[sarracenia.Message]:
         notices = []
         origin = {"relPath": parent.get("relPath"), "identity": parent.get("identity"),
                   "mail": mail}
@@ -319,7 +319,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self.metrics["filesAnnounced"] += len(notices)
         return notices
 
-    def _file_notice(self, written: WrittenFile) -> Optional[sarracenia.Message]:
+    def _file_notice(self, written: WrittenFile) -> sarracenia.Message | None:
         """The notice of one file written: its identity from the digest taken while writing
         (sr3's ``fromFileData`` would read the file back), else as sr3 computes it."""
         lstat = sarracenia.stat(written.path)
@@ -331,7 +331,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         return notice
 
 
-def identity_digest(method: Any) -> Optional[str]:
+def identity_digest(method: Any) -> str | None:
     """The :py:mod:`hashlib` name for sr3's ``identity_method`` when the decode can take it while
     writing (``sha512``, ``md5``: sr3's value is the base64 of that digest); None for the others
     (``cod,...``, ``arbitrary``, ``random``, none), left to sr3."""

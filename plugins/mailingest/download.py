@@ -49,8 +49,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any
 
 import sarracenia
 import sarracenia.identity
@@ -135,28 +136,28 @@ class Download(FlowCB):
         declare_download_options(self.o)
         self.settings = DownloadSettings.from_options(self.o)
         self.action = self.settings.after_download
-        self.metrics: Dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
+        self.metrics: dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
                                         "actions": 0, "alreadyComplete": 0}
         self.sessions = SessionPool(self.settings.connection, self._prepare, self.metrics,
                                     lambda: self.stop_requested,
                                     session_budget(self.o, getattr(self.o, "broker", None), lambda: self.stop_requested))
-        self._accounts: Dict[str, MailAccount] = {}
+        self._accounts: dict[str, MailAccount] = {}
         self.credentials = CredentialsFile.of(self.o)
         self._credentials_generation = 0
         # deletions that take effect at close (POP3 DELE, applied at QUIT) not applied yet:
         # account -> (the session that sent them, refs)
-        self._pending_deletes: Dict[str, Tuple[Mailbox, List[MessageRef]]] = {}
+        self._pending_deletes: dict[str, tuple[Mailbox, list[MessageRef]]] = {}
         self._folders_created: set = set()
         self._no_flags_logged = False
         #: directories this worker writes to, checked for killed workers' temp files
-        self._swept_dirs: Set[str] = set()
+        self._swept_dirs: set[str] = set()
         #: a directory that cannot be written is waited out here, not through sr3's retry queue
         self.disk = DirectoryWait(lambda: self.stop_requested)
         self.quiet = ImapclientQuiet.install()  # imapclient logs only warnings, unless asked
         #: the pass's worklist (after_accept), to know which notices are still to come
         self._worklist: Any = None
         #: messages fetched into temp files, made durable together before any server action
-        self._group: List[_Fetched] = []
+        self._group: list[_Fetched] = []
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
@@ -250,7 +251,7 @@ class Download(FlowCB):
         self.sessions.close_all()
         self.quiet.remove()
 
-    def metricsReport(self) -> Dict[str, Any]:
+    def metricsReport(self) -> dict[str, Any]:
         return dict(self.metrics)
 
     # -- work ---------------------------------------------------------------------------------
@@ -327,7 +328,7 @@ class Download(FlowCB):
         return (len(self._group) >= GROUP_MAX_MESSAGES
                 or sum(f.msg.get("size", 0) for f in self._group) >= GROUP_MAX_BYTES)
 
-    def _publish_group(self, current: Optional[sarracenia.Message] = None) -> List[sarracenia.Message]:
+    def _publish_group(self, current: sarracenia.Message | None = None) -> list[sarracenia.Message]:
         """Make the group's files durable together (one sync of all temp files, the renames,
         one fsync per directory: :py:func:`mailingest.atomic.publish_together`), then, for each
         file now durable, and only then, apply ``mailAfterDownload``.  Returns the messages done.
@@ -355,7 +356,7 @@ class Download(FlowCB):
         return done
 
     def _retry_later(self, msg: sarracenia.Message) -> None:
-        ok: List[sarracenia.Message] = getattr(self._worklist, "ok", None) or []
+        ok: list[sarracenia.Message] = getattr(self._worklist, "ok", None) or []
         for i, candidate in enumerate(ok):
             if candidate is msg:
                 del ok[i]
@@ -363,7 +364,7 @@ class Download(FlowCB):
                 return
 
     def _fetch_until_written(self, account: MailAccount, ref: MessageRef, msg: sarracenia.Message,
-                             final_path: str, where: str) -> Optional[str]:
+                             final_path: str, where: str) -> str | None:
         """Fetch the message into the temp file of *final_path* (returned); while its directory
         cannot be written, wait (:mod:`mailingest.fetcher.diskwait`) and fetch again.  None when
         a stop was requested, or when writing keeps failing although the directory passes the
@@ -526,7 +527,7 @@ class Download(FlowCB):
             self._accounts[base_url] = account
         return account
 
-    def _accounts_by_display(self) -> Dict[str, MailAccount]:
+    def _accounts_by_display(self) -> dict[str, MailAccount]:
         return {account.display: account for account in self._accounts.values()}
 
     def _prepare(self, mailbox: Mailbox) -> None:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Any, List, Mapping, NamedTuple, Optional, Set
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from mailingest.errors import ConfigError
 
@@ -42,7 +43,7 @@ class Option(NamedTuple):
 
 
 #: options already reported as repeated (one warning per option and process: a log throttle)
-_warned_repeats: Set[str] = set()
+_warned_repeats: set[str] = set()
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -81,7 +82,7 @@ def read(options: Any, spec: Option) -> Any:
     raise ValueError(f"option {spec.name}: unknown kind {spec.kind!r}")
 
 
-def text(options: Any, name: str, default: Optional[str] = None) -> Optional[str]:
+def text(options: Any, name: str, default: str | None = None) -> str | None:
     """A *str* option: the last value given, stripped; *default* when unset or empty."""
     raw = _scalar(options, name, "str")
     value = str(raw).strip() if raw is not None and raw is not True else ""
@@ -90,7 +91,7 @@ def text(options: Any, name: str, default: Optional[str] = None) -> Optional[str
     return result
 
 
-def values(options: Any, name: str) -> List[str]:
+def values(options: Any, name: str) -> list[str]:
     """A *list* option: the items of the last line given, split at commas (``INBOX,Archive``)."""
     raw = getattr(options, name, None)
     if isinstance(raw, (list, tuple)):
@@ -185,7 +186,7 @@ def _scalar(options: Any, name: str, kind: str) -> Any:
     return raw
 
 
-def _last(name: str, given: List[Any], kind: str) -> Any:
+def _last(name: str, given: list[Any], kind: str) -> Any:
     """The last of the values a repeated option was given (logged once per option)."""
     if len(given) > 1 and name not in _warned_repeats:
         _warned_repeats.add(name)

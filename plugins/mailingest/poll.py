@@ -69,7 +69,7 @@ import logging
 import os
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable
 
 import sarracenia
 import sarracenia.filemetadata
@@ -128,14 +128,14 @@ class Poll(FlowCB):
         run_dir = getattr(self.o, "cfg_run_dir", None) or "."
         self.state = PollState(os.path.join(run_dir, STATE_FILE))
         # what the current cycle listed, committed by after_post only if poll() returned normally
-        self._staged_folders: Dict[Tuple[str, str], FolderState] = {}
-        self._staged_uidls: Dict[str, Tuple[Set[str], Dict[str, Announced]]] = {}
+        self._staged_folders: dict[tuple[str, str], FolderState] = {}
+        self._staged_uidls: dict[str, tuple[set[str], dict[str, Announced]]] = {}
         self._staged_complete = False
         self._connection_failures = 0  # in a row: the reconnect backoff grows with these alone
         self._retry_at = 0.0
         self._last_error = ""
         self._last_error_logged = 0.0
-        self.metrics: Dict[str, Any] = {
+        self.metrics: dict[str, Any] = {
             "listed": 0, "announced": 0, "skippedKnown": 0, "skippedTooLarge": 0, "quarantined": 0, "deferred": 0,
             "cycles": 0, "lastPollSeconds": 0.0, "lagSeconds": 0.0, "logins": 0, "reannounced": 0,
         }
@@ -146,7 +146,7 @@ class Poll(FlowCB):
         self._interval = self.settings.interval
         self._next_full_cycle = 0.0
         self._outage_started = 0.0
-        self._idle_offered: Optional[bool] = None
+        self._idle_offered: bool | None = None
         # highly available poll (sr3 vip) and the account's session budget: mailingest.poller.ha, .budget
         self.lease, self.announcer = poll_lease(self.o, self.mail_url.display)
         self.budget = session_budget(self.o, getattr(self.o, "post_broker", None), lambda: self.stop_requested)
@@ -154,7 +154,7 @@ class Poll(FlowCB):
         self.session = KeptSession(self.connection, on_login=self._logged_in, budget=self.budget)
 
     # -- sr3 entry points ---------------------------------------------------------------------
-    def poll(self) -> List[sarracenia.Message]:
+    def poll(self) -> list[sarracenia.Message]:
         """Under ``vip``, only while this node holds the poll lease (:mod:`mailingest.poller.ha`)."""
         self._discard_staged()  # never commit what an earlier poll() staged but sr3 did not post
         if not self.lease.may_poll(self.state):
@@ -170,12 +170,12 @@ class Poll(FlowCB):
             return []
         return notices
 
-    def _poll_once(self) -> List[sarracenia.Message]:
+    def _poll_once(self) -> list[sarracenia.Message]:
         if time.monotonic() < self._retry_at:
             return []
         started = time.monotonic()
-        notices: List[sarracenia.Message] = []
-        account: Optional[MailAccount] = None
+        notices: list[sarracenia.Message] = []
+        account: MailAccount | None = None
         try:
             account = resolve_account(self.settings.poll_url, self.credentials.database(), self.connection.oauth2)
             notices = self._reconnecting(account, "during the poll cycle", lambda: self._cycle(account))
@@ -246,12 +246,12 @@ class Poll(FlowCB):
         self.lease.step_down()
         self.quiet.remove()
 
-    def metricsReport(self) -> Dict[str, Any]:
+    def metricsReport(self) -> dict[str, Any]:
         return dict(self.metrics)
 
     # -- one cycle ----------------------------------------------------------------------------
     def _reconnecting(self, account: MailAccount, when: str,
-                      run: Callable[[], List[sarracenia.Message]]) -> List[sarracenia.Message]:
+                      run: Callable[[], list[sarracenia.Message]]) -> list[sarracenia.Message]:
         """``run()``; a session the server drops midway (restart, admin kick, NAT timeout) is
         re-opened once, and a full cycle catches up on what arrived meanwhile.
 
@@ -272,15 +272,15 @@ class Poll(FlowCB):
         self._staged_uidls.clear()
         self._staged_complete = False
 
-    def _cycle(self, account: MailAccount, folders: Optional[Tuple[str, ...]] = None) -> List[sarracenia.Message]:
+    def _cycle(self, account: MailAccount, folders: tuple[str, ...] | None = None) -> list[sarracenia.Message]:
         mailbox = self._connected(account)
-        notices: List[sarracenia.Message] = []
+        notices: list[sarracenia.Message] = []
         for folder in folders or self.settings.folders:
             if self.stop_requested:
                 break
             listed_from = time.monotonic()
             listing = self._list(mailbox, account, folder)
-            extra: Dict[object, Dict[str, Any]] = {}
+            extra: dict[object, dict[str, Any]] = {}
             if self.gate is not None:
                 extra = self.gate.apply(mailbox, account.display, folder, listing)
             notices.extend(self._notice(account, ref, extra.get(message_key(ref))) for ref in listing.announce)
@@ -317,7 +317,7 @@ class Poll(FlowCB):
             self._staged_folders[key] = listing.imap_state
         return listing
 
-    def _healed(self, account: MailAccount, folder: str, listing: Listing) -> List[MessageRef]:
+    def _healed(self, account: MailAccount, folder: str, listing: Listing) -> list[MessageRef]:
         """The messages announced again (mailReannounceAfter): one info line each."""
         for ref, waited in listing.repeat:
             logger.info("%s folder %r message %s: still not downloaded %.0f s after it was announced; "
@@ -354,7 +354,7 @@ class Poll(FlowCB):
         """``mailIdle on``, and the server offers IDLE (or has not been asked yet)."""
         return self.settings.idle and self._idle_offered is not False
 
-    def _poll_idling(self) -> List[sarracenia.Message]:
+    def _poll_idling(self) -> list[sarracenia.Message]:
         """``poll()`` with ``mailIdle on``: hold sr3's gather until mail arrives, then return its
         notices and have the flow call again at once.  In between, IDLE on the first folder,
         with a full cycle of every folder every ``scheduled_interval``; a lost server is retried
@@ -364,7 +364,7 @@ class Poll(FlowCB):
         started = time.monotonic()
         hand_back = max(started + self.pacing.empty_sleep_max,
                         min(started + self.settings.idle_max, self.pacing.housekeeping_due()))
-        notices: List[sarracenia.Message] = []
+        notices: list[sarracenia.Message] = []
         while not (notices or self.stop_requested):
             if time.monotonic() >= self._retry_at:
                 notices = self._watch_once(hand_back)
@@ -378,9 +378,9 @@ class Poll(FlowCB):
         self.metrics["lastPollSeconds"] = round(time.monotonic() - started, 3)
         return notices
 
-    def _watch_once(self, hand_back: float) -> List[sarracenia.Message]:
+    def _watch_once(self, hand_back: float) -> list[sarracenia.Message]:
         """One connected stretch of :meth:`_watch`; a failure is logged and scheduled for retry."""
-        account: Optional[MailAccount] = None
+        account: MailAccount | None = None
         try:
             account = resolve_account(self.settings.poll_url, self.credentials.database(), self.connection.oauth2)
             logins = self.metrics["logins"]
@@ -402,7 +402,7 @@ class Poll(FlowCB):
         self._next_full_cycle = 0.0  # catch up on everything once the server is back
         return []
 
-    def _watch(self, account: MailAccount, hand_back: float) -> List[sarracenia.Message]:
+    def _watch(self, account: MailAccount, hand_back: float) -> list[sarracenia.Message]:
         """Full cycles every ``scheduled_interval``, IDLE on the first folder in between, until
         notices, ``hand_back`` or a stop request.
 
@@ -494,7 +494,7 @@ class Poll(FlowCB):
 
     # -- notices ------------------------------------------------------------------------------
     def _notice(self, account: MailAccount, ref: MessageRef,
-                extra: Optional[Dict[str, Any]] = None) -> sarracenia.Message:
+                extra: dict[str, Any] | None = None) -> sarracenia.Message:
         stat = sarracenia.filemetadata.FmdStat()
         stat.st_mode = 0o100644
         stat.st_size = ref.size

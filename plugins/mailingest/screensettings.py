@@ -3,7 +3,7 @@ typed readers: :func:`screen_settings` is the only function that reads them."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from mailingest import options as opt
 from mailingest.errors import ConfigError
@@ -31,7 +31,7 @@ TRUST_OPTIONS = (
     Option("mailTrustHoldMax", "duration", DEFAULT_HOLD_MAX),
 )
 
-def screen_settings(options: Any, pop3: bool) -> Optional[ScreenSettings]:
+def screen_settings(options: Any, pop3: bool) -> ScreenSettings | None:
     """The poll's screening settings, None when the check is off: ``mailTrustCheck off``, or not
     set and none of mailTrustedAuthserv, mailAcceptFrom, mailUntrusted, mailMachineMail,
     mailLoopAddresses set.

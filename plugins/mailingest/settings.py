@@ -21,7 +21,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, List, Literal, Optional, Tuple
+from typing import Any, Literal
 
 from mailingest import options as opt
 from mailingest.errors import ConfigError
@@ -121,7 +121,7 @@ SESSION_BUDGET_OPTIONS = (
 )
 
 #: every option mailingest declares, by name
-ALL_OPTIONS: Dict[str, Option] = {spec.name: spec for spec in (*CONNECTION_OPTIONS, *POLL_OPTIONS,
+ALL_OPTIONS: dict[str, Option] = {spec.name: spec for spec in (*CONNECTION_OPTIONS, *POLL_OPTIONS,
                                                               *DOWNLOAD_OPTIONS, *DECODE_OPTIONS,
                                                               *SESSION_BUDGET_OPTIONS, *TRUST_OPTIONS)}
 
@@ -164,7 +164,7 @@ def connection_settings(options: Any) -> ConnectionSettings:
 
 def oauth2_settings(options: Any, timeout: float = TIMEOUT.default,
                     rigour: str = default_of(ConnectionSettings, "tls_rigour"),
-                    ca_file: Optional[str] = None) -> Optional[OAuth2Settings]:
+                    ca_file: str | None = None) -> OAuth2Settings | None:
     """The flow's OAuth2 settings (:func:`mailingest.oauth2.config.settings_from_options` reads the
     ``mailOAuth2*`` options through this module's table), or None when ``mailOAuth2Provider`` is
     not set.
@@ -176,11 +176,11 @@ def oauth2_settings(options: Any, timeout: float = TIMEOUT.default,
                                  tls_rigour=rigour, ca_file=ca_file)
 
 
-def _path(value: Optional[str]) -> Optional[str]:
+def _path(value: str | None) -> str | None:
     return os.path.expanduser(value) if value else None
 
 
-def _words(value: Optional[str]) -> List[str]:
+def _words(value: str | None) -> list[str]:
     """Space- or comma-separated words (OAuth2 scopes)."""
     return [word for word in re.split(r"[\s,]+", value or "") if word]
 
@@ -192,16 +192,16 @@ class PollSettings:
     """What :class:`mailingest.poll.Poll` polls and how (docs/configuration.md, "Poll")."""
 
     poll_url: str
-    folders: Tuple[str, ...]
+    folders: tuple[str, ...]
     search: str
-    since: Optional[Since]
+    since: Since | None
     max_size: int
-    quarantine_folder: Optional[str]
+    quarantine_folder: str | None
     uidvalidity_change: str
     idle: bool
     idle_max: float
     announce_max: int
-    reannounce: Optional[ReannouncePolicy]
+    reannounce: ReannouncePolicy | None
     #: seconds between full cycles (scheduled_interval, or sr3's own default)
     interval: float
 
@@ -277,7 +277,7 @@ class DecodeFlowSettings:
     """What :class:`mailingest.decode.Decode` writes (``decode``) and announces (``announce``)."""
 
     decode: DecodeSettings
-    announce: FrozenSet[str]
+    announce: frozenset[str]
 
     @classmethod
     def from_options(cls, options: Any) -> DecodeFlowSettings:
@@ -305,7 +305,7 @@ def declare_decode_options(options: Any) -> None:
     declare(options, *DECODE_OPTIONS)
 
 
-def announced_kinds(value: Any) -> FrozenSet[str]:
+def announced_kinds(value: Any) -> frozenset[str]:
     """The file kinds ``mailDecodeAnnounce`` asks to announce: ``all`` (default), ``none``, or a
     comma-separated choice of ``bodies``, ``attachments``, ``metadata``.
 
@@ -352,7 +352,7 @@ def session_budget(options: Any, flow_broker: Any, should_stop: Any) -> Any:
 
 # -- a highly available poll under sr3's vip (mailingest.poller.ha) -------------------------------
 
-def poll_lease(options: Any, account_display: str) -> Tuple[ActivePollLease, str]:
+def poll_lease(options: Any, account_display: str) -> tuple[ActivePollLease, str]:
     """The poll's :class:`ActivePollLease` and this node's announcer name (empty without ``vip``).
 
     The lease group is the account and the post_exchange, so the nodes of one poll share it
@@ -375,7 +375,7 @@ def poll_lease(options: Any, account_display: str) -> Tuple[ActivePollLease, str
     return ActivePollLease(group, shared_locks(url), getattr(options, "novipFilename", None), queue, split), announcer
 
 
-def _poll_queue_and_split_exchanges(options: Any) -> Tuple[str, List[str]]:
+def _poll_queue_and_split_exchanges(options: Any) -> tuple[str, list[str]]:
     """The queue sr3 declared for a vip poll, and the exchanges it posts to with
     ``post_exchangeSplit`` (sr3 binds only one of them; [] without a split)."""
     queue = ""
@@ -385,7 +385,7 @@ def _poll_queue_and_split_exchanges(options: Any) -> Tuple[str, List[str]]:
             break
         except (KeyError, TypeError):
             continue
-    exchanges: List[str] = []
+    exchanges: list[str] = []
     for publisher in getattr(options, "publishers", None) or []:
         try:
             names = publisher["exchange"]

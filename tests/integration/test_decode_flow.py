@@ -16,9 +16,9 @@ from tests.sr3env import NoticeCollector
 pytestmark = pytest.mark.integration
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
-CSV = "station,temp\nCYUL,-3.5\nCYYZ,1.0\n".encode()
+CSV = b"station,temp\nCYUL,-3.5\nCYYZ,1.0\n"
 JAPANESE_NAME = "観測データ_東京.txt"
-JAPANESE = "気温: 12.3度\n".encode("utf-8")
+JAPANESE = "気温: 12.3度\n".encode()
 
 
 def message_with_three_attachments() -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Iterator, List
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,7 +29,7 @@ EXCHANGE = "xs_ha_poll"
 
 
 @pytest.fixture
-def hosts(rabbitmq, mail_account) -> Iterator[List[Host]]:
+def hosts(rabbitmq, mail_account) -> Iterator[list[Host]]:
     made = [Host([rabbitmq.port, mail_account.server.imaps_port]) for _ in range(3)]
     try:
         yield made
@@ -63,10 +63,10 @@ def deliver(account, first: int, count: int) -> None:
 class Collectors:
     """Independent consumers of every exchange the poll posts to."""
 
-    def __init__(self, url: str, exchanges: List[str]) -> None:
+    def __init__(self, url: str, exchanges: list[str]) -> None:
         self.collectors = [NoticeCollector(url, exchange) for exchange in exchanges]
 
-    def relpaths(self, settle: float = 0.0) -> List[str]:
+    def relpaths(self, settle: float = 0.0) -> list[str]:
         return [n["relPath"] for c in self.collectors for n in c.drain(settle=settle)]
 
     def close(self) -> None:
@@ -74,7 +74,7 @@ class Collectors:
             collector.close()
 
 
-def unique_notices(collectors: Collectors, count: int) -> List[str]:
+def unique_notices(collectors: Collectors, count: int) -> list[str]:
     """Wait for ``count`` notices in all; their relPaths (each must be announced once)."""
     wait_until(lambda: len(collectors.relpaths()) >= count, timeout=180, what=f"{count} notices")
     paths = collectors.relpaths(settle=2.0)

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.policy import SMTP
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
 
@@ -41,7 +41,7 @@ def collector(rabbitmq, request):
 
 
 def run_poll(home, rabbitmq, account, collector, *, expect: int, scheme: str = "imaps", extra: str = "",
-             name: str = "p", log_name: str = "", until: Optional[Callable[[], bool]] = None) -> list:
+             name: str = "p", log_name: str = "", until: Callable[[], bool] | None = None) -> list:
     """One `sr3 foreground` poll until ``expect`` notices arrived, a cycle found nothing more (and
     ``until()`` holds); returns every notice the poll published."""
     home.write_config("poll", name, poll_config(rabbitmq, account, scheme=scheme, exchange=collector.exchange,

@@ -32,7 +32,7 @@ def binaryish_crlf_message(seed: int) -> bytes:
     rng = random.Random(seed)
     alphabet = bytes(b for b in range(1, 256) if b not in (0x0A, 0x0D))
     lines = [bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 200))) for _ in range(50)]
-    head = "From: Renée <r@example.org>\r\nSubject: données brutes\r\n".encode("utf-8")
+    head = "From: Renée <r@example.org>\r\nSubject: données brutes\r\n".encode()
     return head + b"Content-Transfer-Encoding: 8bit\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
 
 

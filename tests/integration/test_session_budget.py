@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 
 import pytest
 
@@ -61,7 +61,7 @@ def most_sessions_in_log(log: Path, user: str) -> int:
 
 
 @pytest.fixture
-def hosts(rabbitmq, mail_account) -> Iterator[List[Host]]:
+def hosts(rabbitmq, mail_account) -> Iterator[list[Host]]:
     made = [Host([rabbitmq.port, mail_account.server.imaps_port]) for _ in range(2)]
     try:
         yield made

@@ -8,7 +8,7 @@ from __future__ import annotations
 import imaplib
 import logging
 import ssl
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -1,7 +1,7 @@
 """Specification of the highly available poll's pure parts: following the active node's notices,
 merging a handed-over state, and the poll lease (with an in-memory broker)."""
 
-from typing import Dict, Optional, Set
+from __future__ import annotations
 
 from mailingest.mailbox.account import parse_mail_url
 from mailingest.mailbox.refs import MessageRef
@@ -92,14 +92,14 @@ class MemoryBroker:
     """Locks and notes shared by several BrokerLocks-like clients, in memory."""
 
     def __init__(self) -> None:
-        self.owners: Dict[str, object] = {}
-        self.notes: Dict[str, bytes] = {}
+        self.owners: dict[str, object] = {}
+        self.notes: dict[str, bytes] = {}
 
 
 class MemoryLocks:
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
-        self.mine: Set[str] = set()
+        self.mine: set[str] = set()
 
     def try_acquire(self, name: str) -> bool:
         owner = self.broker.owners.setdefault(name, self)
@@ -118,7 +118,7 @@ class MemoryLocks:
     def put_note(self, name: str, body: bytes) -> None:
         self.broker.notes[name] = body
 
-    def get_note(self, name: str) -> Optional[bytes]:
+    def get_note(self, name: str) -> bytes | None:
         return self.broker.notes.get(name)
 
     def crash(self) -> None:

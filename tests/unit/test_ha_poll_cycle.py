@@ -5,7 +5,6 @@ from polling while the other still finishes its cycle, and a lease lost mid-cycl
 from __future__ import annotations
 
 import types
-from typing import List
 
 from mailingest.mailbox.account import parse_mail_url
 from mailingest.mailbox.refs import parse_notice_fields
@@ -34,17 +33,17 @@ class Node:
     def take_vip(self) -> None:
         self.novip.write_text("0\n")
 
-    def gather(self) -> List:
+    def gather(self) -> list:
         """sr3's poll() call, on a pass where the node's queue was empty."""
         return self.poll.poll()
 
-    def post(self, notices: List) -> List[dict]:
+    def post(self, notices: list) -> list[dict]:
         """sr3 posts them and runs after_post; the published notices (with relPath) come back."""
         self.poll.after_post(types.SimpleNamespace(ok=notices, failed=[], rejected=[], incoming=[]))
         path_dir = parse_mail_url(self.url).path_dir
         return [dict(n, relPath=parse_notice_fields(n["mail"]).rel_path_in(path_dir)) for n in notices]
 
-    def read_queue(self, published: List[dict]) -> None:
+    def read_queue(self, published: list[dict]) -> None:
         """A pass that gathered the poll's own exchange (after_accept runs on every pass)."""
         self.poll.after_accept(types.SimpleNamespace(incoming=published, rejected=[], failed=[], ok=[]))
 

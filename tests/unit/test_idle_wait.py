@@ -7,7 +7,7 @@ import imaplib
 import socket
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable
 
 from mailingest.errors import MailboxError, MailConnectionError
 from mailingest.mailbox.account import resolve_account
@@ -24,7 +24,7 @@ class ScriptedServer:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = sock.makefile("rb")
-        self.received: List[bytes] = []
+        self.received: list[bytes] = []
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -50,7 +50,7 @@ class SocketIMAP4(imaplib.IMAP4):
         self._given = sock
         super().__init__("scripted")
 
-    def open(self, host: str = "", port: int = 143, timeout: Optional[float] = None) -> None:
+    def open(self, host: str = "", port: int = 143, timeout: float | None = None) -> None:
         self.host, self.port = host, port
         self.sock = self._given
         self.file = self.sock.makefile("rb")

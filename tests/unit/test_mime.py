@@ -84,9 +84,9 @@ def test_text_and_html_bodies_are_utf8_whatever_the_charset():
     msg.set_content("grüße\n", charset="iso-8859-1", cte="quoted-printable")
     msg.add_alternative("<p>grüße</p>\n", subtype="html", charset="iso-8859-1")
     kinds = {p.kind: p for p in decode_bytes(msg.as_bytes()).parts}
-    assert kinds["body-text"].data == "grüße\n".encode("utf-8")
+    assert kinds["body-text"].data == "grüße\n".encode()
     assert kinds["body-text"].charset == "iso-8859-1"
-    assert kinds["body-html"].data == "<p>grüße</p>\n".encode("utf-8")
+    assert kinds["body-html"].data == "<p>grüße</p>\n".encode()
 
 
 def test_nested_multiparts_inline_images_and_alternative_attachments_are_all_found():
@@ -211,8 +211,8 @@ def test_a_part_without_any_name_has_none():
     # GB18030 / GBK declared
     (b"filename*=gb2312''%B1%A8%B8%E6.pdf", "报告.pdf"),
     # raw 8-bit UTF-8 (no label at all)
-    ('filename="日本語.txt"'.encode("utf-8"), "日本語.txt"),
-    ('filename="Größe.txt"'.encode("utf-8"), "Größe.txt"),
+    ('filename="日本語.txt"'.encode(), "日本語.txt"),
+    ('filename="Größe.txt"'.encode(), "Größe.txt"),
 ])
 def test_encoded_names(header, expected):
     raw = mixed(text_part(), b"Content-Type: application/octet-stream\nContent-Disposition: attachment; "
@@ -253,7 +253,7 @@ def test_japanese_subjects_come_out_right():
     raw_sjis = (b"Subject: " + "会議の件".encode("shift_jis")
                 + b"\nContent-Type: text/plain; charset=shift_jis\n\nx")
     assert decode_bytes(raw_sjis).subject == "会議の件"
-    raw_utf8 = b"Subject: " + "会議の件".encode("utf-8") + b"\n\nx"
+    raw_utf8 = b"Subject: " + "会議の件".encode() + b"\n\nx"
     assert decode_bytes(raw_utf8).subject == "会議の件"
 
 
@@ -367,7 +367,7 @@ def test_mime_error_is_a_mail_error():
 
 
 @pytest.mark.parametrize("data, hints, expected", [
-    ("Картинка чт".encode("utf-8")[:-1], [], "Картинка ч\ufffd"),   # UTF-8 cut mid-character
+    ("Картинка чт".encode()[:-1], [], "Картинка ч\ufffd"),   # UTF-8 cut mid-character
     ("café".encode("latin-1"), [], "café"),                         # not mistaken for cut UTF-8
     ("日本".encode("euc-jp"), ["euc-jp"], "日本"),
     (b"plain", [], "plain"),

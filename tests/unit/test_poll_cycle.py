@@ -10,7 +10,6 @@ import json
 import logging
 import time
 import types
-from typing import List
 
 import pytest
 import sarracenia
@@ -63,7 +62,7 @@ def new_poll(tmp_path, url: str = IMAP_URL, **options):
     return sarracenia.flowcb.load_library("mailingest.poll", o)
 
 
-def cycle(poll, post: bool = True) -> List[str]:
+def cycle(poll, post: bool = True) -> list[str]:
     """One sr3 pass: poll(), then (unless sr3 died before posting) after_post with what it returned."""
     notices = poll.poll()
     if post:
@@ -76,11 +75,11 @@ def name(notice) -> str:
     return f"{ref.folder}:{ref.uid}" if ref.uidl is None else ref.uidl
 
 
-def searches(server: FakeServer) -> List[str]:
+def searches(server: FakeServer) -> list[str]:
     return [command.split(" ", 2)[2] for command in server.commands("search")]
 
 
-def messages(caplog, text: str, level: int = logging.DEBUG) -> List[str]:
+def messages(caplog, text: str, level: int = logging.DEBUG) -> list[str]:
     """What mailingest logged containing ``text``, at ``level`` or above."""
     return [r.getMessage() for r in caplog.records
             if r.name.startswith("mailingest") and text in r.getMessage() and r.levelno >= level]

@@ -2,6 +2,8 @@
 
 Certificates and keys are made fresh by :py:mod:`tests.smime_pki` (nothing committed)."""
 
+from __future__ import annotations
+
 import json
 import logging
 import shutil

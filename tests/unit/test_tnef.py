@@ -1,5 +1,7 @@
 """Specification of TNEF (winmail.dat) unpacking: mailingest.mime.tnef and its hook in the decoder."""
 
+from __future__ import annotations
+
 import json
 import os
 import re

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 #: option name -> flag, to phrase advice for the command line
 FLAGS = {
@@ -27,7 +27,7 @@ FLAGS = {
 }
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "check", help="connect to a mailbox, log in and report TLS, folders and IDLE",
         description="Check a mail account the way mailingest.poll connects to it (docs/authentication.md).")
@@ -96,7 +96,7 @@ def _options(args: argparse.Namespace) -> Any:
     return options
 
 
-def _check(options: Any) -> List[str]:
+def _check(options: Any) -> list[str]:
     from mailingest.mailbox.account import resolve_account
     from mailingest.mailbox.credentials_file import CredentialsFile
     from mailingest.mailbox.factory import new_mailbox
@@ -131,7 +131,7 @@ def _login_kind(account: Any) -> str:
     return "bearer token" if account.bearer_token else "password"
 
 
-def _tls_lines(mailbox: Any, settings: Any) -> List[str]:
+def _tls_lines(mailbox: Any, settings: Any) -> list[str]:
     import ssl
 
     sock = mailbox.client.socket() if mailbox.account.protocol == "imap" else getattr(mailbox.conn, "sock", None)
@@ -140,7 +140,7 @@ def _tls_lines(mailbox: Any, settings: Any) -> List[str]:
     how = "implicit TLS" if mailbox.account.implicit_tls else "STARTTLS"
     cipher = sock.cipher()
     lines = [f"  TLS:      {sock.version()} ({how}, {cipher[0] if cipher else '?'})"]
-    cert: Dict[str, Any] = dict(sock.getpeercert() or {})
+    cert: dict[str, Any] = dict(sock.getpeercert() or {})
     if not cert:
         lines.append(f"  cert:     NOT verified (tlsRigour {settings.tls_rigour})")
         return lines
@@ -150,12 +150,12 @@ def _tls_lines(mailbox: Any, settings: Any) -> List[str]:
     return lines
 
 
-def _name(rdns: Tuple[Tuple[Tuple[str, str], ...], ...]) -> str:
+def _name(rdns: tuple[tuple[tuple[str, str], ...], ...]) -> str:
     short = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C"}
     return ", ".join(f"{short.get(key, key)}={value}" for rdn in rdns for key, value in rdn) or "(empty)"
 
 
-def _folders(mailbox: Any) -> List[Tuple[str, int, int]]:
+def _folders(mailbox: Any) -> list[tuple[str, int, int]]:
     from imapclient.exceptions import IMAPClientError
 
     from mailingest.errors import MailboxError
@@ -167,7 +167,7 @@ def _folders(mailbox: Any) -> List[Tuple[str, int, int]]:
         for flags, _delimiter, name in client.list_folders():
             if b"\\Noselect" in flags or b"\\NonExistent" in flags:
                 continue
-            status: Dict[bytes, int] = client.folder_status(name, [b"MESSAGES", b"UNSEEN"])
+            status: dict[bytes, int] = client.folder_status(name, [b"MESSAGES", b"UNSEEN"])
             out.append((name, int(status.get(b"MESSAGES", 0)), int(status.get(b"UNSEEN", 0))))
     except OSError as exc:
         raise connection_error(mailbox.account, exc, "list folders on") from None

@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 import urllib.parse
-from typing import Any, List, Optional
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ app-only (unattended) set-ups, tested without a browser:
 """
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "oauth2", help="get an OAuth2 refresh token for an account and store it in the keyring, or test an "
                        "app-only set-up",
@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _absolute(path: Optional[str]) -> Optional[str]:
+def _absolute(path: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
@@ -217,11 +217,11 @@ def _mail_url(args: argparse.Namespace) -> str:
     return f"{scheme}://{urllib.parse.quote(args.user, safe='')}@{host}/"
 
 
-def _config_lines(args: argparse.Namespace, client: Any, secret_in_keyring: bool, settings: Any) -> List[str]:
+def _config_lines(args: argparse.Namespace, client: Any, secret_in_keyring: bool, settings: Any) -> list[str]:
     lines = ["# sr3 poll and subscribe configuration:", f"pollUrl {_mail_url(args)}",
              f"mailOAuth2Provider {args.provider}"]
     from_file = args.client_secret_file or args.service_account_file
-    optional: List[Optional[str]] = [
+    optional: list[str | None] = [
         f"mailOAuth2Tenant {args.tenant}" if args.provider == "microsoft" and args.tenant != "common" else None,
         f"mailOAuth2Cloud {settings.cloud}" if settings.cloud != "global" else None,
         None if from_file else f"mailOAuth2ClientId {client.client_id}",

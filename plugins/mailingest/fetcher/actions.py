@@ -18,7 +18,6 @@ at any point leaves the message on the server.  What a mailbox can do is read fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from mailingest.errors import ConfigError
 from mailingest.mailbox.protocol import Capability, Mailbox
@@ -30,10 +29,10 @@ KINDS = ("none", "seen", "flag", "move", "delete")
 @dataclass(frozen=True)
 class AfterDownload:
     kind: str = "seen"
-    argument: Optional[str] = None
+    argument: str | None = None
 
     @classmethod
-    def parse(cls, text: Optional[str]) -> "AfterDownload":
+    def parse(cls, text: str | None) -> AfterDownload:
         """:raises ConfigError: unknown action, or a missing/extra argument."""
         words = str(text or "seen").split(None, 1)
         kind = words[0].lower()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, TypeVar
 
 from mailingest.backoff import Backoff
 from mailingest.errors import AccountUnavailableError, MailAuthError, MailConnectionError, MailError, TlsError
@@ -40,7 +40,7 @@ class SessionPool:
     """Connections by account (``scheme://user@host:port``)."""
 
     def __init__(self, settings: ConnectionSettings, prepare: Callable[[Mailbox], None],
-                 metrics: Dict[str, Any], should_stop: Callable[[], bool] = lambda: False,
+                 metrics: dict[str, Any], should_stop: Callable[[], bool] = lambda: False,
                  budget: Any = None) -> None:
         self.settings = settings
         #: mailSessionMax: a slot per open session (mailingest.mailbox.budget)
@@ -49,9 +49,9 @@ class SessionPool:
         self._prepare = prepare
         self._metrics = metrics
         self._should_stop = should_stop
-        self._sessions: Dict[str, KeptSession] = {}
-        self._paused: Dict[str, Tuple[float, float]] = {}  # account -> (until, backoff)
-        self._outage_since: Dict[str, float] = {}
+        self._sessions: dict[str, KeptSession] = {}
+        self._paused: dict[str, tuple[float, float]] = {}  # account -> (until, backoff)
+        self._outage_since: dict[str, float] = {}
 
     def run(self, account: MailAccount, operation: Callable[[Mailbox], T]) -> T:
         """Run ``operation(mailbox)`` on the account's kept connection, reconnecting as needed.
@@ -63,7 +63,7 @@ class SessionPool:
         until, _ = self._paused.get(key, (0.0, 0.0))
         if time.monotonic() < until:
             raise AccountUnavailableError(f"{key} is paused after an earlier failure")
-        last: Optional[MailError] = None
+        last: MailError | None = None
         for delay in (0.0, *RECONNECT_DELAYS):
             if delay:
                 if self._should_stop():
@@ -119,7 +119,7 @@ class SessionPool:
         """Forget every pause: the credentials changed, so a refused login may now succeed."""
         self._paused.clear()
 
-    def get(self, key: str) -> Optional[Mailbox]:
+    def get(self, key: str) -> Mailbox | None:
         """The connection kept for account ``key`` (its display), if any."""
         session = self._sessions.get(key)
         return session.current if session is not None else None

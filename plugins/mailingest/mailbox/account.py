@@ -23,7 +23,7 @@ import logging
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from mailingest.errors import ConfigError
 from mailingest.mailbox.refs import account_dir
@@ -53,14 +53,14 @@ class MailAccount:
     host: str
     port: int
     username: str
-    password: Optional[str] = field(default=None, repr=False, compare=False)
-    bearer_token: Optional[str] = field(default=None, repr=False, compare=False)
-    login_method: Optional[str] = None
+    password: str | None = field(default=None, repr=False, compare=False)
+    bearer_token: str | None = field(default=None, repr=False, compare=False)
+    login_method: str | None = None
     starttls_requested: bool = False
     #: the URL as the operator wrote it, minus password and path: used as the notice baseUrl
     base_url: str = ""
     #: log in with OAuth2 access tokens from this client (no password)
-    oauth2: Optional[OAuth2Client] = None
+    oauth2: OAuth2Client | None = None
 
     @property
     def protocol(self) -> str:
@@ -128,7 +128,7 @@ class MailUrl:
         port = f":{self.port}" if self.explicit_port else ""
         return f"{self.scheme}://{user}:{password}@{host}{port}/"
 
-    def variants(self) -> Tuple[str, ...]:
+    def variants(self) -> tuple[str, ...]:
         """Spellings of this URL to look up in credentials.conf (sr3 matches the port literally)."""
         user = urllib.parse.quote(self.username, safe="")
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -232,11 +232,11 @@ def _from_credentials_db(credentials: Any, mail_url: MailUrl) -> Any:
     return None
 
 
-def _from_keyring(service: str, username: str) -> Optional[str]:
+def _from_keyring(service: str, username: str) -> str | None:
     return keystore.get_secret(service, username)
 
 
-def resolve_account(url: str, credentials: Any, oauth2: Optional[OAuth2Settings] = None) -> MailAccount:
+def resolve_account(url: str, credentials: Any, oauth2: OAuth2Settings | None = None) -> MailAccount:
     """Turn a URL plus sr3's credential DB into a :class:`MailAccount`.
 
     :param url: pollUrl or notice baseUrl; a password in it is used but never shown.
@@ -245,9 +245,9 @@ def resolve_account(url: str, credentials: Any, oauth2: Optional[OAuth2Settings]
     :raises ConfigError: bad URL, or no password/token anywhere (without OAuth2).
     """
     mail_url = parse_mail_url(url)
-    password: Optional[str] = None
-    bearer_token: Optional[str] = None
-    login_method: Optional[str] = None
+    password: str | None = None
+    bearer_token: str | None = None
+    login_method: str | None = None
     starttls = False
 
     if mail_url.has_password:
@@ -258,7 +258,7 @@ def resolve_account(url: str, credentials: Any, oauth2: Optional[OAuth2Settings]
         bearer_token = getattr(details, "bearer_token", None)
         login_method = getattr(details, "login_method", None)
         starttls = bool(getattr(details, "tls", False))
-    client: Optional[OAuth2Client] = None
+    client: OAuth2Client | None = None
     service = mail_url.keyring_service
     if oauth2 is not None:
         client = _oauth2_client(oauth2, mail_url, credentials, refresh_token=password)
@@ -287,7 +287,7 @@ def resolve_account(url: str, credentials: Any, oauth2: Optional[OAuth2Settings]
 
 
 def _oauth2_client(settings: OAuth2Settings, mail_url: MailUrl, credentials: Any,
-                   refresh_token: Optional[str]) -> OAuth2Client:
+                   refresh_token: str | None) -> OAuth2Client:
     """The account's OAuth2 client; the client secret may be a credentials.conf line for the token URL."""
     draft = draft_client(settings, SCHEMES[mail_url.scheme][0])
     line_user = line_secret = None

@@ -18,7 +18,7 @@ import base64
 import binascii
 import logging
 import poplib
-from typing import Any, List, Optional
+from typing import Any
 
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 class _Refused(Exception):
     """The server said no to one authentication attempt (internal to this module)."""
 
-    def __init__(self, server_says: str, detail: Optional[str] = None) -> None:
+    def __init__(self, server_says: str, detail: str | None = None) -> None:
         super().__init__(f"{server_says} ({detail})" if detail else server_says)
 
 
@@ -49,11 +49,11 @@ class _ImapSasl:
     def password_login(self, username: str, password: str) -> None:
         self.client.login(username, password)
 
-    def offered(self) -> List[str]:
+    def offered(self) -> list[str]:
         return [c.decode("ascii", "replace")[5:] for c in self.client.capabilities() if c.upper().startswith(b"AUTH=")]
 
     def authenticate(self, mechanism: str, message: bytes) -> None:
-        challenges: List[bytes] = []
+        challenges: list[bytes] = []
 
         def respond(challenge: bytes) -> bytes:
             challenges.append(challenge)
@@ -80,7 +80,7 @@ class _Pop3Sasl:
         self.conn.user(username)
         self.conn.pass_(password)
 
-    def offered(self) -> List[str]:
+    def offered(self) -> list[str]:
         try:
             return list(self.conn.capa().get("SASL", []))
         except poplib.error_proto:
@@ -213,7 +213,7 @@ def _refused_token_hint(account: MailAccount) -> str:
             f"mailbox allows {protocol} access")
 
 
-def _access_token(source: oauth2.AccessTokenSource, rejected: Optional[str] = None) -> str:
+def _access_token(source: oauth2.AccessTokenSource, rejected: str | None = None) -> str:
     """An access token from *source*.
 
     :raises OAuth2UnavailableError: the token endpoint is down, unreachable or answers 5xx/429

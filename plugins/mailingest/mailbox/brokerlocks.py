@@ -22,7 +22,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable
 from urllib.parse import unquote, urlparse
 
 import amqp
@@ -40,7 +40,7 @@ LOCK_PREFIX = "mailingest.lock."
 NOTE_PREFIX = "mailingest.note."
 
 
-def broker_url_of(broker: Any) -> Optional[str]:
+def broker_url_of(broker: Any) -> str | None:
     """The URL (with its password, as sr3 resolved it from credentials.conf) of an sr3 broker
     option: a ``sarracenia.credentials.Credential``, a parsed URL or a string."""
     if broker is None:
@@ -84,9 +84,9 @@ class BrokerLocks:
         self._connect = connect
         self._connection: Any = None
         self._channel: Any = None
-        self._held: Set[str] = set()
+        self._held: set[str] = set()
         self._mutex = threading.RLock()
-        self._keeper: Optional[threading.Thread] = None
+        self._keeper: threading.Thread | None = None
         self._closed = threading.Event()
         #: how often every lock was lost with the connection (a holder compares it)
         self.generation = 0
@@ -145,7 +145,7 @@ class BrokerLocks:
                 self._lost(f"writing note {name}: {exc}")
                 raise MailConnectionError(f"broker lost while writing note {name}: {exc}") from None
 
-    def get_note(self, name: str) -> Optional[bytes]:
+    def get_note(self, name: str) -> bytes | None:
         """The latest note ``name`` (it stays on the broker), or None if there is none.
 
         :raises MailConnectionError: the broker cannot be reached.
@@ -188,7 +188,7 @@ class BrokerLocks:
         with self._mutex:
             return LOCK_PREFIX + name in self._held
 
-    def held(self) -> Set[str]:
+    def held(self) -> set[str]:
         with self._mutex:
             return {queue[len(LOCK_PREFIX):] for queue in self._held}
 
@@ -258,7 +258,7 @@ class BrokerLocks:
                     self._lost(f"heartbeat: {exc}")
 
 
-_SHARED: Dict[str, BrokerLocks] = {}
+_SHARED: dict[str, BrokerLocks] = {}
 
 
 def shared_locks(url: str) -> BrokerLocks:

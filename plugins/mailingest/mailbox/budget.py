@@ -22,7 +22,7 @@ import hashlib
 import logging
 import random
 import time
-from typing import Callable, Dict, Optional, Protocol
+from typing import Callable, Protocol
 
 from mailingest.errors import MailConnectionError
 
@@ -64,8 +64,8 @@ class SessionBudget:
         self.max_sessions = max_sessions
         self.wait_seconds = wait_seconds
         self._should_stop = should_stop
-        self._slots: Dict[str, str] = {}  # account display -> the slot this process holds
-        self._wait_logged: Dict[str, float] = {}
+        self._slots: dict[str, str] = {}  # account display -> the slot this process holds
+        self._wait_logged: dict[str, float] = {}
 
     def acquire(self, account_display: str) -> None:
         """Hold a slot for one session to ``account_display`` (no-op if this process holds one).
@@ -113,7 +113,7 @@ class SessionBudget:
         del self._slots[account_display]
         return False
 
-    def holding(self, account_display: str) -> Optional[str]:
+    def holding(self, account_display: str) -> str | None:
         return self._slots.get(account_display)
 
     def _names(self, account_display: str) -> list:

@@ -6,7 +6,6 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import Optional
 
 from mailingest.errors import MailConnectionError, MailError, TlsError
 from mailingest.mailbox.account import MailAccount
@@ -29,11 +28,11 @@ class ConnectionSettings:
 
     timeout: float = DEFAULT_TIMEOUT
     tls_rigour: str = DEFAULT_RIGOUR
-    ca_file: Optional[str] = None
+    ca_file: str | None = None
     #: log in over an unencrypted connection when the server offers no STARTTLS (mailAllowPlaintext)
     allow_plaintext: bool = False
     #: log in with OAuth2 (mailOAuth2Provider and friends); None: password or bearer_token
-    oauth2: Optional[OAuth2Settings] = None
+    oauth2: OAuth2Settings | None = None
     ssl_context: ssl.SSLContext = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:

@@ -22,7 +22,8 @@ import logging
 import os
 import re
 import urllib.parse
-from typing import Any, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ ENCODINGS = "% as %25, @ as %40, : as %3A, / as %2F, # as %23, ? as %3F, space a
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def line_problem(line: str) -> Optional[str]:
+def line_problem(line: str) -> str | None:
     """Why the credentials.conf *line* cannot be used as written, or None (also for blank and
     comment lines).  The answer never quotes the line.
     """
@@ -70,11 +71,11 @@ class CredentialsFile:
         self.fallback = fallback
         #: incremented each time the file is (re)read; callers compare it to know a change
         self.generation = 0
-        self._signature: Optional[Tuple[int, int, int, int]] = None
+        self._signature: tuple[int, int, int, int] | None = None
         self._database: Any = None
 
     @classmethod
-    def of(cls, options: Any) -> "CredentialsFile":
+    def of(cls, options: Any) -> CredentialsFile:
         """The credentials.conf sr3 reads for *options* (``<sr3 config dir>/credentials.conf``)."""
         import sarracenia.config
 
@@ -104,7 +105,7 @@ class CredentialsFile:
         self.generation += 1
         return self._database
 
-    def _parse(self, lines: List[str]) -> Any:
+    def _parse(self, lines: list[str]) -> Any:
         from sarracenia.config.credentials import CredentialDB
 
         database = CredentialDB()

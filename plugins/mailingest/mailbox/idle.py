@@ -27,7 +27,6 @@ import select
 import socket
 import ssl
 import time
-from typing import List, Optional, Tuple
 
 #: an untagged count response: ``* 12 EXISTS``, ``* 3 EXPUNGE``, ``* 1 RECENT``
 _COUNT = re.compile(rb"\*\s+(\d{1,10})\s+(EXISTS|EXPUNGE|RECENT)\b", re.IGNORECASE)
@@ -42,13 +41,13 @@ class ConnectionClosed(ConnectionError):
     """The server closed the connection (end of file while reading a line)."""
 
 
-def count_response(line: bytes) -> Optional[Tuple[int, bytes]]:
+def count_response(line: bytes) -> tuple[int, bytes] | None:
     """``(12, b"EXISTS")`` for ``* 12 EXISTS`` (likewise EXPUNGE, RECENT); None for other lines."""
     match = _COUNT.match(line)
     return (int(match.group(1)), match.group(2).upper()) if match else None
 
 
-def farewell(line: bytes) -> Optional[str]:
+def farewell(line: bytes) -> str | None:
     """The text of an untagged ``BYE`` line (the server is ending the session), or None."""
     return line[2:].strip().decode("utf-8", "replace") if _BYE.match(line) else None
 
@@ -64,14 +63,14 @@ class IdleSession:
     def __init__(self, imap: imaplib.IMAP4, sock: socket.socket) -> None:
         self._imap = imap
         self._sock = sock
-        self._tag: Optional[bytes] = None
+        self._tag: bytes | None = None
 
-    def start(self) -> List[bytes]:
+    def start(self) -> list[bytes]:
         """Send IDLE and read up to the server's ``+`` continuation; the untagged lines the server
         sent before it (new mail may be reported there)."""
         tag = self._imap._new_tag()
         self._imap.send(tag + b" IDLE\r\n")
-        before: List[bytes] = []
+        before: list[bytes] = []
         while True:
             line = self._line()
             if line.startswith(b"+"):
@@ -82,7 +81,7 @@ class IdleSession:
                 raise IdleRefused(line.decode("utf-8", "replace"))
             before.append(line)
 
-    def lines(self, seconds: float) -> List[bytes]:
+    def lines(self, seconds: float) -> list[bytes]:
         """The lines the server sends within ``seconds`` ([] if none): every whole line already
         there once the first one has come."""
         if not self._ready(seconds):
@@ -92,13 +91,13 @@ class IdleSession:
             received.append(self._line())
         return received
 
-    def done(self) -> List[bytes]:
+    def done(self) -> list[bytes]:
         """Send DONE and read up to IDLE's tagged answer; the untagged lines before it."""
         tag, self._tag = self._tag, None
         if tag is None:
             return []
         self._imap.send(b"DONE\r\n")
-        untagged: List[bytes] = []
+        untagged: list[bytes] = []
         while True:
             line = self._line()
             if line.startswith(tag + b" "):
@@ -135,7 +134,7 @@ class IdleSession:
             if time.monotonic() >= deadline:  # only part of a TLS record so far
                 return False
 
-    def _peek(self, readable: bool = False) -> Optional[bool]:
+    def _peek(self, readable: bool = False) -> bool | None:
         """Whether bytes wait in the connection's reader, looking without consuming: True, False,
         or None for the end of the connection (only told apart when ``readable``: a socket that
         ``poll`` reports readable yet yields nothing has been closed by the server)."""

@@ -11,8 +11,9 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
@@ -60,13 +61,13 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
 
     def __init__(self, account: MailAccount, settings: ConnectionSettings) -> None:
         super().__init__(account, settings)
-        self._selected: Optional[Tuple[str, bool, int]] = None  # folder, writable, uidvalidity
-        self._status: Dict[str, int] = {}
+        self._selected: tuple[str, bool, int] | None = None  # folder, writable, uidvalidity
+        self._status: dict[str, int] = {}
         #: new mail was reported outside IDLE since the last search: the next IDLE must not wait for it
         self._arrival_pending = False
 
     # -- connection -------------------------------------------------------------------------
-    def connect(self) -> "ImapMailbox":
+    def connect(self) -> ImapMailbox:
         """Connect, secure (implicit TLS or STARTTLS) and log in.
 
         :raises MailConnectionError, TlsError, MailAuthError:
@@ -155,14 +156,14 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
         return self._connected()
 
     # -- folders ----------------------------------------------------------------------------
-    def examine(self, folder: str) -> Dict[str, int]:
+    def examine(self, folder: str) -> dict[str, int]:
         """Open ``folder`` read-only; returns uidvalidity, uidnext and exists.
 
         :raises MailboxError: the folder does not exist or cannot be opened.
         """
         return self._open(folder, writable=False)
 
-    def _open(self, folder: str, writable: bool) -> Dict[str, int]:
+    def _open(self, folder: str, writable: bool) -> dict[str, int]:
         """SELECT (writable) or EXAMINE ``folder``; remembers what is open."""
         what = "select" if writable else "examine"
         try:
@@ -184,7 +185,7 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
         self._arrival_pending = False
         return status
 
-    def refresh(self, folder: str) -> Dict[str, int]:
+    def refresh(self, folder: str) -> dict[str, int]:
         """Like :meth:`examine`, but when ``folder`` is already open read-only, a NOOP brings the
         session up to date instead of re-opening it (re-opening costs O(mailbox) on Maildir
         servers).  ``uidnext`` may then lag behind; callers use it only as a lower bound."""
@@ -214,7 +215,7 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
         self._arrival_pending = self._arrival_pending or arrived
         return arrived
 
-    def _recorded_exists(self) -> List[Tuple[int, bytes]]:
+    def _recorded_exists(self) -> list[tuple[int, bytes]]:
         """The EXISTS responses imaplib recorded since the last call, as parsed responses, and
         forgets them.  imapclient returns a NOOP's or IDLE's untagged responses, but not those
         that come with SEARCH or FETCH; imaplib records them all."""
@@ -223,14 +224,14 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
         return [(int(count), b"EXISTS") for count in counts or () if bytes(count).isdigit()]
 
     # -- listing ----------------------------------------------------------------------------
-    def search(self, folder: str, criteria: Optional[str], above_uid: int = 0) -> List[MessageRef]:
+    def search(self, folder: str, criteria: str | None, above_uid: int = 0) -> list[MessageRef]:
         """Bare refs of the messages of the examined ``folder`` matching IMAP SEARCH ``criteria``
         (None: ``ALL``) with UID > ``above_uid``, in UID order."""
         uidvalidity = self._opened(folder)
         return [MessageRef(folder=folder, uid=uid, uidvalidity=uidvalidity)
                 for uid in self.search_uids(criteria or "ALL", above_uid)]
 
-    def search_uids(self, criteria: str, above_uid: int = 0) -> List[int]:
+    def search_uids(self, criteria: str, above_uid: int = 0) -> list[int]:
         """UIDs in the examined folder matching IMAP SEARCH ``criteria`` with UID > ``above_uid``."""
         query = f"UID {above_uid + 1}:* {criteria}" if above_uid else criteria
         self._absorb(self._recorded_exists())
@@ -284,7 +285,7 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
                 )
 
     # -- download ---------------------------------------------------------------------------
-    def fetch_stream(self, ref: MessageRef, chunk_size: int = CHUNK_SIZE) -> Tuple[Iterator[bytes], Optional[datetime]]:
+    def fetch_stream(self, ref: MessageRef, chunk_size: int = CHUNK_SIZE) -> tuple[Iterator[bytes], datetime | None]:
         """The message as consecutive ``BODY.PEEK[]<offset.length>`` chunks, so memory stays
         O(chunk) whatever the message size.  The first chunk is fetched before returning, so a
         gone message raises here, before any file is created.
@@ -338,7 +339,7 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
                 return bytes(value) if value is not None else b""
         return b""
 
-    def _fetch_part(self, ref: MessageRef, offset: int, length: int) -> Optional[Tuple[bytes, Optional[datetime]]]:
+    def _fetch_part(self, ref: MessageRef, offset: int, length: int) -> tuple[bytes, datetime | None] | None:
         items = [f"BODY.PEEK[]<{offset}.{length}>".encode()]
         if offset == 0:
             items.append(b"INTERNALDATE")
@@ -485,9 +486,9 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
             raise MailboxError(f"{what} failed on {self.account.display}: {server_text(exc)}") from None
 
 
-def _by_folder(refs: Sequence[MessageRef]) -> Iterator[Tuple[str, int, List[int]]]:
+def _by_folder(refs: Sequence[MessageRef]) -> Iterator[tuple[str, int, list[int]]]:
     """``refs`` grouped as (folder, uidvalidity, UIDs), in the order they come."""
-    groups: Dict[Tuple[str, int], List[int]] = {}
+    groups: dict[tuple[str, int], list[int]] = {}
     for ref in refs:
         groups.setdefault((ref.folder, ref.uidvalidity), []).append(ref.uid)
     for (folder, uidvalidity), uids in groups.items():
@@ -503,20 +504,20 @@ def _quiet_imaplib(client: imapclient.IMAPClient) -> None:
         imap.debug = 0
 
 
-def _header_block(data: Dict[bytes, Any]) -> bytes:
+def _header_block(data: dict[bytes, Any]) -> bytes:
     for key, value in data.items():
         if key.startswith(b"BODY[HEADER") and isinstance(value, (bytes, bytearray)):
             return bytes(value)
     return b""
 
 
-def _aware(value: Any) -> Optional[datetime]:
+def _aware(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.astimezone()
     return None
 
 
-def _tls_version(client: imapclient.IMAPClient) -> Optional[str]:
+def _tls_version(client: imapclient.IMAPClient) -> str | None:
     sock = getattr(getattr(client, "_imap", None), "sock", None)
     version = getattr(sock, "version", None)
     return version() if callable(version) else None

@@ -13,7 +13,8 @@ import logging
 import poplib
 import socket
 import ssl
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from mailingest.errors import (
     MailboxError,
@@ -44,7 +45,7 @@ _TRANSIENT = (OSError, socket.timeout, ssl.SSLError, EOFError)
 class _LongLines:
     """Mixin lifting poplib's 2048-byte line limit (same logic as poplib.POP3._getline)."""
 
-    def _getline(self) -> Tuple[bytes, int]:
+    def _getline(self) -> tuple[bytes, int]:
         line = self.file.readline(MAX_LINE + 1)  # type: ignore[attr-defined]
         if len(line) > MAX_LINE:
             raise poplib.error_proto("line too long")
@@ -75,10 +76,10 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
 
     def __init__(self, account: MailAccount, settings: ConnectionSettings) -> None:
         super().__init__(account, settings)
-        self._numbers: Optional[Dict[str, Tuple[int, int]]] = None  # uidl -> (number, size)
+        self._numbers: dict[str, tuple[int, int]] | None = None  # uidl -> (number, size)
 
     # -- connection -------------------------------------------------------------------------
-    def connect(self) -> "Pop3Mailbox":
+    def connect(self) -> Pop3Mailbox:
         account, settings = self.account, self.settings
         try:
             if account.implicit_tls:
@@ -157,24 +158,24 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
         return self._connected()
 
     # -- listing ----------------------------------------------------------------------------
-    def examine(self, folder: str) -> Dict[str, int]:
+    def examine(self, folder: str) -> dict[str, int]:
         """POP3 has only the maildrop; ``folder`` must be INBOX."""
         if folder.upper() != MAILDROP:
             raise MailboxError(f"{self.account.display}: POP3 has no folder {folder!r}, only {MAILDROP}")
         return {"uidvalidity": 0, "uidnext": 0, "exists": len(self.uidl_map())}
 
-    def refresh(self, folder: str) -> Dict[str, int]:
+    def refresh(self, folder: str) -> dict[str, int]:
         """:meth:`examine`: a POP3 session sees the maildrop as it was at login, nothing to refresh."""
         return self.examine(folder)
 
-    def search(self, folder: str, criteria: Optional[str], above_uid: int = 0) -> List[MessageRef]:
+    def search(self, folder: str, criteria: str | None, above_uid: int = 0) -> list[MessageRef]:
         """Bare refs of every message of the maildrop, in maildrop order (POP3 cannot search)."""
         if criteria is not None:
             raise self._cannot(f"search ({criteria!r})")
         self.examine(folder)
         return [MessageRef(folder=MAILDROP, uidl=uidl) for uidl in self.uidl_map()]
 
-    def uidl_map(self) -> Dict[str, Tuple[int, int]]:
+    def uidl_map(self) -> dict[str, tuple[int, int]]:
         """UIDL → (message number, size) for this session."""
         if self._numbers is None:
             try:
@@ -191,7 +192,7 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
             for line in size_lines:
                 number, size = line.split()[:2]
                 sizes[int(number)] = int(size)
-            numbers: Dict[str, Tuple[int, int]] = {}
+            numbers: dict[str, tuple[int, int]] = {}
             for line in uid_lines:
                 number, uidl = line.split(None, 1)
                 numbers[uidl.strip().decode("ascii", "replace")] = (int(number), sizes.get(int(number), 0))
@@ -236,7 +237,7 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
         return b"\r\n".join(lines) + b"\r\n"
 
     # -- download ---------------------------------------------------------------------------
-    def fetch_stream(self, ref: MessageRef) -> Tuple[Iterator[bytes], None]:
+    def fetch_stream(self, ref: MessageRef) -> tuple[Iterator[bytes], None]:
         """The message's bytes as the server sends them (CRLF line ends, dot-stuffing undone), in
         pieces of about CHUNK_SIZE as they arrive, so memory does not grow with the message.
 
@@ -257,7 +258,7 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
 
     def _body(self) -> Iterator[bytes]:
         conn: Any = self.conn
-        pieces: List[bytes] = []
+        pieces: list[bytes] = []
         pending = 0
         complete = False
         try:

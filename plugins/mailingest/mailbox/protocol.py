@@ -69,7 +69,7 @@ class Mailbox(Protocol):
     def capabilities(self) -> frozenset[Capability]: ...
 
     # -- session -------------------------------------------------------------------------------
-    def connect(self) -> "Mailbox":
+    def connect(self) -> Mailbox:
         """Connect, secure and log in.
 
         :raises MailConnectionError, TlsError, MailAuthError:
@@ -82,7 +82,7 @@ class Mailbox(Protocol):
         """Log out (best effort) and drop the connection; True when the server acknowledged
         (with ``DELETE_AT_CLOSE``: the deletions took effect)."""
 
-    def __enter__(self) -> "Mailbox": ...
+    def __enter__(self) -> Mailbox: ...
 
     def __exit__(self, *exc_info: object) -> None: ...
 

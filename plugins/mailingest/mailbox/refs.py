@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.parser import BytesHeaderParser
-from typing import Any, Dict, Optional
+from typing import Any
 
 _SAFE = re.compile(rb"[A-Za-z0-9_+@\-]")
 _HEADER_TEXT_MAX = 998
@@ -61,10 +61,10 @@ class MessageRef:
     folder: str
     uid: int = 0
     uidvalidity: int = 0
-    uidl: Optional[str] = None
+    uidl: str | None = None
     size: int = 0
-    internaldate: Optional[datetime] = None
-    headers: Dict[str, str] = field(default_factory=dict)
+    internaldate: datetime | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     def rel_path_in(self, account: str) -> str:
         """The relPath of this message of the account whose :func:`account_dir` is ``account``."""
@@ -72,9 +72,9 @@ class MessageRef:
             return f"{account}/{safe_token(self.folder)}/{safe_token(self.uidl, keep_dots=False)}.eml"
         return f"{account}/{safe_token(self.folder)}/{self.uidvalidity}.{self.uid}.eml"
 
-    def notice_fields(self) -> Dict[str, Any]:
+    def notice_fields(self) -> dict[str, Any]:
         """The ``mail`` field of the notice (JSON-serialisable)."""
-        fields: Dict[str, Any] = {"folder": self.folder}
+        fields: dict[str, Any] = {"folder": self.folder}
         if self.uidl is not None:
             fields["uidl"] = self.uidl
         else:
@@ -126,12 +126,12 @@ def _decoded(value: str) -> str:
     return decode_raw(to_bytes(value))
 
 
-def summary_headers(header_block: bytes) -> Dict[str, str]:
+def summary_headers(header_block: bytes) -> dict[str, str]:
     """Message-ID, Subject, From and Date, decoded (RFC 2047) and length-capped, from raw headers."""
     parsed = _HEADER_PARSER.parsebytes(header_block)
     wanted = {"messageId": "Message-ID", "subject": "Subject", "from": "From", "date": "Date"}
-    out: Dict[str, str] = {}
-    raw: Dict[str, str] = {}
+    out: dict[str, str] = {}
+    raw: dict[str, str] = {}
     for name, value in parsed.raw_items():  # raw strings: 8-bit bytes survive as surrogates
         raw.setdefault(name.lower(), value)
     for key, name in wanted.items():

@@ -26,7 +26,7 @@ keeps the type the protocol module gives a refusal of that command: a refused lo
 from __future__ import annotations
 
 import re
-from typing import Optional, Type, Union
+from typing import Union
 
 from mailingest.errors import FolderMissingError, MailError, ServerBusyError, server_text
 
@@ -45,14 +45,14 @@ def _text(reply: Reply) -> str:
     return reply if isinstance(reply, str) else server_text(reply)
 
 
-def response_code(reply: Reply) -> Optional[str]:
+def response_code(reply: Reply) -> str | None:
     """``SYS/TEMP`` for ``-ERR [SYS/TEMP] Server shutting down.``, ``NONEXISTENT`` for
     ``select failed: [NONEXISTENT] Mailbox doesn't exist``; None without a code."""
     match = _CODE.match(_text(reply).strip())
     return match.group(1).upper() if match else None
 
 
-def refusal(reply: Reply, otherwise: Type[MailError]) -> Type[MailError]:
+def refusal(reply: Reply, otherwise: type[MailError]) -> type[MailError]:
     """The exception type a refusal with *reply* (a library exception or the server's line)
     is raised as; *otherwise* when its code (if any) says nothing more specific."""
     code = response_code(reply)

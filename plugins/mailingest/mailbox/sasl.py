@@ -6,7 +6,7 @@ Pure functions, no I/O: :mod:`mailingest.mailbox.auth` sends what they build.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 #: what the client answers to a server's error challenge, per mechanism
@@ -37,7 +37,7 @@ def choose(requested: str, offered: Iterable[str]) -> str:
     return "OAUTHBEARER" if "OAUTHBEARER" in offered and "XOAUTH2" not in offered else "XOAUTH2"
 
 
-def describe_challenge(challenge: bytes) -> Optional[str]:
+def describe_challenge(challenge: bytes) -> str | None:
     """The error a server put in its challenge after a refused token, e.g. ``status 401``.
 
     Both mechanisms answer a bad token with a JSON object (``{"status": "401", "schemes":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Dict
 
 from mailingest.errors import MailConnectionError
 
@@ -52,8 +51,8 @@ class SessionLimitLog:
 
     def __init__(self, every: float = LOG_EVERY_SECONDS) -> None:
         self.every = every
-        self._last: Dict[str, float] = {}
-        self._since: Dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._since: dict[str, int] = {}
 
     def refused(self, account_display: str, error: SessionLimitError) -> None:
         now = time.monotonic()

@@ -59,7 +59,7 @@ class OutputDir:
 
     @classmethod
     def open(cls, path: str, *, create: bool = True, fsync: bool = True,
-             scan: bool = True) -> "OutputDir":
+             scan: bool = True) -> OutputDir:
         """Open the operator-chosen directory *path* (made, with parents, if *create*).
 
         :param scan: list the names already there; without it, clashes are still never
@@ -70,7 +70,7 @@ class OutputDir:
             os.makedirs(path, exist_ok=True)
         return cls(os.open(path, _DIR), path, fsync=fsync, taken=None if scan else set())
 
-    def __enter__(self) -> "OutputDir":
+    def __enter__(self) -> OutputDir:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -123,7 +123,7 @@ class OutputDir:
         self.created.append((final, None))
         return final
 
-    def mkdir(self, name: str) -> "OutputDir":
+    def mkdir(self, name: str) -> OutputDir:
         """Create a new sub-directory *name* (or a ``-N`` variant) and open it."""
         final = unique_name(name, self.taken)
         while True:
@@ -140,7 +140,7 @@ class OutputDir:
         self.created.append((final, child))
         return child
 
-    def mkdir_staging(self, name: str) -> "OutputDir":
+    def mkdir_staging(self, name: str) -> OutputDir:
         """Create the hidden sub-directory *name* to fill before :py:meth:`publish` gives it its
         final name.  A leftover of that exact name can only be a dead writer's: it is removed."""
         try:
@@ -153,7 +153,7 @@ class OutputDir:
         self.created.append((name, child))
         return child
 
-    def publish(self, child: "OutputDir", name: str) -> str:
+    def publish(self, child: OutputDir, name: str) -> str:
         """Rename the staging directory *child* (closed first: its files and itself fsynced) to
         *name*, or the next free ``-N`` variant; return the name used.  Readers see either no
         directory or the complete one."""

@@ -25,7 +25,7 @@ import datetime
 import logging
 import ssl
 import time
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable
 
 from mailingest.errors import ConfigError
 from mailingest.oauth2 import assertions
@@ -74,21 +74,21 @@ class AppTokenSource:
 
     def __init__(self, client: OAuth2Client, username: str, display: str, *,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 post: Callable[..., Dict[str, Any]] = post_form) -> None:
+                 post: Callable[..., dict[str, Any]] = post_form) -> None:
         self.client = client
         self.username = username
         self.display = display
         self._clock = clock
         self._wall = wall
         self._post = post
-        self._access: Optional[str] = None
+        self._access: str | None = None
         self._renew_at = 0.0
-        self._context: Optional[ssl.SSLContext] = None
-        self._warned_expiry: Set[str] = set()
+        self._context: ssl.SSLContext | None = None
+        self._warned_expiry: set[str] = set()
         #: counters for metrics and tests
         self.refreshes = 0
         #: what the last token endpoint answer granted (``expires_in``, ``scope``), for ``mailingest oauth2``
-        self.granted: Dict[str, Any] = {}
+        self.granted: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"AppTokenSource({self.display}, {self.client.provider}, {self.client.flow})"
@@ -97,7 +97,7 @@ class AppTokenSource:
         """Use *client*'s current secrets and keys (re-read from the config sources) from now on."""
         self.client = client
 
-    def access_token(self, rejected: Optional[str] = None) -> str:
+    def access_token(self, rejected: str | None = None) -> str:
         """A valid access token: the cached one, or a new one.
 
         :param rejected: a token the server just refused; never returned again.
@@ -122,7 +122,7 @@ class AppTokenSource:
                      client.flow, response.expires_in)
         return self._access
 
-    def grant_fields(self) -> Dict[str, str]:
+    def grant_fields(self) -> dict[str, str]:
         """The token request's form fields (secrets included: never log them)."""
         client = self.client
         if client.flow == "service_account":
@@ -134,7 +134,7 @@ class AppTokenSource:
             return {"grant_type": assertions.JWT_BEARER_GRANT, "assertion": assertion}
         return {"grant_type": "client_credentials", "scope": client.scope, **self.client_authentication()}
 
-    def client_authentication(self) -> Dict[str, str]:
+    def client_authentication(self) -> dict[str, str]:
         """The client's proof: a client assertion signed by its certificate's key, or its secret.
 
         :raises OAuth2Error: neither is anywhere, or the certificate is expired or not valid yet.
@@ -155,7 +155,7 @@ class AppTokenSource:
                 f"mailOAuth2CertificateFile", "no_client_credentials")
         return {"client_id": client.client_id, "client_secret": secret}
 
-    def _signing_key(self) -> Optional[assertions.SigningKey]:
+    def _signing_key(self) -> assertions.SigningKey | None:
         client = self.client
         if client.signing_key is not None or not client.certificate_file:
             return client.signing_key

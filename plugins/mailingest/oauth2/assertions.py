@@ -27,7 +27,7 @@ import os
 import stat
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -51,7 +51,7 @@ class SigningKey:
     private_key: Any = field(repr=False, compare=False)
     #: where the key came from, for messages (a file name, or "the keyring (service ...)")
     origin: str = ""
-    certificate: Optional[x509.Certificate] = field(default=None, repr=False, compare=False)
+    certificate: x509.Certificate | None = field(default=None, repr=False, compare=False)
     #: Google's private_key_id (the JWT header's ``kid``)
     key_id: str = ""
 
@@ -64,7 +64,7 @@ class SigningKey:
         """The certificate's SHA-1 thumbprint in hex, as Entra shows it (empty without certificate)."""
         return self.certificate.fingerprint(hashes.SHA1()).hex().upper() if self.certificate else ""  # noqa: S303
 
-    def headers(self) -> Dict[str, str]:
+    def headers(self) -> dict[str, str]:
         headers = {"typ": "JWT"}
         if self.certificate is not None:
             digest = self.certificate.fingerprint(hashes.SHA1())  # noqa: S303 - x5t is SHA-1 by definition
@@ -165,7 +165,7 @@ def load_certificate(certificate_file: str) -> x509.Certificate:
     return certificate_from_pem(data, f"mailOAuth2CertificateFile {certificate_file}")
 
 
-def load_signing_key(certificate_file: Optional[str], private_key_file: Optional[str]) -> Optional[SigningKey]:
+def load_signing_key(certificate_file: str | None, private_key_file: str | None) -> SigningKey | None:
     """The key (and certificate) the options name, or None when the key is not in a file
     (then it is looked up in the keyring when a token is needed: :func:`signing_key_from_pem`).
 
@@ -193,7 +193,7 @@ def load_signing_key(certificate_file: Optional[str], private_key_file: Optional
     return signing_key
 
 
-def signing_key_from_pem(pem: str, origin: str, certificate: Optional[x509.Certificate]) -> SigningKey:
+def signing_key_from_pem(pem: str, origin: str, certificate: x509.Certificate | None) -> SigningKey:
     """A key kept as PEM text (in the keyring), with the certificate of the options.
 
     :raises ConfigError: no usable key, or one that does not belong to the certificate.
@@ -253,7 +253,7 @@ def _jwt() -> Any:
     return jwt
 
 
-def _sign(signing_key: SigningKey, claims: Dict[str, Any]) -> str:
+def _sign(signing_key: SigningKey, claims: dict[str, Any]) -> str:
     return str(_jwt().encode(claims, signing_key.private_key, algorithm=signing_key.algorithm,
                              headers=signing_key.headers()))
 
@@ -272,7 +272,7 @@ def grant_assertion(account: ServiceAccount, subject: str, scope: str, audience:
                                "iat": issued, "exp": issued + ASSERTION_LIFETIME})
 
 
-def token_claims(token: str) -> Dict[str, Any]:
+def token_claims(token: str) -> dict[str, Any]:
     """The claims of an access token that is a JWT (Entra's are), unverified: only to *show* what
     the provider granted (``roles``, ``aud``, ``tid``); {} for an opaque token."""
     jwt = _jwt()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable
 
 from mailingest.errors import ConfigError
 from mailingest.oauth2.assertions import ServiceAccount, SigningKey, load_service_account, load_signing_key
@@ -37,7 +37,7 @@ FLOW_NAMES = {
 }
 
 #: the OAuth2 options, (sr3 name, default); all are *str* options
-OPTIONS: Tuple[Tuple[str, Optional[str]], ...] = (
+OPTIONS: tuple[tuple[str, str | None], ...] = (
     ("mailOAuth2Provider", None),
     ("mailOAuth2ClientId", None),
     ("mailOAuth2ClientSecretFile", None),
@@ -67,7 +67,7 @@ class Cloud:
     mail_host: str
 
 
-MICROSOFT_CLOUDS: Dict[str, Cloud] = {
+MICROSOFT_CLOUDS: dict[str, Cloud] = {
     "global": Cloud("global", "login.microsoftonline.com", "https://outlook.office.com",
                     "https://outlook.office365.com", "outlook.office365.com"),
     "usgov": Cloud("usgov", "login.microsoftonline.us", "https://outlook.office365.us",
@@ -94,7 +94,7 @@ class Provider:
     #: the scope of app-only tokens (both protocols)
     app_scope: str = ""
     #: extra authorization request parameters (Google returns a refresh token only with these)
-    auth_params: Tuple[Tuple[str, str], ...] = ()
+    auth_params: tuple[tuple[str, str], ...] = ()
     #: send the scope with refresh requests (Microsoft's v2 endpoint wants it)
     scope_on_refresh: bool = False
     #: why the device flow cannot be used, when it cannot
@@ -107,7 +107,7 @@ class Provider:
 
 
 _MICROSOFT = "https://{login}/{tenant}/oauth2/v2.0/"
-PROVIDERS: Dict[str, Provider] = {
+PROVIDERS: dict[str, Provider] = {
     "google": Provider(
         "google", "https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/v2/auth",
         "https://oauth2.googleapis.com/device/code", "https://mail.google.com/", "https://mail.google.com/",
@@ -122,7 +122,7 @@ PROVIDERS: Dict[str, Provider] = {
 }
 
 
-def _normalised(value: Optional[str], default: str) -> str:
+def _normalised(value: str | None, default: str) -> str:
     return (value or default).strip().lower().replace("-", "_")
 
 
@@ -131,19 +131,19 @@ class OAuth2Settings:
     """OAuth2 options of a flow (no secrets); see docs/authentication.md."""
 
     provider: str
-    client_id: Optional[str] = None
-    client_secret_file: Optional[str] = None
-    token_url: Optional[str] = None
-    scope: Optional[str] = None
+    client_id: str | None = None
+    client_secret_file: str | None = None
+    token_url: str | None = None
+    scope: str | None = None
     tenant: str = "common"
     mechanism: str = "auto"
     timeout: float = DEFAULT_TIMEOUT
     tls_rigour: str = DEFAULT_RIGOUR
-    ca_file: Optional[str] = None
+    ca_file: str | None = None
     flow: str = "auto"
-    certificate_file: Optional[str] = None
-    private_key_file: Optional[str] = None
-    service_account_file: Optional[str] = None
+    certificate_file: str | None = None
+    private_key_file: str | None = None
+    service_account_file: str | None = None
     cloud: str = "global"
 
     def __post_init__(self) -> None:
@@ -226,8 +226,8 @@ class OAuth2Settings:
         return self.expand(self.preset.scope(protocol, self.grant))
 
 
-def settings_from_options(read: Callable[[str, Optional[str]], Optional[str]], *, timeout: float = 60.0,
-                          tls_rigour: str = "normal", ca_file: Optional[str] = None) -> Optional[OAuth2Settings]:
+def settings_from_options(read: Callable[[str, str | None], str | None], *, timeout: float = 60.0,
+                          tls_rigour: str = "normal", ca_file: str | None = None) -> OAuth2Settings | None:
     """The flow's OAuth2 settings from its options, or None when ``mailOAuth2Provider`` is not set.
 
     :param read: ``read(option name, default)``: the option's value (a string) or *default*.
@@ -239,10 +239,10 @@ def settings_from_options(read: Callable[[str, Optional[str]], Optional[str]], *
         return None
     defaults = dict(OPTIONS)
 
-    def option(name: str) -> Optional[str]:
+    def option(name: str) -> str | None:
         return read(name, defaults[name]) or defaults[name]
 
-    def path(name: str) -> Optional[str]:
+    def path(name: str) -> str | None:
         value = option(name)
         return os.path.expanduser(value) if value else None
 
@@ -276,21 +276,21 @@ class OAuth2Client:
     client_id: str
     scope: str
     mechanism: str = "auto"
-    secret_file: Optional[str] = None
-    client_secret: Optional[str] = field(default=None, repr=False, compare=False)
+    secret_file: str | None = None
+    client_secret: str | None = field(default=None, repr=False, compare=False)
     #: refresh tokens found in credentials.conf (password of the mail URL) and in the secret file
-    conf_refresh_token: Optional[str] = field(default=None, repr=False, compare=False)
-    file_refresh_token: Optional[str] = field(default=None, repr=False, compare=False)
+    conf_refresh_token: str | None = field(default=None, repr=False, compare=False)
+    file_refresh_token: str | None = field(default=None, repr=False, compare=False)
     scope_on_refresh: bool = False
     timeout: float = field(default=DEFAULT_TIMEOUT, compare=False)
     tls_rigour: str = field(default=DEFAULT_RIGOUR, compare=False)
-    ca_file: Optional[str] = field(default=None, compare=False)
+    ca_file: str | None = field(default=None, compare=False)
     #: ``delegated``, ``client_credentials`` or ``service_account`` (never ``auto``)
     flow: str = "delegated"
-    certificate_file: Optional[str] = None
+    certificate_file: str | None = None
     #: the certificate's key, when a file holds it (else it is looked up in the keyring)
-    signing_key: Optional[SigningKey] = field(default=None, repr=False, compare=False)
-    service_account: Optional[ServiceAccount] = field(default=None, repr=False, compare=False)
+    signing_key: SigningKey | None = field(default=None, repr=False, compare=False)
+    service_account: ServiceAccount | None = field(default=None, repr=False, compare=False)
 
     @property
     def refresh_service(self) -> str:
@@ -345,8 +345,8 @@ def draft_client(settings: OAuth2Settings, protocol: str) -> OAuth2Client:
         service_account=account)
 
 
-def complete_client(draft: OAuth2Client, line_user: Optional[str], line_secret: Optional[str],
-                    conf_refresh_token: Optional[str]) -> OAuth2Client:
+def complete_client(draft: OAuth2Client, line_user: str | None, line_secret: str | None,
+                    conf_refresh_token: str | None) -> OAuth2Client:
     """*draft* plus what credentials.conf holds: the token-URL line (client id and secret) and
     the mail line's password (a refresh token).
 

@@ -15,8 +15,9 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable
 
 from mailingest.errors import ConfigError, OAuth2Error
 
@@ -35,7 +36,7 @@ class TokenResponse:
 
     access_token: str = field(repr=False)
     expires_in: float
-    refresh_token: Optional[str] = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
     scope: str = ""
 
 
@@ -60,8 +61,8 @@ def renew_at(started: float, lifetime: float) -> float:
 Advice = Callable[[str, str], str]
 
 
-def post_form(url: str, fields: Dict[str, str], *, timeout: float, context: Optional[ssl.SSLContext],
-              what: str, advise: Optional[Advice] = None) -> Dict[str, Any]:
+def post_form(url: str, fields: dict[str, str], *, timeout: float, context: ssl.SSLContext | None,
+              what: str, advise: Advice | None = None) -> dict[str, Any]:
     """POST *fields* form-encoded to *url*; the JSON object answered.
 
     :param what: names the request in error messages (``"token refresh for imaps://..."``).
@@ -153,7 +154,7 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return _UNPRINTABLE.sub(" ", text).strip()[:300]
 
 
-def token_response(answer: Dict[str, Any], what: str) -> TokenResponse:
+def token_response(answer: dict[str, Any], what: str) -> TokenResponse:
     """Check and convert a token endpoint answer.
 
     :raises OAuth2Error: no access token in it.
@@ -171,7 +172,7 @@ def token_response(answer: Dict[str, Any], what: str) -> TokenResponse:
                          str(answer.get("scope") or ""))
 
 
-def client_fields(client_id: str, client_secret: Optional[str]) -> Dict[str, str]:
+def client_fields(client_id: str, client_secret: str | None) -> dict[str, str]:
     """Client authentication in the request body (client_secret_post; public clients send only the id)."""
     fields = {"client_id": client_id}
     if client_secret:

@@ -16,7 +16,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable
 
 from mailingest.errors import ConfigError
 from mailingest.oauth2.endpoint import (
@@ -38,10 +38,10 @@ class Endpoints:
     auth_url: str = ""
     device_url: str = ""
     scope: str = ""
-    auth_params: Tuple[Tuple[str, str], ...] = ()
+    auth_params: tuple[tuple[str, str], ...] = ()
 
 
-def pkce_pair() -> Tuple[str, str]:
+def pkce_pair() -> tuple[str, str]:
     """A PKCE (code_verifier, S256 code_challenge) pair."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -63,7 +63,7 @@ class LoopbackReceiver:
     """A one-shot HTTP server on a loopback address that receives the authorization redirect."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.result: Dict[str, str] = {}
+        self.result: dict[str, str] = {}
         self._done = threading.Event()
         receiver = self
 
@@ -97,7 +97,7 @@ class LoopbackReceiver:
         self._thread = threading.Thread(target=self._server.serve_forever, name="oauth2-redirect", daemon=True)
         self._thread.start()
 
-    def wait(self, timeout: float) -> Dict[str, str]:
+    def wait(self, timeout: float) -> dict[str, str]:
         """The redirect's query parameters.
 
         :raises OAuth2Error: nothing arrived within *timeout* seconds.
@@ -111,16 +111,16 @@ class LoopbackReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "LoopbackReceiver":
+    def __enter__(self) -> LoopbackReceiver:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
 
-def code_flow(endpoints: Endpoints, client_id: str, client_secret: Optional[str], *, show: Callable[[str], None],
+def code_flow(endpoints: Endpoints, client_id: str, client_secret: str | None, *, show: Callable[[str], None],
               host: str = "127.0.0.1", port: int = 0, login_hint: str = "", timeout: float = 300.0,
-              context: Optional[ssl.SSLContext] = None) -> TokenResponse:
+              context: ssl.SSLContext | None = None) -> TokenResponse:
     """Authorization code grant through the user's browser; *show* gets the URL to open.
 
     :raises OAuth2Error: the user or provider refused, or the exchange failed.
@@ -145,8 +145,8 @@ def code_flow(endpoints: Endpoints, client_id: str, client_secret: Optional[str]
     return token_response(post_form(endpoints.token_url, fields, timeout=DEFAULT_TIMEOUT, context=context, what=what), what)
 
 
-def device_flow(endpoints: Endpoints, client_id: str, client_secret: Optional[str], *, show: Callable[[str], None],
-                timeout: float = 900.0, context: Optional[ssl.SSLContext] = None,
+def device_flow(endpoints: Endpoints, client_id: str, client_secret: str | None, *, show: Callable[[str], None],
+                timeout: float = 900.0, context: ssl.SSLContext | None = None,
                 sleep: Callable[[float], None] = time.sleep,
                 clock: Callable[[], float] = time.monotonic) -> TokenResponse:
     """Device authorization grant; *show* gets the instructions for the user.

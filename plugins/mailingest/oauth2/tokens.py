@@ -28,7 +28,8 @@ import os
 import ssl
 import tempfile
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
+from collections.abc import Iterator
+from typing import Any, Callable, Union
 
 from mailingest.oauth2.apponly import AppTokenSource
 from mailingest.oauth2.config import OAuth2Client
@@ -57,19 +58,19 @@ class TokenSource:
     """
 
     def __init__(self, client: OAuth2Client, username: str, display: str, *,
-                 clock: Callable[[], float] = time.monotonic, post: Callable[..., Dict[str, Any]] = post_form,
-                 lock_dir: Optional[str] = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, post: Callable[..., dict[str, Any]] = post_form,
+                 lock_dir: str | None = None) -> None:
         self.client = client
         self.username = username
         self.display = display
         self._clock = clock
         self._post = post
         self._lock_dir = lock_dir or tempfile.gettempdir()
-        self._access: Optional[str] = None
+        self._access: str | None = None
         self._expires_at = 0.0
-        self._current: Optional[str] = None  # the refresh token that worked last
-        self._home: Optional[str] = None  # where a rotated refresh token is written: keyring or file
-        self._context: Optional[ssl.SSLContext] = None
+        self._current: str | None = None  # the refresh token that worked last
+        self._home: str | None = None  # where a rotated refresh token is written: keyring or file
+        self._context: ssl.SSLContext | None = None
         self._persist_failed_logged = False
         #: counters for metrics and tests
         self.refreshes = 0
@@ -82,7 +83,7 @@ class TokenSource:
         """Use *client*'s current secrets (re-read from the config sources) from now on."""
         self.client = client
 
-    def access_token(self, rejected: Optional[str] = None) -> str:
+    def access_token(self, rejected: str | None = None) -> str:
         """A valid access token: the cached one, or a fresh one.
 
         :param rejected: a token the server just refused; never returned again.
@@ -98,7 +99,7 @@ class TokenSource:
             candidates = self._candidates()
             if not candidates:
                 raise OAuth2Error(self._no_token_message(), "no_refresh_token")
-            refused: Optional[OAuth2Error] = None
+            refused: OAuth2Error | None = None
             for origin, token in candidates:
                 started = self._clock()
                 try:
@@ -121,7 +122,7 @@ class TokenSource:
                 return self._access
             raise refused or OAuth2Error(self._no_token_message(), "no_refresh_token")
 
-    def _fields(self, refresh_token: str) -> Dict[str, str]:
+    def _fields(self, refresh_token: str) -> dict[str, str]:
         client = self.client
         secret = client.client_secret or keystore.get_secret(client.client_secret_service, client.client_id)
         fields = {"grant_type": "refresh_token", "refresh_token": refresh_token,
@@ -130,7 +131,7 @@ class TokenSource:
             fields["scope"] = client.scope
         return fields
 
-    def _candidates(self) -> List[Tuple[str, str]]:
+    def _candidates(self) -> list[tuple[str, str]]:
         """(origin, refresh token) pairs to try, best first, without duplicates."""
         client = self.client
         found = [
@@ -139,7 +140,7 @@ class TokenSource:
             ("credentials.conf", client.conf_refresh_token),
             ("file", client.file_refresh_token),
         ]
-        seen: Set[str] = set()
+        seen: set[str] = set()
         candidates = []
         for origin, token in found:
             if token and token not in seen:
@@ -147,7 +148,7 @@ class TokenSource:
                 candidates.append((origin, token))
         return candidates
 
-    def _keep_refresh_token(self, origin: str, used: str, issued: Optional[str]) -> None:
+    def _keep_refresh_token(self, origin: str, used: str, issued: str | None) -> None:
         if self._home is None:
             self._home = "file" if origin == "file" and self.client.secret_file else "keyring"
         if not issued or issued == used:
@@ -233,7 +234,7 @@ class TokenSource:
 #: and ``refreshes``
 AccessTokenSource = Union[TokenSource, AppTokenSource]
 
-_SOURCES: Dict[Tuple[str, str, str, str, str], AccessTokenSource] = {}
+_SOURCES: dict[tuple[str, str, str, str, str], AccessTokenSource] = {}
 
 
 def token_source(client: OAuth2Client, username: str, display: str) -> AccessTokenSource:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 import sarracenia
 
@@ -149,7 +150,7 @@ def merge_snapshot(state: PollState, snapshot: PollState) -> int:
     return changed
 
 
-def _announced_at(pub_time: Optional[Any]) -> float:
+def _announced_at(pub_time: Any | None) -> float:
     """A notice's ``pubTime`` (``20260129T120000.123``) as epoch seconds; now if absent or unreadable."""
     if isinstance(pub_time, str):
         try:

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import time
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from mailingest.errors import MailConnectionError
 from mailingest.mailbox.brokerlocks import BrokerLocks
@@ -42,7 +42,7 @@ REPEAT_LOG_SECONDS = 300.0
 class ActivePollLease:
     """This node's part in a highly available poll group (``group``: one per account and exchange)."""
 
-    def __init__(self, group: str, locks: Optional[BrokerLocks], novip_path: Optional[str],
+    def __init__(self, group: str, locks: BrokerLocks | None, novip_path: str | None,
                  queue: str = "", split_exchanges: Sequence[str] = ()) -> None:
         self.group = group
         self.locks = locks
@@ -50,7 +50,7 @@ class ActivePollLease:
         #: post_exchangeSplit: sr3 binds the node's queue to one of the exchanges the poll posts to;
         #: the others are bound here, so a passive node sees every notice
         self.queue = queue
-        self._unbound: List[str] = list(split_exchanges) if queue else []
+        self._unbound: list[str] = list(split_exchanges) if queue else []
         self._waiting_logged = False
         self._broker_logged = 0.0
 

@@ -19,7 +19,6 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Dict, List, Optional, Set, Tuple
 
 from mailingest.errors import ConfigError
 from mailingest.mailbox.protocol import Mailbox
@@ -40,11 +39,11 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 class Since:
     """``mailSince``: an absolute date/time, or an age relative to each cycle (``365d``)."""
 
-    absolute: Optional[datetime] = None
-    age: Optional[timedelta] = None
+    absolute: datetime | None = None
+    age: timedelta | None = None
 
     @classmethod
-    def parse(cls, text: Optional[str]) -> Optional["Since"]:
+    def parse(cls, text: str | None) -> Since | None:
         """:raises ConfigError: neither an age (``30d``, ``12h``, ``2w``) nor a date."""
         if not text or not str(text).strip():
             return None
@@ -62,19 +61,19 @@ class Since:
             moment = moment.replace(tzinfo=timezone.utc)
         return cls(absolute=moment)
 
-    def moment(self, now: Optional[datetime] = None) -> datetime:
+    def moment(self, now: datetime | None = None) -> datetime:
         if self.absolute is not None:
             return self.absolute
         now = now or datetime.now(timezone.utc)
         assert self.age is not None
         return now - self.age
 
-    def imap_criterion(self, now: Optional[datetime] = None) -> str:
+    def imap_criterion(self, now: datetime | None = None) -> str:
         """``SINCE d-Mon-yyyy`` (IMAP compares dates only; refs are refined by :meth:`admits`)."""
         day = self.moment(now)
         return f"SINCE {day.day}-{_MONTHS[day.month - 1]}-{day.year}"
 
-    def admits(self, when: Optional[datetime], now: Optional[datetime] = None) -> bool:
+    def admits(self, when: datetime | None, now: datetime | None = None) -> bool:
         return when is None or when >= self.moment(now)
 
 
@@ -82,38 +81,38 @@ class Since:
 class Listing:
     """The outcome of listing one folder."""
 
-    announce: List[MessageRef] = field(default_factory=list)
-    too_large: List[MessageRef] = field(default_factory=list)
+    announce: list[MessageRef] = field(default_factory=list)
+    too_large: list[MessageRef] = field(default_factory=list)
     exists: int = 0
     candidates: int = 0
     #: new messages left for the next cycles by the per-cycle limit (mailAnnounceMax)
     deferred: int = 0
-    imap_state: Optional[FolderState] = None
-    pop3_uidls: Optional[Set[str]] = None
+    imap_state: FolderState | None = None
+    pop3_uidls: set[str] | None = None
     #: POP3: the UIDLs announced that may still be waiting (mailReannounceAfter)
-    pop3_pending: Dict[str, Announced] = field(default_factory=dict)
+    pop3_pending: dict[str, Announced] = field(default_factory=dict)
     #: messages announced before and due to be announced again, with the seconds they waited
-    repeat: List[Tuple[MessageRef, float]] = field(default_factory=list)
+    repeat: list[tuple[MessageRef, float]] = field(default_factory=list)
 
 
-def split_by_size(refs: List[MessageRef], max_size: int) -> tuple:
+def split_by_size(refs: list[MessageRef], max_size: int) -> tuple:
     if not max_size:
         return refs, []
     return [r for r in refs if r.size <= max_size], [r for r in refs if r.size > max_size]
 
 
-def list_imap_folder(mailbox: Mailbox, folder: str, known: Optional[FolderState], criteria: str,
-                     since: Optional[Since], max_size: int, on_uidvalidity_change: str,
-                     account_display: str, limit: int = 0, reannounce: Optional[ReannouncePolicy] = None,
-                     now: Optional[float] = None) -> Listing:
+def list_imap_folder(mailbox: Mailbox, folder: str, known: FolderState | None, criteria: str,
+                     since: Since | None, max_size: int, on_uidvalidity_change: str,
+                     account_display: str, limit: int = 0, reannounce: ReannouncePolicy | None = None,
+                     now: float | None = None) -> Listing:
     """New messages of one IMAP folder (see module doc); with ``limit``, only the ``limit``
     lowest new UIDs, and the high-water mark stops at the last of them (and at most ``limit``
     messages are announced again)."""
     status = mailbox.refresh(folder)
     uidvalidity = status["uidvalidity"]
     above = 0
-    pending: Dict[int, Announced] = {}
-    held: Dict[int, float] = {}
+    pending: dict[int, Announced] = {}
+    held: dict[int, float] = {}
     if known is not None:
         if known.uidvalidity == uidvalidity:
             above = known.last_uid
@@ -145,7 +144,7 @@ def list_imap_folder(mailbox: Mailbox, folder: str, known: Optional[FolderState]
     if since is not None:
         refs = [r for r in refs if since.admits(r.internaldate)]
     announce, too_large = split_by_size(refs, max_size)
-    repeat: List[Tuple[MessageRef, float]] = []
+    repeat: list[tuple[MessageRef, float]] = []
     next_due = None
     if reannounce is not None:
         now = time.time() if now is None else now
@@ -163,8 +162,8 @@ def list_imap_folder(mailbox: Mailbox, folder: str, known: Optional[FolderState]
 
 
 def _imap_due_again(mailbox: Mailbox, folder: str, uidvalidity: int, criteria: str, policy: ReannouncePolicy,
-                    pending: Dict[int, Announced], now: float,
-                    limit: int) -> Tuple[List[Tuple[MessageRef, float]], float]:
+                    pending: dict[int, Announced], now: float,
+                    limit: int) -> tuple[list[tuple[MessageRef, float]], float]:
     """The due messages that still match ``criteria`` (``pending`` loses those that no longer
     do), and when the next of the others is due."""
     due, next_due = policy.due(pending, now)
@@ -182,9 +181,9 @@ def _imap_due_again(mailbox: Mailbox, folder: str, uidvalidity: int, criteria: s
     return [(ref, now - pending[ref.uid].at) for ref in refs], next_due
 
 
-def list_pop3_maildrop(mailbox: Mailbox, known: Set[str], since: Optional[Since], max_size: int,
-                       limit: int = 0, reannounce: Optional[ReannouncePolicy] = None,
-                       known_pending: Optional[Dict[str, Announced]] = None, now: Optional[float] = None,
+def list_pop3_maildrop(mailbox: Mailbox, known: set[str], since: Since | None, max_size: int,
+                       limit: int = 0, reannounce: ReannouncePolicy | None = None,
+                       known_pending: dict[str, Announced] | None = None, now: float | None = None,
                        where: str = "POP3 maildrop") -> Listing:
     """UIDLs not announced before (with ``limit``, the first ``limit`` of them in maildrop order);
     ``mailSince`` applies to the Date header.  With ``reannounce``, also the announced UIDLs
@@ -204,8 +203,8 @@ def list_pop3_maildrop(mailbox: Mailbox, known: Set[str], since: Optional[Since]
     # Remember only what is still in the maildrop, so the state stays as small as the maildrop.
     present_set = set(present)
     remembered = (known & present_set) | set(new)
-    repeat: List[Tuple[MessageRef, float]] = []
-    pending: Dict[str, Announced] = {}
+    repeat: list[tuple[MessageRef, float]] = []
+    pending: dict[str, Announced] = {}
     if reannounce is not None:
         now = time.time() if now is None else now
         pending = {uidl: entry for uidl, entry in (known_pending or {}).items() if uidl in present_set}
@@ -221,11 +220,11 @@ def list_pop3_maildrop(mailbox: Mailbox, known: Set[str], since: Optional[Since]
                    deferred=deferred, pop3_uidls=remembered, pop3_pending=pending, repeat=repeat)
 
 
-def _uidl_refs(uidls: List[str]) -> List[MessageRef]:
+def _uidl_refs(uidls: list[str]) -> list[MessageRef]:
     return [MessageRef(folder=MAILDROP, uidl=uidl) for uidl in uidls]
 
 
-def header_date(value: Optional[str]) -> Optional[datetime]:
+def header_date(value: str | None) -> datetime | None:
     if not value:
         return None
     try:

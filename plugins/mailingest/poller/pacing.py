@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 from types import FrameType
-from typing import Any, Optional
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class FlowPacing:
         self.housekeeping = float(getattr(options, "housekeeping", None) or DEFAULT_HOUSEKEEPING)
         self.empty_sleep_max = longest_empty_sleep(float(getattr(options, "sleep", None) or 0.0))
         self._housekeeping_due = time.monotonic() + self.housekeeping
-        self._scheduler: Optional[Any] = None
+        self._scheduler: Any | None = None
         self._looked_for_scheduler = False
 
     # -- housekeeping -------------------------------------------------------------------------
@@ -69,7 +69,7 @@ class FlowPacing:
         scheduler.next_gather_time = datetime.datetime.now(datetime.timezone.utc)
         return True
 
-    def _find_scheduler(self) -> Optional[Any]:
+    def _find_scheduler(self) -> Any | None:
         if not self._looked_for_scheduler:
             self._looked_for_scheduler = True
             self._scheduler = _scheduler_of(_calling_flow())
@@ -79,13 +79,13 @@ class FlowPacing:
         return self._scheduler
 
 
-def _calling_flow() -> Optional[Any]:
+def _calling_flow() -> Any | None:
     """The ``sarracenia.flow.Flow`` whose run loop is on the call stack, if any."""
     try:
         from sarracenia.flow import Flow
     except ImportError:  # sarracenia without its flow package: nothing to steer
         return None
-    frame: Optional[FrameType] = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, Flow):
@@ -94,7 +94,7 @@ def _calling_flow() -> Optional[Any]:
     return None
 
 
-def _scheduler_of(flow: Optional[Any]) -> Optional[Any]:
+def _scheduler_of(flow: Any | None) -> Any | None:
     """The flow's ``scheduled`` gather callback (it decides when ``poll()`` runs)."""
     if flow is None:
         return None

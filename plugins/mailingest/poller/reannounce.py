@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sarracenia
 
@@ -56,7 +57,7 @@ class ReannouncePolicy:
     after: float
 
     @classmethod
-    def parse(cls, value: Any, pop3: bool) -> Optional["ReannouncePolicy"]:
+    def parse(cls, value: Any, pop3: bool) -> ReannouncePolicy | None:
         """None when off.  ``value`` None (not set): on for IMAP, off for POP3.
 
         :raises ConfigError: not a duration.
@@ -82,11 +83,11 @@ class ReannouncePolicy:
     def wait(self, entry: Announced) -> float:
         return self.backoff.delay(entry.repeats + 1)
 
-    def due(self, pending: Dict[Key, Announced], now: float) -> Tuple[List[Key], float]:
+    def due(self, pending: dict[Key, Announced], now: float) -> tuple[list[Key], float]:
         """The messages whose wait is over (in key order), and when the next of the others is due
         (``inf`` when none): until then no scan of ``pending`` is needed."""
-        waits: Dict[int, float] = {}
-        due: List[Key] = []
+        waits: dict[int, float] = {}
+        due: list[Key] = []
         next_due = math.inf
         for key, (at, repeats) in pending.items():
             wait = waits.get(repeats)
@@ -99,8 +100,8 @@ class ReannouncePolicy:
         return sorted(due), next_due
 
 
-def record(pending: Dict[Key, Announced], announced: Iterable[Key], repeated: Iterable[Key], now: float,
-           where: str) -> Dict[Key, Announced]:
+def record(pending: dict[Key, Announced], announced: Iterable[Key], repeated: Iterable[Key], now: float,
+           where: str) -> dict[Key, Announced]:
     """``pending`` with the newly ``announced`` keys and the ``repeated`` ones stamped ``now``,
     capped at :data:`TRACK_MAX` (the oldest announcements are forgotten)."""
     out = dict(pending)

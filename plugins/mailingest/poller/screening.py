@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 from mailingest.errors import MessageGoneError
 from mailingest.mailbox.refs import MessageRef
@@ -41,17 +42,17 @@ class ScreenSettings:
 class Screened:
     ref: MessageRef
     decision: Decision
-    assessment: Optional[Assessment] = None
+    assessment: Assessment | None = None
     #: the notice's extra ``mail`` fields (sender, class, tags)
-    fields: Dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class Screener:
-    def __init__(self, settings: ScreenSettings, resolver: Optional[TxtResolver] = None) -> None:
+    def __init__(self, settings: ScreenSettings, resolver: TxtResolver | None = None) -> None:
         self.settings = settings
         self.resolver = resolver or TxtResolver(settings.dns_servers, settings.dns_timeout)
 
-    def screen(self, mailbox: Any, ref: MessageRef, held_since: Optional[float] = None) -> Optional[Screened]:
+    def screen(self, mailbox: Any, ref: MessageRef, held_since: float | None = None) -> Screened | None:
         """The decision for *ref*, None when the message is gone from the server meanwhile;
         *held_since*: when a temperror first held it (time.time()), if it did.
 

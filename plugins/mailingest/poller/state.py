@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any
 
 from mailingest.atomic import write_atomically
 from mailingest.poller.reannounce import Announced
@@ -30,12 +30,12 @@ class FolderState:
     uidvalidity: int
     last_uid: int
     #: UID -> when it was announced, for the messages that may still be waiting (mailReannounceAfter)
-    pending: Dict[int, Announced] = field(default_factory=dict)
+    pending: dict[int, Announced] = field(default_factory=dict)
     #: no message of ``pending`` is due before this time (not stored; None: unknown, scan)
-    next_due: Optional[float] = field(default=None, compare=False)
+    next_due: float | None = field(default=None, compare=False)
     #: UID -> when it was first held: messages whose sender check met a DNS temperror, checked
     #: again at every cycle until they are decided (mailingest.poller.screening)
-    held: Dict[int, float] = field(default_factory=dict)
+    held: dict[int, float] = field(default_factory=dict)
 
 
 class PollState:
@@ -46,17 +46,17 @@ class PollState:
     stored grouped by announcement, ``[[at, repeats, [uid, ...]], ...]``: the messages of one
     cycle share one group."""
 
-    def __init__(self, path: str, data: Optional[Dict[str, Dict[str, Dict[str, Any]]]] = None) -> None:
+    def __init__(self, path: str, data: dict[str, dict[str, dict[str, Any]]] | None = None) -> None:
         """``data``: the content of a state file (a snapshot) instead of the file at ``path``."""
         self.path = path
-        self._data: Dict[str, Dict[str, Dict[str, Any]]] = self._load() if data is None else data
-        self._folders: Dict[Tuple[str, str], Optional[FolderState]] = {}
-        self._maildrops: Dict[Tuple[str, str], Tuple[Set[str], Dict[str, Announced]]] = {}
+        self._data: dict[str, dict[str, dict[str, Any]]] = self._load() if data is None else data
+        self._folders: dict[tuple[str, str], FolderState | None] = {}
+        self._maildrops: dict[tuple[str, str], tuple[set[str], dict[str, Announced]]] = {}
         self._dirty = False
 
-    def _load(self) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    def _load(self) -> dict[str, dict[str, dict[str, Any]]]:
         try:
-            with open(self.path, "r", encoding="utf-8") as handle:
+            with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
         except FileNotFoundError:
             return {}
@@ -66,7 +66,7 @@ class PollState:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def folder(self, account: str, folder: str) -> Optional[FolderState]:
+    def folder(self, account: str, folder: str) -> FolderState | None:
         """IMAP: the folder's committed state (treat it as read-only), None if never listed."""
         key = (account, folder)
         if key not in self._folders:
@@ -86,7 +86,7 @@ class PollState:
         if self.folder(account, folder) == state:
             self._folders[(account, folder)] = state  # same content, maybe a fresher next_due
             return
-        entry: Dict[str, Any] = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid}
+        entry: dict[str, Any] = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid}
         if state.pending:
             entry["pending"] = _pending_json(state.pending)
         if state.held:
@@ -95,34 +95,34 @@ class PollState:
         self._folders[(account, folder)] = state
         self._dirty = True
 
-    def uidls(self, account: str, folder: str = "INBOX") -> Set[str]:
+    def uidls(self, account: str, folder: str = "INBOX") -> set[str]:
         """POP3: the UIDLs already announced (and still in the maildrop at the last cycle)."""
         return self._maildrop(account, folder)[0]
 
-    def pending_uidls(self, account: str, folder: str = "INBOX") -> Dict[str, Announced]:
+    def pending_uidls(self, account: str, folder: str = "INBOX") -> dict[str, Announced]:
         """POP3: the UIDLs announced that may still be waiting for a download (mailReannounceAfter)."""
         return self._maildrop(account, folder)[1]
 
-    def _maildrop(self, account: str, folder: str) -> Tuple[Set[str], Dict[str, Announced]]:
+    def _maildrop(self, account: str, folder: str) -> tuple[set[str], dict[str, Announced]]:
         key = (account, folder)
         if key not in self._maildrops:
             entry = self._data.get(account, {}).get(folder) or {}
             self._maildrops[key] = (set(entry.get("uidls", [])), _parse_pending(entry))
         return self._maildrops[key]
 
-    def set_uidls(self, account: str, uidls: Set[str], folder: str = "INBOX",
-                  pending: Optional[Dict[str, Announced]] = None) -> None:
+    def set_uidls(self, account: str, uidls: set[str], folder: str = "INBOX",
+                  pending: dict[str, Announced] | None = None) -> None:
         pending = pending or {}
         if self._maildrop(account, folder) == (uidls, pending):
             return
-        entry: Dict[str, Any] = {"uidls": sorted(uidls)}
+        entry: dict[str, Any] = {"uidls": sorted(uidls)}
         if pending:
             entry["pending"] = _pending_json(pending)
         self._data.setdefault(account, {})[folder] = entry
         self._maildrops[(account, folder)] = (set(uidls), dict(pending))
         self._dirty = True
 
-    def entries(self) -> List[Tuple[str, str, bool]]:
+    def entries(self) -> list[tuple[str, str, bool]]:
         """Every (account, folder, is_imap) this state knows."""
         return [(account, folder, "uidvalidity" in entry)
                 for account, folders in self._data.items() if isinstance(folders, dict)
@@ -147,16 +147,16 @@ class PollState:
         self._dirty = False
 
 
-def _pending_json(pending: Dict[Any, Announced]) -> List[List[Any]]:
-    groups: Dict[Announced, List[Any]] = {}
+def _pending_json(pending: dict[Any, Announced]) -> list[list[Any]]:
+    groups: dict[Announced, list[Any]] = {}
     for key, announced in pending.items():
         groups.setdefault(announced, []).append(key)
     return [[round(announced.at, 3), announced.repeats, sorted(keys)] for announced, keys in sorted(groups.items())]
 
 
-def _parse_pending(entry: Dict[str, Any]) -> Dict[Any, Announced]:
+def _parse_pending(entry: dict[str, Any]) -> dict[Any, Announced]:
     """``pending`` of a state entry (keys as stored: UIDs as ints, UIDLs as strings); {} if unusable."""
-    out: Dict[Any, Announced] = {}
+    out: dict[Any, Announced] = {}
     groups = entry.get("pending")
     if not isinstance(groups, list):
         return out

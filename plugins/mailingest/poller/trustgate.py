@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any
 
 from mailingest.mailbox.refs import MessageRef
 from mailingest.poller.listing import Listing
@@ -40,16 +40,16 @@ def identity(folder: str, ref: MessageRef) -> str:
 class TrustGate:
     """:param metrics: the poll's metrics, updated in place.  :param criteria: ``mailSearch``."""
 
-    def __init__(self, screener: Screener, metrics: Dict[str, Any], criteria: str) -> None:
+    def __init__(self, screener: Screener, metrics: dict[str, Any], criteria: str) -> None:
         self.screener = screener
         self.metrics = metrics
         self.criteria = criteria
         metrics.update({name: 0 for name in METRICS})
-        self._held_logged: Set[Tuple[str, str, object]] = set()
+        self._held_logged: set[tuple[str, str, object]] = set()
         #: POP3: when each held UIDL was first held (IMAP keeps this in the folder state)
-        self._pop3_held_since: Dict[Tuple[str, object], float] = {}
+        self._pop3_held_since: dict[tuple[str, object], float] = {}
 
-    def apply(self, mailbox: Any, where: str, folder: str, listing: Listing) -> Dict[object, Dict[str, Any]]:
+    def apply(self, mailbox: Any, where: str, folder: str, listing: Listing) -> dict[object, dict[str, Any]]:
         """Check the sender and class of every message *listing* would announce (and of those held
         by an earlier temperror), act on each decision, and leave in *listing* only what is to be
         announced; returns the notices' extra ``mail`` fields by :func:`message_key`.
@@ -59,7 +59,7 @@ class TrustGate:
         """
         held_refs = self._held_refs(mailbox, where, folder, listing)
         self.screener.resolver.retry()  # DNS that failed for an earlier folder or cycle is asked again
-        outcomes: List[Screened] = []
+        outcomes: list[Screened] = []
         for ref in held_refs + listing.announce + [r for r, _ in listing.repeat]:
             screened = self.screener.screen(mailbox, ref, self._held_since(where, listing, ref))
             if screened is None:
@@ -69,8 +69,8 @@ class TrustGate:
             outcomes.append(screened)
         announce_keys = {message_key(s.ref) for s in outcomes if s.decision.announced}
         first_time = {message_key(r) for r in listing.announce + held_refs}
-        extra: Dict[object, Dict[str, Any]] = {}
-        quarantine: Dict[str, List[MessageRef]] = {}
+        extra: dict[object, dict[str, Any]] = {}
+        quarantine: dict[str, list[MessageRef]] = {}
         for screened in outcomes:
             ref, decision, key = screened.ref, screened.decision, message_key(screened.ref)
             self._count(screened, counted=key in first_time)
@@ -88,7 +88,7 @@ class TrustGate:
         return extra
 
     # -- held messages ------------------------------------------------------------------------
-    def _held_refs(self, mailbox: Any, where: str, folder: str, listing: Listing) -> List[MessageRef]:
+    def _held_refs(self, mailbox: Any, where: str, folder: str, listing: Listing) -> list[MessageRef]:
         """IMAP: the messages held by an earlier temperror that still match the search (the others
         were read, moved or deleted meanwhile: forgotten, one info line each)."""
         state = listing.imap_state
@@ -103,7 +103,7 @@ class TrustGate:
                 del state.held[uid]
         return refs
 
-    def _held_since(self, where: str, listing: Listing, ref: MessageRef) -> Optional[float]:
+    def _held_since(self, where: str, listing: Listing, ref: MessageRef) -> float | None:
         if listing.imap_state is not None:
             return listing.imap_state.held.get(ref.uid)
         return self._pop3_held_since.get((where, message_key(ref)))
@@ -125,7 +125,7 @@ class TrustGate:
             self._held_logged.discard((where, folder, key))
 
     @staticmethod
-    def _forget_unannounced(listing: Listing, keys: Set[object]) -> None:
+    def _forget_unannounced(listing: Listing, keys: set[object]) -> None:
         """Messages not announced are not waiting for a download: mailReannounceAfter leaves them."""
         for key in keys:
             if listing.imap_state is not None:
@@ -178,13 +178,13 @@ class TrustGate:
 
 # -- the mailbox operations the gate needs ------------------------------------------------------
 
-def _still_waiting(mailbox: Any, folder: str, uidvalidity: int, uids: List[int], criteria: str) -> List[MessageRef]:
+def _still_waiting(mailbox: Any, folder: str, uidvalidity: int, uids: list[int], criteria: str) -> list[MessageRef]:
     """The messages of *uids* that still match *criteria*, with their metadata (IMAP)."""
     matching = mailbox.search(folder, f"UID {','.join(map(str, uids))} {criteria}")
     return list(mailbox.fetch_refs(matching)) if matching else []
 
 
-def _quarantine(mailbox: Any, folder: str, refs: List[MessageRef], target: str) -> None:
+def _quarantine(mailbox: Any, folder: str, refs: list[MessageRef], target: str) -> None:
     """Move *refs* to *target* (created if needed)."""
     mailbox.create_folder(target)
     mailbox.move(refs, target)

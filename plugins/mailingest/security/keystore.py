@@ -23,7 +23,7 @@ import logging
 import os
 import stat
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any
 
 from mailingest.errors import ConfigError
 
@@ -61,7 +61,7 @@ def _keyring() -> Any:
     return keyring
 
 
-def get_secret(service: str, user: str) -> Optional[str]:
+def get_secret(service: str, user: str) -> str | None:
     """The secret stored for (*service*, *user*), or None (also when no keyring is usable)."""
     global _warned_unusable
     try:
@@ -102,7 +102,7 @@ def keyring_name() -> str:
 
 # -- JSON secret files ------------------------------------------------------------------------
 
-def read_secret_file(path: str) -> Dict[str, str]:
+def read_secret_file(path: str) -> dict[str, str]:
     """Client id, secret, token URL (and optionally a refresh token) from a JSON file.
 
     Accepted shapes: Google's ``client_secret_*.json`` (``{"installed": {...}}`` or

@@ -17,7 +17,6 @@ private CA (the system roots stay trusted, so OAuth2 token endpoints keep workin
 from __future__ import annotations
 
 import ssl
-from typing import Optional
 
 from mailingest.errors import ConfigError
 
@@ -29,7 +28,7 @@ DEFAULT_TIMEOUT = 60.0
 STRICT_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
-def make_ssl_context(rigour: str = DEFAULT_RIGOUR, ca_file: Optional[str] = None) -> ssl.SSLContext:
+def make_ssl_context(rigour: str = DEFAULT_RIGOUR, ca_file: str | None = None) -> ssl.SSLContext:
     """Build a client TLS context.
 
     :raises ConfigError: unknown rigour or unreadable CA file.

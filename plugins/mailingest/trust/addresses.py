@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
 
 from mailingest.errors import ConfigError
 from mailingest.trust.authres import strip_comments
@@ -24,7 +24,7 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)(\
 _LOCAL = re.compile(r"^[^\s@\"(),:;<>\[\]\\]{1,64}$")
 
 
-def normal_domain(domain: str) -> Optional[str]:
+def normal_domain(domain: str) -> str | None:
     """*domain* in lower case without a trailing dot (IDNA-encoded when not ASCII), None if it is no
     host name with at least two labels."""
     domain = domain.strip().rstrip(".").lower()
@@ -36,7 +36,7 @@ def normal_domain(domain: str) -> Optional[str]:
     return domain if "." in domain and _DOMAIN.match(domain) else None
 
 
-def from_address(values: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
+def from_address(values: Sequence[str]) -> tuple[str | None, str | None]:
     """``(address, domain)`` of the message's author, from all its ``From:`` header values; (None, None)
     unless there is exactly one header with exactly one address (DMARC's rule: a message with
     several authors cannot be aligned)."""
@@ -53,7 +53,7 @@ def from_address(values: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
     return f"{local}@{norm}".lower(), norm
 
 
-def parse_addresses(values: Sequence[str]) -> List[Tuple[str, str]]:
+def parse_addresses(values: Sequence[str]) -> list[tuple[str, str]]:
     """:func:`email.utils.getaddresses` of *values*, comments removed first (the stdlib follows nested
     comments by recursion, so a long run of ``(`` would exhaust the stack); never raises."""
     try:
@@ -76,7 +76,7 @@ class AllowList:
     subdomains_of: frozenset = frozenset()
 
     @classmethod
-    def parse(cls, items: Iterable[str], option: str = "mailAcceptFrom") -> "AllowList":
+    def parse(cls, items: Iterable[str], option: str = "mailAcceptFrom") -> AllowList:
         """:raises ConfigError: an item that is no address, domain or ``*.domain``."""
         addresses, domains, parents = set(), set(), set()
         for raw in items:
@@ -100,7 +100,7 @@ class AllowList:
     def __bool__(self) -> bool:
         return bool(self.addresses or self.domains or self.subdomains_of)
 
-    def admits(self, address: Optional[str]) -> bool:
+    def admits(self, address: str | None) -> bool:
         """True if *address* (as :func:`from_address` gives it) is on the list."""
         if not address:
             return False

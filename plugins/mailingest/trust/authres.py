@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 MAX_LENGTH = 16_384
 MAX_RESULTS = 64
@@ -29,7 +28,7 @@ class MethodResult:
 
     method: str
     result: str
-    properties: Dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         props = " ".join(f"{k}={v}" for k, v in sorted(self.properties.items()))
@@ -40,19 +39,19 @@ class MethodResult:
 class AuthResults:
     """One parsed header: who wrote it (``authserv_id``, None if it names nobody) and what it says."""
 
-    authserv_id: Optional[str]
-    results: Tuple[MethodResult, ...]
+    authserv_id: str | None
+    results: tuple[MethodResult, ...]
     #: the ARC instance (``i=``) of an ARC-Authentication-Results, else None
-    instance: Optional[int] = None
+    instance: int | None = None
 
-    def of(self, method: str) -> List[MethodResult]:
+    def of(self, method: str) -> list[MethodResult]:
         return [r for r in self.results if r.method == method]
 
 
 def strip_comments(value: str) -> str:
     """*value* with RFC 5322 comments (nested, backslash-escaped) replaced by a space and quoted
     strings kept; an unclosed comment runs to the end.  Linear time."""
-    out: List[str] = []
+    out: list[str] = []
     depth = 0
     quoted = False
     escaped = False
@@ -88,9 +87,9 @@ def strip_comments(value: str) -> str:
     return "".join(out)
 
 
-def _split_semicolons(value: str) -> List[str]:
+def _split_semicolons(value: str) -> list[str]:
     """Split at ``;`` outside quoted strings (comments are already gone)."""
-    parts: List[str] = []
+    parts: list[str] = []
     start = 0
     quoted = False
     escaped = False
@@ -114,7 +113,7 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _result_of(segment: str) -> Optional[MethodResult]:
+def _result_of(segment: str) -> MethodResult | None:
     pairs = _PAIR.findall(segment)
     if not pairs:
         return None
@@ -122,7 +121,7 @@ def _result_of(segment: str) -> Optional[MethodResult]:
     method = method.split("/", 1)[0].lower()  # dkim/1 -> dkim
     if "." in method or not method:
         return None
-    properties: Dict[str, str] = {}
+    properties: dict[str, str] = {}
     for key, value in pairs[1:]:
         key = key.lower()
         if "." in key or key == "reason":
@@ -130,7 +129,7 @@ def _result_of(segment: str) -> Optional[MethodResult]:
     return MethodResult(method=method, result=_unquote(result).lower(), properties=properties)
 
 
-def parse(value: str, arc: bool = False) -> Optional[AuthResults]:
+def parse(value: str, arc: bool = False) -> AuthResults | None:
     """The header's content, or None when it cannot be read (too long, too many results, no
     authserv-id where one is required by ``arc``).  Never raises."""
     if len(value) > MAX_LENGTH:
@@ -147,7 +146,7 @@ def parse(value: str, arc: bool = False) -> Optional[AuthResults]:
         segments = segments[1:]
     if not segments:
         return None
-    authserv_id: Optional[str] = None
+    authserv_id: str | None = None
     head = segments[0]
     if "=" not in head.split(" ", 1)[0]:
         words = head.split()
@@ -170,7 +169,7 @@ def parse(value: str, arc: bool = False) -> Optional[AuthResults]:
     return AuthResults(authserv_id=authserv_id, results=tuple(results), instance=instance)
 
 
-def domain_of(result: MethodResult) -> Optional[str]:
+def domain_of(result: MethodResult) -> str | None:
     """The domain a passing result authenticates: ``header.d`` (or ``header.i``'s domain) for dkim,
     ``smtp.mailfrom`` (or ``smtp.helo``) for spf, ``header.from`` for dmarc; lower case."""
     props = result.properties

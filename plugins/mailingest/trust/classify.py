@@ -15,9 +15,10 @@ auto-reply subject, as Exchange writes its out-of-office replies, ``autoreply``)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from email.message import Message
-from typing import AbstractSet, List, Optional, Sequence, Tuple
 
 from mailingest.mime.headers import decode_raw, to_bytes
 from mailingest.trust.addresses import parse_addresses
@@ -47,20 +48,20 @@ class MachineClass:
         return self.kind != "person"
 
 
-Headers = Sequence[Tuple[str, str]]
+Headers = Sequence[tuple[str, str]]
 
 
-def _values(headers: Headers, name: str) -> List[str]:
+def _values(headers: Headers, name: str) -> list[str]:
     name = name.lower()
     return [value[:MAX_VALUE] for key, value in headers if key.lower() == name]
 
 
-def _first(headers: Headers, name: str) -> Optional[str]:
+def _first(headers: Headers, name: str) -> str | None:
     found = _values(headers, name)
     return " ".join(found[0].split()) if found else None
 
 
-def _addresses(headers: Headers, *names: str) -> List[str]:
+def _addresses(headers: Headers, *names: str) -> list[str]:
     values = [v for name in names for v in _values(headers, name)]
     return [addr.lower() for _, addr in parse_addresses(values) if addr]
 
@@ -71,7 +72,7 @@ def _subject(headers: Headers) -> str:
     return decode_raw(to_bytes(value)) if "=?" in value or not value.isascii() else value
 
 
-def _content_type(headers: Headers) -> Tuple[str, str]:
+def _content_type(headers: Headers) -> tuple[str, str]:
     """``(type/subtype, report-type)`` of the top-level Content-Type, lower case."""
     value = _first(headers, "Content-Type")
     if value is None:

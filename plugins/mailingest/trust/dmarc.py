@@ -14,7 +14,7 @@ None``); it raises :class:`LookupTempError` when DNS cannot answer now.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 from mailingest.trust.addresses import is_subdomain
 
@@ -32,19 +32,19 @@ Lookup = Callable[[str], Optional[str]]
 @dataclass(frozen=True)
 class DmarcRecord:
     policy: str = "none"
-    subdomain_policy: Optional[str] = None
+    subdomain_policy: str | None = None
     #: "r" (relaxed, the default) or "s" (strict)
     adkim: str = "r"
     aspf: str = "r"
     #: "y", "n" or None (not given)
-    psd: Optional[str] = None
+    psd: str | None = None
 
 
-def parse_record(text: Optional[str]) -> Optional[DmarcRecord]:
+def parse_record(text: str | None) -> DmarcRecord | None:
     """A ``v=DMARC1`` TXT record, or None when *text* is not one."""
     if not text or len(text) > MAX_RECORD:
         return None
-    tags: Dict[str, str] = {}
+    tags: dict[str, str] = {}
     for part in text.split(";"):
         key, eq, value = part.partition("=")
         if eq:
@@ -52,7 +52,7 @@ def parse_record(text: Optional[str]) -> Optional[DmarcRecord]:
     if tags.get("v", "").upper() != "DMARC1" or not text.strip().lower().startswith("v"):
         return None
 
-    def word(name: str, allowed: tuple, default: Optional[str]) -> Optional[str]:
+    def word(name: str, allowed: tuple, default: str | None) -> str | None:
         value = tags.get(name, "").lower()
         return value if value in allowed else default
 
@@ -62,19 +62,19 @@ def parse_record(text: Optional[str]) -> Optional[DmarcRecord]:
                        psd=word("psd", ("y", "n", "u"), None))
 
 
-def record_of(domain: str, lookup: Lookup) -> Optional[DmarcRecord]:
+def record_of(domain: str, lookup: Lookup) -> DmarcRecord | None:
     """The DMARC record published at ``_dmarc.<domain>``.  :raises LookupTempError:"""
     return parse_record(lookup(f"_dmarc.{domain}"))
 
 
-def organizational_domain(domain: str, lookup: Lookup) -> Optional[str]:
+def organizational_domain(domain: str, lookup: Lookup) -> str | None:
     """The organizational domain of *domain* by the tree walk (module doc), None when no record was
     found on the way.  :raises LookupTempError:"""
     labels = domain.split(".")
     names = [".".join(labels[i:]) for i in range(len(labels))]
     if len(names) > MAX_WALK:  # the domain itself, then from MAX_WALK - 1 labels up (DMARCbis)
         names = [names[0]] + names[len(names) - (MAX_WALK - 1):]
-    highest: Optional[str] = None
+    highest: str | None = None
     for index, name in enumerate(names):
         record = record_of(name, lookup)
         if record is None:
@@ -94,11 +94,11 @@ class Alignment:
     def __init__(self, from_domain: str, lookup: Lookup) -> None:
         self.from_domain = from_domain
         self._lookup = lookup
-        self._org: Dict[str, Optional[str]] = {}
-        self._record: Optional[DmarcRecord] = None
+        self._org: dict[str, str | None] = {}
+        self._record: DmarcRecord | None = None
         self._record_read = False
 
-    def record(self) -> Optional[DmarcRecord]:
+    def record(self) -> DmarcRecord | None:
         """The DMARC record that governs the From domain (its own, else its organizational domain's).
         :raises LookupTempError:"""
         if not self._record_read:
@@ -110,7 +110,7 @@ class Alignment:
             self._record, self._record_read = record, True
         return self._record
 
-    def org(self, domain: str) -> Optional[str]:
+    def org(self, domain: str) -> str | None:
         if domain not in self._org:
             self._org[domain] = organizational_domain(domain, self._lookup)
         return self._org[domain]

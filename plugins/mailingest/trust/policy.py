@@ -12,8 +12,8 @@ verdict is held (neither announced nor moved) and checked again at the next cycl
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import AbstractSet, Optional
 
 from mailingest.errors import ConfigError
 from mailingest.trust.addresses import AllowList
@@ -26,10 +26,10 @@ ACTIONS = ("announce", "tag", "quarantine", "skip")
 @dataclass(frozen=True)
 class Action:
     kind: str = "announce"
-    folder: Optional[str] = None
+    folder: str | None = None
 
     @classmethod
-    def parse(cls, text: Optional[str], option: str) -> "Action":
+    def parse(cls, text: str | None, option: str) -> Action:
         """``announce``, ``tag``, ``quarantine <folder>`` or ``skip``.  :raises ConfigError:"""
         words = (text or "").split(None, 1) or ["announce"]
         kind = words[0].lower()
@@ -55,7 +55,7 @@ class Decision:
     """``announce`` (maybe tagged), ``quarantine``, ``skip`` or ``hold`` (temperror: ask again later)."""
 
     action: str
-    folder: Optional[str] = None
+    folder: str | None = None
     trusted: bool = False
     tag_untrusted: bool = False
     tag_machine: bool = False

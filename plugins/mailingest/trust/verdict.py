@@ -15,8 +15,9 @@ Results, best first (the verdict is the best any evidence reaches):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from mailingest.trust.authres import AuthResults, domain_of
 from mailingest.trust.dmarc import Alignment, LookupTempError
@@ -38,18 +39,18 @@ class SignatureResult:
 @dataclass(frozen=True)
 class SenderVerdict:
     result: str
-    from_address: Optional[str] = None
+    from_address: str | None = None
     #: the authenticated domain aligned with From: (pass only)
-    domain: Optional[str] = None
+    domain: str | None = None
     #: how: "dkim", "authres <authserv-id>", "arc <authserv-id>"
-    method: Optional[str] = None
+    method: str | None = None
     evidence: Sequence[str] = field(default_factory=tuple)
     #: the DMARC policy of the From domain (p=), when it was looked up
-    dmarc_policy: Optional[str] = None
+    dmarc_policy: str | None = None
 
-    def fields(self) -> Dict[str, Any]:
+    def fields(self) -> dict[str, Any]:
         """For the notice's ``mail.sender`` and metadata.json (JSON-serialisable)."""
-        out: Dict[str, Any] = {"result": self.result, "from": self.from_address, "evidence": list(self.evidence)}
+        out: dict[str, Any] = {"result": self.result, "from": self.from_address, "evidence": list(self.evidence)}
         if self.domain:
             out["domain"] = self.domain
         if self.method:
@@ -62,26 +63,26 @@ class SenderVerdict:
 class _Best:
     def __init__(self) -> None:
         self.result = "none"
-        self.domain: Optional[str] = None
-        self.method: Optional[str] = None
+        self.domain: str | None = None
+        self.method: str | None = None
 
-    def offer(self, result: str, domain: Optional[str] = None, method: Optional[str] = None) -> None:
+    def offer(self, result: str, domain: str | None = None, method: str | None = None) -> None:
         if _RANK[result] < _RANK[self.result]:
             self.result, self.domain, self.method = result, domain, method
 
 
-def combine(from_address: Optional[str], from_domain: Optional[str], signatures: Sequence[SignatureResult],
-            trusted: Sequence[AuthResults], trusted_arc: Sequence[AuthResults], arc: Optional[SignatureResult],
-            alignment: Optional[Alignment]) -> SenderVerdict:
+def combine(from_address: str | None, from_domain: str | None, signatures: Sequence[SignatureResult],
+            trusted: Sequence[AuthResults], trusted_arc: Sequence[AuthResults], arc: SignatureResult | None,
+            alignment: Alignment | None) -> SenderVerdict:
     """The verdict from the signatures verified here, the trusted (ARC-)Authentication-Results
     headers and the ARC chain's own result; *alignment* answers for the From domain."""
-    evidence: List[str] = []
+    evidence: list[str] = []
     best = _Best()
     if from_domain is None or alignment is None:
         evidence.append("From: missing, unreadable or naming several authors")
         return SenderVerdict("permerror", from_address, evidence=tuple(evidence))
 
-    def aligned(domain: str, method: str) -> Optional[bool]:
+    def aligned(domain: str, method: str) -> bool | None:
         try:
             return alignment.aligned(domain, method)
         except LookupTempError as exc:
@@ -124,7 +125,7 @@ def combine(from_address: Optional[str], from_domain: Optional[str], signatures:
                     best.offer("pass", domain, label)
             elif res.method in ("dkim", "dmarc") and res.result == "fail":
                 best.offer("fail")
-    policy: Optional[str] = None
+    policy: str | None = None
     try:
         record = alignment.record()
         policy = record.policy if record else None

@@ -8,10 +8,12 @@ through one :class:`~mailingest.verify.dns.TxtResolver`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesHeaderParser
-from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from mailingest.trust import authres
 from mailingest.trust.addresses import from_address
@@ -44,19 +46,19 @@ class Assessment:
     machine: MachineClass
     #: false when only the header was read (no direct DKIM verification)
     whole: bool = True
-    notes: Tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def fields(self) -> Dict[str, Any]:
+    def fields(self) -> dict[str, Any]:
         sender = self.verdict.fields()
         if self.notes:
             sender["evidence"] = list(self.notes) + sender["evidence"]
-        out: Dict[str, Any] = {"sender": sender, "class": self.machine.kind}
+        out: dict[str, Any] = {"sender": sender, "class": self.machine.kind}
         if self.machine.reason:
             out["classReason"] = self.machine.reason
         return out
 
 
-def header_fields(message: bytes) -> List[Tuple[str, str]]:
+def header_fields(message: bytes) -> list[tuple[str, str]]:
     """The top-level header fields of *message* (name, raw value), in order."""
     end = message.find(b"\r\n\r\n")
     if end < 0:
@@ -65,13 +67,13 @@ def header_fields(message: bytes) -> List[Tuple[str, str]]:
     return [(str(name), str(value)) for name, value in _PARSER.parsebytes(block).raw_items()]
 
 
-def trusted_headers(headers: Sequence[Tuple[str, str]],
-                    settings: VerifySettings) -> Tuple[List[authres.AuthResults], List[authres.AuthResults], List[str]]:
+def trusted_headers(headers: Sequence[tuple[str, str]],
+                    settings: VerifySettings) -> tuple[list[authres.AuthResults], list[authres.AuthResults], list[str]]:
     """The Authentication-Results and ARC-Authentication-Results written by a trusted authserv-id
     (and the topmost unnamed one with ``trust_unnamed``), and a note per header ignored."""
-    plain: List[authres.AuthResults] = []
-    arc: List[authres.AuthResults] = []
-    ignored: List[str] = []
+    plain: list[authres.AuthResults] = []
+    arc: list[authres.AuthResults] = []
+    ignored: list[str] = []
     seen = 0
     first_plain = True
     for name, value in headers:
@@ -108,15 +110,15 @@ def assess(message: bytes, settings: VerifySettings, resolver: TxtResolver, whol
     headers = header_fields(message)
     address, domain = from_address([v for n, v in headers if n.lower() == "from"])
     plain, arc_headers, notes = trusted_headers(headers, settings)
-    signatures: List[SignatureResult] = []
-    arc: Optional[SignatureResult] = None
+    signatures: list[SignatureResult] = []
+    arc: SignatureResult | None = None
     if settings.dkim and whole:
         signatures = verify_dkim(message, resolver)
         arc = verify_arc(message, resolver)
     elif settings.dkim:
         notes.append("message over mailTrustMaxSize: DKIM not verified here, only trusted headers count")
 
-    def lookup(name: str) -> Optional[str]:
+    def lookup(name: str) -> str | None:
         return resolver.first(name, "v=DMARC1")
 
     alignment = Alignment(domain, lookup) if domain else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import dns.exception
 import dns.name
@@ -30,7 +30,7 @@ CACHE_SECONDS = 300.0
 CACHE_ENTRIES = 10_000
 
 
-def parse_server(text: str) -> Tuple[str, int]:
+def parse_server(text: str) -> tuple[str, int]:
     """``host`` or ``host:port`` (``[v6]:port``) as (address, port).  :raises ConfigError:"""
     text = text.strip()
     host, port = text, 53
@@ -69,14 +69,14 @@ class TxtResolver:
         resolver.lifetime = timeout
         self._resolver = resolver
         self.timeout = timeout
-        self._cache: Dict[str, Tuple[float, List[str]]] = {}
-        self._failed: Optional[str] = None
+        self._cache: dict[str, tuple[float, list[str]]] = {}
+        self._failed: str | None = None
 
     def retry(self) -> None:
         """Ask DNS again (after a failure, lookups fail at once until this is called)."""
         self._failed = None
 
-    def txt(self, name: str) -> List[str]:
+    def txt(self, name: str) -> list[str]:
         """Every TXT record at *name*, each record's strings joined; [] when there is none.
 
         :raises LookupTempError: DNS could not answer now.
@@ -97,7 +97,7 @@ class TxtResolver:
         self._cache[key] = (time.monotonic() + min(ttl, CACHE_SECONDS), records)
         return records
 
-    def _ask(self, name: str) -> Tuple[List[str], float]:
+    def _ask(self, name: str) -> tuple[list[str], float]:
         try:
             answer = self._resolver.resolve(dns.name.from_text(name), "TXT", raise_on_no_answer=False,
                                             search=False)
@@ -116,7 +116,7 @@ class TxtResolver:
         return ([b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer.rrset],
                 float(answer.rrset.ttl))
 
-    def first(self, name: str, prefix: str) -> Optional[str]:
+    def first(self, name: str, prefix: str) -> str | None:
         """The TXT record at *name* starting with *prefix* (case-insensitive), else the only one."""
         records = self.txt(name)
         for record in records:

@@ -9,7 +9,7 @@ missing key ``permerror`` (RFC 6376 §6.1.2), and only a real mismatch is ``fail
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional
+from typing import Any
 
 import dkim
 from dkim.canonicalization import CanonicalizationPolicy
@@ -42,11 +42,11 @@ class _KeyLookup:
         self.reset()
 
     def reset(self) -> None:
-        self.temp: Optional[str] = None
-        self.missing: Optional[str] = None
-        self.bad_key: Optional[str] = None
+        self.temp: str | None = None
+        self.missing: str | None = None
+        self.bad_key: str | None = None
 
-    def __call__(self, name: bytes, timeout: float = 5) -> Optional[bytes]:
+    def __call__(self, name: bytes, timeout: float = 5) -> bytes | None:
         try:
             text = name.decode("ascii").rstrip(".")
         except UnicodeDecodeError:
@@ -82,7 +82,7 @@ def _text(value: Any) -> str:
     return value.decode("ascii", "replace").lower() if isinstance(value, bytes) else ""
 
 
-def verify_dkim(message: bytes, resolver: TxtResolver) -> List[SignatureResult]:
+def verify_dkim(message: bytes, resolver: TxtResolver) -> list[SignatureResult]:
     """One result per DKIM-Signature (the first :data:`MAX_SIGNATURES`)."""
     lookup = _KeyLookup(resolver)
     try:
@@ -120,7 +120,7 @@ def _whole_body(verifier: Any) -> tuple:
     return "pass", ""
 
 
-def verify_arc(message: bytes, resolver: TxtResolver) -> Optional[SignatureResult]:
+def verify_arc(message: bytes, resolver: TxtResolver) -> SignatureResult | None:
     """The ARC chain's validation (``pass``, ``fail``, ``temperror``), None without ARC headers."""
     lookup = _KeyLookup(resolver)
     try:
