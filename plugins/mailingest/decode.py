@@ -61,6 +61,7 @@ mailDecodeTnefKeep  flag   False       also write winmail.dat itself when it was
 mailDecodeSmime     flag   True        open S/MIME parts (unwrap signed, decrypt, verify)
 mailSmimeTrustFile  str    (none)      PEM file of trusted CA / pinned certificates for verdicts
 mailSmimeKeyFile    str    (none)      PEM file with the private key and certificate to decrypt
+mailSmimeKeyring    str    (none)      that PEM from the system keyring (mailingest-smime-key)
 ==================  =====  ==========  =========================================================
 
 S/MIME verdicts (``good``, ``tampered``, ``unknown-ca``, ``expired``, ``unverified``,

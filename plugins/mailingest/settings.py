@@ -111,6 +111,7 @@ DECODE_OPTIONS = (
     Option("mailDecodeSmime", "flag", True),
     Option("mailSmimeTrustFile", "str", None),
     Option("mailSmimeKeyFile", "str", None),
+    Option("mailSmimeKeyring", "str", None),
 )
 
 #: the per-account session budget (poll and download)
@@ -291,8 +292,9 @@ class DecodeFlowSettings:
         smime: Smime | None | Literal["default"] = None
         if _value(options, "mailDecodeSmime"):
             trust_file, key_file = _value(options, "mailSmimeTrustFile"), _value(options, "mailSmimeKeyFile")
-            smime = Smime(SmimeSettings(trust_file=trust_file, key_file=key_file)) if trust_file or key_file \
-                else "default"
+            key_keyring = _value(options, "mailSmimeKeyring")
+            smime = Smime(SmimeSettings(trust_file=trust_file, key_file=key_file, key_keyring=key_keyring)) \
+                if trust_file or key_file or key_keyring else "default"
         formats = Formats(tnef=_value(options, "mailDecodeTnef"), tnef_keep=_value(options, "mailDecodeTnefKeep"),
                           smime=smime)
         decode = DecodeSettings(limits=limits, html=_value(options, "mailDecodeHtml"),

@@ -268,6 +268,30 @@ def test_smime_verdicts_go_into_the_eml_notice_and_tnef_files_are_announced_as_a
     assert not any(path.endswith(("winmail.dat", "body.txt", "metadata.json")) for path in announced)
 
 
+def test_the_smime_decryption_key_may_live_in_the_keyring_and_a_missing_entry_fails_at_start(base):
+    import keyring
+
+    from tests import smime_pki
+    from tests.keyring_backend import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        pki = smime_pki.make_pki()
+        with pytest.raises(ConfigError, match="mailSmimeKeyring ingest: no key in the keyring.*keyring set"):
+            load(options(base, mailSmimeKeyring="ingest"))
+        backend.set_password("mailingest-smime-key", "ingest", pki.recipient.pem().decode())
+        o = options(base, mailSmimeKeyring="ingest", mailDecodeAnnounce="attachments")
+        sealed = downloaded(o, base, "INBOX/1.1.eml", smime_pki.encrypted(pki.recipient))
+        wl = worklist(sealed)
+        load(o).after_work(wl)
+        assert [v["verdict"] for v in sealed["mailDecode"]["smime"]] == ["decrypted"]
+        assert "INBOX/1.1.parts/report.pdf" in {m["relPath"] for m in wl.ok[1:]}
+    finally:
+        keyring.set_keyring(previous)
+
+
 def test_the_smime_and_tnef_options_apply_and_a_bad_key_file_fails_at_start(base, tmp_path):
     cb = load(options(base))
     assert cb.settings.formats.tnef and not cb.settings.formats.tnef_keep and cb.settings.formats.smime is not None

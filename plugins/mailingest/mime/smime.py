@@ -66,11 +66,18 @@ class SmimeSettings:
         None: signatures are checked but not trusted (verdict ``unverified``).
     :param key_file: PEM file holding the private key (unencrypted) and its certificate, for
         enveloped (encrypted) messages; None: they stay encrypted (verdict ``no-key``).
+    :param key_keyring: instead of a file, the name under which that PEM is stored in the system
+        keyring (service :data:`KEYRING_SERVICE`).
     """
 
     trust_file: str | None = None
     key_file: str | None = None
+    key_keyring: str | None = None
     openssl: str = "openssl"
+
+
+#: the keyring service of S/MIME decryption keys (user: the name given by mailSmimeKeyring)
+KEYRING_SERVICE = "mailingest-smime-key"
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,11 @@ class Smime:
 
     def __init__(self, settings: SmimeSettings) -> None:
         self.settings = settings
-        self.recipient = _load_recipient(settings.key_file) if settings.key_file else None
+        self.recipient: _Recipient | None = None
+        if settings.key_file:
+            self.recipient = _load_recipient(settings.key_file)
+        elif settings.key_keyring:
+            self.recipient = _keyring_recipient(settings.key_keyring)
         if settings.trust_file:
             _load_trust(settings.trust_file)  # fail at start-up, not per message
         self.openssl = shutil.which(settings.openssl)
@@ -94,7 +105,7 @@ class Smime:
         """Decrypt the enveloped-data *der*: ``(content or None, verdict)``."""
         verdict: dict[str, Any] = {"type": "enveloped-data"}
         if self.recipient is None:
-            verdict.update(verdict="no-key", reason="no mailSmimeKeyFile configured")
+            verdict.update(verdict="no-key", reason="no mailSmimeKeyFile or mailSmimeKeyring configured")
             return None, verdict
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.serialization import pkcs7
@@ -276,26 +287,42 @@ def _load_trust(path: str) -> list[x509.Certificate]:
 
 def _load_recipient(path: str) -> _Recipient:
     """The key and certificate in *path*; errors name the file, never its content."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     try:
         with open(path, "rb") as fh:
             pem = fh.read()
     except OSError as exc:
         raise ConfigError("mailSmimeKeyFile %s cannot be read: %s" % (path, exc.strerror)) from None
+    return _recipient_from_pem(pem, "mailSmimeKeyFile %s" % path)
+
+
+def _keyring_recipient(name: str) -> _Recipient:
+    """The key and certificate stored in the keyring under *name*; errors never show the secret."""
+    from mailingest.security import keystore
+
+    pem = keystore.get_secret(KEYRING_SERVICE, name)
+    if not pem:
+        raise ConfigError("mailSmimeKeyring %s: no key in the keyring (%s) under service %s; store the PEM "
+                          "key and certificate with: keyring set %s %s < key-and-certificate.pem"
+                          % (name, keystore.keyring_name(), KEYRING_SERVICE, KEYRING_SERVICE, name))
+    return _recipient_from_pem(pem.encode("utf-8"), "mailSmimeKeyring %s" % name)
+
+
+def _recipient_from_pem(pem: bytes, where: str) -> _Recipient:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    path = where  # named in every error; the PEM itself never is
     try:
         key = serialization.load_pem_private_key(pem, password=None)
         certs = x509.load_pem_x509_certificates(pem)
     except (ValueError, TypeError):
-        raise ConfigError("mailSmimeKeyFile %s must hold an unencrypted PEM private key and its PEM "
-                          "certificate" % path) from None
+        raise ConfigError("%s must hold an unencrypted PEM private key and its PEM certificate" % path) from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ConfigError("mailSmimeKeyFile %s: only RSA keys can decrypt S/MIME here" % path)
+        raise ConfigError("%s: only RSA keys can decrypt S/MIME here" % path)
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     wanted = key.public_key().public_bytes(serialization.Encoding.DER, spki)
     mine = [c for c in certs if c.public_key().public_bytes(serialization.Encoding.DER, spki) == wanted]
     if not mine:
-        raise ConfigError("mailSmimeKeyFile %s: no certificate in it matches the private key" % path)
+        raise ConfigError("%s: no certificate in it matches the private key" % path)
     return _Recipient(mine[0], key)
