@@ -10,9 +10,11 @@ what failed, where (the account without its secret), and what to check next.
 
     MailError
     ├── ConfigError                   fix the configuration
-    │   └── KeyringUnavailableError   no usable keyring backend (still in security/keystore.py)
+    │   └── KeyringUnavailableError   no usable keyring backend
     ├── MailConnectionError           transient: reconnect, retry with a backoff
     │   ├── ServerBusyError           the server asked to come back later (a response code)
+    │   ├── SessionLimitError         the server refused one more session for the account
+    │   ├── SessionBudgetBusyError    every mailSessionMax slot stayed in use for mailSessionWait
     │   └── OAuth2UnavailableError    the token endpoint is down
     ├── TlsError                      fix the CA or tlsRigour
     ├── MailAuthError                 the login was refused
@@ -35,6 +37,10 @@ class ConfigError(MailError):
     """An option or URL is missing or wrong; fix the configuration."""
 
 
+class KeyringUnavailableError(ConfigError):
+    """No usable keyring backend (the ``keyring`` package or its backend is missing)."""
+
+
 class MailConnectionError(MailError):
     """The server could not be reached or the connection broke (transient, retried)."""
 
@@ -42,6 +48,14 @@ class MailConnectionError(MailError):
 class ServerBusyError(MailConnectionError):
     """The server refused with a code that asks to come back later (POP3 ``[IN-USE]``,
     ``[LOGIN-DELAY]``, ``[SYS/TEMP]``; IMAP ``[UNAVAILABLE]``, ``[INUSE]``): transient, retried."""
+
+
+class SessionLimitError(MailConnectionError):
+    """The server refused a session: the account already holds as many as the server allows."""
+
+
+class SessionBudgetBusyError(MailConnectionError):
+    """Every session slot of the account stayed in use for ``mailSessionWait``: retried later."""
 
 
 class OAuth2UnavailableError(MailConnectionError):

@@ -41,6 +41,7 @@ from mailingest.poller.ha import ActivePollLease
 from mailingest.poller.listing import Since
 from mailingest.poller.reannounce import ReannouncePolicy
 from mailingest.screensettings import TRUST_OPTIONS
+from mailingest.security import keystore
 
 
 def default_of(settings_class: Any, name: str) -> Any:
@@ -292,15 +293,35 @@ class DecodeFlowSettings:
         smime: Smime | None | Literal["default"] = None
         if _value(options, "mailDecodeSmime"):
             trust_file, key_file = _value(options, "mailSmimeTrustFile"), _value(options, "mailSmimeKeyFile")
-            key_keyring = _value(options, "mailSmimeKeyring")
-            smime = Smime(SmimeSettings(trust_file=trust_file, key_file=key_file, key_keyring=key_keyring)) \
-                if trust_file or key_file or key_keyring else "default"
+            key_pem = _smime_key_from_keyring(_value(options, "mailSmimeKeyring")) if not key_file else None
+            smime = Smime(SmimeSettings(trust_file=trust_file, key_file=key_file, key_pem=key_pem,
+                                        key_source="mailSmimeKeyring %s" % _value(options, "mailSmimeKeyring"))) \
+                if trust_file or key_file or key_pem else "default"
         formats = Formats(tnef=_value(options, "mailDecodeTnef"), tnef_keep=_value(options, "mailDecodeTnefKeep"),
                           smime=smime)
         decode = DecodeSettings(limits=limits, html=_value(options, "mailDecodeHtml"),
                                 uuencode=_value(options, "mailDecodeUuencode"),
                                 fsync=_value(options, "mailDecodeFsync"), formats=formats)
         return cls(decode=decode, announce=announced_kinds(_value(options, "mailDecodeAnnounce")))
+
+
+#: the keyring service of S/MIME decryption keys (user: the name given by mailSmimeKeyring)
+SMIME_KEYRING_SERVICE = "mailingest-smime-key"
+
+
+def _smime_key_from_keyring(name: str | None) -> bytes | None:
+    """The PEM key and certificate stored under *name* (mailSmimeKeyring); None without a name.
+
+    :raises ConfigError: no such entry (the message says how to store one, never shows a secret).
+    """
+    if not name:
+        return None
+    pem = keystore.get_secret(SMIME_KEYRING_SERVICE, name)
+    if not pem:
+        raise ConfigError("mailSmimeKeyring %s: no key in the keyring (%s) under service %s; store the PEM "
+                          "key and certificate with: keyring set %s %s < key-and-certificate.pem"
+                          % (name, keystore.keyring_name(), SMIME_KEYRING_SERVICE, SMIME_KEYRING_SERVICE, name))
+    return pem.encode("utf-8")
 
 
 def declare_decode_options(options: Any) -> None:

@@ -24,7 +24,7 @@ import random
 import time
 from typing import Callable, Protocol
 
-from mailingest.errors import MailConnectionError
+from mailingest.errors import SessionBudgetBusyError
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_WAIT_SECONDS = 60.0
 #: "waiting for a slot" is logged at most this often per account
 WAIT_LOG_SECONDS = 60.0
-
-
-class SessionBudgetBusyError(MailConnectionError):
-    """Every session slot of the account stayed in use for ``mailSessionWait``: retried later."""
 
 
 class Locks(Protocol):

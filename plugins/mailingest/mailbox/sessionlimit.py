@@ -18,7 +18,7 @@ import logging
 import re
 import time
 
-from mailingest.errors import MailConnectionError
+from mailingest.errors import SessionLimitError
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ _LIMIT = re.compile(
     r"\[LIMIT\]|too many (simultaneous |concurrent |open )?(connections|sessions|logins)"
     r"|maximum number of (connections|sessions)|connection limit|session limit",
     re.IGNORECASE)
-
-
-class SessionLimitError(MailConnectionError):
-    """The server refused a session: the account already holds as many as the server allows."""
 
 
 def is_session_limit(server_says: str) -> bool:

@@ -66,18 +66,15 @@ class SmimeSettings:
         None: signatures are checked but not trusted (verdict ``unverified``).
     :param key_file: PEM file holding the private key (unencrypted) and its certificate, for
         enveloped (encrypted) messages; None: they stay encrypted (verdict ``no-key``).
-    :param key_keyring: instead of a file, the name under which that PEM is stored in the system
-        keyring (service :data:`KEYRING_SERVICE`).
+    :param key_pem: instead of a file, that PEM itself (read by the caller, e.g. from the system
+        keyring), with *key_source* naming where it came from in errors.
     """
 
     trust_file: str | None = None
     key_file: str | None = None
-    key_keyring: str | None = None
+    key_pem: bytes | None = field(default=None, repr=False)
+    key_source: str = "the S/MIME key"
     openssl: str = "openssl"
-
-
-#: the keyring service of S/MIME decryption keys (user: the name given by mailSmimeKeyring)
-KEYRING_SERVICE = "mailingest-smime-key"
 
 
 @dataclass(frozen=True)
@@ -94,8 +91,8 @@ class Smime:
         self.recipient: _Recipient | None = None
         if settings.key_file:
             self.recipient = _load_recipient(settings.key_file)
-        elif settings.key_keyring:
-            self.recipient = _keyring_recipient(settings.key_keyring)
+        elif settings.key_pem:
+            self.recipient = _recipient_from_pem(settings.key_pem, settings.key_source)
         if settings.trust_file:
             _load_trust(settings.trust_file)  # fail at start-up, not per message
         self.openssl = shutil.which(settings.openssl)
@@ -293,18 +290,6 @@ def _load_recipient(path: str) -> _Recipient:
     except OSError as exc:
         raise ConfigError("mailSmimeKeyFile %s cannot be read: %s" % (path, exc.strerror)) from None
     return _recipient_from_pem(pem, "mailSmimeKeyFile %s" % path)
-
-
-def _keyring_recipient(name: str) -> _Recipient:
-    """The key and certificate stored in the keyring under *name*; errors never show the secret."""
-    from mailingest.security import keystore
-
-    pem = keystore.get_secret(KEYRING_SERVICE, name)
-    if not pem:
-        raise ConfigError("mailSmimeKeyring %s: no key in the keyring (%s) under service %s; store the PEM "
-                          "key and certificate with: keyring set %s %s < key-and-certificate.pem"
-                          % (name, keystore.keyring_name(), KEYRING_SERVICE, KEYRING_SERVICE, name))
-    return _recipient_from_pem(pem.encode("utf-8"), "mailSmimeKeyring %s" % name)
 
 
 def _recipient_from_pem(pem: bytes, where: str) -> _Recipient:

@@ -25,7 +25,7 @@ import stat
 import tempfile
 from typing import Any
 
-from mailingest.errors import ConfigError
+from mailingest.errors import ConfigError, KeyringUnavailableError  # noqa: F401  (re-exported: keystore.KeyringUnavailableError)
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +47,6 @@ def client_secret_service(token_url: str) -> str:
 
 def private_key_service(token_url: str) -> str:
     return f"{PRIVATE_KEY_SERVICE_PREFIX}{token_url}"
-
-
-class KeyringUnavailableError(ConfigError):
-    """No usable keyring backend (the ``keyring`` package or its backend is missing)."""
 
 
 def _keyring() -> Any:
