@@ -99,10 +99,10 @@ class SecretIndex:
 
     Every secret (and its percent-encoded form) is a *needle*.  A needle only contains bytes of
     the needles' alphabet, so it lies inside a run of such bytes at least ``MIN_LENGTH`` long;
-    one fixed regex finds those runs, and each window of a needle's length inside a run is
-    looked up in a set.  The work is proportional to the bytes scanned times the number of
-    distinct needle lengths (a handful: secrets are generated tokens), never to the number of
-    secrets: a regex alternation of every secret, tried at every position, made the session's
+    one fixed regex finds those runs, and the ``MIN_LENGTH`` bytes at each position of a run are
+    looked up among the needles' first ``MIN_LENGTH`` bytes (a candidate is then compared whole).
+    The work is proportional to the bytes scanned, never to the number of secrets or of their
+    lengths: a regex alternation of every secret, tried at every position, made the session's
     teardown take more than a minute with thousands of short-lived OAuth2 tokens.
     """
 
@@ -113,7 +113,10 @@ class SecretIndex:
                 needle = form.encode()
                 if len(needle) >= MIN_LENGTH:
                     self._needles[needle] = secret
-        self._lengths = sorted({len(needle) for needle in self._needles})
+        #: the needles by their first MIN_LENGTH bytes: one lookup per position, whatever their lengths
+        self._by_prefix: dict[bytes, list[bytes]] = {}
+        for needle in self._needles:
+            self._by_prefix.setdefault(needle[:MIN_LENGTH], []).append(needle)
         alphabet = sorted({byte for needle in self._needles for byte in needle})
         char_class = b"".join(re.escape(bytes([byte])) for byte in alphabet)
         self._runs = re.compile(b"[" + char_class + b"]{%d,}" % MIN_LENGTH) if alphabet else None
@@ -125,16 +128,15 @@ class SecretIndex:
         """The first registered secret found in *data*, or None."""
         if self._runs is None:
             return None
-        needles = self._needles
+        by_prefix = self._by_prefix
         for run in self._runs.finditer(data):
             text = run.group()
-            for length in self._lengths:
-                if length > len(text):
-                    break
-                for start in range(len(text) - length + 1):
-                    secret = needles.get(text[start:start + length])
-                    if secret is not None:
-                        return secret
+            for start in range(len(text) - MIN_LENGTH + 1):
+                candidates = by_prefix.get(text[start:start + MIN_LENGTH])
+                if candidates:
+                    for needle in candidates:
+                        if text.startswith(needle, start):
+                            return self._needles[needle]
         return None
 
 
