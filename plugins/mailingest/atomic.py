@@ -37,18 +37,8 @@ def write_atomically(final_path: str, chunks: Iterable[bytes], mtime: float | No
     The final name appears only once the data is durable.  ``mtime`` (epoch seconds) is set
     before the rename.
     """
-    tmp = temp_name(final_path)
-    written = 0
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | _CLOEXEC, 0o644)
+    tmp, written = _write_temp(final_path, chunks, mtime, sync=True)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-                written += len(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mtime is not None:
-            os.utime(tmp, (mtime, mtime))
         os.replace(tmp, final_path)
     except BaseException:
         _remove(tmp)
@@ -62,6 +52,10 @@ def write_temp(final_path: str, chunks: Iterable[bytes], mtime: float | None = N
     ``final_path`` (:py:func:`temp_name`), ``mtime`` set, nothing synced or renamed yet.
     Returns (temp path, byte count); on failure the temp file is removed.  Publish it with
     :py:func:`publish_together`."""
+    return _write_temp(final_path, chunks, mtime, sync=False)
+
+
+def _write_temp(final_path: str, chunks: Iterable[bytes], mtime: float | None, sync: bool) -> tuple[str, int]:
     tmp = temp_name(final_path)
     written = 0
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | _CLOEXEC, 0o644)
@@ -70,6 +64,9 @@ def write_temp(final_path: str, chunks: Iterable[bytes], mtime: float | None = N
             for chunk in chunks:
                 handle.write(chunk)
                 written += len(chunk)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
     except BaseException:

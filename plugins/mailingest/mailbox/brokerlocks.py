@@ -137,8 +137,7 @@ class BrokerLocks:
         with self._mutex:
             channel = self._open_channel()
             try:
-                channel.queue_declare(queue=queue, durable=True, exclusive=False, auto_delete=False,
-                                      arguments={"x-max-length": 1})
+                _declare_note_queue(channel, queue)
                 channel.basic_publish(amqp.Message(body, delivery_mode=2, content_type="application/json"),
                                       exchange="", routing_key=queue)
             except (OSError, amqp.exceptions.AMQPError) as exc:
@@ -154,8 +153,7 @@ class BrokerLocks:
         with self._mutex:
             channel = self._open_channel()
             try:
-                channel.queue_declare(queue=queue, durable=True, exclusive=False, auto_delete=False,
-                                      arguments={"x-max-length": 1})
+                _declare_note_queue(channel, queue)
                 message = channel.basic_get(queue=queue, no_ack=False)
                 if message is None:
                     return None
@@ -283,3 +281,8 @@ def wait_for(condition: Callable[[], bool], deadline: float, should_stop: Callab
         time.sleep(min(step, deadline - now))
         step = min(step * 2, step_max)
 
+
+def _declare_note_queue(channel: Any, queue: str) -> None:
+    """A note's queue: durable, shared, holding only the newest message."""
+    channel.queue_declare(queue=queue, durable=True, exclusive=False, auto_delete=False,
+                          arguments={"x-max-length": 1})
