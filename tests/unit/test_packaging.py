@@ -89,6 +89,18 @@ def test_the_example_configs_are_package_data():
     assert "examples/*/*.conf" in package_data
 
 
+def test_sr3_files_of_passwords_and_site_settings_are_kept_out_of_the_wheel_and_the_sdist():
+    from mailingest.cli.examples import NOT_EXAMPLES
+
+    excluded = setup_cfg()["options.exclude_package_data"]["mailingest"].split()
+    assert {f"examples/*/{name}" for name in NOT_EXAMPLES} <= set(excluded)
+    manifest = [line.split() for line in (REPO / "MANIFEST.in").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    globally_excluded = {word for line in manifest if line[0] == "global-exclude" for word in line[1:]}
+    assert NOT_EXAMPLES <= globally_excluded
+    assert not [line for line in manifest if line[0] == "graft"], "graft ships whatever lies in a folder"
+
+
 def test_the_metadata_json_schema_is_package_data():
     package_data = setup_cfg()["options.package_data"]["mailingest.mime"].split()
     assert "metadata.schema.json" in package_data
