@@ -7,4 +7,4 @@ Callbacks (see docs/configuration.md):
 * ``callback mailingest.decode``    split a downloaded message into body and attachments
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

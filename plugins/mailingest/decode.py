@@ -80,8 +80,6 @@ Past a bound the message is decoded partially: what lies within the bounds is de
 rest is kept as raw files (``raw-<part>.eml``), and the notice says ``mailDecode = {"status":
 "partial", ..., "bounds": [...]}``.  The same code runs from
 the command line: ``mailingest decode FILE.eml... -o DIR`` (docs/decode.md).
-
-Change log: 0.1.0 first version.
 """
 
 from __future__ import annotations

@@ -67,10 +67,31 @@ class Built:
         return [r for r in reqs if r.marker is None or r.marker.evaluate({"extra": ""})]
 
 
+#: what an operator's or a developer's checkout accumulates beside the source: sr3's files of
+#: passwords and site settings, keys, downloaded mail, demo and bench output.  Planted in the copy
+#: that is built; none of it may ship.
+DECOYS = {
+    "examples/poll/credentials.conf": "amqp://bunny:decoy-Secret-1@localhost/\n",
+    "examples/subscribe/credentials.conf": "imaps://alice:decoy-Secret-2@mail.example.org/\n",
+    "examples/poll/default.conf": "declare env MAIL_USER=alice\n",
+    "examples/subscribe/admin.conf": "admin amqp://root@localhost/\n",
+    "examples/poll/mail.conf.orig": "callback mailingest.poll\n",
+    "examples/tls/client.key": "decoy key\n",
+    "docs/server.pem": "decoy certificate\n",
+    "docs/message.eml": "Subject: decoy\n\nbody\n",
+    "demo-output/INBOX/1.1.eml": "Subject: decoy\n\nbody\n",
+    "bench/results/run.json": "{}\n",
+    "plugins/mailingest/mime/notes.txt": "decoy\n",
+}
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     source = tmp_path_factory.mktemp("source") / "mailingest"
     shutil.copytree(REPO, source, symlinks=True, ignore=JUNK)
+    for relative, text in DECOYS.items():
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_text(text)
     out = source.parent / "dist"
     result = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)],
                             capture_output=True, text=True, timeout=300)
@@ -126,6 +147,33 @@ def test_the_sdist_holds_the_examples_docs_changelog_and_licence_metadata(built)
     assert "GPL-2.0-or-later" in (pkg_info["License-Expression"] or pkg_info["License"])
     assert pkg_info["License-File"] == "LICENSE"
     assert not [n for n in names if n.startswith((f"{root}/tests/", f"{root}/bench/"))]
+
+
+def test_the_archives_ship_no_credentials_keys_mail_or_generated_output_lying_in_the_checkout(built):
+    """The build ran on a copy holding DECOYS: the sdist holds exactly the source it names by
+    kind (modules, docs, examples, licence, changelog, build metadata), the wheel none of them."""
+    import mailingest
+
+    root = f"mailingest-{mailingest.__version__}"
+    with tarfile.open(built.sdist) as archive:
+        files = {m.name.removeprefix(f"{root}/") for m in archive.getmembers() if m.isfile()}
+        contents = b"".join(archive.extractfile(m).read() for m in archive.getmembers() if m.isfile())
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "plugins" / "mailingest").rglob("*.py")}
+    examples = {f"examples/{relative}" for relative in repository_examples()}
+    expected = ({"README.md", "CHANGELOG.md", "LICENSE", "MANIFEST.in", "PKG-INFO", "setup.cfg", "pyproject.toml",
+                 "plugins/mailingest/mime/metadata.schema.json"}
+                | {p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md")}
+                | examples | {f"plugins/mailingest/{relative}" for relative in examples} | modules)
+    metadata = {n for n in files if n.startswith("plugins/mailingest.egg-info/")}
+    assert files - metadata == expected, f"unexpected: {sorted(files - metadata - expected)}, missing: {sorted(expected - files)}"
+    wheel_names = built.wheel_names()
+    for relative in DECOYS:
+        name = relative.rsplit("/", 1)[-1]
+        assert not [n for n in wheel_names if n.endswith("/" + name)], f"{relative} shipped in the wheel"
+    with zipfile.ZipFile(built.wheel) as archive:
+        contents += b"".join(archive.read(n) for n in wheel_names)
+    for secret in (b"decoy-Secret-1", b"decoy-Secret-2"):
+        assert secret not in contents
 
 
 def test_the_declared_requirements_cover_every_third_party_import_and_the_sr3_features_relied_on(built):
@@ -248,7 +296,9 @@ def test_examples_then_sr3_add_in_an_empty_directory_installs_mailingest_s_confi
     assert wrote.returncode == 0, wrote.stderr
     assert "sr3 add poll/mail.conf" in wrote.stdout
     callbacks = {"poll/mail.conf": ["mailingest.poll"], "subscribe/downloademail.conf": ["mailingest.download"],
-                 "subscribe/decodeemail.conf": ["mailingest.download", "mailingest.decode"]}
+                 "subscribe/decodeemail.conf": ["mailingest.download", "mailingest.decode"],
+                 "subscribe/attachments-csv.conf": []}  # a plain sr3 subscriber of the decoded parts
+    assert set(callbacks) == set(repository_examples()), "every example is added and checked"
     added = subprocess.run([venv.bin / "sr3", "add", *callbacks], cwd=workdir, env=env,
                            capture_output=True, text=True, timeout=120)
     assert added.returncode == 0, added.stdout + added.stderr

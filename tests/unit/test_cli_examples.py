@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mailingest.cli import main
-from mailingest.cli.examples import shipped_examples
+from mailingest.cli.examples import NOT_EXAMPLES, shipped_examples
 
 REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -27,6 +27,19 @@ def test_the_package_ships_every_example_of_the_repository_byte_for_byte():
     shipped = {example.relative: example.content for example in shipped_examples()}
     assert shipped == repository_examples()
     assert {"poll/mail.conf", "subscribe/downloademail.conf", "subscribe/decodeemail.conf"} <= set(shipped)
+
+
+def test_sr3_files_of_passwords_and_site_settings_lying_among_the_examples_are_never_examples(tmp_path):
+    for component in ("poll", "subscribe", "sender"):
+        (tmp_path / component).mkdir()
+        (tmp_path / component / "mine.conf").write_text("broker amqp://localhost/\n")
+        (tmp_path / component / "credentials.conf").write_text("amqp://bunny:s3cr3t-Pw@localhost/\n")
+        (tmp_path / component / "default.conf").write_text("declare env MAIL_USER=alice\n")
+        (tmp_path / component / "admin.conf").write_text("admin amqp://root@localhost/\n")
+    (tmp_path / "credentials.conf").write_text("imaps://alice:pw@mail/\n")
+    found = {example.relative for example in shipped_examples(tmp_path)}
+    assert found == {"poll/mine.conf", "sender/mine.conf", "subscribe/mine.conf"}
+    assert NOT_EXAMPLES == {"credentials.conf", "default.conf", "admin.conf"}
 
 
 def test_without_a_directory_it_lists_each_example_with_its_installed_path(capsys):

@@ -12,7 +12,9 @@ be refused.  Exit status: 0 on success, 1 when files were refused or could not b
 
 The examples are package data (``mailingest/examples/<component>/<name>.conf``), read with
 :py:mod:`importlib.resources`, so they are found in a wheel install, an editable install and the
-checkout alike.
+checkout alike.  sr3's own files that hold passwords or site settings (``credentials.conf``,
+``default.conf``, ``admin.conf``) are never examples, even when one lies in a checkout's
+``examples/``: setup.cfg keeps them out of the wheel, and this command never lists or copies one.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from importlib.abc import Traversable
 from importlib.resources import files
 from pathlib import Path
 
 #: package that holds the examples, and its sub-directory (one folder per sr3 component)
 PACKAGE = "mailingest"
 FOLDER = "examples"
+#: sr3's files of passwords and site settings: never an example (setup.cfg's exclude_package_data)
+NOT_EXAMPLES = frozenset({"credentials.conf", "default.conf", "admin.conf"})
 
 
 class ExamplesMissingError(RuntimeError):
@@ -41,19 +46,20 @@ class Example:
     content: bytes
 
 
-def shipped_examples() -> list[Example]:
-    """Every ``examples/<component>/*.conf`` of the installed package, sorted by name.
+def shipped_examples(root: Traversable | None = None) -> list[Example]:
+    """Every ``examples/<component>/*.conf`` of the installed package (or under *root*), sorted
+    by name, less sr3's credentials.conf, default.conf and admin.conf.
 
     :raises ExamplesMissingError: when the package holds none.
     """
-    root = files(PACKAGE).joinpath(FOLDER)
+    root = files(PACKAGE).joinpath(FOLDER) if root is None else root
     found: list[Example] = []
     if root.is_dir():
         for component in root.iterdir():
             if not component.is_dir():
                 continue
             for entry in component.iterdir():
-                if entry.is_file() and entry.name.endswith(".conf"):
+                if entry.is_file() and entry.name.endswith(".conf") and entry.name not in NOT_EXAMPLES:
                     found.append(Example(f"{component.name}/{entry.name}", str(entry), entry.read_bytes()))
     if not found:
         raise ExamplesMissingError(
