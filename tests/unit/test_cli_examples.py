@@ -115,3 +115,16 @@ def test_sr3_add_run_in_the_written_directory_copies_mailingest_s_examples_not_s
         installed = tmp_path / "config" / "sr3" / relative
         assert installed.read_bytes() == (tmp_path / "ex" / relative).read_bytes(), relative
     assert "callback mailingest.poll" in (tmp_path / "config" / "sr3" / "poll" / "mail.conf").read_text()
+
+
+def test_a_reader_that_stops_early_ends_the_listing_quietly_without_a_traceback():
+    """``mailingest examples | head -1``: the closed pipe ends the command, it does not crash it."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "plugins")}
+    with subprocess.Popen([sys.executable, "-m", "mailingest", "examples"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as listing:
+        assert listing.stdout is not None and listing.stderr is not None
+        listing.stdout.readline()
+        listing.stdout.close()  # the reader goes away after one line
+        stderr = listing.stderr.read().decode()
+        listing.wait(30)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
