@@ -36,13 +36,45 @@ class BenchContext:
     work: Path
     messages: int
     quick: bool
-    dovecot: DovecotServer
-    rabbitmq: RabbitMQServer
+    _dovecot: DovecotServer | None = field(default=None, repr=False)
+    _rabbitmq: RabbitMQServer | None = field(default=None, repr=False)
     _pool: list[bytes] = field(default_factory=list, repr=False)
     _loaded: dict[str, DovecotAccount] = field(default_factory=dict, repr=False)
     _homes: int = 0
     #: figures one scenario leaves for another (e.g. the end-to-end rate for the fetchmail row)
     results: dict[str, Any] = field(default_factory=dict)
+
+    # -- servers: started on first use, so a run of scenarios that need none (decode) boots none
+    @property
+    def dovecot(self) -> DovecotServer:
+        if self._dovecot is None:
+            server = DovecotServer(self.work / "dovecot")
+            try:
+                server.start()
+            except BaseException:
+                server.close()
+                raise
+            self._dovecot = server
+        return self._dovecot
+
+    @property
+    def rabbitmq(self) -> RabbitMQServer:
+        if self._rabbitmq is None:
+            server = RabbitMQServer(self.work / "rabbitmq")
+            try:
+                server.start()
+            except BaseException:
+                server.close()
+                raise
+            self._rabbitmq = server
+        return self._rabbitmq
+
+    def close(self) -> None:
+        """Stop the servers this run started."""
+        for server in (self._dovecot, self._rabbitmq):
+            if server is not None:
+                server.close()
+        self._dovecot = self._rabbitmq = None
 
     # -- mail ---------------------------------------------------------------------------------
     def pool(self) -> list[bytes]:
@@ -97,20 +129,6 @@ class BenchContext:
 
     def amqp_url(self) -> str:
         return self.rabbitmq.url
-
-
-def start_servers(work: Path) -> tuple:
-    """Start Dovecot and RabbitMQ under *work* (the same classes as the test fixtures)."""
-    dovecot = DovecotServer(work / "dovecot")
-    rabbitmq = RabbitMQServer(work / "rabbitmq")
-    try:
-        dovecot.start()
-        rabbitmq.start()
-    except BaseException:
-        dovecot.close()
-        rabbitmq.close()
-        raise
-    return dovecot, rabbitmq
 
 
 def mb(nbytes: float) -> float:

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import report  # noqa: E402
-from bench.context import REPO, BenchContext, start_servers  # noqa: E402
+from bench.context import REPO, BenchContext  # noqa: E402
 from bench.report import Row  # noqa: E402
 from bench.scenarios import ALL, BY_NAME  # noqa: E402
 
@@ -102,13 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.chmod(0o755)  # Dovecot's mail user must traverse it when run as root
     started = time.monotonic()
     notes = report.machine_notes(sys.version.split()[0])
-    dovecot, rabbitmq = start_servers(work)
+    ctx = BenchContext(work=work, messages=messages, quick=args.quick)
     try:
-        ctx = BenchContext(work=work, messages=messages, quick=args.quick, dovecot=dovecot, rabbitmq=rabbitmq)
         rows = run_scenarios(ctx, _split(args.only))
     finally:
-        dovecot.close()
-        rabbitmq.close()
+        ctx.close()
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     seconds = time.monotonic() - started

@@ -155,16 +155,18 @@ def hostile_rows(ctx: BenchContext) -> list[Row]:
     loop = ctx.work / "decode" / "hostile-loop"
     loop.mkdir(parents=True, exist_ok=True)
     small = [raw for name, raw in big_messages(50_000).items()]
-    count = 120 if ctx.quick else 1000  # the row compares the RSS after 100 with the end's
+    # the row compares the RSS after the first `warm` messages with the end's; quick mode (the suite's
+    # smoke run) only checks the row is produced: the flat-RSS bound over 1,000 is a fuzz-suite assertion
+    count, warm = (20, 10) if ctx.quick else (1000, 100)
     for i in range(count):
         (loop / ("%04d.eml" % i)).write_bytes(small[i % len(small)])
     reports = _measure(ctx, "--loop", str(loop), "--no-fsync", timeout=3600)
     if len(reports) < count:
         return rows + [Row("7d. decode, %d hostile messages in one process" % count, "", "failed", "—", "—", "",
                            "%d of %d decoded" % (len(reports), count))]
-    first, last = reports[99]["rss_mb"], max(r["rss_mb"] for r in reports[-100:])
+    first, last = reports[warm - 1]["rss_mb"], max(r["rss_mb"] for r in reports[-warm:])
     rows.append(Row("7d. decode, %d hostile messages in one process (a subscriber)" % count,
-                    "%d classes, ~50 kB each" % len(small), f"RSS {first:.0f} MB after 100, {last:.0f} MB at the end",
+                    "%d classes, ~50 kB each" % len(small), f"RSS {first:.0f} MB after {warm}, {last:.0f} MB at the end",
                     "—", "—", "flat" if last <= first + 20 else "GROWS", "target: flat (≤ +20 MB)"))
     return rows
 
