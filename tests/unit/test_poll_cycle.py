@@ -210,6 +210,22 @@ def test_notices_sr3_drops_before_posting_are_one_warning_naming_them(tmp_path, 
     assert not messages(caplog, "dropped by sr3"), "posted or queued for retry: nothing to say"
 
 
+def test_with_idle_a_cycle_that_raises_is_discarded_and_its_messages_announced_once_by_the_retry(
+        tmp_path, server, caplog):
+    server.idle_offered = True
+    server.deliver("INBOX", 2)
+    server.deliver("Archive", 1)
+    server.fail("fetch_refs", RuntimeError("a bug while idling"), folder="Archive")
+    poll = new_poll(tmp_path, mailFolder="INBOX,Archive", mailIdle="on", mailIdleMax="2", scheduled_interval="1")
+    announced: list[str] = []
+    for _ in range(3):  # the failed cycle is retried after scheduled_interval, within mailIdleMax
+        announced = announced or cycle(poll)
+    assert "failed unexpectedly" in caplog.text
+    assert sorted(announced) == ["Archive:1", "INBOX:1", "INBOX:2"]
+    server.deliver("INBOX", 1)
+    assert cycle(poll) == ["INBOX:3"], "the discarded stage announced nothing twice"
+
+
 # -- a message over mailMaxSize --------------------------------------------------------------------
 
 def test_a_message_over_the_size_cap_is_not_announced_and_is_warned_about_once(tmp_path, server, caplog):
