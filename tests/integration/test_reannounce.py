@@ -73,6 +73,7 @@ def test_notices_published_before_any_queue_existed_are_announced_again_and_each
     assert len(per_message) == MESSAGES, "every message announced again"
     assert poll_log.count("announcing it again") == len(notices), "one info line per notice announced again"
     assert "still not downloaded" in poll_log
+    assert "dropped by sr3" not in poll_log, "sr3 posted every notice the poll returned, repeats included"
     files = eml_files(directory)
     assert len(files) == MESSAGES, "one file per message"
     assert {f.relative_to(directory).as_posix() for f in files} == set(per_message)
