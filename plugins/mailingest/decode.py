@@ -95,7 +95,7 @@ import sarracenia
 from sarracenia.flowcb import FlowCB
 
 from mailingest.atomic import remove_stale_temps, sync_together
-from mailingest.errors import MimeError
+from mailingest.errors import ConfigError, MimeError
 from mailingest.mime.decoded import find_decoded
 from mailingest.mime.journal import Batch, DecodeJournal
 from mailingest.mime.layout import DecodeResult, WrittenFile, decode_file
@@ -113,6 +113,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
+        check_callback_order(getattr(self.o, "plugins_late", None) or [])
         declare_decode_options(self.o)
         flow_settings = DecodeFlowSettings.from_options(self.o)
         self.settings = flow_settings.decode
@@ -328,6 +329,21 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         notice["identity"] = {"method": self.o.identity_method,
                               "value": base64.b64encode(written.digest).decode("ascii")}
         return notice
+
+
+def check_callback_order(callbacks: list[str]) -> None:
+    """sr3 runs callbacks in the order the config names them.  The decode must come after the
+    download: its ``after_accept`` records where the download will write each .eml (the journal
+    of pending decodes, needed after a crash) and its ``after_work`` reads files the download's
+    ``after_work`` may still be making durable.
+
+    :raises ConfigError: ``callback mailingest.decode`` comes before ``callback mailingest.download``.
+    """
+    names = [str(name).split(".Download")[0].split(".Decode")[0] for name in callbacks]
+    if "mailingest.download" in names and "mailingest.decode" in names \
+            and names.index("mailingest.decode") < names.index("mailingest.download"):
+        raise ConfigError("callback mailingest.decode comes before callback mailingest.download: put it after, "
+                          "so each .eml is decoded (and recorded for recovery after a crash) where it is written")
 
 
 def identity_digest(method: Any) -> str | None:

@@ -131,6 +131,8 @@ class Poll(FlowCB):
         self._staged_folders: dict[tuple[str, str], FolderState] = {}
         self._staged_uidls: dict[str, tuple[set[str], dict[str, Announced]]] = {}
         self._staged_complete = False
+        #: the relPaths of the notices the last poll() returned
+        self._returned: set[str] = set()
         self._connection_failures = 0  # in a row: the reconnect backoff grows with these alone
         self._retry_at = 0.0
         self._last_error = ""
@@ -157,6 +159,16 @@ class Poll(FlowCB):
     def poll(self) -> list[sarracenia.Message]:
         """Under ``vip``, only while this node holds the poll lease (:mod:`mailingest.poller.ha`)."""
         self._discard_staged()  # never commit what an earlier poll() staged but sr3 did not post
+        try:
+            notices = self._poll_guarded()
+        except BaseException:
+            # sr3 logs what escapes poll() and still runs after_post: it must find nothing to commit
+            self._discard_staged()
+            raise
+        self._returned = {_announced_path(n) for n in notices}
+        return notices
+
+    def _poll_guarded(self) -> list[sarracenia.Message]:
         if not self.lease.may_poll(self.state):
             self.pacing.gather_again_now()  # the flow reads the queue, then asks again
             return []
@@ -203,6 +215,7 @@ class Poll(FlowCB):
         if not self._staged_complete or not (self._staged_folders or self._staged_uidls):
             self._discard_staged()
             return
+        self._warn_dropped(worklist)
         for (account, folder), folder_state in self._staged_folders.items():
             self.state.set_folder(account, folder, folder_state)
         for account, (uidls, pending) in self._staged_uidls.items():
@@ -215,6 +228,21 @@ class Poll(FlowCB):
             logger.error("cannot save poll state %s: %s; mail may be announced again", self.state.path, exc)
         if changed:
             self.lease.hand_over(self.state)
+
+    def _warn_dropped(self, worklist: Any) -> None:
+        """Notices poll() returned that sr3 neither posted nor queued for retry were dropped by sr3's
+        own filtering (``fileAgeMax``, ``nodupe_ttl``, ``messageAgeMax``, accept/reject): say so,
+        since they are recorded as announced (``mailReannounceAfter`` announces them again)."""
+        got = {_announced_path(m) for m in list(getattr(worklist, "ok", None) or [])
+               + list(getattr(worklist, "failed", None) or [])}
+        dropped = self._returned - got
+        if dropped:
+            logger.warning("%d of the %d notice(s) of this cycle were dropped by sr3 before posting (e.g. %s): "
+                           "they are recorded as announced; check fileAgeMax, nodupe_ttl, messageAgeMax and "
+                           "accept/reject in the poll config (mailingest needs nodupe_ttl 0 and fileAgeMax 0)%s",
+                           len(dropped), len(self._returned), sorted(dropped)[0],
+                           "; mailReannounceAfter announces them again while they still match" if
+                           self.settings.reannounce else "")
 
     def after_accept(self, worklist: Any) -> None:
         """Runs at every flow pass.  Under ``vip``: record what the active node announced (the
@@ -271,6 +299,7 @@ class Poll(FlowCB):
         self._staged_folders.clear()
         self._staged_uidls.clear()
         self._staged_complete = False
+        self._returned = set()
 
     def _cycle(self, account: MailAccount, folders: tuple[str, ...] | None = None) -> list[sarracenia.Message]:
         mailbox = self._connected(account)
@@ -284,7 +313,7 @@ class Poll(FlowCB):
             if self.gate is not None:
                 extra = self.gate.apply(mailbox, account.display, folder, listing)
             notices.extend(self._notice(account, ref, extra.get(message_key(ref))) for ref in listing.announce)
-            notices.extend(self._notice(account, ref, extra.get(message_key(ref)))
+            notices.extend(self._notice(account, ref, extra.get(message_key(ref)), repeated=True)
                            for ref in self._healed(account, folder, listing))
             self._handle_too_large(mailbox, account, folder, listing)
             self._count(listing)
@@ -493,8 +522,11 @@ class Poll(FlowCB):
         return IDLE_RETRY.bounded(IDLE_RETRY_SHARE * outage)
 
     # -- notices ------------------------------------------------------------------------------
-    def _notice(self, account: MailAccount, ref: MessageRef,
-                extra: dict[str, Any] | None = None) -> sarracenia.Message:
+    def _notice(self, account: MailAccount, ref: MessageRef, extra: dict[str, Any] | None = None,
+                repeated: bool = False) -> sarracenia.Message:
+        """The notice of ``ref``.  Its duplicate-suppression key is the message; a ``repeated`` one
+        (mailReannounceAfter) adds when, so sr3's nodupe (on in a poll unless ``nodupe_ttl 0``)
+        never drops the repeat that heals a lost notice."""
         stat = sarracenia.filemetadata.FmdStat()
         stat.st_mode = 0o100644
         stat.st_size = ref.size
@@ -508,7 +540,16 @@ class Poll(FlowCB):
             msg["mail"].update(extra)
         if self.announcer:
             msg[ANNOUNCER_FIELD] = self.announcer
-        msg["nodupe_override"] = {"key": f"{account.display}|{rel_path}", "path": rel_path}
+        key = f"{account.display}|{rel_path}"
+        if repeated:
+            key += f"|again@{time.time():.0f}"
+        msg["nodupe_override"] = {"key": key, "path": rel_path}
         msg["_deleteOnPost"] |= {"nodupe_override"}
         return msg
 
+
+def _announced_path(msg: Any) -> str:
+    """The relPath :meth:`Poll._notice` gave ``msg`` (kept in its nodupe_override, which sr3
+    never changes; "" for a notice of another origin, e.g. a post retry of an older release)."""
+    override = msg.get("nodupe_override") if hasattr(msg, "get") else None
+    return str(override.get("path", "")) if isinstance(override, dict) else ""

@@ -134,9 +134,15 @@ def test_kill_minus_nine_at_random_moments_loses_and_doubles_nothing(tmp_path, r
     progress = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
+        before = len(downloaded_files(directory))
         with home.foreground("subscribe/dl", log_name=f"dl_{kills}.log") as worker:
-            if kills < 12:
-                time.sleep(rng.uniform(0.8, 2.5))
+            if kills < 12 and before < total:
+                # kill once the worker visibly downloads (a new temp or final file), a random moment
+                # later: however long sr3 takes to start on a loaded machine, the kill lands mid-run
+                wait_until(lambda before=before, worker=worker: (len(downloaded_files(directory)) != before
+                                                                 or not worker.alive()),
+                           timeout=90, what="the restarted worker to download")
+                time.sleep(rng.uniform(0.0, 0.6))
                 kill_minus_nine(worker)
                 kills += 1
                 # Whatever the server shows as moved must already have its complete file.

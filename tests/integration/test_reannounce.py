@@ -30,14 +30,16 @@ def folder_state(home) -> dict:
     return next(iter(data.values()), {}).get("INBOX", {})
 
 
+# "7h": sr3's own default in a poll (duplicate suppression on), for a config that does not say nodupe_ttl 0
+@pytest.mark.parametrize("nodupe_ttl", ["0", "7h"])
 def test_notices_published_before_any_queue_existed_are_announced_again_and_each_message_arrives_once(
-        tmp_path, rabbitmq, mail_account):
+        tmp_path, rabbitmq, mail_account, nodupe_ttl):
     for i in range(MESSAGES):
         mail_account.deliver(sample_message(i, attachments=False))
-    exchange = "xs_heal"
+    exchange = f"xs_heal_{nodupe_ttl}"
     home = make_home(tmp_path, rabbitmq, mail_account)
     home.write_config("poll", "p", poll_config(rabbitmq, mail_account, exchange=exchange,
-                                               extra="mailReannounceAfter 10"))
+                                               extra=f"mailReannounceAfter 10\nnodupe_ttl {nodupe_ttl}"))
     directory = tmp_path / "mail"
     home.write_config("subscribe", "dl", subscribe_config(rabbitmq, directory, exchange=exchange))
     declared = home.run("declare", "poll/p")  # the exchange only: no queue is bound yet
@@ -71,6 +73,7 @@ def test_notices_published_before_any_queue_existed_are_announced_again_and_each
     assert len(per_message) == MESSAGES, "every message announced again"
     assert poll_log.count("announcing it again") == len(notices), "one info line per notice announced again"
     assert "still not downloaded" in poll_log
+    assert "dropped by sr3" not in poll_log, "sr3 posted every notice the poll returned, repeats included"
     files = eml_files(directory)
     assert len(files) == MESSAGES, "one file per message"
     assert {f.relative_to(directory).as_posix() for f in files} == set(per_message)

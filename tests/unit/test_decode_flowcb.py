@@ -215,6 +215,22 @@ def test_a_bad_limit_fails_at_start(base):
         load(options(base, mailDecodeMaxParts=0))
 
 
+@pytest.mark.parametrize("order, refused", [
+    (["mailingest.download", "mailingest.decode"], False),
+    (["mailingest.decode"], False),
+    (["mailingest.decode", "mailingest.download"], True),
+    (["mailingest.decode.Decode", "sample.other", "mailingest.download.Download"], True),
+])
+def test_a_decode_named_before_the_download_fails_at_start(base, order, refused):
+    o = options(base)
+    o.plugins_late = order
+    if refused:
+        with pytest.raises(ConfigError, match="put it after"):
+            load(o)
+    else:
+        load(o)
+
+
 def test_metrics(base):
     o = options(base)
     cb = load(o)

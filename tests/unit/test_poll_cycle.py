@@ -177,6 +177,55 @@ def test_a_failure_after_a_posted_cycle_keeps_what_was_posted(tmp_path, server):
     assert cycle(new_poll(tmp_path, mailReannounceAfter="0")) == ["INBOX:3", "INBOX:4"], "survives a restart"
 
 
+def test_an_exception_escaping_poll_after_a_complete_cycle_commits_nothing(tmp_path, server, monkeypatch):
+    server.deliver("INBOX", 2)
+    poll = new_poll(tmp_path)
+
+    def broker_gone() -> bool:
+        raise OSError("the broker connection went while the poll lease was checked")
+
+    monkeypatch.setattr(poll.lease, "still_held", broker_gone)
+    with pytest.raises(OSError):
+        poll.poll()
+    # sr3 logs what escapes poll() and runs after_post all the same, with nothing posted
+    poll.after_post(types.SimpleNamespace(ok=[], failed=[], rejected=[], incoming=[]))
+    assert not (tmp_path / STATE_FILE).exists(), "nothing was recorded as announced"
+    monkeypatch.undo()
+    assert cycle(poll) == ["INBOX:1", "INBOX:2"]
+    assert cycle(poll) == []
+
+
+def test_notices_sr3_drops_before_posting_are_one_warning_naming_them(tmp_path, server, caplog):
+    server.deliver("INBOX", 3)
+    poll = new_poll(tmp_path)
+    notices = poll.poll()
+    # e.g. sr3's fileAgeMax (30 days by default in a poll) rejected the second one
+    poll.after_post(types.SimpleNamespace(ok=[notices[0]], failed=[notices[2]], rejected=[], incoming=[]))
+    warned = messages(caplog, "dropped by sr3", logging.WARNING)
+    assert len(warned) == 1 and warned[0].startswith("1 of the 3 notice(s)"), warned
+    assert f"{server.uidvalidity['INBOX']}.2.eml" in warned[0] and "fileAgeMax" in warned[0]
+    caplog.clear()
+    server.deliver("INBOX", 1)
+    cycle(poll)
+    assert not messages(caplog, "dropped by sr3"), "posted or queued for retry: nothing to say"
+
+
+def test_with_idle_a_cycle_that_raises_is_discarded_and_its_messages_announced_once_by_the_retry(
+        tmp_path, server, caplog):
+    server.idle_offered = True
+    server.deliver("INBOX", 2)
+    server.deliver("Archive", 1)
+    server.fail("fetch_refs", RuntimeError("a bug while idling"), folder="Archive")
+    poll = new_poll(tmp_path, mailFolder="INBOX,Archive", mailIdle="on", mailIdleMax="2", scheduled_interval="1")
+    announced: list[str] = []
+    for _ in range(3):  # the failed cycle is retried after scheduled_interval, within mailIdleMax
+        announced = announced or cycle(poll)
+    assert "failed unexpectedly" in caplog.text
+    assert sorted(announced) == ["Archive:1", "INBOX:1", "INBOX:2"]
+    server.deliver("INBOX", 1)
+    assert cycle(poll) == ["INBOX:3"], "the discarded stage announced nothing twice"
+
+
 # -- a message over mailMaxSize --------------------------------------------------------------------
 
 def test_a_message_over_the_size_cap_is_not_announced_and_is_warned_about_once(tmp_path, server, caplog):
@@ -330,6 +379,33 @@ def test_pop3_announces_again_a_uidl_still_in_the_maildrop_only_when_set(tmp_pat
     clock.t += 10**6
     assert cycle(default) == []
     assert cycle(healing) == ["b2"]
+
+
+def test_a_repeated_notice_passes_sr3s_duplicate_suppression(tmp_path, server, clock):
+    """sr3 turns duplicate suppression on in a poll (nodupe_ttl 7h) unless told otherwise: the
+    repeat that heals a lost notice must not look like a duplicate of the notice it repeats."""
+    from sarracenia.flowcb.nodupe.disk import Disk
+
+    server.deliver("INBOX", 1)
+    poll = new_poll(tmp_path, mailReannounceAfter="10")
+    options = poll.o
+    options.nodupe_ttl, options.fileAgeMax, options.fileAgeMin = 7 * 3600, 0, 0
+    nodupe = Disk(options)
+    nodupe.on_start()
+    try:
+        def sr3_pass() -> list[str]:
+            worklist = types.SimpleNamespace(incoming=poll.poll(), ok=[], failed=[], rejected=[])
+            nodupe.after_accept(worklist)
+            poll.after_post(types.SimpleNamespace(ok=worklist.incoming, failed=[], rejected=[], incoming=[]))
+            return [name(n) for n in worklist.incoming]
+
+        assert sr3_pass() == ["INBOX:1"]
+        clock.t += 10
+        assert sr3_pass() == ["INBOX:1"], "the repeat is posted"
+        clock.t += 20
+        assert sr3_pass() == ["INBOX:1"], "and the next one"
+    finally:
+        nodupe.on_stop()
 
 
 def test_a_quiet_cycle_neither_searches_the_waiting_messages_nor_rewrites_the_state(tmp_path, server, clock):

@@ -4,8 +4,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from mailingest.atomic import write_atomically
 from mailingest.mailbox.account import parse_mail_url
-from mailingest.mailbox.refs import MessageRef, parse_notice_fields, safe_token, summary_headers
+from mailingest.mailbox.refs import TOKEN_MAX, MessageRef, parse_notice_fields, safe_token, summary_headers
 
 
 @pytest.mark.parametrize(
@@ -108,3 +109,43 @@ def test_summary_headers_survive_garbage():
 
 def test_summary_headers_take_raw_utf8_subjects_as_they_are():
     assert summary_headers("Subject: Grüße, 日本\r\n\r\n".encode())["subject"] == "Grüße, 日本"
+
+
+LONG_NAMES = [
+    "Проекты/2024/Отчёты по наблюдениям за погодой/Ежедневные сводки",
+    "Проекты/2024/Отчёты по наблюдениям за погодой/Ежемесячные сводки",
+    "a" * 300,
+    "a" * 301,
+    "x" * 101 + "é" * 40,
+]
+
+
+@pytest.mark.parametrize("name", LONG_NAMES)
+def test_a_long_name_is_shortened_to_a_bounded_stable_token_never_cut_inside_an_escape(name):
+    token = safe_token(name)
+    assert len(token.encode()) <= TOKEN_MAX and token == safe_token(name)
+    prefix, tilde, digest = token.rpartition("~")
+    assert tilde and len(digest) == 16 and "~" not in prefix
+    assert "=" not in prefix[-2:], "a whole =XX escape or none"
+    assert safe_token(name + ".") != token, "the digest is of the whole name"
+
+
+def test_long_names_sharing_their_first_bytes_get_different_tokens_and_never_a_plain_ones():
+    tokens = {safe_token(n) for n in LONG_NAMES}
+    assert len(tokens) == len(LONG_NAMES)
+    assert safe_token("a~b") == "a=7Eb", "only a shortened token holds a ~"
+
+
+def test_the_longest_relpath_fits_the_file_system_with_the_download_temp_name(tmp_path):
+    """255 bytes per name on ext4 and most others: every directory, the .eml and its temp file."""
+    account = parse_mail_url(f"pops://{'ü' * 100}@mail.example.org/").path_dir
+    ref = MessageRef(folder="INBOX", uidl="." * 70)  # RFC 1939: up to 70 characters, each escaped
+    rel_path = ref.rel_path_in(account)
+    final = tmp_path / rel_path
+    final.parent.mkdir(parents=True)
+    assert all(len(part.encode()) <= 255 for part in final.relative_to(tmp_path).parts)
+    write_atomically(str(final), [b"x"])
+    assert final.read_bytes() == b"x"
+    imap = MessageRef(folder="Ж" * 200, uid=2**32 - 1, uidvalidity=2**32 - 1).rel_path_in(account)
+    (tmp_path / imap).parent.mkdir(parents=True)
+    write_atomically(str(tmp_path / imap), [b"y"])

@@ -12,11 +12,18 @@ name, with ``+<port>`` appended only when the port is not the scheme's default
 (hex), so ``Archive/2024`` is ``Archive=2F2024`` and no token is ``.``/``..`` or holds a path
 separator.  A POP3 UIDL token escapes dots too, so its file name never has the
 ``<digits>.<digits>.eml`` shape of an IMAP one.
+
+A token is at most :data:`TOKEN_MAX` bytes, so every name (and the download's temp name beside
+it) fits a file system's 255-byte limit: a longer one keeps its first bytes and ends in ``~``
+plus 16 hex digits of the SHA-256 of the whole name.  ``~`` is escaped (``=7E``) everywhere
+else, so a shortened token never equals a plain one, and two names share one only if their
+hashes collide.
 """
 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,9 +39,15 @@ _HEADER_SOURCE_MAX = 16 * _HEADER_TEXT_MAX
 _FOLDS = re.compile(r"\r?\n")
 
 
+#: the longest token: a file name of one (plus ``.eml``, or the download's temp-file decoration,
+#: about 50 bytes) stays well within the 255 bytes file systems allow
+TOKEN_MAX = 120
+_HASH_HEX = 16
+
+
 def safe_token(name: str, keep_dots: bool = True) -> str:
-    """A reversible, file-name-safe spelling of ``name`` (see module doc); with ``keep_dots``
-    false, dots are escaped as well."""
+    """A file-name-safe spelling of ``name`` (see module doc), reversible up to
+    :data:`TOKEN_MAX` bytes; with ``keep_dots`` false, dots are escaped as well."""
     out = []
     raw = name.encode("utf-8", "surrogateescape")
     for index, byte in enumerate(raw):
@@ -43,7 +56,13 @@ def safe_token(name: str, keep_dots: bool = True) -> str:
             out.append(char.decode("ascii"))
         else:
             out.append(f"={byte:02X}")
-    return "".join(out) or "=00"
+    token = "".join(out) or "=00"
+    if len(token) <= TOKEN_MAX:
+        return token
+    cut = TOKEN_MAX - 1 - _HASH_HEX
+    while "=" in token[cut - 2:cut]:  # never inside an =XX escape
+        cut -= 1
+    return f"{token[:cut]}~{hashlib.sha256(raw).hexdigest()[:_HASH_HEX]}"
 
 
 def account_dir(host: str, port: int, default_port: int, user: str) -> str:
