@@ -203,5 +203,7 @@ def test_a_wrong_password_fixed_in_credentials_conf_is_used_without_restart_by_t
             download.wait_for_log("credentials.conf changed: read again")
     finally:
         collector.close()
+    for process in (poll, download):  # said once: one change, one line
+        assert process.log_text().count("credentials.conf changed: read again") == 1, process.log_text()[-3000:]
     logs = all_logs(home)
     assert wrong not in logs and mail_account.password not in logs
