@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import time
@@ -185,7 +186,7 @@ def test_housekeeping_runs_on_time_while_the_poll_waits_in_idle(tmp_path, rabbit
 
 
 @pytest.mark.sr3_stop
-def test_sr3_stop_stops_a_started_poll_waiting_in_idle_at_its_first_check(tmp_path, rabbitmq, mail_account,
+def test_sr3_stop_stops_a_started_poll_waiting_in_idle_within_its_first_checks(tmp_path, rabbitmq, mail_account,
                                                                           collector):
     home = make_home(tmp_path, rabbitmq, mail_account)
     home.write_config("poll", "daemon", poll_config(rabbitmq, mail_account, exchange=collector.exchange,
@@ -207,7 +208,11 @@ def test_sr3_stop_stops_a_started_poll_waiting_in_idle_at_its_first_check(tmp_pa
     finally:
         home.run("stop", "poll/daemon")
     print(f"\nsr3 stop of a started poll in IDLE: {took:.1f} s, {stopped.stdout.strip().splitlines()[-1]!r}")
-    assert "All stopped after try 0" in stopped.stdout, stopped.stdout  # gone by sr3's first check, 1 s later
+    # sr3 checks 1 s after the signal (try 0), then 2 s later (try 1), 4 s later... A poll that waited
+    # out its IDLE window (mailIdleMax 20) would be seen by try 4 at best; on a loaded machine the
+    # exit itself may miss the first check, so gone by the second (3 s after the signal) is the bound.
+    tries = re.search(r"All stopped after try (\d+)", stopped.stdout)
+    assert tries is not None and int(tries.group(1)) <= 1, stopped.stdout
     assert "SIGKILL" not in stopped.stdout
     assert "flow/close completed cleanly" in logs()
 
