@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import make_home, poll_config, scheme_port
 from tests.mailgen import sample_message
 from tests.secret_scan import register_secret
-from tests.sr3env import NoticeCollector, Sr3Home
+from tests.sr3env import REPO, NoticeCollector, Sr3Home
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +207,45 @@ def test_a_wrong_password_fixed_in_credentials_conf_is_used_without_restart_by_t
         assert process.log_text().count("credentials.conf changed: read again") == 1, process.log_text()[-3000:]
     logs = all_logs(home)
     assert wrong not in logs and mail_account.password not in logs
+
+
+def test_a_wrong_password_fixed_in_the_keyring_is_used_without_restart_by_the_poll_and_the_download(
+        tmp_path, rabbitmq, mail_account, monkeypatch):
+    from tests.keyring_backend import FileKeyring
+
+    keyring_file = tmp_path / "test.keyring.json"
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyring_backend.FileKeyring")
+    monkeypatch.setenv("MAILINGEST_TEST_KEYRING", str(keyring_file))
+    server = mail_account.server
+    service, user = f"mailingest:imaps://{server.host}:{server.imaps_port}", mail_account.user
+    wrong = "not-" + mail_account.password
+    register_secret(wrong)
+    keyring = FileKeyring(str(keyring_file))
+    keyring.set_password(service, user, wrong)
+    for index in range(3):
+        mail_account.deliver(sample_message(index))
+    exchange = exchange_name()
+    home = make_home(tmp_path, rabbitmq, mail_account, schemes=())  # the mail password only in the keyring
+    home.write_config("poll", "keyfix", poll_config(rabbitmq, mail_account, exchange=exchange))
+    mail_dir = tmp_path / "mail"
+    # sr3 hands a failed download back at its next housekeeping (default every 5 min): make that soon.
+    subscriber = declared_subscriber(home, rabbitmq, exchange, mail_dir, extra="housekeeping 10")
+    collector = NoticeCollector(rabbitmq.url, exchange)
+    try:
+        with home.foreground("poll/keyfix") as poll:
+            poll.wait_for_log("login refused for")
+            keyring.set_password(service, user, mail_account.password)
+            collector.wait_for(3, timeout=60)
+            poll.wait_for_log("reachable again")
+        keyring.set_password(service, user, wrong)  # the download starts with the wrong one
+        with home.foreground(subscriber) as download:
+            download.wait_for_log("paused")
+            keyring.set_password(service, user, mail_account.password)
+            wait_for_files(mail_dir, 3, timeout=120)
+    finally:
+        collector.close()
+    assert poll.log_text().count("reachable again") == 1
+    logs = all_logs(home)
+    assert wrong not in logs and mail_account.password not in logs
+    assert "Traceback" not in logs
