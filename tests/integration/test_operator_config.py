@@ -144,7 +144,7 @@ def test_an_unencoded_special_password_line_is_one_clear_line_and_the_other_acco
     sr3_own = [line for line in logs.splitlines() if "sarracenia.config.credentials" in line]
     ours = "\n".join(line for line in logs.splitlines() if "sarracenia.config.credentials" not in line)
     assert not [piece for piece in (special, *pieces) if piece in ours], "mailingest logged a piece of the password"
-    told = "sr3 itself logged this line in full when the process started"
+    told = "sr3 itself logs this line in full when a flow starts"
     if not [piece for piece in (special, *pieces) if piece in logs]:
         assert told not in logs
     else:

@@ -137,8 +137,8 @@ class CredentialsFile:
         for number, line in enumerate(lines, start=1):
             problem = line_problem(line)
             if problem is not None:
-                shown = ("; sr3 itself logged this line in full when the process started (its 'bad credential' "
-                         "lines): change that password" if sr3_logs_it_in_full(line) else "")
+                shown = ("; sr3 itself logs this line in full when a flow starts (its 'bad credential' lines): "
+                         "if one has started with it, change that password" if sr3_logs_it_in_full(line) else "")
                 logger.error("%s line %d (%s://...) is ignored: %s; percent-encode the special characters of its "
                              "user name and password (%s), see docs/authentication.md%s",
                              self.path, number, scheme_of(line), problem, ENCODINGS, shown)
