@@ -87,6 +87,34 @@ def test_mail_is_announced_within_a_second_whenever_it_arrives_in_a_60_s_interva
     assert "scheduled_interval 1" not in log, "no advice to shorten scheduled_interval"
 
 
+def test_push_holds_with_sr3s_default_sleep_a_long_interval_a_short_idle_window_and_another_folder(
+        tmp_path, rabbitmq, dovecot, mail_account, collector):
+    """The same promise in other settings: sr3's own ``sleep`` (its back-off grows to 6.4 s, the
+    suite's homes shorten it), ``scheduled_interval 300``, ``mailIdleMax 5`` (under that back-off)
+    and a folder other than INBOX."""
+    mail_account.server.create_folder(mail_account.user, "Reports")
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    home.write_config("poll", "other", poll_config(
+        rabbitmq, mail_account, exchange=collector.exchange, interval=300,
+        extra="mailIdle on\nmailIdleMax 5\nmailFolder Reports\nsleep 0.1"))
+    delays = []
+    with home.foreground("poll/other") as poll:
+        poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        with imap_client(mail_account) as client:
+            for i, gap in enumerate((2.5, 6.1, 9.3, 4.4, 13.0)):
+                time.sleep(gap)
+                client.append("Reports", message(f"other {i}"))
+                try:
+                    delays.append(announced_within(collector, i + 1, time.monotonic()))
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc} (other {i})\n{stuck_report(poll, dovecot, mail_account)}") from None
+    print(f"\nIDLE on Reports, sleep 0.1, scheduled_interval 300, mailIdleMax 5: APPEND→notice "
+          f"{[round(d, 2) for d in delays]}")
+    assert statistics.median(delays) <= 1.0, delays
+    assert max(delays) < 5.0, delays
+    assert [n["mail"]["folder"] for n in collector.notices] == ["Reports"] * 5
+
+
 def end_server(dovecot, how: str) -> None:
     """Stop Dovecot in order (SIGTERM: its sessions say BYE) or kill its whole process group
     (SIGKILL: the connections just end, no BYE)."""
