@@ -91,14 +91,22 @@ def text(options: Any, name: str, default: str | None = None) -> str | None:
     return result
 
 
+class ItemsUsed(list):  # type: ignore[type-arg]
+    """The items a *list* option reader settled on, written back in place of sr3's lines: read
+    again, they are the items (not lines whose last one would win)."""
+
+
 def values(options: Any, name: str) -> list[str]:
-    """A *list* option: the items of the last line given, split at commas (``INBOX,Archive``)."""
+    """A *list* option: the items of the last line given, split at commas (``INBOX,Archive``).
+    Reading the option again gives the same items."""
     raw = getattr(options, name, None)
+    if isinstance(raw, ItemsUsed):
+        return list(raw)
     if isinstance(raw, (list, tuple)):
         raw = _last(name, list(raw), "list") if raw else None
     items = [part.strip() for part in str(raw).split(",")] if raw not in (None, True) else []
     result = [item for item in items if item]
-    _keep(options, name, result)
+    _keep(options, name, ItemsUsed(result))
     return result
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import time
@@ -86,15 +87,52 @@ def test_mail_is_announced_within_a_second_whenever_it_arrives_in_a_60_s_interva
     assert "scheduled_interval 1" not in log, "no advice to shorten scheduled_interval"
 
 
-def test_a_server_stopped_during_idle_is_back_within_two_seconds_of_its_return(
+def test_push_holds_with_sr3s_default_sleep_a_long_interval_a_short_idle_window_and_another_folder(
         tmp_path, rabbitmq, dovecot, mail_account, collector):
+    """The same promise in other settings: sr3's own ``sleep`` (its back-off grows to 6.4 s, the
+    suite's homes shorten it), ``scheduled_interval 300``, ``mailIdleMax 5`` (under that back-off)
+    and a folder other than INBOX."""
+    mail_account.server.create_folder(mail_account.user, "Reports")
+    home = make_home(tmp_path, rabbitmq, mail_account)
+    home.write_config("poll", "other", poll_config(
+        rabbitmq, mail_account, exchange=collector.exchange, interval=300,
+        extra="mailIdle on\nmailIdleMax 5\nmailFolder Reports\nsleep 0.1"))
+    delays = []
+    with home.foreground("poll/other") as poll:
+        poll.wait_for_log("0 new message(s) to announce", timeout=60)
+        with imap_client(mail_account) as client:
+            for i, gap in enumerate((2.5, 6.1, 9.3, 4.4, 13.0)):
+                time.sleep(gap)
+                client.append("Reports", message(f"other {i}"))
+                try:
+                    delays.append(announced_within(collector, i + 1, time.monotonic()))
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc} (other {i})\n{stuck_report(poll, dovecot, mail_account)}") from None
+    print(f"\nIDLE on Reports, sleep 0.1, scheduled_interval 300, mailIdleMax 5: APPEND→notice "
+          f"{[round(d, 2) for d in delays]}")
+    assert statistics.median(delays) <= 1.0, delays
+    assert max(delays) < 5.0, delays
+    assert [n["mail"]["folder"] for n in collector.notices] == ["Reports"] * 5
+
+
+def end_server(dovecot, how: str) -> None:
+    """Stop Dovecot in order (SIGTERM: its sessions say BYE) or kill its whole process group
+    (SIGKILL: the connections just end, no BYE)."""
+    if how == "killed":
+        os.killpg(dovecot.pid, signal.SIGKILL)
+    dovecot.stop()  # reaps a killed server
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_server_stopped_during_idle_is_back_within_two_seconds_of_its_return(
+        tmp_path, rabbitmq, dovecot, mail_account, collector, how):
     with idle_poll(tmp_path, rabbitmq, mail_account, collector) as poll:
         poll.wait_for_log("0 new message(s) to announce", timeout=60)
         with imap_client(mail_account) as client:
             client.append("INBOX", message("before the outage"))
         collector.wait_for(1, timeout=30)  # the poll is back in IDLE right after this notice
         stopped = time.monotonic()
-        dovecot.stop()
+        end_server(dovecot, how)
         poll.wait_for_log("connection dropped while idling", timeout=10)
         noticed = time.monotonic() - stopped
         mail_account.deliver(message("during the outage"))
@@ -105,7 +143,7 @@ def test_a_server_stopped_during_idle_is_back_within_two_seconds_of_its_return(
             client.append("INBOX", message("after the outage"))
         after = announced_within(collector, 3, time.monotonic())
         log = poll.log_text()
-    print(f"\nDovecot stopped during IDLE: noticed in {noticed:.3f} s (incl. the stop); notice of the mail "
+    print(f"\nDovecot {how} during IDLE: noticed in {noticed:.3f} s (incl. the stop); notice of the mail "
           f"delivered meanwhile {back:.3f} s after Dovecot was back; next APPEND→notice {after:.3f} s")
     assert back <= 2.0, f"{back:.3f} s after the server's return"
     assert after <= 2.0
@@ -176,7 +214,7 @@ def test_housekeeping_runs_on_time_while_the_poll_waits_in_idle(tmp_path, rabbit
 
 
 @pytest.mark.sr3_stop
-def test_sr3_stop_stops_a_started_poll_waiting_in_idle_at_its_first_check(tmp_path, rabbitmq, mail_account,
+def test_sr3_stop_stops_a_started_poll_waiting_in_idle_within_its_first_checks(tmp_path, rabbitmq, mail_account,
                                                                           collector):
     home = make_home(tmp_path, rabbitmq, mail_account)
     home.write_config("poll", "daemon", poll_config(rabbitmq, mail_account, exchange=collector.exchange,
@@ -198,7 +236,11 @@ def test_sr3_stop_stops_a_started_poll_waiting_in_idle_at_its_first_check(tmp_pa
     finally:
         home.run("stop", "poll/daemon")
     print(f"\nsr3 stop of a started poll in IDLE: {took:.1f} s, {stopped.stdout.strip().splitlines()[-1]!r}")
-    assert "All stopped after try 0" in stopped.stdout, stopped.stdout  # gone by sr3's first check, 1 s later
+    # sr3 checks 1 s after the signal (try 0), then 2 s later (try 1), 4 s later... A poll that waited
+    # out its IDLE window (mailIdleMax 20) would be seen by try 4 at best; on a loaded machine the
+    # exit itself may miss the first check, so gone by the second (3 s after the signal) is the bound.
+    tries = re.search(r"All stopped after try (\d+)", stopped.stdout)
+    assert tries is not None and int(tries.group(1)) <= 1, stopped.stdout
     assert "SIGKILL" not in stopped.stdout
     assert "flow/close completed cleanly" in logs()
 

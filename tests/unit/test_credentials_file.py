@@ -13,7 +13,7 @@ from sarracenia.config.credentials import CredentialDB
 
 from mailingest.errors import ConfigError
 from mailingest.mailbox.account import resolve_account
-from mailingest.mailbox.credentials_file import CredentialsFile, line_problem
+from mailingest.mailbox.credentials_file import CredentialsFile, line_problem, sr3_logs_it_in_full
 from mailingest.security import keystore
 from tests.secret_scan import register_secret
 
@@ -48,6 +48,25 @@ def test_lines_that_read_as_one_url_are_fine(line):
 @pytest.mark.parametrize("password", [SPECIAL, "pa#ss", "pa/ss", "pa?ss", "x@y:z#w"])
 def test_a_password_with_an_unencoded_hash_slash_or_question_mark_is_a_problem(password):
     assert line_problem(f"imaps://carol:{password}@mail.example.com:993/") is not None
+
+
+@pytest.mark.parametrize(("password", "quoted_by_sr3"), [
+    ("Hd7@Md7:Pt7#Fr7/Tl7", False), ("Al8@Bt8:Gm8#Dl8", False),  # taken silently
+    ("Ps9#Wd9", False),  # redacted by sr3
+    ("Ps9#Wd9@Tl9", True),  # redacted up to its first @ only
+    ("Al1/Bt1?Gm1", True), ("Al2?Bt2@Gm2", True), ("Al3/Bt3", True), ("Tw4 Wd4", True),
+])
+def test_the_error_says_when_sr3_itself_logged_the_line_in_full(password, quoted_by_sr3, caplog):
+    import logging
+
+    from sarracenia.config.credentials import CredentialDB
+
+    line = f"imaps://carol:{password}@mail.example.com:993/"
+    caplog.set_level(logging.DEBUG, logger="sarracenia.config.credentials")
+    CredentialDB()._parse(line)  # what sr3 logs when it reads the file
+    pieces = re.split(r"[@:#/? ]", password)
+    assert any(piece in caplog.text for piece in pieces) is quoted_by_sr3, caplog.text
+    assert sr3_logs_it_in_full(line) is quoted_by_sr3
 
 
 def write(path, *lines: str) -> None:

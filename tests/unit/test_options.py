@@ -96,6 +96,18 @@ def test_the_value_used_is_written_back_onto_the_options_read():
     assert (options.mailIdleMax, options.mailFolder, options.mailAnnounceMax) == (7.0, ["Own"], 2000)
 
 
+def test_a_list_option_read_again_gives_the_same_items_and_no_warning(caplog):
+    caplog.set_level(logging.WARNING, logger="mailingest.options")
+    for raw in ("INBOX,Archive", ["INBOX,Archive"], ["Site", "INBOX, Archive"]):
+        options = o(mailFolder=raw)
+        first = opt.values(options, "mailFolder")
+        assert opt.values(options, "mailFolder") == first == ["INBOX", "Archive"]
+        assert opt.read(options, Option("mailFolder", "list", [])) == first
+    assert [r.getMessage() for r in caplog.records] == [
+        "mailFolder is set 2 times (Site | INBOX, Archive): the last one is used, INBOX, Archive; "
+        "to give several values, write them on one line separated by commas"]
+
+
 def raw_config(tmp_path, **lines_by_file) -> sarracenia.config.Config:
     """A Config whose files were parsed the way sr3 parses default.conf and then the config."""
     config = sarracenia.config.no_file_config()

@@ -68,9 +68,10 @@ def _options(args: argparse.Namespace) -> Any:
     import sarracenia.config
 
     from mailingest.errors import ConfigError
+    from mailingest.mailbox.credentials_file import sr3_default_config
     from mailingest.settings import declare_connection_options
 
-    options = sarracenia.config.default_config()
+    options = sr3_default_config()
     if args.config:
         name = args.config if args.config.endswith(".conf") else args.config + ".conf"
         path = args.config if os.path.isfile(args.config) else os.path.join(

@@ -153,10 +153,8 @@ def _absolute(path: str | None) -> str | None:
 
 def _run_app_only(args: argparse.Namespace, settings: Any) -> int:
     """Ask for an app-only access token as the poll would; say what was granted; print the config."""
-    import sarracenia.config
-
     from mailingest.mailbox.account import resolve_account
-    from mailingest.mailbox.credentials_file import CredentialsFile
+    from mailingest.mailbox.credentials_file import CredentialsFile, sr3_default_config
     from mailingest.oauth2.assertions import token_claims
     from mailingest.oauth2.tokens import token_source
 
@@ -166,7 +164,7 @@ def _run_app_only(args: argparse.Namespace, settings: Any) -> int:
         raise ConfigError("--device and --store are for delegated flows: an app-only flow needs no consent and "
                           "stores no token")
     url = _mail_url(args)
-    credentials = CredentialsFile.of(sarracenia.config.default_config()).database()
+    credentials = CredentialsFile.of(sr3_default_config()).database()
     account = resolve_account(url, credentials, settings)
     client = account.oauth2
     assert client is not None

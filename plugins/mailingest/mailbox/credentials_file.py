@@ -31,6 +31,8 @@ FILE_NAME = "credentials.conf"
 #: what the messages tell operators to percent-encode in a user name or password
 ENCODINGS = "% as %25, @ as %40, : as %3A, / as %2F, # as %23, ? as %3F, space as %20"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+#: how sr3 3.3.1 redacts the line it reports for a '#' in a password (sarracenia/config/credentials.py)
+_SR3_REDACTED = re.compile(r"(://[^:@/]+:)[^@]+(@)")
 
 
 def line_problem(line: str) -> str | None:
@@ -52,6 +54,29 @@ def line_problem(line: str) -> str | None:
     if parts.fragment or parts.query or "#" in url or "?" in url or "@" in parts.path or not parts.hostname:
         return unreadable
     return None
+
+
+def sr3_logs_it_in_full(line: str) -> bool:
+    """Whether sr3 3.3.1's own parser, reading credentials.conf as a flow starts (before any
+    plugin), logs the unusable *line*, or the part of it after a space, as it is: ``bad
+    credential 1 (<line>)`` when it finds no user name and password in the URL, ``bad credential
+    option (<rest>)`` when the line has more words, and for a ``#`` whose fragment holds the ``@``
+    the line with the password hidden only up to its first ``@``.  A URL in which it finds both
+    a user name and a password it takes silently.
+    """
+    words = line.split()
+    if not words:
+        return False
+    if len(words) > 1:
+        return True
+    try:
+        url = urllib.parse.urlsplit(words[0])
+        user, password = url.username, url.password
+    except ValueError:
+        return True
+    if url.fragment and "@" in url.fragment and "@" not in url.netloc:  # sr3 redacts up to the first @
+        return _SR3_REDACTED.sub(r"\1<secret>\2", words[0]).count("@") > 1
+    return not (user and password)
 
 
 def scheme_of(line: str) -> str:
@@ -112,13 +137,31 @@ class CredentialsFile:
         for number, line in enumerate(lines, start=1):
             problem = line_problem(line)
             if problem is not None:
+                shown = ("; sr3 itself logs this line in full when a flow starts (its 'bad credential' lines): "
+                         "if one has started with it, change that password" if sr3_logs_it_in_full(line) else "")
                 logger.error("%s line %d (%s://...) is ignored: %s; percent-encode the special characters of its "
-                             "user name and password (%s), see docs/authentication.md",
-                             self.path, number, scheme_of(line), problem, ENCODINGS)
+                             "user name and password (%s), see docs/authentication.md%s",
+                             self.path, number, scheme_of(line), problem, ENCODINGS, shown)
                 continue
             with _sr3_credentials_quiet():  # it would log a line it rejects in full, password included
                 database._parse(line)
         return database
+
+
+def sr3_default_config() -> Any:
+    """sr3's default options (``sarracenia.config.default_config()``) for a mailingest command.
+
+    The first sr3 ``Config`` of a process reads credentials.conf, and sr3 3.3.1 then logs some
+    malformed lines in full, password included (``bad credential 1 (imaps://carol:a/b?c@...)`` for
+    a ``/`` or ``?`` left unencoded in a password, ``bad credential option (...)`` for a space).
+    Those messages are held back here: :class:`CredentialsFile` reports the same lines by their
+    number, without their content.  (An sr3 flow reads the file before it loads any plugin, so
+    there mailingest cannot hold them back: docs/authentication.md.)
+    """
+    import sarracenia.config
+
+    with _sr3_credentials_quiet():
+        return sarracenia.config.default_config()
 
 
 @contextlib.contextmanager
