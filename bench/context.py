@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,19 +26,41 @@ MESSAGE_BYTES = 70_000
 CORPUS = REPO.parent / "shared" / "corpus"
 
 
+@dataclass(frozen=True)
+class RunningBroker:
+    """A RabbitMQ that is already running (``bench/run.py --broker URL``): the bench only connects."""
+
+    url: str
+    host: str
+    port: int
+    user: str
+
+    @classmethod
+    def from_url(cls, url: str) -> RunningBroker:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme != "amqp" or not parsed.hostname or not parsed.username:
+            raise ValueError(f"--broker {parsed.scheme}://{parsed.hostname}...: give amqp://USER:PASSWORD@HOST:PORT/")
+        return cls(url, parsed.hostname, parsed.port or 5672, urllib.parse.unquote(parsed.username))
+
+    def close(self) -> None:
+        """Not ours to stop."""
+
+
 @dataclass
 class BenchContext:
     """Servers and knobs for one bench run.
 
     :param messages: N, the number of ~70 KB messages of the throughput scenarios.
     :param quick: reduced mode (small sizes and sample counts, as in the test suite).
+    :param broker_url: a running RabbitMQ to use instead of starting a private one.
     """
 
     work: Path
     messages: int
     quick: bool
+    broker_url: str | None = None
     _dovecot: DovecotServer | None = field(default=None, repr=False)
-    _rabbitmq: RabbitMQServer | None = field(default=None, repr=False)
+    _rabbitmq: RabbitMQServer | RunningBroker | None = field(default=None, repr=False)
     _pool: list[bytes] = field(default_factory=list, repr=False)
     _loaded: dict[str, DovecotAccount] = field(default_factory=dict, repr=False)
     _homes: int = 0
@@ -58,7 +81,9 @@ class BenchContext:
         return self._dovecot
 
     @property
-    def rabbitmq(self) -> RabbitMQServer:
+    def rabbitmq(self) -> RabbitMQServer | RunningBroker:
+        if self._rabbitmq is None and self.broker_url:
+            self._rabbitmq = RunningBroker.from_url(self.broker_url)
         if self._rabbitmq is None:
             server = RabbitMQServer(self.work / "rabbitmq")
             try:

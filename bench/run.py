@@ -44,6 +44,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="comma-separated scenarios: " + ", ".join(BY_NAME))
     parser.add_argument("--output", default=str(REPO / "docs" / "performance.md"), help="markdown file to write")
     parser.add_argument("--work", default=None, help="scratch directory (default: a new temp dir, removed)")
+    parser.add_argument("--broker", default=None, metavar="URL",
+                        help="use this running RabbitMQ (amqp://USER:PASSWORD@HOST:PORT/) instead of starting "
+                             "a private one, e.g. the test suite's; its figures then share that broker")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     unknown = [s for s in _split(args.only) if s not in BY_NAME]
@@ -102,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.chmod(0o755)  # Dovecot's mail user must traverse it when run as root
     started = time.monotonic()
     notes = report.machine_notes(sys.version.split()[0])
-    ctx = BenchContext(work=work, messages=messages, quick=args.quick)
+    ctx = BenchContext(work=work, messages=messages, quick=args.quick, broker_url=args.broker)
     try:
         rows = run_scenarios(ctx, _split(args.only))
     finally:
@@ -113,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output)
     analysis = kept_analysis(output) or "(to be written after a full run)"
     shown = [a for a in (argv if argv is not None else sys.argv[1:])
-             if not a.startswith(("--output", "--work")) and a not in (args.output, args.work)]
+             if not a.startswith(("--output", "--work", "--broker")) and a not in (args.output, args.work, args.broker)]
     command = " ".join(["python bench/run.py", *shown])
     body = (f"Targets missed in this run:\n\n{missed(rows)}\n\n"
             f"{ANALYSIS_START}\n{analysis}\n{ANALYSIS_END}")
