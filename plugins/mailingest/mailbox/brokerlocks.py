@@ -17,12 +17,14 @@ guarded (close the mail session; stop polling) before it acquires again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import amqp
@@ -101,15 +103,11 @@ class BrokerLocks:
         with self._mutex:
             if queue in self._held:
                 return True
-            channel = self._open_channel()
-            try:
-                channel.queue_declare(queue=queue, exclusive=True, durable=False, auto_delete=False)
-            except amqp.exceptions.ResourceLocked:
-                self._channel = None  # the broker closed the channel with the refusal
+            if not self._unless_refused(
+                    lambda channel: channel.queue_declare(queue=queue, exclusive=True, durable=False,
+                                                          auto_delete=False),
+                    amqp.exceptions.ResourceLocked, f"taking lock {name}"):
                 return False
-            except (OSError, amqp.exceptions.AMQPError) as exc:
-                self._lost(f"declaring {queue}: {exc}")
-                raise MailConnectionError(f"broker lost while taking lock {name}: {exc}") from None
             self._held.add(queue)
             return True
 
@@ -127,40 +125,40 @@ class BrokerLocks:
                 self._lost(f"releasing {queue}: {exc}")
 
     # -- notes: the latest value of something, kept on the broker ------------------------------
+    @contextlib.contextmanager
+    def _note_queue(self, name: str, doing: str) -> Iterator[tuple[Any, str]]:
+        """The channel, with note ``name``'s queue declared, for one read or write under the
+        mutex; a lost broker is :class:`MailConnectionError` naming what was being done."""
+        queue = NOTE_PREFIX + name
+        with self._mutex:
+            channel = self._open_channel()
+            try:
+                _declare_note_queue(channel, queue)
+                yield channel, queue
+            except (OSError, amqp.exceptions.AMQPError) as exc:
+                self._lost(f"{doing} note {name}: {exc}")
+                raise MailConnectionError(f"broker lost while {doing} note {name}: {exc}") from None
+
     def put_note(self, name: str, body: bytes) -> None:
         """Keep ``body`` as the latest note ``name`` on the broker (a durable queue that holds one
         message: the newest replaces the older).
 
         :raises MailConnectionError: the broker cannot be reached.
         """
-        queue = NOTE_PREFIX + name
-        with self._mutex:
-            channel = self._open_channel()
-            try:
-                _declare_note_queue(channel, queue)
-                channel.basic_publish(amqp.Message(body, delivery_mode=2, content_type="application/json"),
-                                      exchange="", routing_key=queue)
-            except (OSError, amqp.exceptions.AMQPError) as exc:
-                self._lost(f"writing note {name}: {exc}")
-                raise MailConnectionError(f"broker lost while writing note {name}: {exc}") from None
+        with self._note_queue(name, "writing") as (channel, queue):
+            channel.basic_publish(amqp.Message(body, delivery_mode=2, content_type="application/json"),
+                                  exchange="", routing_key=queue)
 
     def get_note(self, name: str) -> bytes | None:
         """The latest note ``name`` (it stays on the broker), or None if there is none.
 
         :raises MailConnectionError: the broker cannot be reached.
         """
-        queue = NOTE_PREFIX + name
-        with self._mutex:
-            channel = self._open_channel()
-            try:
-                _declare_note_queue(channel, queue)
-                message = channel.basic_get(queue=queue, no_ack=False)
-                if message is None:
-                    return None
-                channel.basic_reject(message.delivery_tag, requeue=True)
-            except (OSError, amqp.exceptions.AMQPError) as exc:
-                self._lost(f"reading note {name}: {exc}")
-                raise MailConnectionError(f"broker lost while reading note {name}: {exc}") from None
+        with self._note_queue(name, "reading") as (channel, queue):
+            message = channel.basic_get(queue=queue, no_ack=False)
+            if message is None:
+                return None
+            channel.basic_reject(message.delivery_tag, requeue=True)
             body = message.body
             return body if isinstance(body, bytes) else str(body).encode("utf-8")
 
@@ -170,16 +168,23 @@ class BrokerLocks:
         :raises MailConnectionError: the broker cannot be reached.
         """
         with self._mutex:
-            channel = self._open_channel()
-            try:
-                channel.queue_bind(queue=queue, exchange=exchange, routing_key=routing_key)
-            except amqp.exceptions.NotFound:
-                self._channel = None  # the broker closed the channel with the refusal
-                return False
-            except (OSError, amqp.exceptions.AMQPError) as exc:
-                self._lost(f"binding {queue} to {exchange}: {exc}")
-                raise MailConnectionError(f"broker lost while binding {queue} to {exchange}: {exc}") from None
-            return True
+            return self._unless_refused(
+                lambda channel: channel.queue_bind(queue=queue, exchange=exchange, routing_key=routing_key),
+                amqp.exceptions.NotFound, f"binding {queue} to {exchange}")
+
+    def _unless_refused(self, call: Callable[[Any], object], refusal: type[Exception], doing: str) -> bool:
+        """``call(channel)``, under the mutex: False if the broker answers with *refusal* (it closes
+        the channel with it), True if done; a lost broker is :class:`MailConnectionError`."""
+        channel = self._open_channel()
+        try:
+            call(channel)
+        except refusal:
+            self._channel = None
+            return False
+        except (OSError, amqp.exceptions.AMQPError) as exc:
+            self._lost(f"{doing}: {exc}")
+            raise MailConnectionError(f"broker lost while {doing}: {exc}") from None
+        return True
 
     def holds(self, name: str) -> bool:
         """True while this process holds lock ``name`` (False once the connection was lost)."""

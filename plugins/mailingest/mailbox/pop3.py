@@ -13,8 +13,8 @@ import logging
 import poplib
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from mailingest.errors import (
     MailboxError,
@@ -31,6 +31,7 @@ from mailingest.mailbox.protocol import Capability
 from mailingest.mailbox.refs import MessageRef, summary_headers
 from mailingest.mailbox.replies import is_temporary, refusal
 
+_T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 MAILDROP = "INBOX"
@@ -226,15 +227,22 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
         :raises MessageGoneError: no message with this UIDL, even on a fresh session.
         """
         number = self._number_for(ref)
+        _resp, lines, _ = self._command(ref, "TOP", "read headers on", MessageGoneError,
+                                        lambda: self.conn.top(number, 0))
+        return b"\r\n".join(lines) + b"\r\n"
+
+    def _command(self, ref: MessageRef, command: str, doing: str, refused: type[MailError],
+                 call: Callable[[], _T]) -> _T:
+        """Run one command about *ref*; a temporary refusal or a lost connection is transient, any
+        other refusal is *refused* naming the message and the server's words."""
         try:
-            _resp, lines, _ = self.conn.top(number, 0)
+            return call()
         except poplib.error_proto as exc:
             if is_temporary(exc):
-                raise self._temporary(exc, "read headers on") from None
-            raise MessageGoneError(f"{self.account.display} UIDL {ref.uidl}: TOP refused ({server_text(exc)})") from None
+                raise self._temporary(exc, doing) from None
+            raise refused(f"{self.account.display} UIDL {ref.uidl}: {command} refused: {server_text(exc)}") from None
         except _TRANSIENT as exc:
-            raise connection_error(self.account, exc, "read headers on") from None
-        return b"\r\n".join(lines) + b"\r\n"
+            raise connection_error(self.account, exc, doing) from None
 
     # -- download ---------------------------------------------------------------------------
     def fetch_stream(self, ref: MessageRef) -> tuple[Iterator[bytes], None]:
@@ -302,14 +310,7 @@ class Pop3Mailbox(MailboxBase[poplib.POP3]):
 
     def _delete(self, ref: MessageRef) -> None:
         number = self._number_for(ref)
-        try:
-            self.conn.dele(number)
-        except poplib.error_proto as exc:
-            if is_temporary(exc):
-                raise self._temporary(exc, "delete on") from None
-            raise MailboxError(f"{self.account.display} UIDL {ref.uidl}: DELE refused: {server_text(exc)}") from None
-        except _TRANSIENT as exc:
-            raise connection_error(self.account, exc, "delete on") from None
+        self._command(ref, "DELE", "delete on", MailboxError, lambda: self.conn.dele(number))
         if self._numbers is not None:
             self._numbers.pop(ref.uidl or "", None)
 
