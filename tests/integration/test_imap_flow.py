@@ -83,8 +83,11 @@ def test_subscriber_writes_byte_identical_files(tmp_path, rabbitmq, mail_account
     home = make_home(tmp_path, rabbitmq, mail_account)
     home.add_example("examples/poll/mail.conf")
     home.add_example("examples/subscribe/downloademail.conf")
-    declared = home.run("declare", "subscribe/downloademail")
-    assert declared.returncode == 0, declared.stdout + declared.stderr
+    # The README's order: the poll's exchange, then the subscriber's queue bound to it, before the
+    # poll first runs (on a fresh broker the subscriber alone cannot bind: its notices would be lost)
+    for config in ("poll/mail", "subscribe/downloademail"):
+        declared = home.run("declare", config)
+        assert declared.returncode == 0, declared.stdout + declared.stderr
     # The example's mailAfterDownload seen: exactly the downloaded messages gain \Seen, nothing else changes.
     expected = {uid: tuple(sorted(set(flags) | {b"\\Seen"})) for uid, flags in flags_before.items()}
     with home.foreground("subscribe/downloademail") as subscriber:
