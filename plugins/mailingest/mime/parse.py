@@ -23,7 +23,7 @@ from email.feedparser import FeedParser
 from email.message import EmailMessage, Message
 
 from mailingest.errors import DecodeLimitError, MimeError
-from mailingest.mime import containers, headers, payloads
+from mailingest.mime import containers, fastparse, headers, payloads
 from mailingest.mime.spans import RawSpans
 
 _BODY_TEXT = "body-text"
@@ -106,15 +106,25 @@ def parse(raw: bytes | memoryview) -> EmailMessage:
 
     :raises MimeError: the parser failed outright (it records, rather than raises, defects).
     """
+    policy = headers.message_policy()
+    msg: Message | None = None
     try:
-        # what BytesParser.parsebytes does, without its two whole copies of the message (one str,
-        # and a StringIO that holds it at 4 bytes per character: 8x a base64 message in RSS):
-        # the bytes are fed in pieces, each decoded as ASCII with surrogateescape as it does
-        parser = FeedParser(policy=headers.message_policy())
-        view = memoryview(raw)
-        for start in range(0, len(view), _FEED_BYTES):
-            parser.feed(str(view[start:start + _FEED_BYTES], "ascii", "surrogateescape"))
-        msg = parser.close()
+        if isinstance(raw, bytes):
+            # the feed parser's tree, built from byte offsets, when the message is well-formed
+            # (mime/fastparse.py: half the decode time, no line list, no joined copies)
+            try:
+                msg = fastparse.parse_fast(raw, policy)
+            except fastparse.Irregular:
+                msg = None
+        if msg is None:
+            # what BytesParser.parsebytes does, without its two whole copies of the message (one
+            # str, and a StringIO that holds it at 4 bytes per character: 8x a base64 message in
+            # RSS): the bytes are fed in pieces, each decoded as ASCII with surrogateescape as it does
+            parser = FeedParser(policy=policy)
+            view = memoryview(raw)
+            for start in range(0, len(view), _FEED_BYTES):
+                parser.feed(str(view[start:start + _FEED_BYTES], "ascii", "surrogateescape"))
+            msg = parser.close()
     except (MessageError, ValueError, LookupError, TypeError) as exc:
         raise MimeError("the email parser failed: %s" % exc) from exc
     if not isinstance(msg, EmailMessage):  # pragma: no cover - policy.default always makes one
