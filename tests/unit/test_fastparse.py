@@ -96,6 +96,8 @@ EDGE_CASES = {
     "delimiter look-alikes": (b"Content-Type: multipart/mixed; boundary=b\n\n--bx\n--b\n\n--b-x\n--b--\n--b\n", True),
     "digest": (b"Content-Type: multipart/digest; boundary=b\n\n--b\n\nSubject: in\n\nx\n--b--\n", True),
     "CRLF": (SIMPLE.replace(b"\n", b"\r\n"), True),
+    "big payloads, left in the message until asked for": (
+        SIMPLE.replace(b"hello\n", b"hello\n" * 20000).replace(b"\nx\n", b"\n" + b"\xe9x" * 40000 + b"\n"), True),
     "8-bit bytes": (b"Subject: \xe9t\xe9\n\n\xff\xfe body\n", True),
     "lone carriage return": (b"Subject: x\r\n\r\nbody\rmore\r\n", False),
     "missing separator": (b"Subject: x\nnot a header\nbody\n", True),

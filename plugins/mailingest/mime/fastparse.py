@@ -30,6 +30,9 @@ _HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
 #: nesting (multiparts and attached messages) past which the feed parser is used: each level
 #: scans its own part of the message for its boundary, so the work is the size times the depth
 MAX_DEPTH = 32
+#: payloads from this size on are left as spans of the message until asked for
+#: (:py:meth:`mailingest.mime.headers.HardenedMessage.set_payload_span`)
+LAZY_PAYLOAD = 64 * 1024
 
 
 class Irregular(Exception):
@@ -88,7 +91,11 @@ class _Builder:
         elif maintype == "multipart":
             self._multipart(msg, body, end, depth, closed)
         else:
-            msg.set_payload(_text(data, body, _without_eol(data, body, end) if closed else end))
+            stop = _without_eol(data, body, end) if closed else end
+            if stop - body >= LAZY_PAYLOAD and hasattr(msg, "set_payload_span"):
+                msg.set_payload_span(data, body, stop)  # text made only if asked for
+            else:
+                msg.set_payload(_text(data, body, stop))
         return msg
 
     def _headers(self, msg: Message, start: int, end: int) -> int:

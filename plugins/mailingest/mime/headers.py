@@ -233,7 +233,42 @@ def _safe_rfc2231(value: object) -> object:
 
 
 class HardenedMessage(_SafeParams, EmailMessage):  # type: ignore[misc]
-    """The message class of :py:data:`POLICY`: ``EmailMessage`` whose parameter accessors never raise."""
+    """The message class of :py:data:`POLICY`: ``EmailMessage`` whose parameter accessors never raise.
+
+    A leaf may hold its payload as a span of the raw message (:py:meth:`set_payload_span`, as
+    :py:mod:`mailingest.mime.fastparse` does for big parts): the text is made only when asked
+    for (``get_payload()``), so a base64 attachment decoded straight from the raw bytes
+    (:py:func:`mailingest.mime.payloads.leaf_bytes`) never exists as a second copy in text.
+    """
+
+    #: ``(raw, start, end)`` of a payload not turned into text yet
+    _span: tuple[bytes, int, int] | None = None
+
+    @property  # type: ignore[override]
+    def _payload(self) -> object:
+        span = self._span
+        if span is not None:
+            raw, start, end = span
+            self.__dict__["_text"] = str(memoryview(raw)[start:end], "ascii", "surrogateescape")
+            self._span = None
+        return self.__dict__.get("_text")
+
+    @_payload.setter
+    def _payload(self, value: object) -> None:
+        self._span = None
+        self.__dict__["_text"] = value
+
+    def set_payload_span(self, raw: bytes, start: int, end: int) -> None:
+        """The payload is ``raw[start:end]`` (the parser's text of it, made when first asked for)."""
+        self._payload = None
+        self._span = (raw, start, end)
+
+    def payload_span(self) -> tuple[bytes, int, int] | None:
+        """The raw span of a payload not turned into text yet, else None."""
+        return self._span
+
+    def is_multipart(self) -> bool:
+        return self._span is None and isinstance(self._payload, list)
 
 
 class _RawMessage(_SafeParams, Message):  # type: ignore[misc]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from email.errors import (
     CloseBoundaryNotFoundDefect,
     InvalidBase64LengthDefect,
@@ -25,7 +25,7 @@ from email.errors import (
 )
 from email.message import Message
 
-from mailingest.mime.headers import HEADER_ERRORS, POLICY, decode_body, decode_raw
+from mailingest.mime.headers import HEADER_ERRORS, POLICY, HardenedMessage, decode_body, decode_raw
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 _PADDING = re.compile(rb"=+")
@@ -34,12 +34,59 @@ _GENERATE = {sep: POLICY.clone(linesep=sep, refold_source="none", max_line_lengt
              for sep in ("\n", "\r\n")}
 
 
+#: decoded size from which :py:func:`leaf_bytes` may hand back a :py:class:`Base64Stream`
+STREAM_MIN = 1024 * 1024
+#: encoded bytes decoded at a time by :py:meth:`Base64Stream.chunks`
+STREAM_PIECE = 1024 * 1024
+
+
+class Base64Stream:
+    """The decoded bytes of well-formed base64 lying in ``raw[start:end]``, produced in pieces
+    (:py:meth:`chunks`) as they are written, so a big attachment is never whole in memory beside
+    the message it came in.  ``len()`` is the decoded size, known without decoding."""
+
+    def __init__(self, raw: bytes, start: int, end: int, size: int) -> None:
+        self.raw, self.start, self.end, self.size = raw, start, end, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self) -> Iterator[bytes]:
+        """The decoded bytes, about :py:data:`STREAM_PIECE` x 3/4 at a time."""
+        view = memoryview(self.raw)
+        pending = b""
+        for pos in range(self.start, self.end, STREAM_PIECE):
+            text = pending + bytes(view[pos:min(self.end, pos + STREAM_PIECE)]).translate(None, b"\r\n")
+            whole = len(text) - len(text) % 4  # whole quanta; padding is only at the very end
+            if whole:
+                yield binascii.a2b_base64(text[:whole])
+            pending = text[whole:]
+        if pending:  # pragma: no cover - well-formed base64 is whole quanta
+            yield binascii.a2b_base64(pending)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.chunks())
+
+
 def leaf_bytes(part: Message) -> bytes:
     """The transfer-decoded content of a non-multipart *part*."""
+    data = leaf_data(part, stream=False)
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def leaf_data(part: Message, *, stream: bool) -> bytes | Base64Stream:
+    """:py:func:`leaf_bytes`, or with *stream* for a big well-formed base64 payload still lying
+    in the raw message (a span, see :py:class:`mailingest.mime.headers.HardenedMessage`), a
+    :py:class:`Base64Stream` that decodes it as it is written."""
     declared = str(part.get("content-transfer-encoding", "")).lower()
     cte = declared.strip()
     if declared == "base64":
-        clean = _clean_base64(part.get_payload())
+        span = part.payload_span() if isinstance(part, HardenedMessage) else None
+        if span is None:
+            clean: bytes | Base64Stream | None = _clean_base64(part.get_payload())
+        else:
+            raw, start, end = span
+            clean = _clean_base64_span(raw, start, end, stream)
         if clean is not None:
             return clean
     data = part.get_payload(decode=True)
@@ -76,6 +123,21 @@ def _clean_base64(payload: object) -> bytes | None:
 
 
 _CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*(?:=[\r\n]*){0,2}")
+_CLEAN_BASE64_BYTES = re.compile(_CLEAN_BASE64.pattern.encode("ascii"))
+
+
+def _clean_base64_span(raw: bytes, start: int, end: int, stream: bool) -> bytes | Base64Stream | None:
+    """:py:func:`_clean_base64` of the payload ``raw[start:end]``, read in place (no text copy);
+    a :py:class:`Base64Stream` when *stream* and the decoded size is at least :py:data:`STREAM_MIN`."""
+    if _CLEAN_BASE64_BYTES.fullmatch(raw, start, end) is None:
+        return None
+    chars = end - start - raw.count(b"\n", start, end) - raw.count(b"\r", start, end)
+    if chars % 4:
+        return None
+    size = chars // 4 * 3 - raw.count(b"=", start, end)
+    if stream and size >= STREAM_MIN:
+        return Base64Stream(raw, start, end, size)
+    return binascii.a2b_base64(memoryview(raw)[start:end])
 
 
 def _lenient_b64(encoded: bytes | memoryview) -> bytes:
