@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.policy
 import hashlib
 import json
 import os
+import quopri
 import subprocess
 import sys
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
@@ -43,18 +46,49 @@ def test_a_base64_stream_gives_the_bytes_of_decoding_it_whole(data, width, crlf,
     found = payloads._clean_base64_span(raw, 7, 7 + len(encoded), stream=True)
     assert found is not None
     whole = binascii.a2b_base64(encoded)
-    assert found == whole or isinstance(found, payloads.Base64Stream)
-    stream = payloads.Base64Stream(raw, 7, 7 + len(encoded), len(whole))
+    assert found == whole or isinstance(found, payloads.DecodedStream)
+    stream = payloads.DecodedStream(raw, 7, 7 + len(encoded), "base64", len(whole))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(payloads, "STREAM_PIECE", piece)  # pieces cut anywhere, padding included
         assert b"".join(stream.chunks()) == whole == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(encoded=st.lists(st.sampled_from([b"=", b"=\n", b"=\r\n", b"\n", b"\r\n", b"\r", b"=3D", b"=4", b"=Zz", b"a",
+                                         b" ", b"\t", b"\xe9", b"==", b"= \n", b"=\r \n"]), max_size=200).map(b"".join),
+       piece=st.integers(1, 64))
+def test_a_quoted_printable_stream_gives_the_bytes_of_decoding_it_whole(encoded, piece):
+    raw = b"head\n" + encoded
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(payloads, "STREAM_PIECE", piece)  # pieces end at line ends, wherever they are
+        stream = payloads.DecodedStream(raw, 5, len(raw), "quoted-printable")
+        assert b"".join(stream.chunks()) == quopri.decodestring(encoded)
+        assert len(stream) == len(quopri.decodestring(encoded))
+
+
+def big_part(body: bytes, cte: bytes) -> bytes:
+    return (b"From: a@example.org\nContent-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/csv\n"
+            b"Content-Transfer-Encoding: " + cte + b"\nContent-Disposition: attachment; filename=big.csv\n\n"
+            + body + b"\n--B--\n")
+
+
+@pytest.mark.parametrize("cte", [b"quoted-printable", b"8bit", b"binary", b"x-unknown"])
+def test_a_big_attachment_in_any_transfer_encoding_is_streamed_with_the_standard_librarys_bytes(cte):
+    text = bytes(32 + (b % 95) for b in os.urandom(payloads.STREAM_MIN + 999)) + "é\t \n".encode() * 999
+    body = quopri.encodestring(text) if cte == b"quoted-printable" else text
+    raw = big_part(body, cte)
+    decoded = decode_bytes(raw)
+    part = next(p for p in decoded.parts if p.filename == "big.csv")
+    assert not isinstance(part.data, bytes)  # a stream, or a slice of the message
+    expected = BytesParser(policy=email.policy.default).parsebytes(raw).get_payload(0).get_payload(decode=True)
+    assert bytes(part.data) == expected and len(part.data) == len(expected)
 
 
 def test_a_big_attachment_is_handed_on_as_a_stream_of_its_decoded_bytes():
     attachment = os.urandom(payloads.STREAM_MIN + 12345)
     decoded = decode_bytes(message_with(attachment, width=61, eol=b"\r\n"))
     part = next(p for p in decoded.parts if p.filename == "big.bin")
-    assert isinstance(part.data, payloads.Base64Stream)
+    assert isinstance(part.data, payloads.DecodedStream)
     assert len(part.data) == len(attachment)
     assert bytes(part.data) == attachment
 

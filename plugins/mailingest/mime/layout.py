@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from mailingest.atomic import temp_name
 from mailingest.mime.containers import Formats
 from mailingest.mime.parse import DecodedMail, DecodeLimits, Part, decode_bytes
-from mailingest.mime.payloads import Base64Stream
+from mailingest.mime.payloads import DecodedStream
 from mailingest.mime.safenames import MAX_NAME_BYTES, extension_for, fallback_name, safe_name, truncate
 from mailingest.mime.writer import OutputDir
 
@@ -243,11 +243,11 @@ def _digest(method: str | None, data: bytes | memoryview) -> bytes | None:
     return hashlib.new(method, data).digest() if method else None
 
 
-def _write_hashed(target: OutputDir, name: str, data: bytes | memoryview | Base64Stream,
+def _write_hashed(target: OutputDir, name: str, data: bytes | memoryview | DecodedStream,
                   identity: str | None, reserved: bool) -> tuple[str, str, bytes | None]:
     """Write *data* as *name*; (the name used, its SHA-256 in hex, its *identity* digest).
-    A :py:class:`Base64Stream` is decoded, hashed and written a piece at a time."""
-    if not isinstance(data, Base64Stream):
+    A :py:class:`DecodedStream` is decoded, hashed and written a piece at a time."""
+    if not isinstance(data, DecodedStream):
         written = target.write(name, data, reserved=reserved)
         return written, hashlib.sha256(data).hexdigest(), _digest(identity, data)
     sha256 = hashlib.sha256()

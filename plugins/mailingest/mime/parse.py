@@ -72,9 +72,9 @@ class Part:
     disposition: str | None
     content_id: str | None
     #: ``bytes``; for attached messages and raw parts, usually a ``memoryview`` of the message;
-    #: for a big base64 attachment, a :py:class:`~mailingest.mime.payloads.Base64Stream`
+    #: for a big base64 attachment, a :py:class:`~mailingest.mime.payloads.DecodedStream`
     #: (decoded as it is written: ``len()`` and ``chunks()``)
-    data: bytes | memoryview | payloads.Base64Stream
+    data: bytes | memoryview | payloads.DecodedStream
     charset: str | None = None
     message: DecodedMail | None = None
     not_decoded: str | None = None
@@ -318,7 +318,7 @@ class _Walker:
             part = repaired
         local: list[str] = []
         name, disposition, cid = headers.part_info(part, hints, local)
-        # a big attachment that is kept as it is may be decoded as it is written (payloads.Base64Stream)
+        # a big attachment that is kept as it is may be decoded as it is written (payloads.DecodedStream)
         stream = kind is None and ctype != "text/plain" and not containers.may_open(ctype, name)
         data = payloads.leaf_data(part, stream=stream)  # before _note: decoding adds base64 defects
         whole = data if isinstance(data, bytes) else b""  # what is read here is never streamed

@@ -34,25 +34,32 @@ _GENERATE = {sep: POLICY.clone(linesep=sep, refold_source="none", max_line_lengt
              for sep in ("\n", "\r\n")}
 
 
-#: decoded size from which :py:func:`leaf_bytes` may hand back a :py:class:`Base64Stream`
+#: decoded size from which :py:func:`leaf_data` may hand back a :py:class:`DecodedStream`
 STREAM_MIN = 1024 * 1024
-#: encoded bytes decoded at a time by :py:meth:`Base64Stream.chunks`
+#: encoded bytes decoded at a time by :py:meth:`DecodedStream.chunks`
 STREAM_PIECE = 1024 * 1024
+#: transfer encodings the email package decodes; any other is the payload's bytes as they are
+_DECODED_CTES = frozenset(("base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"))
 
 
-class Base64Stream:
-    """The decoded bytes of well-formed base64 lying in ``raw[start:end]``, produced in pieces
-    (:py:meth:`chunks`) as they are written, so a big attachment is never whole in memory beside
-    the message it came in.  ``len()`` is the decoded size, known without decoding."""
+class DecodedStream:
+    """The transfer-decoded bytes of a payload lying in ``raw[start:end]`` (well-formed base64,
+    or quoted-printable), produced in pieces (:py:meth:`chunks`) as they are written, so a big
+    attachment is never whole in memory beside the message it came in.  ``len()`` is the
+    decoded size (base64: known without decoding; quoted-printable: one decoding pass)."""
 
-    def __init__(self, raw: bytes, start: int, end: int, size: int) -> None:
-        self.raw, self.start, self.end, self.size = raw, start, end, size
+    def __init__(self, raw: bytes, start: int, end: int, encoding: str, size: int | None = None) -> None:
+        self.raw, self.start, self.end, self.encoding = raw, start, end, encoding
+        self.size = size if size is not None else sum(len(piece) for piece in self.chunks())
 
     def __len__(self) -> int:
         return self.size
 
     def chunks(self) -> Iterator[bytes]:
-        """The decoded bytes, about :py:data:`STREAM_PIECE` x 3/4 at a time."""
+        """The decoded bytes, from about :py:data:`STREAM_PIECE` encoded bytes at a time."""
+        return self._base64() if self.encoding == "base64" else self._quoted_printable()
+
+    def _base64(self) -> Iterator[bytes]:
         view = memoryview(self.raw)
         pending = b""
         for pos in range(self.start, self.end, STREAM_PIECE):
@@ -64,6 +71,18 @@ class Base64Stream:
         if pending:  # pragma: no cover - well-formed base64 is whole quanta
             yield binascii.a2b_base64(pending)
 
+    def _quoted_printable(self) -> Iterator[bytes]:
+        # pieces end at a line end: what a2b_qp does with a line (a soft line break, an escape)
+        # never depends on another line, so the pieces decode to the bytes of the whole
+        raw, view, pos, end = self.raw, memoryview(self.raw), self.start, self.end
+        while pos < end:
+            stop = min(end, pos + STREAM_PIECE)
+            if stop < end:
+                line_end = raw.rfind(b"\n", pos, stop)
+                stop = line_end + 1 if line_end >= 0 else (raw.find(b"\n", stop, end) + 1 or end)
+            yield binascii.a2b_qp(view[pos:stop])
+            pos = stop
+
     def __bytes__(self) -> bytes:
         return b"".join(self.chunks())
 
@@ -74,21 +93,28 @@ def leaf_bytes(part: Message) -> bytes:
     return data if isinstance(data, bytes) else bytes(data)
 
 
-def leaf_data(part: Message, *, stream: bool) -> bytes | Base64Stream:
-    """:py:func:`leaf_bytes`, or with *stream* for a big well-formed base64 payload still lying
-    in the raw message (a span, see :py:class:`mailingest.mime.headers.HardenedMessage`), a
-    :py:class:`Base64Stream` that decodes it as it is written."""
+def leaf_data(part: Message, *, stream: bool) -> bytes | memoryview | DecodedStream:
+    """:py:func:`leaf_bytes`, or with *stream*, for a big payload still lying in the raw message
+    (a span, see :py:class:`mailingest.mime.headers.HardenedMessage`): a :py:class:`DecodedStream`
+    for well-formed base64 and for quoted-printable, a ``memoryview`` of the message for a
+    payload the transfer encoding leaves as it is (7bit, 8bit, binary)."""
     declared = str(part.get("content-transfer-encoding", "")).lower()
     cte = declared.strip()
+    span = part.payload_span() if isinstance(part, HardenedMessage) else None
     if declared == "base64":
-        span = part.payload_span() if isinstance(part, HardenedMessage) else None
         if span is None:
-            clean: bytes | Base64Stream | None = _clean_base64(part.get_payload())
+            clean: bytes | DecodedStream | None = _clean_base64(part.get_payload())
         else:
             raw, start, end = span
             clean = _clean_base64_span(raw, start, end, stream)
         if clean is not None:
             return clean
+    elif stream and span is not None and span[2] - span[1] >= STREAM_MIN and cte == declared:
+        raw, start, end = span
+        if declared == "quoted-printable":  # the email package: quopri.decodestring, i.e. a2b_qp
+            return DecodedStream(raw, start, end, "quoted-printable")
+        if declared not in _DECODED_CTES:  # get_payload(decode=True): the bytes as they are
+            return memoryview(raw)[start:end]
     data = part.get_payload(decode=True)
     if not isinstance(data, bytes):
         return b""
@@ -126,9 +152,9 @@ _CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*(?:=[\r\n]*){0,2}")
 _CLEAN_BASE64_BYTES = re.compile(_CLEAN_BASE64.pattern.encode("ascii"))
 
 
-def _clean_base64_span(raw: bytes, start: int, end: int, stream: bool) -> bytes | Base64Stream | None:
+def _clean_base64_span(raw: bytes, start: int, end: int, stream: bool) -> bytes | DecodedStream | None:
     """:py:func:`_clean_base64` of the payload ``raw[start:end]``, read in place (no text copy);
-    a :py:class:`Base64Stream` when *stream* and the decoded size is at least :py:data:`STREAM_MIN`."""
+    a :py:class:`DecodedStream` when *stream* and the decoded size is at least :py:data:`STREAM_MIN`."""
     if _CLEAN_BASE64_BYTES.fullmatch(raw, start, end) is None:
         return None
     chars = end - start - raw.count(b"\n", start, end) - raw.count(b"\r", start, end)
@@ -136,7 +162,7 @@ def _clean_base64_span(raw: bytes, start: int, end: int, stream: bool) -> bytes 
         return None
     size = chars // 4 * 3 - raw.count(b"=", start, end)
     if stream and size >= STREAM_MIN:
-        return Base64Stream(raw, start, end, size)
+        return DecodedStream(raw, start, end, "base64", size)
     return binascii.a2b_base64(memoryview(raw)[start:end])
 
 
