@@ -3,10 +3,11 @@
     python -m bench.decodespeed [--repeat 5] [--big-mb 50] [--only speed,memory] [--base DIR/plugins]
 
 * speed: the shared corpus (../shared/corpus, 287 messages) decoded three ways, each best of N
-  runs, no fsync: ``decode_file`` over every message in this process (CPU and wall seconds, as
+  runs, no fsync: ``decode_file`` over every message in one process (CPU and wall seconds, as
   inside a running subscriber), ``mailingest decode`` over every message in one process (row 7a
   of ``bench/run.py``, interpreter start-up included), and ``ripmime -i FILE -d DIR`` once per
-  message (as ripmime is used).  The ratios are taken between runs interleaved in one session,
+  message (as ripmime is used).  Wall and CPU seconds (of the child processes: less moved by
+  other load than wall time).  The ratios are taken between runs interleaved in one session,
   so a noisy machine moves both sides.
 * memory: a synthetic message of ``--big-mb`` MB with one base64 attachment (and one with a
   quoted-printable one, and one attached message of that size) decoded in a fresh process:
@@ -21,6 +22,7 @@ import base64
 import json
 import os
 import quopri
+import resource
 import shutil
 import subprocess
 import sys
@@ -84,8 +86,13 @@ def in_process_of(plugins: str, scratch: Path) -> tuple[float, float]:
     return wall, cpu
 
 
-def cli(plugins: str, files: list[Path], scratch: Path) -> float:
-    """Wall seconds of one ``mailingest decode`` process over *files* (row 7a)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cli(plugins: str, files: list[Path], scratch: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``mailingest decode`` process over *files* (row 7a)."""
     inbox, out = scratch / "in", scratch / "cli"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -96,22 +103,23 @@ def cli(plugins: str, files: list[Path], scratch: Path) -> float:
         if not link.exists():
             link.symlink_to(f)
         links.append(str(link))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     subprocess.run([sys.executable, "-m", "mailingest", "decode", "-q", "--force", "--no-fsync", "-o", str(out),
                     *links], capture_output=True, timeout=3600, check=False, env=_env(plugins))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu
 
 
-def ripmime(files: list[Path], scratch: Path) -> float:
+def ripmime(files: list[Path], scratch: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``ripmime`` run once per message."""
     out = scratch / "ripmime"
     shutil.rmtree(out, ignore_errors=True)
     binary = shutil.which("ripmime") or "ripmime"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     for i, f in enumerate(files):
         target = out / str(i)
         target.mkdir(parents=True)
         subprocess.run([binary, "-i", str(f), "-d", str(target)], capture_output=True, timeout=120, check=False)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu
 
 
 def speed(variants: dict[str, str], repeat: int, scratch: Path) -> None:
@@ -123,15 +131,21 @@ def speed(variants: dict[str, str], repeat: int, scratch: Path) -> None:
         best[key] = min(best.get(key, value), value)
 
     for _ in range(repeat):  # interleaved: each round runs every side once
-        keep("ripmime", ripmime(files, scratch))
+        wall, cpu = ripmime(files, scratch)
+        keep("ripmime wall", wall)
+        keep("ripmime CPU", cpu)
         for name, plugins in variants.items():
             wall, cpu = in_process_of(plugins, scratch)
-            keep(name + " in-process CPU", cpu)
             keep(name + " in-process wall", wall)
-            keep(name + " one CLI process", cli(plugins, files, scratch))
-    print("corpus: %d messages, %.1f MB, best of %d (rates, higher is better)" % (len(files), mb, repeat))
+            keep(name + " in-process CPU", cpu)
+            wall, cpu = cli(plugins, files, scratch)
+            keep(name + " one CLI process wall", wall)
+            keep(name + " one CLI process CPU", cpu)
+    print("corpus: %d messages, %.1f MB, best of %d (rates, higher is better; wall against ripmime's wall, "
+          "CPU against its CPU)" % (len(files), mb, repeat))
     for key, seconds in best.items():
-        print("  %-30s %6.2f s  %6.1f MB/s  %.2fx ripmime" % (key, seconds, mb / seconds, best["ripmime"] / seconds))
+        theirs = best["ripmime " + key.rsplit(" ", 1)[1]]
+        print("  %-32s %6.2f s  %6.1f MB/s  %.2fx ripmime" % (key, seconds, mb / seconds, theirs / seconds))
 
 
 def big_messages(size: int) -> dict[str, bytes]:
@@ -186,6 +200,7 @@ def main() -> int:
     parser.add_argument("--only", default="speed,memory")
     parser.add_argument("--base", metavar="PLUGINS", help="also measure the code in this plugins directory "
                         "(e.g. a `git archive` of the base commit), interleaved with this tree's")
+    parser.add_argument("--tmp", metavar="DIR", help="scratch space (e.g. /dev/shm: the decoders, not the disk)")
     parser.add_argument("--in-process", metavar="SCRATCH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.in_process:
@@ -194,7 +209,7 @@ def main() -> int:
     variants = {"new": str(Path(__file__).resolve().parents[1] / "plugins")}
     if args.base:
         variants = {"base": args.base, **variants}
-    with tempfile.TemporaryDirectory(prefix="decodespeed-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="decodespeed-", dir=args.tmp) as tmp:
         scratch = Path(tmp)
         if "speed" in args.only:
             speed(variants, args.repeat, scratch)
