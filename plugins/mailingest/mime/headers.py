@@ -436,6 +436,13 @@ class _PlainParameterized(str):
         self._factory = factory
         return self
 
+    @property
+    def content_disposition(self) -> object:
+        """What ``is_attachment()`` asks (for every part ``get_body()`` looks at): the first token."""
+        if self.name.lower() != "content-disposition":
+            return self.__getattr__("content_disposition")
+        return self.split(";", 1)[0].strip().lower()
+
     def __getattr__(self, attr: str) -> object:  # only for what the text alone does not give
         if attr.startswith("__") or attr in ("_factory", "_parsed", "_source"):
             raise AttributeError(attr)
