@@ -176,6 +176,9 @@ class RawHeader(str):
         return "%s: %s%s" % (self.name, self, policy.linesep)
 
 
+_ABSENT = object()
+
+
 class _SafeParams:
     """Parameter and payload accessors that never raise: the standard library's RFC 2231
     decoding raises on mixed continuations (``name*1*=x; name*=...``), NUL or 8-bit bytes in a
@@ -196,6 +199,26 @@ class _SafeParams:
         except HEADER_ERRORS:
             return failobj
         return value if value is failobj else _safe_rfc2231(value)
+
+    def _get_params_preserve(self, failobj, header):  # type: ignore[no-untyped-def]
+        """The standard library's split of *header* into parameters, remembered per header
+        object: a part is asked for its charset (by each message level above it, for the
+        charset hints), name, filename, boundary..., and each ask split the header again (3 %
+        of the corpus's decode, 8 % of a message with 3,000 parts).  The header object (one
+        per message and value, :py:class:`BoundedPolicy`) is the key: a changed header is
+        split anew."""
+        value = self.get(header, _ABSENT)  # type: ignore[attr-defined]
+        if value is _ABSENT:
+            return failobj
+        memo = self.__dict__.setdefault("_params_memo", {})
+        key = header.lower()
+        known = memo.get(key)
+        if known is not None and known[0] is value:
+            return list(known[1])
+        params = super()._get_params_preserve(failobj, header)  # type: ignore[misc]
+        if params is not failobj:
+            memo[key] = (value, tuple(params))
+        return params
 
     def get_payload(self, i=None, decode=False):  # type: ignore[no-untyped-def]
         try:
