@@ -795,7 +795,7 @@ def _raw_filename(part: Message, hints: Sequence[str]) -> str | None:
     """Re-read filename/name from the raw headers with the compat32 parameter parser."""
     for header, param in (("content-disposition", "filename"), ("content-type", "name")):
         raw = raw_header(part, header)
-        if raw is None:
+        if raw is None or "name" not in raw.lower():  # no (file)name parameter to find
             continue
         scratch = _RawMessage(policy=_RAW)
         scratch[header] = _params_cleaned(header, _unfold(raw), HeaderBudget())
