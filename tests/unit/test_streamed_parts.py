@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import quopri
+import re
 import subprocess
 import sys
 from email.parser import BytesParser
@@ -64,6 +65,19 @@ def test_a_quoted_printable_stream_gives_the_bytes_of_decoding_it_whole(encoded,
         stream = payloads.DecodedStream(raw, 5, len(raw), "quoted-printable")
         assert b"".join(stream.chunks()) == quopri.decodestring(encoded)
         assert len(stream) == len(quopri.decodestring(encoded))
+
+
+CLEAN_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]*(?:=[\r\n]*){0,2}")
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.lists(st.sampled_from([b"QUJD", b"a", b"+/", b"=", b"==", b"\n", b"\r\n", b" ", b"-", b"\xff", b"9"]),
+                     max_size=40).map(b"".join), piece=st.integers(1, 16))
+def test_well_formed_base64_is_recognised_as_the_regular_expression_says(text, piece):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(payloads, "STREAM_PIECE", piece)
+        raw = b"x" + text + b"y"
+        assert payloads._is_clean_base64(raw, 1, 1 + len(text)) is (CLEAN_BASE64.fullmatch(text) is not None)
 
 
 def big_part(body: bytes, cte: bytes) -> bytes:

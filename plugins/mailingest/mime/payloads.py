@@ -142,20 +142,34 @@ def _clean_base64(payload: object) -> bytes | None:
     goes the standard library's way."""
     if not isinstance(payload, str) or not payload.isascii():
         return None
-    found = _CLEAN_BASE64.fullmatch(payload)
-    if found is None or (len(payload) - payload.count("\n") - payload.count("\r")) % 4:
-        return None
-    return binascii.a2b_base64(payload)
+    found = _clean_base64_span(payload.encode("ascii"), 0, len(payload), False)
+    return found if isinstance(found, bytes) else None
 
 
-_CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*(?:=[\r\n]*){0,2}")
-_CLEAN_BASE64_BYTES = re.compile(_CLEAN_BASE64.pattern.encode("ascii"))
+_BASE64_LINES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\r\n"
+
+
+def _is_clean_base64(raw: bytes, start: int, end: int) -> bool:
+    """``raw[start:end]`` is the base64 alphabet in lines, then at most two ``=`` among line
+    ends (the regular expression ``[A-Za-z0-9+/\r\n]*(?:=[\r\n]*){0,2}``, checked with
+    ``bytes.translate`` a piece at a time: several times faster, no whole copy)."""
+    padding = raw.find(b"=", start, end)
+    data_end = end if padding < 0 else padding
+    for pos in range(start, data_end, STREAM_PIECE):
+        if raw[pos:min(data_end, pos + STREAM_PIECE)].translate(None, _BASE64_LINES):
+            return False
+    if padding < 0:
+        return True
+    if raw.count(b"=", padding, end) > 2:
+        return False
+    return all(not raw[pos:min(end, pos + STREAM_PIECE)].translate(None, b"=\r\n")
+               for pos in range(padding, end, STREAM_PIECE))
 
 
 def _clean_base64_span(raw: bytes, start: int, end: int, stream: bool) -> bytes | DecodedStream | None:
     """:py:func:`_clean_base64` of the payload ``raw[start:end]``, read in place (no text copy);
     a :py:class:`DecodedStream` when *stream* and the decoded size is at least :py:data:`STREAM_MIN`."""
-    if _CLEAN_BASE64_BYTES.fullmatch(raw, start, end) is None:
+    if not _is_clean_base64(raw, start, end):
         return None
     chars = end - start - raw.count(b"\n", start, end) - raw.count(b"\r", start, end)
     if chars % 4:
