@@ -1,6 +1,8 @@
 """The fast path builds the feed parser's tree, or leaves the message to the feed parser."""
 from __future__ import annotations
 
+import copy
+import pickle
 from email.feedparser import FeedParser
 from email.message import Message
 from pathlib import Path
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from mailingest.mime import headers
 from mailingest.mime.fastparse import Irregular, parse_fast
+from mailingest.mime.parse import parse
 from tests.fuzz import generators
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "messages"
@@ -131,3 +134,16 @@ def test_nesting_deeper_than_the_bound_goes_to_the_feed_parser() -> None:
     for _level in range(40):
         inner = b"Content-Type: message/rfc822\n\n" + inner
     assert assert_same_tree_or_irregular(inner) is False
+
+
+def test_a_parsed_tree_with_lazy_payloads_and_remembered_parameters_copies() -> None:
+    raw = EDGE_CASES["big payloads, left in the message until asked for"][0]
+    msg = parse(raw)
+    for part in msg.walk():  # fill the parameter memo and the lazy headers
+        part.get_content_charset()
+        part.get_filename()
+        part.is_attachment()
+    expected = shape(parse(raw))
+    assert shape(copy.deepcopy(msg)) == expected
+    header = msg["content-type"]  # a plain one, read without the registry
+    assert pickle.loads(pickle.dumps(header)).params == header.params

@@ -177,6 +177,7 @@ class RawHeader(str):
 
 
 _ABSENT = object()
+_PARAMS_MEMO = "_params_memo"
 
 
 class _SafeParams:
@@ -210,7 +211,7 @@ class _SafeParams:
         value = self.get(header, _ABSENT)  # type: ignore[attr-defined]
         if value is _ABSENT:
             return failobj
-        memo = self.__dict__.setdefault("_params_memo", {})
+        memo = self.__dict__.setdefault(_PARAMS_MEMO, {})
         key = header.lower()
         known = memo.get(key)
         if known is not None and known[0] is value:
@@ -219,6 +220,11 @@ class _SafeParams:
         if params is not failobj:
             memo[key] = (value, tuple(params))
         return params
+
+    def __getstate__(self) -> dict[str, object]:  # copies and pickles leave the memo behind
+        state = dict(self.__dict__)
+        state.pop(_PARAMS_MEMO, None)
+        return state
 
     def get_payload(self, i=None, decode=False):  # type: ignore[no-untyped-def]
         try:
@@ -466,6 +472,9 @@ class _PlainParameterized(str):
             return self.__getattr__("content_disposition")
         return self.split(";", 1)[0].strip().lower()
 
+    def __reduce__(self) -> tuple[object, ...]:  # copy and pickle: the factory is POLICY's
+        return _plain_parameterized, (self.name, self._source, str(self))
+
     def __getattr__(self, attr: str) -> object:  # only for what the text alone does not give
         if attr.startswith("__") or attr in ("_factory", "_parsed", "_source"):
             raise AttributeError(attr)
@@ -473,6 +482,10 @@ class _PlainParameterized(str):
         if parsed is None:
             parsed = self.__dict__["_parsed"] = self._factory(self.name, self._source)
         return getattr(parsed, attr)
+
+
+def _plain_parameterized(name: str, source: str, text: str) -> _PlainParameterized:
+    return _PlainParameterized(name, source, text, POLICY.header_factory)
 
 
 def _unusable_charsets_unknown(text: str) -> str:
