@@ -72,8 +72,9 @@ class Part:
     disposition: str | None
     content_id: str | None
     #: ``bytes``; for attached messages and raw parts, usually a ``memoryview`` of the message;
-    #: for a big base64 attachment, a :py:class:`~mailingest.mime.payloads.DecodedStream`
-    #: (decoded as it is written: ``len()`` and ``chunks()``)
+    #: for a big attachment kept as it is (1 MiB or more), a ``memoryview`` of the message
+    #: (7bit/8bit/binary) or a :py:class:`~mailingest.mime.payloads.DecodedStream` (base64,
+    #: quoted-printable: decoded as it is written; ``len()`` and ``chunks()``)
     data: bytes | memoryview | payloads.DecodedStream
     charset: str | None = None
     message: DecodedMail | None = None
