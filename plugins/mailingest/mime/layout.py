@@ -20,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from mailingest.atomic import temp_name
 from mailingest.mime.containers import Formats
 from mailingest.mime.parse import DecodedMail, DecodeLimits, Part, decode_bytes
+from mailingest.mime.payloads import DecodedStream
 from mailingest.mime.safenames import MAX_NAME_BYTES, extension_for, fallback_name, safe_name, truncate
 from mailingest.mime.writer import OutputDir
 
@@ -197,18 +198,17 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
         if part.kind == "body-html" and not settings.html:
             continue
         if part.kind in bodies:
-            written = target.write(bodies.pop(part.kind), part.data, reserved=True)
+            name, reserved = bodies.pop(part.kind), True
         elif part.kind == "raw":
-            written = target.write(safe_name("raw-%s.eml" % part.number, "raw.eml"), part.data)
+            name, reserved = safe_name("raw-%s.eml" % part.number, "raw.eml"), False
         elif part.kind == "tnef-body":  # body.rtf, body.html, body.txt (body-2.txt beside the mail's own)
-            written = target.write("body" + extension_for(part.content_type), part.data)
+            name, reserved = "body" + extension_for(part.content_type), False
         else:
-            name = safe_name(part.filename, fallback_name(index, part.content_type))
-            written = target.write(name, part.data)
+            name, reserved = safe_name(part.filename, fallback_name(index, part.content_type)), False
+        written, sha256, digest = _write_hashed(target, name, part.data, settings.identity, reserved)
         files.append(WrittenFile(target.join(written), part.kind, part.filename,
-                                 part.content_type, part.disposition, part.content_id,
-                                 _digest(settings.identity, part.data)))
-        entry = _entry(part, written)
+                                 part.content_type, part.disposition, part.content_id, digest))
+        entry = _entry(part, written, sha256)
         if part.not_decoded:
             entry["status"] = "raw" if part.kind == "raw" else "not-decoded"
             entry["reason"] = part.not_decoded
@@ -243,10 +243,30 @@ def _digest(method: str | None, data: bytes | memoryview) -> bytes | None:
     return hashlib.new(method, data).digest() if method else None
 
 
-def _entry(part: Part, written: str) -> dict[str, object]:
+def _write_hashed(target: OutputDir, name: str, data: bytes | memoryview | DecodedStream,
+                  identity: str | None, reserved: bool) -> tuple[str, str, bytes | None]:
+    """Write *data* as *name*; (the name used, its SHA-256 in hex, its *identity* digest).
+    A :py:class:`DecodedStream` is decoded, hashed and written a piece at a time."""
+    if not isinstance(data, DecodedStream):
+        written = target.write(name, data, reserved=reserved)
+        return written, hashlib.sha256(data).hexdigest(), _digest(identity, data)
+    sha256 = hashlib.sha256()
+    other = hashlib.new(identity) if identity else None
+
+    def hashed() -> Iterator[bytes]:
+        for piece in data.chunks():
+            sha256.update(piece)
+            if other is not None:
+                other.update(piece)
+            yield piece
+
+    written = target.write(name, hashed(), reserved=reserved)
+    return written, sha256.hexdigest(), other.digest() if other is not None else None
+
+
+def _entry(part: Part, written: str, sha256: str) -> dict[str, object]:
     return {"file": written, "kind": part.kind, "originalName": part.filename,
             "contentType": part.content_type, "charset": part.charset,
             "disposition": part.disposition, "contentId": part.content_id,
-            "mimePart": part.number, "size": len(part.data),
-            "sha256": hashlib.sha256(part.data).hexdigest(),
+            "mimePart": part.number, "size": len(part.data), "sha256": sha256,
             **({"container": dict(part.container)} if part.container is not None else {})}

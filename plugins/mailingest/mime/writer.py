@@ -22,9 +22,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Iterable
+from typing import Union
 
 from mailingest.mime.safenames import name_key, unique_name
 
+#: what :py:meth:`OutputDir.write` writes: bytes, or byte pieces one after the other
+Data = Union[bytes, memoryview, Iterable[bytes]]
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
@@ -87,8 +91,9 @@ class OutputDir:
         self._reserved.add(final)
         return final
 
-    def write(self, name: str, data: bytes | memoryview, *, reserved: bool = False) -> str:
-        """Write *data* under *name* (or the next free ``-N`` variant); return the name used.
+    def write(self, name: str, data: Data, *, reserved: bool = False) -> str:
+        """Write *data* (bytes, or an iterable of byte pieces written one after the other) under
+        *name* (or the next free ``-N`` variant); return the name used.
 
         :param reserved: *name* was returned by :py:meth:`reserve`: use it as it is.
         """
@@ -207,7 +212,7 @@ class OutputDir:
             os.close(self.fd)
             self.fd = -1
 
-    def _write_private(self, name: str, final: str, data: bytes | memoryview) -> str:
+    def _write_private(self, name: str, final: str, data: Data) -> str:
         """Create *final* (``O_EXCL``, never following a link) and write *data*; the fsync
         waits for :py:meth:`_sync_pending`, before the directory is published."""
         while True:
@@ -220,9 +225,10 @@ class OutputDir:
         self.taken.add(name_key(final))
         self.created.append((final, None))
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for piece in _pieces(data):
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
         except BaseException:
             os.close(fd)
             raise
@@ -244,7 +250,7 @@ class OutputDir:
                 os.close(fd)
             self._unsynced.clear()
 
-    def _write_temp(self, data: bytes | memoryview) -> str:
+    def _write_temp(self, data: Data) -> str:
         while True:
             tmp = ".mailingest-%s.tmp" % os.urandom(6).hex()
             try:
@@ -254,7 +260,8 @@ class OutputDir:
                 continue
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for piece in _pieces(data):
+                    fh.write(piece)
                 fh.flush()
                 if self.fsync:
                     os.fsync(fh.fileno())
@@ -271,6 +278,10 @@ class OutputDir:
             except FileExistsError:
                 self.taken.add(name_key(final))
                 final = unique_name(name, self.taken)
+
+
+def _pieces(data: Data) -> Iterable[bytes | memoryview]:
+    return (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
 
 
 def _exists(name: str, dir_fd: int) -> bool:

@@ -1,0 +1,197 @@
+"""The feed parser's tree, built from byte offsets: a fast path for well-formed messages.
+
+``email.feedparser.FeedParser`` reads a message one line at a time in pure Python (each line
+a ``str``, checked against every enclosing boundary, kept in a list and joined again): about
+half of the decoder's time, and two to three copies of a big attachment in memory.  This module
+builds the *same* tree (the same message objects, headers, payload strings, preambles,
+epilogues and default types) by finding the delimiter lines with ``bytes.find`` and cutting
+each leaf's payload out of the message in one piece.
+
+It records the feed parser's defects where its rule is simple (a missing blank line after the
+headers, a first header line that is a continuation, a misplaced ``From `` line, a header
+without name, a missing close delimiter).  Anything else (a multipart without boundary or
+start delimiter, a multipart with a transfer encoding, two delimiter lines in a row, a
+``From `` line ending the headers, ``message/delivery-status``, a lone carriage return,
+nesting deeper than :py:data:`MAX_DEPTH`) raises :py:class:`Irregular` and the caller hands
+the message to the feed parser, whose result then stands.
+``tests/unit/test_fastparse.py`` checks that both give equal trees on the corpus, the fuzz
+generators and hand-made edge cases.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from email import errors
+from email.message import Message
+from email.policy import Policy
+
+#: the feed parser's header line test (``email.feedparser.headerRE``), on bytes
+_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
+#: nesting (multiparts and attached messages) past which the feed parser is used: each level
+#: scans its own part of the message for its boundary, so the work is the size times the depth
+MAX_DEPTH = 32
+#: payloads from this size on are left as spans of the message until asked for
+#: (:py:meth:`mailingest.mime.headers.HardenedMessage.set_payload_span`)
+LAZY_PAYLOAD = 64 * 1024
+
+
+class Irregular(Exception):
+    """The message needs the feed parser (a defect to record, or a rule not followed here)."""
+
+
+def parse_fast(raw: bytes, policy: Policy) -> Message:
+    """The tree ``FeedParser(policy=policy)`` builds from *raw* (decoded as ASCII with
+    ``surrogateescape``, as ``BytesParser`` does), for a well-formed message.
+
+    :raises Irregular: the message is not one this fast path takes.
+    """
+    if raw.count(b"\r") != raw.count(b"\r\n"):  # the feed parser also ends lines at a lone CR
+        raise Irregular("lone carriage return")
+    return _Builder(raw, policy).entity(0, len(raw), None, 0, closed=False)
+
+
+def _text(data: bytes, start: int, end: int) -> str:
+    """``data[start:end]`` as the feed parser's text, without a bytes copy first."""
+    return str(memoryview(data)[start:end], "ascii", "surrogateescape")
+
+
+def _without_eol(data: bytes, start: int, end: int) -> int:
+    """*end* moved before one line end closing ``data[start:end]`` (none: *end*)."""
+    if end > start and data[end - 1] == 0x0A:
+        return end - 2 if end - 1 > start and data[end - 2] == 0x0D else end - 1
+    return end
+
+
+class _Builder:
+    def __init__(self, data: bytes, policy: Policy) -> None:
+        self.data = data
+        self.policy = policy
+        factory = policy.message_factory
+        if factory is None:  # pragma: no cover - the decoder's policies all name one
+            raise Irregular("policy without a message factory")
+        self.factory: Callable[..., Message] = factory
+
+    def entity(self, start: int, end: int, parent: Message | None, depth: int, *, closed: bool) -> Message:
+        """The entity in ``data[start:end]``, a region holding no delimiter line of an
+        enclosing multipart.  *closed*: the region is a part of a multipart, whose last line
+        end the feed parser gives to the delimiter after it (taken off the payload, or off
+        the epilogue of a multipart)."""
+        if depth > MAX_DEPTH:
+            raise Irregular("nested deeper than %d" % MAX_DEPTH)
+        data = self.data
+        msg = self.factory(policy=self.policy)
+        if parent is not None and parent.get_content_type() == "multipart/digest":
+            msg.set_default_type("message/rfc822")
+        body = self._headers(msg, start, end)
+        if msg.get_content_type() == "message/delivery-status":
+            raise Irregular("message/delivery-status")
+        maintype = msg.get_content_maintype()
+        if maintype == "message":
+            msg.attach(self.entity(body, end, msg, depth + 1, closed=closed))
+        elif maintype == "multipart":
+            self._multipart(msg, body, end, depth, closed)
+        else:
+            stop = _without_eol(data, body, end) if closed else end
+            if stop - body >= LAZY_PAYLOAD and hasattr(msg, "set_payload_span"):
+                msg.set_payload_span(data, body, stop)  # text made only if asked for
+            else:
+                msg.set_payload(_text(data, body, stop))
+        return msg
+
+    def _headers(self, msg: Message, start: int, end: int) -> int:
+        """Read the header lines of the entity at *start* as the feed parser does (the same
+        defects); returns where its body starts."""
+        data = self.data
+        lines: list[str] = []
+        pos = start
+        while pos < end:
+            newline = data.find(b"\n", pos, end)
+            line_end = end if newline < 0 else newline + 1
+            if line_end - pos <= 2 and data[pos:line_end] in (b"\n", b"\r\n"):
+                pos = line_end  # the blank line between headers and body
+                break
+            if not _HEADER_LINE.match(data, pos, line_end):
+                # the line is the body's first: the feed parser notes the missing blank line
+                self.policy.handle_defect(msg, errors.MissingHeaderBodySeparatorDefect())
+                break
+            lines.append(_text(data, pos, line_end))
+            pos = line_end
+        name_seen = False
+        value: list[str] = []
+        for number, line in enumerate(lines):
+            if line[0] in " \t":
+                if not name_seen:
+                    self.policy.handle_defect(msg, errors.FirstHeaderLineIsContinuationDefect(line))
+                    continue
+                value.append(line)
+                continue
+            if name_seen:
+                msg.set_raw(*self.policy.header_source_parse(value))
+                name_seen, value = False, []
+            if line.startswith("From "):
+                if number == 0:
+                    msg.set_unixfrom(line.rstrip("\r\n"))
+                    continue
+                if number == len(lines) - 1:  # the feed parser gives it back to the body
+                    raise Irregular("From line at the end of the headers")
+                msg.defects.append(errors.MisplacedEnvelopeHeaderDefect(line))
+                continue
+            if line.startswith(":"):
+                msg.defects.append(errors.InvalidHeaderDefect("Missing header name."))
+                continue
+            name_seen, value = True, [line]
+        if name_seen:
+            msg.set_raw(*self.policy.header_source_parse(value))
+        return pos
+
+    def _multipart(self, msg: Message, body: int, end: int, depth: int, closed: bool) -> None:
+        data = self.data
+        if body == 0:  # pragma: no cover - a multipart has a Content-Type header line before its body
+            raise Irregular("multipart without headers")
+        boundary = msg.get_boundary()
+        if boundary is None:
+            raise Irregular("multipart without boundary")
+        if str(msg.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary"):
+            raise Irregular("multipart with a transfer encoding")
+        try:
+            separator = ("--" + boundary).encode("ascii", "surrogateescape")
+        except UnicodeEncodeError:
+            raise Irregular("boundary outside ASCII") from None
+        delimiter = re.compile(re.escape(separator) + rb"(--)?[ \t]*(?:\r\n|\r|\n)?$")
+        # the delimiter lines, up to and including the close delimiter (body > 0: a line start
+        # after the headers' blank line, so a delimiter there follows a line end too)
+        needle = b"\n" + separator
+        found: list[tuple[int, int]] = []  # (line start, line end)
+        close_end = -1
+        pos = body
+        while close_end < 0:
+            at = data.find(needle, pos - 1, end) + 1
+            if at <= 0:
+                break
+            newline = data.find(b"\n", at, end)
+            pos = end if newline < 0 else newline + 1
+            matched = delimiter.match(data, at, pos)
+            if matched is not None:
+                found.append((at, pos))
+                if matched.group(1):
+                    close_end = pos
+        if not found or found[0][1] == close_end:
+            raise Irregular("multipart without start delimiter")
+        if close_end < 0:  # the last part runs to the end (a truncated message)
+            found.append((end, end))
+        for (_start, line_end), (next_start, _end) in zip(found, found[1:]):
+            if next_start == line_end and next_start < end:
+                raise Irregular("two delimiter lines in a row")
+        first = found[0][0]
+        if first > body:
+            msg.preamble = _text(data, body, _without_eol(data, body, first))
+        for (_start, line_end), (next_start, _end) in zip(found, found[1:]):
+            msg.attach(self.entity(line_end, next_start, msg, depth + 1, closed=True))
+        if close_end < 0:
+            self.policy.handle_defect(msg, errors.CloseBoundaryNotFoundDefect())
+        elif not closed:
+            msg.epilogue = _text(data, close_end, end)
+        elif close_end == end:
+            msg.epilogue = None
+        else:
+            msg.epilogue = _text(data, close_end, _without_eol(data, close_end, end))
