@@ -126,6 +126,11 @@ LONG_TESTS: dict[str, float] = {
     "test_poll_depth.py::test_uidvalidity_change_reannounces_or_skips_with_a_warning": 15,
     "test_poll_depth.py::test_idle_announces_within_a_second_and_survives_a_server_restart": 15,
     "test_download_depth.py::test_four_workers_download_each_of_1000_messages_exactly_once": 13,
+    "test_ha_poll.py::test_with_post_exchange_split_the_passive_node_follows_every_exchange_and_takes_over_without_repeats": 44,
+    "test_ha_poll.py::test_the_vip_moving_between_two_nodes_mid_cycle_and_back_announces_every_message_exactly_once": 40,
+    "test_idle_push.py::test_push_holds_with_sr3s_default_sleep_a_long_interval_a_short_idle_window_and_another_folder": 39,
+    "test_operator_config.py::test_a_wrong_password_fixed_in_the_keyring_is_used_without_restart_by_the_poll_and_the_download": 30,
+    "test_decode_fuzz.py::test_a_subscriber_decoding_hostile_messages_in_a_row_keeps_a_flat_rss": 15,
 }
 
 
