@@ -207,7 +207,8 @@ class _Walker:
         self.formats = formats if formats is not None else _DEFAULT_FORMATS
         #: S/MIME verdicts of the message level being walked
         self.verdicts: list[dict[str, object]] = []
-        #: bounds reached inside containers (TNEF) at this level: the container is kept whole
+        #: bounds reached inside parts that hold files (TNEF, uuencoded blocks) at this level: the
+        #: part is kept whole
         self.container_bounds: list[str] = []
         #: S/MIME parts that may still be opened in this message (each runs openssl)
         self.smime_left = containers.MAX_SMIME_PARTS
@@ -333,6 +334,9 @@ class _Walker:
                     self.exhausted = self.exhausted or "max_parts (%d)" % self.limits.max_parts
                     local.append("uuencoded blocks from the %d-th on not extracted: %s"
                                  % (j, self.exhausted))
+                    # a bound reached: the decode is partial; the blocks stay in the part's text
+                    self.container_bounds.append("%s reached: uuencoded blocks of part %s from the %d-th on "
+                                                 "kept in its text, not extracted" % (self.exhausted, number, j))
                     break
                 out.append(Part("%s.uu%d" % (number, j), "uuencoded", uu_name,
                                 "application/octet-stream", "attachment", None, blob))
