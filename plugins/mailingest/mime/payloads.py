@@ -191,15 +191,17 @@ def _uses_crlf(msg: Message) -> bool | None:
     return None
 
 
-def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str]) -> list[tuple[str | None, bytes]]:
+def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str],
+              limit: int | None = None) -> list[tuple[str | None, bytes]]:
     """``begin MODE NAME`` ... ``end`` blocks in a text body: (name or None, decoded bytes).
 
     One pass over the lines (each is looked at once), no regular expression: a body full of
     ``begin`` lines or of blanks costs time linear in its size.  A ``begin`` line ends the
-    block before it."""
-    blocks = []
+    block before it.  At most *limit* blocks are read (the caller's part bound): the rest of
+    the body is not looked at."""
+    blocks: list[tuple[str | None, bytes]] = []
     pos, size = 0, len(data)
-    while pos < size:
+    while pos < size and (limit is None or len(blocks) < limit):
         at = data.find(b"begin ", pos)
         if at < 0:
             break
