@@ -192,3 +192,21 @@ def test_uuencoded_blocks_are_read_only_up_to_the_part_bound():
     decoded = decode_bytes(raw)
     assert decoded.partial and len(decoded.parts) == 2000
     assert time.process_time() - started < 1.0
+
+
+@pytest.mark.parametrize("line", [b"", b"!", b"\r"])
+def test_a_uuencoded_block_of_millions_of_short_lines_takes_memory_linear_in_its_data(line):
+    import tracemalloc
+
+    from mailingest.mime.payloads import uu_blocks
+
+    body = b"begin 644 x.bin\n" + (line + b"\n") * 1_000_000 + b"end\n"
+    tracemalloc.start()
+    try:
+        found = uu_blocks(body, [], [])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(len(blob) for _, blob in found) <= 1_000_000
+    # before: a list of a million chunks joined (80 bytes of buffer per chunk): 88 MB
+    assert peak < 3 * len(body) + 2_000_000, "%d bytes at the peak" % peak

@@ -212,7 +212,7 @@ def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str],
         name = _uu_begin(line)
         if name is None:
             continue
-        chunks, ended = [], False
+        decoded, ended = bytearray(), False  # not a list joined: 80 bytes per item to join
         while pos < size:
             line, after = _line_at(data, pos)
             if line.startswith(b"begin ") and _uu_begin(line) is not None:
@@ -224,8 +224,8 @@ def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str],
             chunk = _uu_line(line)
             if chunk is None:
                 break
-            chunks.append(chunk)
-        blob = b"".join(chunks)
+            decoded += chunk
+        blob = bytes(decoded)
         if not blob:
             continue
         if not ended:
