@@ -375,6 +375,8 @@ def big_messages(size: int = FIVE_MB) -> dict[str, bytes]:
     uu_blanks = b"Content-Type: text/plain\n\nbegin 644 a" + b" " * (FIVE_MB - 100) + b"b\n"
     uu_begins = b"Content-Type: text/plain\n\n" + b"begin 644 x\n" * (FIVE_MB // 12)
     uu_data = b"Content-Type: text/plain\n\nbegin 644 x\n" + (b"M" + b"!" * 60 + b"\n") * (FIVE_MB // 62) + b"end\n"
+    # a block of empty lines: each was a chunk of a list joined at the end (457 MB peak)
+    uu_empty = b"Content-Type: text/plain\n\nbegin 644 x\n" + b"\n" * (FIVE_MB - 100) + b"end\n"
     b64 = base64.encodebytes(b"\x00" * (FIVE_MB * 3 // 4 - 10_000))
     b64_junk = (b"Content-Type: multipart/mixed; boundary=M\n\n--M\nContent-Type: application/octet-stream\n"
                 b"Content-Transfer-Encoding: base64\n\n" + b64.replace(b"\n", b"\n=\n!!\n", 2000)[:FIVE_MB - 1000]
@@ -401,5 +403,5 @@ def big_messages(size: int = FIVE_MB) -> dict[str, bytes]:
         "many-parts": head + many, "empty-parts": head + empties, "uu-blanks": head + uu_blanks,
         "uu-begins": head + uu_begins, "uu-data": head + uu_data, "base64-junk": head + b64_junk,
         "many-headers": head + headers, "long-header": long_header, "rfc2231-continuations": head + params,
-        "long-name": head + long_name,
+        "long-name": head + long_name, "uu-empty-lines": head + uu_empty,
     }

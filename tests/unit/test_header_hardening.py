@@ -105,6 +105,26 @@ def test_the_example_from_the_issue_decodes():
     assert decoded.parts[0].data == b"hello\n"
 
 
+@pytest.mark.parametrize("where", ["Subject", "From", "To", "Cc", "filename", "name*", "filename*"])
+@pytest.mark.parametrize("charset", ["hex", "zlib", "undefined", "punycode", "utf\x00-8", "utf\xe9-8"])
+def test_a_header_charset_that_is_no_text_codec_is_recorded_as_a_defect(charset, where):
+    cs = charset.encode("latin-1")
+    if where in ("Subject", "From", "To", "Cc"):  # the headers the decoder reads
+        raw = b"%s: =?%s?q?caf=E9?= <a@b.c>\nContent-Type: text/plain\n\nhello\n" % (where.encode(), cs)
+    elif where == "filename":
+        raw = with_attachment(b'attachment; filename="=?%s?q?caf=E9?=.pdf"' % cs)
+    elif where == "name*":
+        raw = with_attachment(b"attachment", content_type=b"application/pdf; name*=%s''caf%%E9.pdf" % cs)
+    else:
+        raw = with_attachment(b"attachment; filename*=%s''caf%%E9.pdf" % cs)
+    for whole in (raw, forwarded(raw)):
+        decoded = decode_bytes(whole)
+        assert_clean(decoded)
+        meta = decode_to_disk(whole)
+        assert meta["status"] == "decoded"
+        assert any("no text charset" in d or "unreadable by the parser" in d for d in meta["defects"]), meta["defects"]
+
+
 @pytest.mark.parametrize("word", [b"=?unicode_escape?q?=5C=00?=", b"=?raw_unicode_escape?q?=5C=55?=",
                                   b"=?punycode?q?=FF?=", b"=?idna?q?=00=FF?="])
 def test_an_encoded_word_in_a_codec_that_warns_or_fails_never_reaches_that_codec(word):

@@ -150,11 +150,26 @@ def test_uuencode_extraction_can_be_switched_off():
     assert [p.kind for p in decode_bytes(body, uuencode=False).parts] == ["body-text"]
 
 
-def test_base64_with_an_incomplete_last_quantum_drops_it():
-    raw = mixed(text_part(), b"Content-Type: application/pdf; name=x.pdf\n"
-                b"Content-Transfer-Encoding: base64\n\n" + base64.b64encode(b"abcdef") + b"QUJ\n")
+def test_base64_with_an_incomplete_last_quantum_keeps_its_bytes_as_the_standard_library_does():
+    # issue 11: never less than the standard library recovers (ripmime, munpack, mu and uudeview drop it)
+    for tail, kept in ((b"QUJ", b"AB"), (b"QQ", b"A")):
+        raw = mixed(text_part(), b"Content-Type: application/pdf; name=x.pdf\n"
+                    b"Content-Transfer-Encoding: base64\n\n" + base64.b64encode(b"abcdef") + tail + b"\n")
+        (part,) = attachments(decode_bytes(raw))
+        assert part.data == b"abcdef" + kept
+        for cte in (b"base64 ", b"BASE64\t"):  # the stdlib leaves these encoded; the same bytes
+            (part,) = attachments(decode_bytes(raw.replace(b"base64\n", cte + b"\n")))
+            assert part.data == b"abcdef" + kept
+
+
+def test_base64_followed_by_text_drops_the_incomplete_quantum_the_text_makes():
+    # the standard library decodes the letters of the text after the data as data
+    raw = mixed(text_part(), b"Content-Type: image/gif; name=x.gif\nContent-Transfer-Encoding: base64\n\n"
+                + base64.b64encode(b"GIF89a") + b"\n--xy--\n")
+    assert email.message_from_bytes(raw, policy=email.policy.default).get_payload()[1].get_payload(
+        decode=True).startswith(b"GIF89a")  # ... plus a byte made of "xy"
     (part,) = attachments(decode_bytes(raw))
-    assert part.data == b"abcdef"  # as ripmime, munpack, mu and uudeview (the stdlib pads it)
+    assert part.data == b"GIF89a"
 
 
 def test_base64_with_one_character_too_many_drops_it():

@@ -406,6 +406,7 @@ class BoundedPolicy(EmailPolicy):
                 name, MAX_PARSED_PER_MESSAGE)
         else:
             budget.left -= len(cut)
+            _note_unusable_charsets(name, cut, budget)
             plain = (_plain_text(cut) if lower in _PARAMETERIZED and "=?" not in cut
                      and _PLAIN_PARAMETERIZED[lower].fullmatch(cut) else None)
             if plain is not None:
@@ -499,6 +500,28 @@ def _unusable_charsets_unknown(text: str) -> str:
     return _ENCODED_WORD.sub(
         lambda word: word.group(0) if text_codec(word.group(1))
         else "=?unknown-8bit?%s?%s?=" % (word.group(2), word.group(3)), text)
+
+
+#: the charset of an RFC 2231 value at the start of a parameter (``name*=cs'..``, ``name*0*=cs'..``)
+_RFC2231_CHARSET = re.compile(r"""\s*[^\s=*;]+\*(?:0\*)?[ \t]*=[ \t]*"?([^'";]*)'""")
+
+
+def _note_unusable_charsets(name: str, text: str, budget: HeaderBudget) -> None:
+    """Note the charsets of encoded-words and RFC 2231 values in header *name* that name no text
+    codec (``hex``, ``undefined``, a NUL or 8-bit byte ...): their bytes are decoded as for
+    unlabelled text (:py:func:`guess_decode`), never with that codec.  Linear in *text*."""
+    found: list[str] = []
+    if "=?" in text:
+        found += [m.group(1) for m in _ENCODED_WORD.finditer(text) if not text_codec(m.group(1))]
+    if "'" in text and name.lower() in _PARAMETERIZED:
+        for item in _items(text, ";", MAX_PARAMS + 1):
+            charset = _RFC2231_CHARSET.match(item.group())
+            if charset and charset.group(1).strip() and not text_codec(charset.group(1)):
+                found.append(charset.group(1))
+    if found:
+        shown = sorted({repr(clean(c)[:40]) for c in found})
+        budget.note("header %s: charset %s is no text charset: its bytes are decoded as unlabelled text"
+                    % (name, ", ".join(shown[:5])))
 
 
 def message_policy() -> BoundedPolicy:

@@ -221,7 +221,8 @@ class _Walker:
         self.formats = formats if formats is not None else _DEFAULT_FORMATS
         #: S/MIME verdicts of the message level being walked
         self.verdicts: list[dict[str, object]] = []
-        #: bounds reached inside containers (TNEF) at this level: the container is kept whole
+        #: bounds reached inside parts that hold files (TNEF, uuencoded blocks) at this level: the
+        #: part is kept whole
         self.container_bounds: list[str] = []
         #: S/MIME parts that may still be opened in this message (each runs openssl)
         self.smime_left = containers.MAX_SMIME_PARTS
@@ -344,12 +345,17 @@ class _Walker:
         if opened is not None:
             containers.decode_inner(self, opened, depth, number, hints, out, local)
         if self.uuencode and ctype == "text/plain" and b"begin " in whole:
-            for j, (uu_name, blob) in enumerate(payloads.uu_blocks(whole, hints, local), 1):
+            # one block more than the part bound leaves, so that crossing it is seen
+            room = max(self.limits.max_parts - self.entities, 0) + 1
+            for j, (uu_name, blob) in enumerate(payloads.uu_blocks(whole, hints, local, room), 1):
                 self.entities += 1
                 if self.entities > self.limits.max_parts or not self._fits(len(blob)):
                     self.exhausted = self.exhausted or "max_parts (%d)" % self.limits.max_parts
-                    local.append("uuencoded blocks from the %d-th on not extracted: %s"
+                    local.append("uuencoded blocks from block %d on not extracted: %s"
                                  % (j, self.exhausted))
+                    # a bound reached: the decode is partial; the blocks stay in the part's text
+                    self.container_bounds.append("%s reached: uuencoded blocks of part %s from block %d on "
+                                                 "kept in its text, not extracted" % (self.exhausted, number, j))
                     break
                 out.append(Part("%s.uu%d" % (number, j), "uuencoded", uu_name,
                                 "application/octet-stream", "attachment", None, blob))

@@ -3,8 +3,8 @@
 * **base64 with a broken length** (a final quantum of 1-3 characters, padding in mid-stream, or
   text after the data): the email package returns the *encoded* text when the length is 1 mod
   4; then the lenient decoder here is used (dropping the lone last character).  Otherwise the
-  lenient result is kept unless the standard library's holds more than an incomplete last
-  quantum more (or the lenient one is empty): no data the standard library recovers is lost.
+  longer of the two results is kept: never less than the standard library recovers (an
+  incomplete last quantum of 2-3 characters is padded, as the standard library does).
 * **attached messages** (``message/*``): the generator re-emits the parsed message (keeping a
   ``From `` line, line endings, and a missing close boundary missing); a base64 or
   quoted-printable wrapping is undone.
@@ -29,6 +29,8 @@ from mailingest.mime.headers import HEADER_ERRORS, POLICY, HardenedMessage, deco
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 _PADDING = re.compile(rb"=+")
+#: a character that is neither base64 nor white space: text mixed with (or following) the data
+_JUNK = re.compile(rb"[^A-Za-z0-9+/=\s]")
 #: generator settings that re-emit parsed headers as they came (no refolding)
 _GENERATE = {sep: POLICY.clone(linesep=sep, refold_source="none", max_line_length=None)
              for sep in ("\n", "\r\n")}
@@ -125,11 +127,14 @@ def leaf_data(part: Message, *, stream: bool) -> bytes | memoryview | DecodedStr
                                for d in part.defects):
         encoded = part.get_payload(decode=False)
         if isinstance(encoded, str):
-            lenient = _lenient_b64(encoded.encode("utf-8", "surrogateescape"))
+            text = encoded.encode("utf-8", "surrogateescape")
+            lenient = _lenient_b64(text)
             decoded_by_stdlib = not any(isinstance(d, InvalidBase64LengthDefect) for d in part.defects)
             if not decoded_by_stdlib or len(lenient) >= len(data) or (
-                    lenient and data.startswith(lenient) and len(data) - len(lenient) <= 2):
-                # the stdlib padded an incomplete last quantum: most decoders drop it
+                    lenient and data.startswith(lenient) and len(data) - len(lenient) <= 2
+                    and _JUNK.search(text) is not None):
+                # never less than the standard library recovers (issue 11), but for the last
+                # incomplete quantum of text that followed the data, which it decodes as data
                 data = lenient
     return data
 
@@ -183,14 +188,17 @@ def _clean_base64_span(raw: bytes, start: int, end: int, stream: bool) -> bytes 
 def _lenient_b64(encoded: bytes | memoryview) -> bytes:
     """Decode base64 ignoring any character outside the alphabet.  Padding that closes an
     incomplete quantum ends the data (what follows is text, e.g. a signature); padding at a
-    quantum boundary (a stray ``=`` line) is ignored and decoding goes on.  A last quantum that
-    no padding closes is dropped (what ripmime, munpack, mu and uudeview do).
+    quantum boundary (a stray ``=`` line) is ignored and decoding goes on.  A last quantum of
+    2-3 characters that no padding closes is padded, as the standard library does, when the
+    text is base64 and nothing else (padding left off); when characters outside the alphabet
+    were skipped, text follows the data and that last quantum is letters of it: dropped, as
+    ripmime, munpack, mu and uudeview do.  A lone last character (6 bits) is dropped.
 
-    The caller keeps the standard library's result instead when that is longer by more than
-    an incomplete last quantum (1-2 bytes), or when this result is empty: no data the standard
-    library recovers is lost.
+    The caller keeps the standard library's result instead when that is longer, except by that
+    dropped quantum (1-2 bytes decoded from text): no data the standard library recovers is lost.
     """
     clean = _NOT_BASE64.sub(b"", encoded)
+    text_follows = _JUNK.search(encoded) is not None
     segments = _PADDING.split(clean)
     out = []
     pending = b""
@@ -199,6 +207,9 @@ def _lenient_b64(encoded: bytes | memoryview) -> bytes:
         padded = i < len(segments) - 1
         rest = len(segment) % 4
         if padded and rest in (2, 3):
+            out.append(binascii.a2b_base64(segment + b"=" * (4 - rest)))
+            break
+        if not padded and rest in (2, 3) and not text_follows:  # padding left off: pad it
             out.append(binascii.a2b_base64(segment + b"=" * (4 - rest)))
             break
         out.append(binascii.a2b_base64(segment[:len(segment) - rest]))
@@ -282,15 +293,17 @@ def _uses_crlf(msg: Message) -> bool | None:
     return None
 
 
-def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str]) -> list[tuple[str | None, bytes]]:
+def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str],
+              limit: int | None = None) -> list[tuple[str | None, bytes]]:
     """``begin MODE NAME`` ... ``end`` blocks in a text body: (name or None, decoded bytes).
 
     One pass over the lines (each is looked at once), no regular expression: a body full of
     ``begin`` lines or of blanks costs time linear in its size.  A ``begin`` line ends the
-    block before it."""
-    blocks = []
+    block before it.  At most *limit* blocks are read (the caller's part bound): the rest of
+    the body is not looked at."""
+    blocks: list[tuple[str | None, bytes]] = []
     pos, size = 0, len(data)
-    while pos < size:
+    while pos < size and (limit is None or len(blocks) < limit):
         at = data.find(b"begin ", pos)
         if at < 0:
             break
@@ -301,7 +314,7 @@ def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str]) -> list[tup
         name = _uu_begin(line)
         if name is None:
             continue
-        chunks, ended = [], False
+        decoded, ended = bytearray(), False  # not a list joined: 80 bytes per item to join
         while pos < size:
             line, after = _line_at(data, pos)
             if line.startswith(b"begin ") and _uu_begin(line) is not None:
@@ -313,8 +326,8 @@ def uu_blocks(data: bytes, hints: Sequence[str], defects: list[str]) -> list[tup
             chunk = _uu_line(line)
             if chunk is None:
                 break
-            chunks.append(chunk)
-        blob = b"".join(chunks)
+            decoded += chunk
+        blob = bytes(decoded)
         if not blob:
             continue
         if not ended:
