@@ -9,7 +9,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # tests.servers, tests.sr3env, tests.mailgen
@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 #: size of the end-to-end messages (a text body, a CSV and a PDF-like attachment)
 MESSAGE_BYTES = 70_000
-CORPUS = REPO.parent / "shared" / "corpus"
 
 
 @dataclass(frozen=True)
@@ -71,13 +70,7 @@ class BenchContext:
     @property
     def dovecot(self) -> DovecotServer:
         if self._dovecot is None:
-            server = DovecotServer(self.work / "dovecot")
-            try:
-                server.start()
-            except BaseException:
-                server.close()
-                raise
-            self._dovecot = server
+            self._dovecot = _started(DovecotServer(self.work / "dovecot"))
         return self._dovecot
 
     @property
@@ -85,13 +78,7 @@ class BenchContext:
         if self._rabbitmq is None and self.broker_url:
             self._rabbitmq = RunningBroker.from_url(self.broker_url)
         if self._rabbitmq is None:
-            server = RabbitMQServer(self.work / "rabbitmq")
-            try:
-                server.start()
-            except BaseException:
-                server.close()
-                raise
-            self._rabbitmq = server
+            self._rabbitmq = _started(RabbitMQServer(self.work / "rabbitmq"))
         return self._rabbitmq
 
     def close(self) -> None:
@@ -154,6 +141,19 @@ class BenchContext:
 
     def amqp_url(self) -> str:
         return self.rabbitmq.url
+
+
+_Server = TypeVar("_Server", DovecotServer, RabbitMQServer)
+
+
+def _started(server: _Server) -> _Server:
+    """*server*, started; closed again if it fails to start."""
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    return server
 
 
 def mb(nbytes: float) -> float:

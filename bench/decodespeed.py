@@ -30,9 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parents[1].parent.parent / "shared" / "corpus"
-if not CORPUS.exists():
-    CORPUS = Path("/work/shared/corpus")
+from bench.corpus import MESSAGES, linked
 
 _CHILD = r"""
 import json, os, sys, time
@@ -53,7 +51,7 @@ print(json.dumps({"base_mb": base, "peak_mb": hwm(), "cpu": time.process_time() 
 
 
 def corpus_files() -> list[Path]:
-    return sorted((CORPUS / "messages").rglob("*.eml"))
+    return sorted(MESSAGES.rglob("*.eml"))
 
 
 def in_process(files: list[Path], scratch: Path) -> tuple[float, float]:
@@ -93,16 +91,10 @@ def _children_cpu() -> float:
 
 def cli(plugins: str, files: list[Path], scratch: Path) -> tuple[float, float]:
     """(wall, CPU) seconds of one ``mailingest decode`` process over *files* (row 7a)."""
-    inbox, out = scratch / "in", scratch / "cli"
+    out = scratch / "cli"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    inbox.mkdir(exist_ok=True)
-    links = []
-    for f in files:
-        link = inbox / str(f.relative_to(CORPUS / "messages")).replace("/", "__")
-        if not link.exists():
-            link.symlink_to(f)
-        links.append(str(link))
+    links = linked(files, scratch / "in")
     started, cpu = time.perf_counter(), _children_cpu()
     subprocess.run([sys.executable, "-m", "mailingest", "decode", "-q", "--force", "--no-fsync", "-o", str(out),
                     *links], capture_output=True, timeout=3600, check=False, env=_env(plugins))

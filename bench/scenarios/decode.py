@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.context import CORPUS, BenchContext, mb
+from bench.context import BenchContext, mb
+from bench.corpus import CORPUS, linked
 from bench.report import Row, ratio, target_check
 
 logger = logging.getLogger(__name__)
@@ -55,16 +56,9 @@ def cli_available() -> tuple[bool, str]:
 
 def ours_throughput(ctx: BenchContext, files: list[Path]) -> float:
     """Seconds for one ``mailingest decode`` process over all *files* (unique names via links)."""
-    inbox = ctx.work / "decode" / "in"
     out = ctx.work / "decode" / "ours"
-    inbox.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    links = []
-    for f in files:
-        link = inbox / str(f.relative_to(CORPUS / "messages")).replace("/", "__")
-        if not link.exists():
-            link.symlink_to(f)
-        links.append(str(link))
+    links = linked(files, ctx.work / "decode" / "in")
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "mailingest", "decode", "-q", "--force", "--no-fsync", "-o", str(out), *links],
                    capture_output=True, timeout=3600, check=False)
