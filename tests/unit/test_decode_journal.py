@@ -6,11 +6,13 @@ notices first (fsynced), ``after_post`` forgets them, and a live worker takes ov
 Dead workers are real: a child process that has exited.
 """
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -48,6 +50,27 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+@contextlib.contextmanager
+def another_process() -> Iterator[int]:
+    """The pid of a live process of this host (a worker, or a stranger that reused a pid), killed
+    when the block ends."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def first_pass(o):
+    """A worker starting with options *o*: its callback and the worklist of its first after_work."""
+    cb = load(o)
+    cb.on_start()
+    wl = worklist()
+    cb.after_work(wl)
+    return cb, wl
 
 
 def started_ms(pid: int) -> int:
@@ -108,10 +131,7 @@ def test_the_eml_notices_of_a_pass_are_recorded_before_the_download_and_forgotte
 def test_a_dead_workers_pending_decode_is_finished_and_announced_by_the_next_worker(o, base):
     downloaded(o, base, REL, sample())
     leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
-    cb = load(o)
-    cb.on_start()
-    wl = worklist()
-    cb.after_work(wl)
+    cb, wl = first_pass(o)
     parts = "host/user/INBOX/1700000000.101.parts/"
     assert names(wl) == [REL, parts + "body.txt", parts + "metadata.json", parts + "obs.csv"]
     eml_notice = wl.ok[0]
@@ -137,19 +157,11 @@ def test_a_dead_workers_batch_is_also_taken_over_at_housekeeping(o, base):
 
 def test_a_live_workers_pending_decode_is_never_taken(o, base):
     downloaded(o, base, REL, sample())
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        live = Owner(_host_tag(), worker.pid, started_ms(worker.pid))
-        path = leave_batch(o, live, entry(base))
-        cb = load(o)
-        cb.on_start()
-        wl = worklist()
-        cb.after_work(wl)
+    with another_process() as worker:
+        path = leave_batch(o, Owner(_host_tag(), worker, started_ms(worker)), entry(base))
+        cb, wl = first_pass(o)
         assert wl.ok == [] and os.path.exists(path)
         assert not (base / "host/user/INBOX/1700000000.101.parts").exists()
-    finally:
-        worker.kill()
-        worker.wait()
     cb.on_housekeeping()
     cb.after_work(wl)
     assert wl.ok[0]["mailDecode"]["status"] == "decoded", "taken over once the worker is dead"
@@ -157,34 +169,20 @@ def test_a_live_workers_pending_decode_is_never_taken(o, base):
 
 def test_a_pid_reused_by_another_process_does_not_keep_a_dead_workers_batch(o, base):
     downloaded(o, base, REL, sample())
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        leave_batch(o, Owner(_host_tag(), stranger.pid, started_ms(stranger.pid) - 1000), entry(base))
-        cb = load(o)
-        cb.on_start()
-        wl = worklist()
-        cb.after_work(wl)
+    with another_process() as stranger:
+        leave_batch(o, Owner(_host_tag(), stranger, started_ms(stranger) - 1000), entry(base))
+        _cb, wl = first_pass(o)
         assert wl.ok[0]["mailDecode"]["status"] == "decoded"
-    finally:
-        stranger.kill()
-        stranger.wait()
 
 
 def test_a_batch_named_in_clock_ticks_by_mailingest_0_1_stays_with_its_live_worker(o, base):
     downloaded(o, base, REL, sample())
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        old = Owner(_host_tag(), worker.pid, proc_stat_ticks(worker.pid), start_in_ticks=True)
+    with another_process() as worker:
+        old = Owner(_host_tag(), worker, proc_stat_ticks(worker), start_in_ticks=True)
         path = leave_batch(o, old, entry(base))
-        assert re.search(r"-%d-%d-1\.json$" % (worker.pid, old.start), path), "the 0.1 name: ticks, no unit"
-        cb = load(o)
-        cb.on_start()
-        wl = worklist()
-        cb.after_work(wl)
+        assert re.search(r"-%d-%d-1\.json$" % (worker, old.start), path), "the 0.1 name: ticks, no unit"
+        cb, wl = first_pass(o)
         assert wl.ok == [] and os.path.exists(path)
-    finally:
-        worker.kill()
-        worker.wait()
     cb.on_housekeeping()
     cb.after_work(wl)
     assert wl.ok[0]["mailDecode"]["status"] == "decoded", "taken over once the worker is dead"
@@ -192,27 +190,17 @@ def test_a_batch_named_in_clock_ticks_by_mailingest_0_1_stays_with_its_live_work
 
 def test_a_batch_named_in_clock_ticks_whose_pid_was_reused_is_taken_over(o, base):
     downloaded(o, base, REL, sample())
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        leave_batch(o, Owner(_host_tag(), stranger.pid, proc_stat_ticks(stranger.pid) - 1, start_in_ticks=True),
+    with another_process() as stranger:
+        leave_batch(o, Owner(_host_tag(), stranger, proc_stat_ticks(stranger) - 1, start_in_ticks=True),
                     entry(base))
-        cb = load(o)
-        cb.on_start()
-        wl = worklist()
-        cb.after_work(wl)
+        _cb, wl = first_pass(o)
         assert wl.ok[0]["mailDecode"]["status"] == "decoded"
-    finally:
-        stranger.kill()
-        stranger.wait()
 
 
 def test_a_batch_of_another_host_is_left_to_that_host(o, base):
     downloaded(o, base, REL, sample())
     path = leave_batch(o, Owner("otherhost", dead_pid(), 1), entry(base))
-    cb = load(o)
-    cb.on_start()
-    wl = worklist()
-    cb.after_work(wl)
+    cb, wl = first_pass(o)
     assert wl.ok == [] and os.path.exists(path)
 
 
@@ -222,10 +210,7 @@ def test_an_already_complete_parts_directory_is_announced_again_not_rewritten(o,
     parts_dir = base / "host/user/INBOX/1700000000.101.parts"
     before = tree(parts_dir)
     leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
-    cb = load(o)
-    cb.on_start()
-    wl = worklist()
-    cb.after_work(wl)
+    cb, wl = first_pass(o)
     assert tree(parts_dir) == before, "same files, same inodes"
     assert sorted(os.listdir(parts_dir.parent)) == ["1700000000.101.eml", "1700000000.101.parts"]
     assert len(wl.ok) == 4 and wl.ok[0]["mailDecode"]["directory"] == "1700000000.101.parts"
@@ -256,10 +241,7 @@ def test_a_damaged_or_foreign_parts_directory_is_not_trusted(o, base):
 
 def test_a_pending_decode_whose_eml_never_arrived_is_dropped(o, base, caplog):
     leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
-    cb = load(o)
-    cb.on_start()
-    wl = worklist()
-    cb.after_work(wl)
+    cb, wl = first_pass(o)
     cb.after_post(wl)
     assert wl.ok == [] and batches(o) == []
     assert "not downloaded" in caplog.text
@@ -268,10 +250,7 @@ def test_a_pending_decode_whose_eml_never_arrived_is_dropped(o, base, caplog):
 def test_an_eml_without_parts_and_without_a_pending_entry_is_left_alone(o, base):
     """Its parts may have been moved away by a later stage: only the journal says what is pending."""
     downloaded(o, base, REL, sample())
-    cb = load(o)
-    cb.on_start()
-    wl = worklist()
-    cb.after_work(wl)
+    cb, wl = first_pass(o)
     assert wl.ok == [] and os.listdir(base / "host/user/INBOX") == ["1700000000.101.eml"]
 
 
@@ -320,10 +299,7 @@ def test_a_message_whose_decode_keeps_killing_its_worker_is_set_aside_instead_of
     downloaded(o, base, REL, sample())
     leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
     _takers_die(o, 5, after_beginning=True)
-    cb = load(o)
-    cb.on_start()
-    wl = worklist()
-    cb.after_work(wl)
+    cb, wl = first_pass(o)
     assert wl.ok == [] and batches(o) == []
     assert [n for n in os.listdir(journal_dir(o)) if n.endswith(".bad")]
     assert "begun 5 times and each time its worker died" in caplog.text and str(base / REL) in caplog.text
@@ -335,10 +311,7 @@ def test_takers_killed_before_they_begin_decoding_cost_the_message_nothing(o, ba
     downloaded(o, base, REL, sample())
     leave_batch(o, Owner(_host_tag(), dead_pid(), 1), entry(base))
     _takers_die(o, 8, after_beginning=False)
-    cb = load(o)
-    cb.on_start()
-    wl = worklist()
-    cb.after_work(wl)
+    cb, wl = first_pass(o)
     assert [n for n in os.listdir(journal_dir(o)) if n.endswith(".bad")] == []
     assert wl.ok[0]["mailDecode"]["status"] == "decoded"
 
