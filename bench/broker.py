@@ -64,13 +64,17 @@ class QueueWatcher:
                     stall: float = 90.0) -> float | None:
         """Once *ready(count)* holds, wait until the count has not moved for *settle* seconds.
 
+        *ready* is asked only once the count has been still for *settle* seconds: it may be
+        costly (e.g. a walk over thousands of output files), and asked every poll it would take
+        CPU from the processes measured.
+
         :returns: the monotonic time of the last change, or None on timeout or a *stall*.
         """
         begun = time.monotonic()
         deadline = begun + timeout
         while time.monotonic() < deadline:
             count = self._sample()
-            if ready(count) and self.history and time.monotonic() - self.history[-1][0] >= settle:
+            if self.history and time.monotonic() - self.history[-1][0] >= settle and ready(count):
                 return self.last_change()
             if self._stalled(begun, stall):
                 break

@@ -134,6 +134,10 @@ def run(ctx: BenchContext) -> list[Row]:
     note = (f"fetchmail exit {status}, {mb(appended):.0f} MB appended in {elapsed:.1f} s "
             f"({mb(appended) / elapsed:.1f} MB/s); it only fetches and appends: no fsync, no decode, "
             f"no announcement.")
+    floor = ctx.results.get("floor_rate_parallel")
+    if floor and floor[0]:
+        note += (f" sr3 itself, with a download that does nothing and one post per message, does {floor[0]:.0f} "
+                 f"msg/s at instances {floor[1]} (row 2c): {floor[0] / theirs:.2f}× fetchmail.")
     if status not in (0, 1):  # 1 = no new mail
         note += f" fetchmail said: {tail[:200]}"
     rows = [Row("4a. vs bare fetchmail (keep fetchall, imaps, MDA `cat >> file`)", size, ours, f"{theirs:.0f} msg/s",

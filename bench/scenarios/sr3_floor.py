@@ -1,6 +1,8 @@
 """Scenario 2, the sr3 floor: N notices through a real subscriber whose download does nothing,
 against the same notices through ``callback mailingest.download`` (instances 1); row 2b does
-both again while another process keeps the disk busy (:mod:`bench.diskload`).
+both again while another process keeps the disk busy (:mod:`bench.diskload`); row 2c runs the
+floor alone at ``instances 4``: the most messages per second any sr3 subscriber (one post per
+message) reaches on this machine, whatever its plugins do, which rows 3 and 4a compare with.
 
 Both subscribers get the very notices the mailingest poll published (captured once, queued
 with pika before the subscriber starts) and post every message they accept; time runs from the
@@ -15,7 +17,7 @@ import logging
 from bench.context import BenchContext, mb
 from bench.diskload import busy_disk
 from bench.report import Row, ratio, target_check
-from bench.subscriber import capture_notices, run_subscriber
+from bench.subscriber import capture_notices, example_settings, run_subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +25,40 @@ NAME = "floor"
 NUMBER = 2
 TITLE = "sr3 floor vs mailingest.download"
 TARGET = 1.25
+#: row 2c: the floor with this many instances (the most the end-to-end rows use)
+PARALLEL_INSTANCES = 4
 
 
 def run(ctx: BenchContext) -> list[Row]:
     return [pair(ctx, "2. per-message cost: mailingest.download vs sr3 floor (null download), instances 1", ""),
             pair(ctx, "2b. per-message cost on a busy disk: mailingest.download vs sr3 floor, instances 1, while "
-                      "another process writes and fsyncs", "-busy")]
+                      "another process writes and fsyncs", "-busy"),
+            parallel_floor(ctx)]
+
+
+def parallel_floor(ctx: BenchContext) -> Row:
+    """Row 2c: the floor at :data:`PARALLEL_INSTANCES`, on the notices of row 2, against row 2's
+    floor at instances 1 (rates)."""
+    n = ctx.messages
+    name = f"floor{PARALLEL_INSTANCES}"
+    result = run_subscriber(ctx, ctx.sr3_home(name), name, ["nulldownload"], instances=PARALLEL_INSTANCES,
+                            preload=ctx.results["floor_notices"], expected=n)
+    rate = n / result.elapsed if result.elapsed else None
+    ctx.results["floor_rate_parallel"] = (rate, PARALLEL_INSTANCES)
+    floor_ms = ctx.results.get("floor_ms")
+    one = 1000 / floor_ms if floor_ms else None
+    return Row(
+        scenario=f"2c. sr3 floor (null download) at instances {PARALLEL_INSTANCES}: the ceiling of any sr3 "
+                 f"subscriber on this machine",
+        size=f"{n} × {ctx.pool_bytes / n / 1000:.0f} KB",
+        ours=f"{rate:.0f} msg/s" if rate else "did not finish",
+        comparison=f"{one:.0f} msg/s (instances 1, row 2)" if one else "—",
+        ratio=ratio(rate, one),
+        note=("the same notices as row 2 through a subscriber whose download does nothing: receive, accept, ack "
+              "and one post per message, on cores shared with RabbitMQ (and Dovecot, idle here); no mailingest "
+              f"plugin at all. sr3 starts a pass at most every 0.1 s (`sleep`), with up to `batch` notices "
+              f"({_batch()}, as in the examples): at most {_batch() * 10} msg/s per instance; rates, higher is better"
+              + ("" if result.elapsed else "; did not finish: " + _tail(result.log))))
 
 
 def pair(ctx: BenchContext, title: str, variant: str) -> Row:
@@ -37,6 +67,8 @@ def pair(ctx: BenchContext, title: str, variant: str) -> Row:
     n = ctx.messages
     account = ctx.loaded_account("download" + variant)  # downloads mark mail \Seen: its own copy
     bodies = capture_notices(ctx, account, "capture" + variant)
+    if not variant:
+        ctx.results["floor_notices"] = bodies  # row 2c replays them
     with busy_disk(ctx.work / "diskload") if variant else contextlib.nullcontext():
         floor = run_subscriber(ctx, ctx.sr3_home("floor" + variant), "floor" + variant, ["nulldownload"],
                                instances=1, preload=bodies, expected=n)
@@ -65,6 +97,11 @@ def pair(ctx: BenchContext, title: str, variant: str) -> Row:
         target=target_check(cost, TARGET, at_least=False, label="× floor"),
         note=note + ("" if ours.elapsed else " mailingest.download did not finish: " + _tail(ours.log)),
     )
+
+
+def _batch() -> int:
+    """The notices per sr3 pass the bench subscribers use (the examples' ``batch``)."""
+    return next(int(line.split()[1]) for line in example_settings() if line.startswith("batch "))
 
 
 def _fmt(ms: float | None) -> str:

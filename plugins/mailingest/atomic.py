@@ -170,14 +170,28 @@ def sync_together(files: Iterable[str], directories: Iterable[str] = ()) -> None
 SYNC_THREADS = 16
 
 
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_pid = 0
+
+
 def _fsync_all(fds: list[int]) -> None:
     if len(fds) <= 1:
         for fd in fds:
             os.fsync(fd)
         return
-    with ThreadPoolExecutor(min(SYNC_THREADS, len(fds)), thread_name_prefix="mailingest-fsync") as pool:
-        for _done in pool.map(os.fsync, fds):  # re-raises the first OSError
-            pass
+    for _done in _threads().map(os.fsync, fds):  # re-raises the first OSError
+        pass
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The process's fsync threads, started on first use and kept: a subscriber syncs a group
+    in every pass, and starting up to SYNC_THREADS threads each time cost it more CPU than the
+    fsyncs on a fast disk.  A forked child starts its own (threads do not survive a fork)."""
+    global _sync_pool, _sync_pool_pid
+    if _sync_pool is None or _sync_pool_pid != os.getpid():
+        _sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="mailingest-fsync")
+        _sync_pool_pid = os.getpid()
+    return _sync_pool
 
 
 

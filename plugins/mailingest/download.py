@@ -21,7 +21,8 @@ For each notice published by :mod:`mailingest.poll` the callback:
 5. makes the pass's files durable as one group once the pass's last fetch is done (fsyncs
    together, renames onto ``new_file``, one fsync per directory: docs/design.md);
 6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.fetcher.actions`)
-   for each file now durable.
+   for each file now durable: the flag actions (``seen``, ``flag``) with one ``UID STORE`` for
+   the group's messages of each folder, ``move`` and ``delete`` message by message.
    POP3 deletions are committed (QUIT) at the end of each batch.
 
 A repeated notice (the poll's ``mailReannounceAfter``, a redelivery) whose final file already
@@ -336,6 +337,7 @@ class Download(FlowCB):
         already went to sr3 as downloaded: it is moved to ``worklist.failed`` (retried later)."""
         group, self._group = self._group, []
         failed = publish_together([(f.tmp, f.final) for f in group])
+        flagged = self._flag_group([f for f in group if f.final not in failed])
         done = []
         for fetched in group:
             error = failed.get(fetched.final)
@@ -348,11 +350,41 @@ class Download(FlowCB):
                 self.metrics["downloaded"] += 1
                 self.metrics["bytes"] += fetched.msg["size"]
                 logger.debug("downloaded %s (%d bytes) to %s", fetched.where, fetched.msg["size"], fetched.final)
-                ok = self._after_download(fetched.account, fetched.ref, fetched.where)
+                ok = id(fetched) in flagged or self._after_download(fetched.account, fetched.ref, fetched.where)
             if ok:
                 done.append(fetched.msg)
             elif fetched.msg is not current:
                 self._retry_later(fetched.msg)
+        return done
+
+    def _flag_group(self, durable: list[_Fetched]) -> set[int]:
+        """Apply a flag action (``seen``, ``flag``) to the group's durable files with one ``UID
+        STORE`` per account and folder instead of one per message; returns the ``id()`` of those
+        done.  When that fails, nothing is counted done: each message then gets its own action
+        (:py:meth:`_after_download`), with its own outcome, as without grouping."""
+        if not self.action.groups:
+            return set()
+        by_account: dict[str, list[_Fetched]] = {}
+        for fetched in durable:
+            by_account.setdefault(fetched.account.display, []).append(fetched)
+        done: set[int] = set()
+        for members in by_account.values():
+            account = members[0].account
+            if len(members) < 2 or not self.action.changes(capabilities_of(account)):
+                continue
+            refs = [f.ref for f in members]
+
+            def flag_all(mailbox: Mailbox, refs: list[MessageRef] = refs) -> None:
+                self.action.apply_to_group(mailbox, refs)
+
+            try:
+                self.sessions.run(account, flag_all)
+            except MailError as exc:
+                logger.debug("%s: mailAfterDownload %s for %d messages at once failed (%s); one at a time",
+                             account.display, self.action, len(refs), exc)
+                continue
+            self.metrics["actions"] += len(refs)
+            done.update(id(f) for f in members)
         return done
 
     def _retry_later(self, msg: sarracenia.Message) -> None:

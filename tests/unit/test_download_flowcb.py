@@ -16,7 +16,7 @@ import sarracenia.config
 import sarracenia.flowcb
 from sarracenia.config.credentials import CredentialDB
 
-from mailingest.errors import MailConnectionError, MessageGoneError
+from mailingest.errors import MailboxError, MailConnectionError, MessageGoneError
 from tests.fakes import FakeServer
 
 BASE_URL = "imaps://alice@mail.example.com/"
@@ -279,6 +279,54 @@ def test_a_pass_is_made_durable_as_one_group_and_no_message_is_marked_before_tha
     assert order == [("durable", ["7.101.eml", "7.102.eml"])]  # one group for the pass
     assert server.changes == [("add_flags", 101, True), ("add_flags", 102, True)]
     assert sorted(os.listdir(tmp_path / ACCOUNT_DIR / "INBOX")) == ["7.101.eml", "7.102.eml"]  # no temp left
+
+
+def stores(monkeypatch) -> list[list[int]]:
+    """The UIDs of each add_flags call (one UID STORE each), in order."""
+    from tests.fakes import FakeMailbox
+
+    calls: list[list[int]] = []
+    real = FakeMailbox.add_flags
+
+    def add_flags(self, refs, flags):
+        calls.append([ref.uid for ref in refs])
+        return real(self, refs, flags)
+
+    monkeypatch.setattr(FakeMailbox, "add_flags", add_flags)
+    return calls
+
+
+def test_a_pass_marks_its_durable_messages_seen_with_one_store(worker, tmp_path, server, monkeypatch):
+    calls = stores(monkeypatch)
+    worklist = sr3_pass(worker, [notice(tmp_path, 101), notice(tmp_path, 102)])
+    assert len(worklist.ok) == 2 and worklist.failed == []
+    assert calls == [[101, 102]]
+    assert server.changes == [("add_flags", 101, True), ("add_flags", 102, True)]
+    assert worker.metricsReport()["actions"] == 2
+
+
+def test_when_the_groups_store_fails_each_message_gets_its_own_with_its_own_outcome(worker, tmp_path, server,
+                                                                                   monkeypatch):
+    calls = stores(monkeypatch)
+    server.fail("add_flags", MailboxError("imaps://alice@mail.example.com:993: STORE refused"), times=2)
+    msgs = [notice(tmp_path, 101), notice(tmp_path, 102)]
+    worklist = sr3_pass(worker, msgs)
+    assert calls == [[101, 102], [101], [102]]
+    assert worklist.failed == [msgs[0]] and worklist.ok == [msgs[1]], "101's own STORE failed too: retried later"
+    assert server.flags("INBOX", 102) == {"\\Seen"} and server.flags("INBOX", 101) == set()
+
+
+def test_move_and_delete_stay_one_message_at_a_time(tmp_path, server, monkeypatch):
+    monkeypatch.setattr("mailingest.fetcher.sessions.time.sleep", lambda s: None)
+    moved = []
+    from tests.fakes import FakeMailbox
+
+    real = FakeMailbox.move
+    monkeypatch.setattr(FakeMailbox, "move", lambda self, refs, target: (moved.append([r.uid for r in refs]),
+                                                                         real(self, refs, target))[1])
+    worker = new_worker(tmp_path, mailAfterDownload="move Archive")
+    sr3_pass(worker, [notice(tmp_path, 101), notice(tmp_path, 102)])
+    assert moved == [[101], [102]]
 
 
 def test_a_file_that_cannot_be_made_durable_is_never_marked_and_its_notice_is_retried(worker, tmp_path, server,

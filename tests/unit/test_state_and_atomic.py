@@ -120,3 +120,24 @@ def test_sync_together_syncs_every_file_and_directory_and_skips_what_is_gone(tmp
                          [str(tmp_path / "d"), str(tmp_path), str(tmp_path / "gone-dir")])
     assert set(synced[:2]) == {str(tmp_path / "a"), str(tmp_path / "d/b")}  # the files first, then
     assert set(synced[2:]) == {str(tmp_path / "d"), str(tmp_path)}  # the directories naming them
+
+
+def test_sync_together_keeps_its_threads_from_one_group_to_the_next(tmp_path):
+    import threading
+
+    from mailingest import atomic
+
+    files = []
+    for i in range(20):
+        (tmp_path / f"f{i}").write_bytes(b"x")
+        files.append(str(tmp_path / f"f{i}"))
+
+    def fsync_threads() -> set[int | None]:
+        return {t.ident for t in threading.enumerate() if t.name.startswith("mailingest-fsync")}
+
+    atomic.sync_together(files, [str(tmp_path)])
+    first = fsync_threads()
+    for _ in range(3):
+        atomic.sync_together(files, [str(tmp_path)])
+    assert first and first <= fsync_threads(), "a pass starts no threads of its own: it reuses the process's"
+    assert len(fsync_threads()) <= atomic.SYNC_THREADS

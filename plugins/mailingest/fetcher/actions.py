@@ -17,6 +17,7 @@ at any point leaves the message on the server.  What a mailbox can do is read fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailingest.errors import ConfigError
@@ -60,6 +61,26 @@ class AfterDownload:
         if self.kind == "move" and Capability.FOLDERS not in capabilities:
             raise ConfigError("mailAfterDownload move needs IMAP: POP3 has no folders (use delete or none)")
 
+    @property
+    def groups(self) -> bool:
+        """True when :py:meth:`apply_to_group` may do it for many messages at once: setting a flag
+        on a set of UIDs is one ``UID STORE`` with the same outcome as one per message (move and
+        delete keep per-message bookkeeping: folders created, POP3 deletions pending until QUIT)."""
+        return self.kind in ("seen", "flag")
+
+    def apply_to_group(self, mailbox: Mailbox, refs: Sequence[MessageRef]) -> None:
+        """Run a flag action (:py:attr:`groups`) for several downloaded messages at once.
+
+        :raises MailError: the server refused or the connection broke (for the whole group).
+        """
+        if not self.groups:
+            raise ValueError(f"mailAfterDownload {self} is applied one message at a time")
+        if self.changes(mailbox.capabilities) and refs:
+            mailbox.add_flags(list(refs), [self._flag()])
+
+    def _flag(self) -> str:
+        return "\\Seen" if self.kind == "seen" else self.argument or ""
+
     def apply(self, mailbox: Mailbox, ref: MessageRef) -> None:
         """Run the action for one downloaded message.
 
@@ -67,10 +88,8 @@ class AfterDownload:
         """
         if not self.changes(mailbox.capabilities):
             return
-        if self.kind == "seen":
-            mailbox.add_flags([ref], ["\\Seen"])
-        elif self.kind == "flag":
-            mailbox.add_flags([ref], [self.argument or ""])
+        if self.groups:
+            mailbox.add_flags([ref], [self._flag()])
         elif self.kind == "move":
             mailbox.move([ref], self.argument or "")
         elif self.kind == "delete":
