@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 from email.feedparser import FeedParser
 from email.message import Message
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailingest.mime import headers
-from mailingest.mime.fastparse import Irregular, parse_fast
+from mailingest.mime.fastparse import Irregular, _delimiter, parse_fast
 from mailingest.mime.parse import parse
 from tests.fuzz import generators
 
@@ -127,6 +128,20 @@ EDGE_CASES = {
 def test_the_fast_path_takes_well_formed_edge_cases_and_declines_the_others(name: str) -> None:
     raw, taken = EDGE_CASES[name]
     assert assert_same_tree_or_irregular(raw) is taken
+
+
+#: the feed parser's delimiter line test (``email.feedparser``), on what follows the separator
+_FEED_DELIMITER = re.compile(rb"(--)?[ \t]*(?:\r\n|\r|\n)?$")
+
+
+@given(st.lists(st.sampled_from([b"-", b"--", b" ", b"\t", b"x", b"\r\n", b"\n"]), max_size=6).map(b"".join))
+def test_the_delimiter_test_says_what_the_feed_parsers_pattern_says(rest: bytes) -> None:
+    line = b"--b" + rest
+    if b"\n" in rest[:-1] or b"\r" in rest.replace(b"\r\n", b""):
+        return  # a line holds one line end, at its end; a lone CR goes to the feed parser
+    matched = _FEED_DELIMITER.match(line, 3)
+    expected = None if matched is None else bool(matched.group(1))
+    assert _delimiter(line, 3, len(line)) == expected
 
 
 def test_nesting_deeper_than_the_bound_goes_to_the_feed_parser() -> None:
