@@ -34,6 +34,8 @@ from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.policy import Compat32, EmailPolicy
 
+from mailingest.mime.lookups import MEMOS, RememberedLookups
+
 #: Exceptions the email package raises from header accessors on broken input.
 HEADER_ERRORS = (HeaderParseError, MessageError, ValueError, LookupError, TypeError, AttributeError,
                  OverflowError, IndexError, KeyError)
@@ -223,7 +225,8 @@ class _SafeParams:
 
     def __getstate__(self) -> dict[str, object]:  # copies and pickles leave the memo behind
         state = dict(self.__dict__)
-        state.pop(_PARAMS_MEMO, None)
+        for memo in (_PARAMS_MEMO, *MEMOS):
+            state.pop(memo, None)
         return state
 
     def get_payload(self, i=None, decode=False):  # type: ignore[no-untyped-def]
@@ -261,8 +264,9 @@ def _safe_rfc2231(value: object) -> object:
     return value
 
 
-class HardenedMessage(_SafeParams, EmailMessage):  # type: ignore[misc]
-    """The message class of :py:data:`POLICY`: ``EmailMessage`` whose parameter accessors never raise.
+class HardenedMessage(_SafeParams, RememberedLookups, EmailMessage):  # type: ignore[misc]
+    """The message class of :py:data:`POLICY`: ``EmailMessage`` whose parameter accessors never
+    raise, and whose header look-ups are remembered (:py:mod:`mailingest.mime.lookups`).
 
     A leaf may hold its payload as a span of the raw message (:py:meth:`set_payload_span`, as
     :py:mod:`mailingest.mime.fastparse` does for big parts): the text is made only when asked
