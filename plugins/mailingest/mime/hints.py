@@ -37,7 +37,8 @@ class TreeHints:
             self._charsets.append(_usable_charset(part))
             stack.append((part, True))
             if part.is_multipart():
-                stack.extend((child, False) for child in reversed(part.get_payload()))
+                children: list[Message] = part.get_payload()  # type: ignore[assignment]
+                stack.extend((child, False) for child in reversed(children))
 
     def of(self, msg: Message) -> list[str] | None:
         """The hints of *msg*, or None when *msg* is no part of this tree."""

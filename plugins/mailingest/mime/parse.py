@@ -25,6 +25,7 @@ from typing import Any
 
 from mailingest.errors import DecodeLimitError, MimeError
 from mailingest.mime import containers, fastparse, headers, payloads
+from mailingest.mime.hints import TreeHints
 from mailingest.mime.spans import RawSpans
 
 _BODY_TEXT = "body-text"
@@ -228,6 +229,9 @@ class _Walker:
         self.smime_left = containers.MAX_SMIME_PARTS
         self.uuencode = uuencode
         self.crlf = crlf
+        #: the charset hints of the tree being walked (an attached message parsed from its
+        #: bytes is a tree of its own)
+        self.tree_hints: TreeHints | None = None
         self.entities = 0
         self.decoded = 0
         #: the bound (max_parts, max_decoded_bytes) that ended decoding: the rest is kept raw
@@ -257,17 +261,20 @@ class _Walker:
         return bodies
 
     def message(self, msg: Message, depth: int, number: str, spans: RawSpans) -> DecodedMail:
-        hints = headers.charset_hints(msg)
+        outer = self.verdicts, self.container_bounds, self.tree_hints
+        hints = self.tree_hints.of(msg) if self.tree_hints is not None else None
+        if hints is None:
+            self.tree_hints = TreeHints(msg)
+            hints = self.tree_hints.of(msg) or []
         defects: list[str] = []
         bodies = self.bodies_of(msg, number, defects)
         parts: list[Part] = []
-        outer = self.verdicts, self.container_bounds
         self.verdicts, self.container_bounds = [], []
         try:
             self._walk(msg, depth, number, bodies, hints, parts, defects, spans)
             verdicts, bounds = self.verdicts, self.container_bounds
         finally:
-            self.verdicts, self.container_bounds = outer
+            self.verdicts, self.container_bounds, self.tree_hints = outer
         sender = headers.addresses(msg, "from", hints, defects)
         return DecodedMail(
             subject=headers.header_text(msg, "subject", hints, defects),
