@@ -35,6 +35,7 @@ from email.message import EmailMessage, Message
 from email.policy import Compat32, EmailPolicy
 
 from mailingest.mime.lookups import MEMOS, RememberedLookups
+from mailingest.mime.plainfields import plain_header
 
 #: Exceptions the email package raises from header accessors on broken input.
 HEADER_ERRORS = (HeaderParseError, MessageError, ValueError, LookupError, TypeError, AttributeError,
@@ -415,6 +416,9 @@ class BoundedPolicy(EmailPolicy):
                      and _PLAIN_PARAMETERIZED[lower].fullmatch(cut) else None)
             if plain is not None:
                 return _PlainParameterized(name, cut, plain, self.header_factory)  # type: ignore[arg-type,return-value]
+            fast = plain_header(name, cut, self.header_factory)  # From, Date... in their plain shapes
+            if fast is not None:
+                return fast
             try:
                 return self.header_factory(name, _unusable_charsets_unknown(cut))  # type: ignore[no-any-return]
             except HEADER_ERRORS + (UnicodeError, RecursionError) as exc:
