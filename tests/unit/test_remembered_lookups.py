@@ -1,5 +1,6 @@
-"""Header look-ups remembered per message (mime/lookups.py) answer what the standard library's
-look-ups answer, before and after every way the standard library changes headers."""
+"""Header look-ups remembered per message (mime/lookups.py), and parameter splits shared between
+messages (mime/headers.py), answer what the standard library's look-ups answer, before and after
+every way the standard library changes headers."""
 from __future__ import annotations
 
 import copy
@@ -23,6 +24,10 @@ def plain_answers(msg: Message) -> list[object]:
     out: list[object] = [Message.get(msg, name, "-") for name in NAMES]
     out += [Message.get_content_type(msg), msg.get_all("received")]
     for header in ("content-type", "content-disposition"):
+        try:
+            out.append(Message._get_params_preserve(msg, "-", header))  # the split itself, not shared
+        except headers.HEADER_ERRORS:
+            out.append("!")
         for param in PARAMS:
             for unquote in (True, False):
                 try:
@@ -36,6 +41,10 @@ def remembered_answers(msg: Message) -> list[object]:
     out: list[object] = [msg.get(name, "-") for name in NAMES]
     out += [msg.get_content_type(), msg.get_all("received")]
     for header in ("content-type", "content-disposition"):
+        try:
+            out.append(msg._get_params_preserve("-", header))  # split once per value, shared
+        except headers.HEADER_ERRORS:
+            out.append("!")
         for param in PARAMS:
             for unquote in (True, False):
                 out.append(msg.get_param(param, "-", header, unquote))

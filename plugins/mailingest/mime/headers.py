@@ -181,6 +181,11 @@ class RawHeader(str):
 
 _ABSENT = object()
 _PARAMS_MEMO = "_params_memo"
+#: parameter splits of short header values (at most :py:data:`SHARED_CACHE_VALUE` characters
+#: each), shared by every message: the standard library's split of a value is a function of
+#: its text alone
+_SPLITS: dict[str, tuple[tuple[str, object], ...]] = {}
+_MAX_SPLITS = 256
 
 
 class _SafeParams:
@@ -210,7 +215,8 @@ class _SafeParams:
         charset hints), name, filename, boundary..., and each ask split the header again (3 %
         of the corpus's decode, 8 % of a message with 3,000 parts).  The header object (one
         per message and value, :py:class:`BoundedPolicy`) is the key: a changed header is
-        split anew."""
+        split anew.  The split of a short value is also shared between messages and parts
+        (:py:data:`_SPLITS`): a message with 3,000 parts of one Content-Type splits it once."""
         value = self.get(header, _ABSENT)  # type: ignore[attr-defined]
         if value is _ABSENT:
             return failobj
@@ -219,10 +225,19 @@ class _SafeParams:
         known = memo.get(key)
         if known is not None and known[0] is value:
             return list(known[1])
-        params = super()._get_params_preserve(failobj, header)  # type: ignore[misc]
-        if params is not failobj:
-            memo[key] = (value, tuple(params))
-        return params
+        text = str(value)  # all the split depends on
+        split = _SPLITS.get(text) if len(text) <= SHARED_CACHE_VALUE else None
+        if split is None:
+            params = super()._get_params_preserve(failobj, header)  # type: ignore[misc]
+            if params is failobj:
+                return params
+            split = tuple(params)
+            if len(text) <= SHARED_CACHE_VALUE:
+                if len(_SPLITS) >= _MAX_SPLITS:
+                    _SPLITS.clear()  # bounded: a fresh start costs one split per value
+                _SPLITS[text] = split
+        memo[key] = (value, split)
+        return list(split)
 
     def __getstate__(self) -> dict[str, object]:  # copies and pickles leave the memo behind
         state = dict(self.__dict__)

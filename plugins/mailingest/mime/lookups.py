@@ -57,13 +57,18 @@ class RememberedLookups(Message):
         return failobj
 
     def get_content_type(self) -> str:
+        """``Message.get_content_type``: the type before the first ``;``, lower-cased, when it
+        has one ``/``; ``text/plain`` when not; the default type without the header."""
         value = self.get("content-type", _MISSING)
-        default = self._default_type  # type: ignore[attr-defined]
+        if value is _MISSING:
+            return self.get_default_type()
         known = self.__dict__.get(_TYPE_MEMO)
-        if known is not None and known[0] is value and known[1] == default:
-            return known[2]  # type: ignore[no-any-return]
-        ctype = super().get_content_type()
-        self.__dict__[_TYPE_MEMO] = (value, default, ctype)
+        if known is not None and known[0] is value:
+            return known[1]  # type: ignore[no-any-return]
+        ctype = str(value).partition(";")[0].strip().lower()
+        if ctype.count("/") != 1:
+            ctype = "text/plain"
+        self.__dict__[_TYPE_MEMO] = (value, ctype)
         return ctype
 
     def get_param(self, param: str, failobj: Any = None, header: str = "content-type",
