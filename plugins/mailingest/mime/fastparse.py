@@ -47,7 +47,7 @@ def parse_fast(raw: bytes, policy: Policy) -> Message:
     """
     if raw.count(b"\r") != raw.count(b"\r\n"):  # the feed parser also ends lines at a lone CR
         raise Irregular("lone carriage return")
-    return _Builder(raw, policy).entity(0, len(raw), None, 0, closed=False)
+    return _Builder(raw, policy).entity(0, len(raw), 0, closed=False)
 
 
 def _text(data: bytes, start: int, end: int) -> str:
@@ -84,25 +84,26 @@ class _Builder:
             raise Irregular("policy without a message factory")
         self.factory: Callable[..., Message] = factory
 
-    def entity(self, start: int, end: int, parent: Message | None, depth: int, *, closed: bool) -> Message:
+    def entity(self, start: int, end: int, depth: int, *, closed: bool, digest: bool = False) -> Message:
         """The entity in ``data[start:end]``, a region holding no delimiter line of an
         enclosing multipart.  *closed*: the region is a part of a multipart, whose last line
         end the feed parser gives to the delimiter after it (taken off the payload, or off
-        the epilogue of a multipart)."""
+        the epilogue of a multipart).  *digest*: that multipart is a ``multipart/digest``."""
         if depth > MAX_DEPTH:
             raise Irregular("nested deeper than %d" % MAX_DEPTH)
         data = self.data
         msg = self.factory(policy=self.policy)
-        if parent is not None and parent.get_content_type() == "multipart/digest":
+        if digest:
             msg.set_default_type("message/rfc822")
         body = self._headers(msg, start, end)
-        if msg.get_content_type() == "message/delivery-status":
+        ctype = msg.get_content_type()
+        if ctype == "message/delivery-status":
             raise Irregular("message/delivery-status")
-        maintype = msg.get_content_maintype()
+        maintype = ctype.split("/")[0]  # get_content_maintype()
         if maintype == "message":
-            msg.attach(self.entity(body, end, msg, depth + 1, closed=closed))
+            msg.attach(self.entity(body, end, depth + 1, closed=closed))
         elif maintype == "multipart":
-            self._multipart(msg, body, end, depth, closed)
+            self._multipart(msg, ctype == "multipart/digest", body, end, depth, closed)
         else:
             stop = _without_eol(data, body, end) if closed else end
             if stop - body >= LAZY_PAYLOAD and hasattr(msg, "set_payload_span"):
@@ -157,7 +158,7 @@ class _Builder:
             msg.set_raw(*self.policy.header_source_parse(value))
         return pos
 
-    def _multipart(self, msg: Message, body: int, end: int, depth: int, closed: bool) -> None:
+    def _multipart(self, msg: Message, digest: bool, body: int, end: int, depth: int, closed: bool) -> None:
         data = self.data
         if body == 0:  # pragma: no cover - a multipart has a Content-Type header line before its body
             raise Irregular("multipart without headers")
@@ -198,7 +199,7 @@ class _Builder:
         if first > body:
             msg.preamble = _text(data, body, _without_eol(data, body, first))
         for (_start, line_end), (next_start, _end) in zip(found, found[1:]):
-            msg.attach(self.entity(line_end, next_start, msg, depth + 1, closed=True))
+            msg.attach(self.entity(line_end, next_start, depth + 1, closed=True, digest=digest))
         if close_end < 0:
             self.policy.handle_defect(msg, errors.CloseBoundaryNotFoundDefect())
         elif not closed:
