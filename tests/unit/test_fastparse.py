@@ -121,6 +121,17 @@ EDGE_CASES = {
     "encoded multipart": (b"Content-Type: multipart/mixed; boundary=b\nContent-Transfer-Encoding: base64\n\n"
                           b"--b\n\nx\n--b--\n", False),
     "delivery status": (b"Content-Type: message/delivery-status\n\nA: 1\n\nB: 2\n", False),
+    "headers to the end": (b"Subject: x\nTo: y\n", True),
+    "headers to the end, CRLF": (b"Subject: x\r\nTo: y\r\n", True),
+    "empty headers": (b"\nbody\n", True),
+    "empty headers, CRLF": (b"\r\nbody\r\n", True),
+    "CRLF blank line before an LF one": (b"Subject: x\r\n\r\nbody\n\nmore\n", True),
+    "LF blank line before a CRLF one": (b"Subject: x\n\nbody\r\n\r\nmore\r\n", True),
+    "missing separator before a blank line": (b"Subject: x\nnot a header\n\nbody\n", True),
+    "header block longer than one read": (b"".join(b"X-%d: %s\n" % (i, b"v" * 70) for i in range(2000))
+                                          + b"\nbody\n", True),
+    "header block longer than one read, no blank line": (b"Subject: x\n" + b"X: " + b"v" * 70000 + b"\nbody", True),
+    "form feed and vertical tab in headers": (b"Subject: a\x0cb\x0bc\x1cd\nTo: e\n\nbody\n", True),
 }
 
 
