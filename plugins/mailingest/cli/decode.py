@@ -262,8 +262,8 @@ class Outcome:
 
     @classmethod
     def of(cls, result: DecodeResult) -> Outcome:
-        return cls(len(result.files), sum(_size_of(f.path) for f in result.files), result.defects,
-                   result.bounds)
+        return cls(len(result.files), sum(f.size if f.size is not None else _size_of(f.path) for f in result.files),
+                   result.defects, result.bounds)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,6 +62,8 @@ class WrittenFile:
     content_id: str | None = None
     #: the :py:attr:`DecodeSettings.identity` digest of the file's bytes (None: not taken)
     digest: bytes | None = None
+    #: bytes written (None: not known, e.g. a file listed from an earlier decode's metadata.json)
+    size: int | None = None
 
     def describe(self) -> dict[str, str | None]:
         """The ``mailPart`` field of the file's notice."""
@@ -154,7 +156,7 @@ def _relocated(result: DecodeResult, old: str, new: str) -> DecodeResult:
 
     return replace(result, directory=moved(result.directory),
                    files=tuple(WrittenFile(moved(f.path), f.kind, f.original_name, f.content_type, f.disposition,
-                                           f.content_id, f.digest)  # replace() costs 3x per file
+                                           f.content_id, f.digest, f.size)  # replace() costs 3x per file
                                for f in result.files))
 
 
@@ -209,7 +211,7 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
             name, reserved = safe_name(part.filename, fallback_name(index, part.content_type)), False
         written, sha256, digest = _write_hashed(target, name, part.data, settings.identity, reserved)
         files.append(WrittenFile(target.join(written), part.kind, part.filename,
-                                 part.content_type, part.disposition, part.content_id, digest))
+                                 part.content_type, part.disposition, part.content_id, digest, len(part.data)))
         entry = _entry(part, written, sha256)
         if part.not_decoded:
             entry["status"] = "raw" if part.kind == "raw" else "not-decoded"
@@ -237,7 +239,7 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
     data = metadata_json(meta).encode("utf-8", "backslashreplace")
     target.write(meta_name, data, reserved=True)
     files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json",
-                             digest=_digest(settings.identity, data)))
+                             digest=_digest(settings.identity, data), size=len(data)))
     return status
 
 
