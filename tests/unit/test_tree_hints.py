@@ -51,3 +51,20 @@ def test_the_walk_is_not_recursive_however_deep_the_tree() -> None:
         inner.set_payload([child])
         inner = child
     assert TreeHints(top).of(top) == ["koi8-r"]
+
+
+def test_hints_are_counted_only_when_read_and_then_as_charset_hints_counts_them() -> None:
+    tree = parse(b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain; charset=koi8-r\n\n"
+                 b"x\n--b\nContent-Type: message/rfc822\n\nContent-Type: text/plain; charset=big5\n\ny\n--b--\n")
+    hints = TreeHints(tree)
+    inner = tree.get_payload()[1].get_payload()[0]
+    top, nested = hints.lazy_of(tree), hints.lazy_of(inner)
+    assert hints._runs is None  # nothing walked yet
+    assert list(nested) == charset_hints(inner) == ["big5"]
+    assert list(top) == charset_hints(tree) and len(top) == 2 and top[0] in ("koi8-r", "big5")
+
+
+def test_lazy_hints_of_a_message_outside_the_tree_are_its_own() -> None:
+    other = parse(b"Content-Type: text/plain; charset=koi8-r\n\nx\n")
+    tree = parse(b"Content-Type: text/plain; charset=big5\n\ny\n")
+    assert list(TreeHints(tree).lazy_of(other)) == ["koi8-r"]

@@ -260,12 +260,14 @@ class _Walker:
                 bodies[id(found)] = kind
         return bodies
 
-    def message(self, msg: Message, depth: int, number: str, spans: RawSpans) -> DecodedMail:
+    def message(self, msg: Message, depth: int, number: str, spans: RawSpans, *,
+                same_tree: bool = False) -> DecodedMail:
+        """Decode the message level *msg*; *same_tree*: it is a part of the tree being walked
+        (an attached message found in place), not a tree parsed of its own."""
         outer = self.verdicts, self.container_bounds, self.tree_hints
-        hints = self.tree_hints.of(msg) if self.tree_hints is not None else None
-        if hints is None:
+        if self.tree_hints is None or not same_tree:
             self.tree_hints = TreeHints(msg)
-            hints = self.tree_hints.of(msg) or []
+        hints = self.tree_hints.lazy_of(msg)  # counted only if a fallback decode reads them
         defects: list[str] = []
         bodies = self.bodies_of(msg, number, defects)
         parts: list[Part] = []
@@ -400,7 +402,7 @@ class _Walker:
                     raw = bytes(raw)
                     inner = parse(raw)
                     inner_spans = RawSpans(raw, inner)
-                nested = self.message(inner, depth + 1, number, inner_spans)
+                nested = self.message(inner, depth + 1, number, inner_spans, same_tree=inner_spans is spans)
             except MimeError as exc:  # unparseable
                 reason = str(exc)
                 defects.append("%s: attached message kept undecoded: %s" % (number, reason))
