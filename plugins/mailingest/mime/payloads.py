@@ -182,11 +182,11 @@ def _clean_base64_span(raw: bytes, start: int, end: int, stream: bool) -> bytes 
     to the rule on every short text).  Strict mode alone would also take ``=`` after a whole
     quantum (``QUJD=``, ``QUJD====``): the length and the tail exclude those."""
     if end - start < STREAM_MIN:
-        chars = raw[start:end].translate(None, b"\r\n")
-        if len(chars) % 4 or chars.endswith(b"==="):
+        text = raw[start:end].translate(None, b"\r\n")
+        if len(text) % 4 or text.endswith(b"==="):
             return None
         try:
-            return binascii.a2b_base64(chars, strict_mode=True)
+            return binascii.a2b_base64(text, strict_mode=True)
         except binascii.Error:
             return None
     if not _is_clean_base64(raw, start, end):
