@@ -110,6 +110,11 @@ EDGE_CASES = {
     "misplaced From": (b"Subject: x\nFrom nobody\nTo: y\n\nbody\n", True),
     "From as the last header": (b"Subject: x\nFrom nobody\n\nbody\n", False),
     "no header name": (b": x\nSubject: y\n\nbody\n", True),
+    "continuation after a line with no header name": (b"Subject: x\n: y\n z\nTo: w\n\nbody\n", True),
+    "continuation after a misplaced From": (b"Subject: x\nFrom nobody\n z\nTo: w\n\nbody\n", True),
+    "continuation after the envelope From line": (b"From nobody\n z\nSubject: x\n\nbody\n", True),
+    "folded headers, blanks kept inside": (b"Subject:   a\n\t b \n  c\nTo:\tx\nX:\n y\n\nbody\n", True),
+    "folded headers, CRLF": (b"Subject: a\r\n b\r\nTo: x\r\n\r\nbody\r\n", True),
     "no boundary": (b"Content-Type: multipart/mixed\n\nbody\n", False),
     "no start delimiter": (b"Content-Type: multipart/mixed; boundary=b\n\nbody\n", False),
     "no close delimiter": (b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n", True),
@@ -153,6 +158,21 @@ def test_the_delimiter_test_says_what_the_feed_parsers_pattern_says(rest: bytes)
     matched = _FEED_DELIMITER.match(line, 3)
     expected = None if matched is None else bool(matched.group(1))
     assert _delimiter(line, 3, len(line)) == expected
+
+
+class _TaggingPolicy(headers.BoundedPolicy):
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        return name.upper(), "[%d] %s" % (len(sourcelines), value)
+
+
+def test_a_policy_that_reads_header_lines_its_own_way_is_asked_for_every_header() -> None:
+    raw = b"Subject: a\n b\nTo: x\n\nbody\n"
+    policy = _TaggingPolicy()
+    parser = FeedParser(policy=policy)
+    parser.feed(raw.decode("ascii"))
+    assert shape(parse_fast(raw, policy)) == shape(parser.close())
+    assert parse_fast(raw, policy)._headers == [("SUBJECT", "[2] a\n b"), ("TO", "[1] x")]
 
 
 def test_nesting_deeper_than_the_bound_goes_to_the_feed_parser() -> None:

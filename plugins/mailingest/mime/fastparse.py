@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from email import errors
 from email.message import Message
-from email.policy import Policy
+from email.policy import EmailPolicy, Policy
 
 #: the feed parser's header line test (``email.feedparser.headerRE``), on bytes
 _HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
@@ -133,18 +133,17 @@ class _Builder:
                 break
             lines.append(_text(data, pos, line_end))
             pos = line_end
-        name_seen = False
-        value: list[str] = []
+        # each header's lines; None for a line that ends the header before it and starts none
+        # (a misplaced From line, a line with no name): a continuation line after it is a defect
+        fields: list[list[str] | None] = []
         for number, line in enumerate(lines):
             if line[0] in " \t":
-                if not name_seen:
+                last = fields[-1] if fields else None
+                if last is None:
                     self.policy.handle_defect(msg, errors.FirstHeaderLineIsContinuationDefect(line))
                     continue
-                value.append(line)
+                last.append(line)
                 continue
-            if name_seen:
-                msg.set_raw(*self.policy.header_source_parse(value))
-                name_seen, value = False, []
             if line.startswith("From "):
                 if number == 0:
                     msg.set_unixfrom(line.rstrip("\r\n"))
@@ -152,13 +151,26 @@ class _Builder:
                 if number == len(lines) - 1:  # the feed parser gives it back to the body
                     raise Irregular("From line at the end of the headers")
                 msg.defects.append(errors.MisplacedEnvelopeHeaderDefect(line))
+                fields.append(None)
                 continue
             if line.startswith(":"):
                 msg.defects.append(errors.InvalidHeaderDefect("Missing header name."))
+                fields.append(None)
                 continue
-            name_seen, value = True, [line]
-        if name_seen:
-            msg.set_raw(*self.policy.header_source_parse(value))
+            fields.append([line])
+        if type(self.policy).header_source_parse is not EmailPolicy.header_source_parse:
+            for field in fields:
+                if field is not None:
+                    msg.set_raw(*self.policy.header_source_parse(field))
+            return pos
+        set_raw = msg.set_raw
+        for field in fields:  # EmailPolicy.header_source_parse, one call fewer per header
+            if field is not None:
+                name, value = field[0].split(":", 1)
+                value = value.lstrip(" \t")
+                if len(field) > 1:
+                    value += "".join(field[1:])
+                set_raw(name, value.rstrip("\r\n"))
         return pos
 
     def _multipart(self, msg: Message, digest: bool, body: int, end: int, depth: int, closed: bool) -> None:
