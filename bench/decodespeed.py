@@ -6,7 +6,8 @@
   runs, no fsync: ``decode_file`` over every message in one process (CPU and wall seconds, as
   inside a running subscriber), ``mailingest decode`` over every message in one process (row 7a
   of ``bench/run.py``, interpreter start-up included), and ``ripmime -i FILE -d DIR`` once per
-  message (as ripmime is used).  Wall and CPU seconds (of the child processes: less moved by
+  message (as ripmime is used); each variant's code is compiled to byte code first, as
+  ``bench/run.py`` does and pip does for an installed package.  Wall and CPU seconds (of the child processes: less moved by
   other load than wall time).  The ratios are taken between runs interleaved in one session,
   so a noisy machine moves both sides.
 * memory: a synthetic message of ``--big-mb`` MB with one base64 attachment (and one with a
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import compileall
 import json
 import os
 import quopri
@@ -201,6 +203,8 @@ def main() -> int:
     variants = {"new": str(Path(__file__).resolve().parents[1] / "plugins")}
     if args.base:
         variants = {"base": args.base, **variants}
+    for plugins in variants.values():  # byte code, as an installed package has it (and row 7a)
+        compileall.compile_dir(plugins, quiet=1)
     with tempfile.TemporaryDirectory(prefix="decodespeed-", dir=args.tmp) as tmp:
         scratch = Path(tmp)
         if "speed" in args.only:

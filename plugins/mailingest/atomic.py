@@ -14,8 +14,6 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import psutil
-
 TEMP_MARK = ".mailingest-"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _FADVISE = getattr(os, "posix_fadvise", None)
@@ -238,6 +236,8 @@ def remove_stale_temps(directory: str) -> int:
 
 def process_running(pid: int) -> bool:
     """True while ``pid`` exists and has not exited; a zombie (exited, not reaped) is not running."""
+    import psutil  # only the decode journal asks: not imported by every `mailingest decode` start
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:  # ZombieProcess included
@@ -249,6 +249,8 @@ def process_running(pid: int) -> bool:
 def process_start(pid: int) -> float | None:
     """When ``pid`` started (seconds since the epoch, psutil's ``create_time``), or None when it
     does not run or cannot be asked."""
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -265,4 +267,6 @@ def process_start_ticks(pid: int) -> int | None:
         ticks_per_second = os.sysconf("SC_CLK_TCK")
     except (ValueError, OSError):  # not POSIX: no such unit
         return None
+    import psutil
+
     return round((started - psutil.boot_time()) * ticks_per_second)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 from email.feedparser import FeedParser
 from email.message import Message
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailingest.mime import headers
-from mailingest.mime.fastparse import Irregular, parse_fast
+from mailingest.mime.fastparse import Irregular, _delimiter, parse_fast
 from mailingest.mime.parse import parse
 from tests.fuzz import generators
 
@@ -109,6 +110,11 @@ EDGE_CASES = {
     "misplaced From": (b"Subject: x\nFrom nobody\nTo: y\n\nbody\n", True),
     "From as the last header": (b"Subject: x\nFrom nobody\n\nbody\n", False),
     "no header name": (b": x\nSubject: y\n\nbody\n", True),
+    "continuation after a line with no header name": (b"Subject: x\n: y\n z\nTo: w\n\nbody\n", True),
+    "continuation after a misplaced From": (b"Subject: x\nFrom nobody\n z\nTo: w\n\nbody\n", True),
+    "continuation after the envelope From line": (b"From nobody\n z\nSubject: x\n\nbody\n", True),
+    "folded headers, blanks kept inside": (b"Subject:   a\n\t b \n  c\nTo:\tx\nX:\n y\n\nbody\n", True),
+    "folded headers, CRLF": (b"Subject: a\r\n b\r\nTo: x\r\n\r\nbody\r\n", True),
     "no boundary": (b"Content-Type: multipart/mixed\n\nbody\n", False),
     "no start delimiter": (b"Content-Type: multipart/mixed; boundary=b\n\nbody\n", False),
     "no close delimiter": (b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n", True),
@@ -120,6 +126,17 @@ EDGE_CASES = {
     "encoded multipart": (b"Content-Type: multipart/mixed; boundary=b\nContent-Transfer-Encoding: base64\n\n"
                           b"--b\n\nx\n--b--\n", False),
     "delivery status": (b"Content-Type: message/delivery-status\n\nA: 1\n\nB: 2\n", False),
+    "headers to the end": (b"Subject: x\nTo: y\n", True),
+    "headers to the end, CRLF": (b"Subject: x\r\nTo: y\r\n", True),
+    "empty headers": (b"\nbody\n", True),
+    "empty headers, CRLF": (b"\r\nbody\r\n", True),
+    "CRLF blank line before an LF one": (b"Subject: x\r\n\r\nbody\n\nmore\n", True),
+    "LF blank line before a CRLF one": (b"Subject: x\n\nbody\r\n\r\nmore\r\n", True),
+    "missing separator before a blank line": (b"Subject: x\nnot a header\n\nbody\n", True),
+    "header block longer than one read": (b"".join(b"X-%d: %s\n" % (i, b"v" * 70) for i in range(2000))
+                                          + b"\nbody\n", True),
+    "header block longer than one read, no blank line": (b"Subject: x\n" + b"X: " + b"v" * 70000 + b"\nbody", True),
+    "form feed and vertical tab in headers": (b"Subject: a\x0cb\x0bc\x1cd\nTo: e\n\nbody\n", True),
 }
 
 
@@ -127,6 +144,35 @@ EDGE_CASES = {
 def test_the_fast_path_takes_well_formed_edge_cases_and_declines_the_others(name: str) -> None:
     raw, taken = EDGE_CASES[name]
     assert assert_same_tree_or_irregular(raw) is taken
+
+
+#: the feed parser's delimiter line test (``email.feedparser``), on what follows the separator
+_FEED_DELIMITER = re.compile(rb"(--)?[ \t]*(?:\r\n|\r|\n)?$")
+
+
+@given(st.lists(st.sampled_from([b"-", b"--", b" ", b"\t", b"x", b"\r\n", b"\n"]), max_size=6).map(b"".join))
+def test_the_delimiter_test_says_what_the_feed_parsers_pattern_says(rest: bytes) -> None:
+    line = b"--b" + rest
+    if b"\n" in rest[:-1] or b"\r" in rest.replace(b"\r\n", b""):
+        return  # a line holds one line end, at its end; a lone CR goes to the feed parser
+    matched = _FEED_DELIMITER.match(line, 3)
+    expected = None if matched is None else bool(matched.group(1))
+    assert _delimiter(line, 3, len(line)) == expected
+
+
+class _TaggingPolicy(headers.BoundedPolicy):
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        return name.upper(), "[%d] %s" % (len(sourcelines), value)
+
+
+def test_a_policy_that_reads_header_lines_its_own_way_is_asked_for_every_header() -> None:
+    raw = b"Subject: a\n b\nTo: x\n\nbody\n"
+    policy = _TaggingPolicy()
+    parser = FeedParser(policy=policy)
+    parser.feed(raw.decode("ascii"))
+    assert shape(parse_fast(raw, policy)) == shape(parser.close())
+    assert parse_fast(raw, policy)._headers == [("SUBJECT", "[2] a\n b"), ("TO", "[1] x")]
 
 
 def test_nesting_deeper_than_the_bound_goes_to_the_feed_parser() -> None:

@@ -9,10 +9,12 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from mailingest.errors import MimeError
-from mailingest.mime.layout import SCHEMA, DecodeSettings, decode_file
+from mailingest.mime.layout import SCHEMA, DecodeSettings, decode_file, metadata_json
 from mailingest.mime.parse import DecodeLimits
 from tests.mailgen import eight_bit_message, sample_message
 from tests.unit.test_decode_hardening import multipart, text
@@ -112,3 +114,25 @@ def test_the_metadata_json_of_every_corpus_message_matches_the_schema(tmp_path, 
             assert_valid(validator, path)
             checked += 1
     assert checked >= len(corpus_messages())
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),  # text: lone surrogates included
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=10)
+
+
+@given(st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=6))
+def test_metadata_json_reads_back_as_the_indented_json_it_replaces(meta):
+    def written(text: str) -> bytes:
+        return text.encode("utf-8", "backslashreplace")
+
+    indented = written(json.dumps(meta, ensure_ascii=False, indent=1, default=str) + "\n")
+    assert json.loads(written(metadata_json(meta))) == json.loads(indented)
+
+
+def test_metadata_json_has_one_key_and_one_list_item_per_line():
+    text = metadata_json({"schema": SCHEMA, "to": ["a@x", "b@x"], "cc": [], "parts": [{"file": "a", "size": 1}],
+                          "mail": {"uid": 1}})
+    assert text == ('{\n "schema": "mailingest-decode/1",\n "to": [\n  "a@x",\n  "b@x"\n ],\n "cc": [],\n'
+                    ' "parts": [\n  {"file": "a", "size": 1}\n ],\n "mail": {"uid": 1}\n}\n')

@@ -80,3 +80,24 @@ def test_a_leftover_staging_directory_of_this_very_pid_is_replaced(tmp_path):
         assert parent.publish(staging, "1.2.parts") == "1.2.parts"
     assert sorted(os.listdir(tmp_path / "1.2.parts")) == ["new.csv"]
     assert not leftover.exists()
+
+
+def test_moving_the_published_files_keeps_every_field_of_each() -> None:
+    import dataclasses
+
+    values = {f.name: "x-%s" % f.name for f in dataclasses.fields(layout.WrittenFile)}
+    written = layout.WrittenFile(**{**values, "path": "/s/.tmp/a/b.txt"})  # type: ignore[arg-type]
+    result = layout.DecodeResult("x.eml", "/s/.tmp", (written,), (), None)
+    moved = layout._relocated(result, "/s/.tmp", "/s/x.parts")
+    assert moved.directory == "/s/x.parts"
+    assert moved.files == (dataclasses.replace(written, path="/s/x.parts/a/b.txt"),)
+
+
+def test_each_file_written_carries_its_size_on_disk(tmp_path) -> None:
+    from tests.mailgen import sample_message
+
+    path = tmp_path / "m.eml"
+    path.write_bytes(sample_message(1, size_hint=1_500_000))  # its attachment decoded as it is written
+    result = decode_file(str(path), settings=layout.DecodeSettings(fsync=False))
+    assert len(result.files) >= 4
+    assert all(f.size == os.path.getsize(f.path) for f in result.files)

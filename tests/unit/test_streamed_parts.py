@@ -6,6 +6,7 @@ import base64
 import binascii
 import email.policy
 import hashlib
+import itertools
 import json
 import os
 import quopri
@@ -78,6 +79,31 @@ def test_well_formed_base64_is_recognised_as_the_regular_expression_says(text, p
         patch.setattr(payloads, "STREAM_PIECE", piece)
         raw = b"x" + text + b"y"
         assert payloads._is_clean_base64(raw, 1, 1 + len(text)) is (CLEAN_BASE64.fullmatch(text) is not None)
+
+
+def clean_base64_by_the_rule(text: bytes) -> bytes | None:
+    """What a small payload decodes to: the alphabet in lines, at most two ``=`` at the end,
+    whole quanta; None for anything else (the standard library's way)."""
+    chars = len(text) - text.count(b"\n") - text.count(b"\r")
+    if CLEAN_BASE64.fullmatch(text) is None or chars % 4:
+        return None
+    return binascii.a2b_base64(text)
+
+
+def test_a_small_base64_payload_is_decoded_exactly_when_the_rule_says_so_every_short_text():
+    for length in range(7):
+        for symbols in itertools.product([b"A", b"/", b"=", b"\n", b"\r", b"!"], repeat=length):
+            text = b"".join(symbols)
+            raw = b"x" + text + b"y"
+            assert payloads._clean_base64_span(raw, 1, 1 + len(text), False) == clean_base64_by_the_rule(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.lists(st.sampled_from([b"QUJD", b"a", b"+/", b"=", b"==", b"===", b"\n", b"\r\n", b" ", b"-", b"\xff",
+                                      b"9", b"QQ==", b"QUI="]), max_size=40).map(b"".join), stream=st.booleans())
+def test_a_small_base64_payload_is_decoded_exactly_when_the_rule_says_so(text, stream):
+    raw = b"x" + text + b"y"
+    assert payloads._clean_base64_span(raw, 1, 1 + len(text), stream) == clean_base64_by_the_rule(text)
 
 
 def big_part(body: bytes, cte: bytes) -> bytes:

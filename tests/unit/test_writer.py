@@ -84,3 +84,11 @@ def test_without_hard_links_the_name_is_claimed_then_replaced(tmp_path, monkeypa
     assert (tmp_path / "a.txt").read_bytes() == b"old"
     assert (tmp_path / "a-2.txt").read_bytes() == b"new"
     assert sorted(os.listdir(tmp_path)) == ["a-2.txt", "a.txt", "b.txt"]
+
+
+@pytest.mark.parametrize("path", ["out", "out/", "/", "", "/a/b", "a//"])
+@pytest.mark.parametrize("name", ["x.txt", "", "/abs", "a/b", ".hidden"])
+def test_a_name_is_joined_to_the_directory_as_os_path_join_does(path: str, name: str) -> None:
+    out = OutputDir.__new__(OutputDir)
+    out.path = path
+    assert out.join(name) == os.path.join(path, name)

@@ -34,6 +34,9 @@ from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.policy import Compat32, EmailPolicy
 
+from mailingest.mime.lookups import MEMOS, RememberedLookups
+from mailingest.mime.plainfields import plain_header
+
 #: Exceptions the email package raises from header accessors on broken input.
 HEADER_ERRORS = (HeaderParseError, MessageError, ValueError, LookupError, TypeError, AttributeError,
                  OverflowError, IndexError, KeyError)
@@ -178,6 +181,11 @@ class RawHeader(str):
 
 _ABSENT = object()
 _PARAMS_MEMO = "_params_memo"
+#: parameter splits of short header values (at most :py:data:`SHARED_CACHE_VALUE` characters
+#: each), shared by every message: the standard library's split of a value is a function of
+#: its text alone
+_SPLITS: dict[str, tuple[tuple[str, object], ...]] = {}
+_MAX_SPLITS = 256
 
 
 class _SafeParams:
@@ -207,7 +215,8 @@ class _SafeParams:
         charset hints), name, filename, boundary..., and each ask split the header again (3 %
         of the corpus's decode, 8 % of a message with 3,000 parts).  The header object (one
         per message and value, :py:class:`BoundedPolicy`) is the key: a changed header is
-        split anew."""
+        split anew.  The split of a short value is also shared between messages and parts
+        (:py:data:`_SPLITS`): a message with 3,000 parts of one Content-Type splits it once."""
         value = self.get(header, _ABSENT)  # type: ignore[attr-defined]
         if value is _ABSENT:
             return failobj
@@ -216,14 +225,24 @@ class _SafeParams:
         known = memo.get(key)
         if known is not None and known[0] is value:
             return list(known[1])
-        params = super()._get_params_preserve(failobj, header)  # type: ignore[misc]
-        if params is not failobj:
-            memo[key] = (value, tuple(params))
-        return params
+        text = str(value)  # all the split depends on
+        split = _SPLITS.get(text) if len(text) <= SHARED_CACHE_VALUE else None
+        if split is None:
+            params = super()._get_params_preserve(failobj, header)  # type: ignore[misc]
+            if params is failobj:
+                return params
+            split = tuple(params)
+            if len(text) <= SHARED_CACHE_VALUE:
+                if len(_SPLITS) >= _MAX_SPLITS:
+                    _SPLITS.clear()  # bounded: a fresh start costs one split per value
+                _SPLITS[text] = split
+        memo[key] = (value, split)
+        return list(split)
 
     def __getstate__(self) -> dict[str, object]:  # copies and pickles leave the memo behind
         state = dict(self.__dict__)
-        state.pop(_PARAMS_MEMO, None)
+        for memo in (_PARAMS_MEMO, *MEMOS):
+            state.pop(memo, None)
         return state
 
     def get_payload(self, i=None, decode=False):  # type: ignore[no-untyped-def]
@@ -261,8 +280,9 @@ def _safe_rfc2231(value: object) -> object:
     return value
 
 
-class HardenedMessage(_SafeParams, EmailMessage):  # type: ignore[misc]
-    """The message class of :py:data:`POLICY`: ``EmailMessage`` whose parameter accessors never raise.
+class HardenedMessage(_SafeParams, RememberedLookups, EmailMessage):  # type: ignore[misc]
+    """The message class of :py:data:`POLICY`: ``EmailMessage`` whose parameter accessors never
+    raise, and whose header look-ups are remembered (:py:mod:`mailingest.mime.lookups`).
 
     A leaf may hold its payload as a span of the raw message (:py:meth:`set_payload_span`, as
     :py:mod:`mailingest.mime.fastparse` does for big parts): the text is made only when asked
@@ -411,6 +431,9 @@ class BoundedPolicy(EmailPolicy):
                      and _PLAIN_PARAMETERIZED[lower].fullmatch(cut) else None)
             if plain is not None:
                 return _PlainParameterized(name, cut, plain, self.header_factory)  # type: ignore[arg-type,return-value]
+            fast = plain_header(name, cut, self.header_factory)  # From, Date... in their plain shapes
+            if fast is not None:
+                return fast
             try:
                 return self.header_factory(name, _unusable_charsets_unknown(cut))  # type: ignore[no-any-return]
             except HEADER_ERRORS + (UnicodeError, RecursionError) as exc:

@@ -25,6 +25,7 @@ from typing import Any
 
 from mailingest.errors import DecodeLimitError, MimeError
 from mailingest.mime import containers, fastparse, headers, payloads
+from mailingest.mime.hints import TreeHints
 from mailingest.mime.spans import RawSpans
 
 _BODY_TEXT = "body-text"
@@ -228,6 +229,9 @@ class _Walker:
         self.smime_left = containers.MAX_SMIME_PARTS
         self.uuencode = uuencode
         self.crlf = crlf
+        #: the charset hints of the tree being walked (an attached message parsed from its
+        #: bytes is a tree of its own)
+        self.tree_hints: TreeHints | None = None
         self.entities = 0
         self.decoded = 0
         #: the bound (max_parts, max_decoded_bytes) that ended decoding: the rest is kept raw
@@ -256,18 +260,23 @@ class _Walker:
                 bodies[id(found)] = kind
         return bodies
 
-    def message(self, msg: Message, depth: int, number: str, spans: RawSpans) -> DecodedMail:
-        hints = headers.charset_hints(msg)
+    def message(self, msg: Message, depth: int, number: str, spans: RawSpans, *,
+                same_tree: bool = False) -> DecodedMail:
+        """Decode the message level *msg*; *same_tree*: it is a part of the tree being walked
+        (an attached message found in place), not a tree parsed of its own."""
+        outer = self.verdicts, self.container_bounds, self.tree_hints
+        if self.tree_hints is None or not same_tree:
+            self.tree_hints = TreeHints(msg)
+        hints = self.tree_hints.lazy_of(msg)  # counted only if a fallback decode reads them
         defects: list[str] = []
         bodies = self.bodies_of(msg, number, defects)
         parts: list[Part] = []
-        outer = self.verdicts, self.container_bounds
         self.verdicts, self.container_bounds = [], []
         try:
             self._walk(msg, depth, number, bodies, hints, parts, defects, spans)
             verdicts, bounds = self.verdicts, self.container_bounds
         finally:
-            self.verdicts, self.container_bounds = outer
+            self.verdicts, self.container_bounds, self.tree_hints = outer
         sender = headers.addresses(msg, "from", hints, defects)
         return DecodedMail(
             subject=headers.header_text(msg, "subject", hints, defects),
@@ -393,7 +402,7 @@ class _Walker:
                     raw = bytes(raw)
                     inner = parse(raw)
                     inner_spans = RawSpans(raw, inner)
-                nested = self.message(inner, depth + 1, number, inner_spans)
+                nested = self.message(inner, depth + 1, number, inner_spans, same_tree=inner_spans is spans)
             except MimeError as exc:  # unparseable
                 reason = str(exc)
                 defects.append("%s: attached message kept undecoded: %s" % (number, reason))

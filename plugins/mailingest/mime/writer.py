@@ -81,7 +81,12 @@ class OutputDir:
         self.close()
 
     def join(self, name: str) -> str:
-        return os.path.join(self.path, name)
+        """``os.path.join(self.path, name)`` (without its general case for a relative name in a
+        directory path that needs a separator: one call per file written)."""
+        path = self.path
+        if path and not path.endswith("/") and not name.startswith("/"):
+            return path + "/" + name
+        return os.path.join(path, name)
 
     def reserve(self, name: str) -> str:
         """Claim a unique name now (e.g. ``metadata.json``); write it later with
