@@ -12,7 +12,10 @@ import socket
 import stat
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 TEMP_MARK = ".mailingest-"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -186,6 +189,8 @@ def _threads() -> ThreadPoolExecutor:
     in every pass, and starting up to SYNC_THREADS threads each time cost it more CPU than the
     fsyncs on a fast disk.  A forked child starts its own (threads do not survive a fork)."""
     global _sync_pool, _sync_pool_pid
+    from concurrent.futures import ThreadPoolExecutor  # here: a `mailingest decode` with --no-fsync never loads it
+
     if _sync_pool is None or _sync_pool_pid != os.getpid():
         _sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="mailingest-fsync")
         _sync_pool_pid = os.getpid()
