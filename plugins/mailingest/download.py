@@ -31,6 +31,9 @@ applied (again), and the notice carries ``_mailingest_already_complete`` for lat
 
 Large messages are fetched in 4 MiB pieces (``BODY.PEEK[]<offset.length>``) straight into the
 temp file, so memory stays bounded whatever the size.
+A pass's small IMAP messages of one folder are fetched with one ``UID FETCH`` at the first
+download() of one of them and held only until each is written (:mod:`mailingest.fetcher.prefetch`,
+at most 16 MiB per command); whatever that answer lacks is fetched message by message as above.
 
 A message no longer on the server (expunged, moved, folder recreated) is logged once and
 rejected (410), never retried.  A broken connection is re-opened within the same call (see
