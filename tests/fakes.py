@@ -268,6 +268,18 @@ class FakeMailbox:
         internaldate = message.internaldate if Capability.SEARCH in self.capabilities else None
         return iter([message.raw[:middle], message.raw[middle:]]), internaldate
 
+    def fetch_small(self, refs: Sequence[MessageRef], max_bytes: int) -> dict[int, tuple[bytes, datetime | None]]:
+        """Like IMAP: the whole messages of at most ``max_bytes`` among ``refs`` in one command; POP3 declines."""
+        if Capability.SEARCH not in self.capabilities:
+            return {}
+        self._say("fetch_small", refs[0].folder if refs else None, " ".join(_name(ref) for ref in refs))
+        found = {}
+        for ref in refs:
+            message = self._find(ref)
+            if message is not None and len(message[1].raw) <= max_bytes:
+                found[ref.uid] = message[1].raw, message[1].internaldate
+        return found
+
     def fetch_header(self, ref: MessageRef) -> bytes:
         self._say("fetch_header", ref.folder, _name(ref))
         return self._message(ref).raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"

@@ -31,6 +31,9 @@ applied (again), and the notice carries ``_mailingest_already_complete`` for lat
 
 Large messages are fetched in 4 MiB pieces (``BODY.PEEK[]<offset.length>``) straight into the
 temp file, so memory stays bounded whatever the size.
+A pass's small IMAP messages of one folder are fetched with one ``UID FETCH`` at the first
+download() of one of them and held only until each is written (:mod:`mailingest.fetcher.prefetch`,
+at most 16 MiB per command); whatever that answer lacks is fetched message by message as above.
 
 A message no longer on the server (expunged, moved, folder recreated) is logged once and
 rejected (410), never retried.  A broken connection is re-opened within the same call (see
@@ -61,6 +64,7 @@ from sarracenia.flowcb import FlowCB
 from mailingest.atomic import publish_together, remove_stale_temps, write_temp
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
 from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
+from mailingest.fetcher.prefetch import Prefetch
 from mailingest.fetcher.sessions import AccountUnavailableError, SessionPool
 from mailingest.mailbox.account import MailAccount, parse_mail_url, redact_url, resolve_account
 from mailingest.mailbox.credentials_file import CredentialsFile
@@ -159,6 +163,8 @@ class Download(FlowCB):
         self._worklist: Any = None
         #: messages fetched into temp files, made durable together before any server action
         self._group: list[_Fetched] = []
+        #: the pass's small messages fetched with one command, until each one's download() writes it
+        self.prefetch = Prefetch(self._will_fetch)
 
     # -- sr3 entry points ---------------------------------------------------------------------
     def on_start(self) -> None:
@@ -218,6 +224,7 @@ class Download(FlowCB):
         if self._group:  # the notice expected last was not handed to download() (sr3 skipped it)
             logger.info("making %d download(s) durable at the end of the pass", len(self._group))
             self._publish_group()
+        self.prefetch.clear()
         self._commit_deferred_deletes()
         if self.sessions.budget.max_sessions:
             self.sessions.close_all()
@@ -248,6 +255,7 @@ class Download(FlowCB):
     def on_stop(self) -> None:
         if self._group:
             self._publish_group()
+        self.prefetch.clear()
         self._commit_deferred_deletes()
         self.sessions.close_all()
         self.quiet.remove()
@@ -439,8 +447,15 @@ class Download(FlowCB):
         return True
 
     def _fetch_to_file(self, mailbox: Mailbox, ref: MessageRef, msg: sarracenia.Message, final_path: str) -> str:
-        """Fetch into the temp file of *final_path*, not yet synced (see _publish_group); returns its path."""
-        chunks, internaldate = mailbox.fetch_stream(ref)
+        """Fetch into the temp file of *final_path*, not yet synced (see _publish_group); returns its path.
+        A small message comes from the pass's prefetch (:mod:`mailingest.fetcher.prefetch`) when
+        it is there, else it is streamed from the server."""
+        held = self.prefetch.take(mailbox, ref, msg, getattr(self._worklist, "incoming", None) or [])
+        chunks: Iterator[bytes]
+        if held is not None:
+            chunks, internaldate = iter((held[0],)), held[1]
+        else:
+            chunks, internaldate = mailbox.fetch_stream(ref)
         hasher = self._hasher(msg["new_file"])
         size = 0
 

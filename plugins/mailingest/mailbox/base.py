@@ -91,6 +91,10 @@ class MailboxBase(Generic[Connection]):
         chunks, internaldate = self.fetch_stream(ref)
         return b"".join(chunks), internaldate
 
+    def fetch_small(self, refs: Sequence[MessageRef], max_bytes: int) -> dict[int, tuple[bytes, datetime | None]]:
+        """Declined (``{}``): each message is fetched with :meth:`fetch_stream`.  IMAP overrides it."""
+        return {}
+
     def supports_idle(self) -> bool:
         return False
 

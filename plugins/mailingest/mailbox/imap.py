@@ -323,6 +323,56 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
 
         return chunks(), internaldate
 
+    def fetch_small(self, refs: Sequence[MessageRef], max_bytes: int) -> dict[int, tuple[bytes, datetime | None]]:
+        """The whole bytes and INTERNALDATE of those of ``refs`` (one folder and UIDVALIDITY) that
+        are at most ``max_bytes`` long, by UID, with one ``UID FETCH uid,uid,... (RFC822.SIZE
+        INTERNALDATE BODY.PEEK[]<0.max_bytes>)``: no flag changes, and no answer holds more than
+        ``max_bytes`` per message, whatever the server says.  A message not in the answer (gone,
+        bigger than ``max_bytes``, not yet seen by this session) is left out: the caller fetches it
+        with :meth:`fetch_stream`, which gives it its own outcome.  UIDs the answer lacks are asked
+        again once after re-opening the folder (a kept session may not have seen them arrive).
+
+        :raises MessageGoneError: the folder's UIDVALIDITY is not the refs' (recreated).
+        :raises MailConnectionError, MailboxError: the command failed; nothing is returned.
+        """
+        if not refs:
+            return {}
+        first = refs[0]
+        if any((ref.folder, ref.uidvalidity) != (first.folder, first.uidvalidity) for ref in refs):
+            raise ValueError("fetch_small takes the refs of one folder and UIDVALIDITY")
+        if self._selected is None or self._selected[0] != first.folder or self._selected[1] != self.writable:
+            self._examine_for_download(first)
+        uids = sorted({ref.uid for ref in refs})
+        found, absent = self._fetch_whole(uids, max_bytes)
+        if absent:
+            self._examine_for_download(first)
+            found.update(self._fetch_whole(absent, max_bytes)[0])
+        return found
+
+    def _fetch_whole(self, uids: list[int], max_bytes: int) -> tuple[dict[int, tuple[bytes, datetime | None]], list[int]]:
+        """(the whole messages by UID, the UIDs absent from the answer)."""
+        items = [b"RFC822.SIZE", b"INTERNALDATE", f"BODY.PEEK[]<0.{max_bytes}>".encode()]
+        try:
+            answer = self.client.fetch(uids, items)
+        except (IMAPClientAbortError, OSError) as exc:
+            raise connection_error(self.account, exc, "fetch from") from None
+        except IMAPClientError as exc:
+            raise MailboxError(f"FETCH of {len(uids)} messages failed on {self.account.display}: "
+                               f"{server_text(exc)}") from None
+        self._absorb(self._recorded_exists())
+        found: dict[int, tuple[bytes, datetime | None]] = {}
+        absent = []
+        for uid in uids:
+            data = answer.pop(uid, None)
+            if not data:
+                absent.append(uid)
+                continue
+            body = next((value for key, value in data.items() if key.startswith(b"BODY[]")), None)
+            if not isinstance(body, (bytes, bytearray)) or len(body) != int(data.get(b"RFC822.SIZE", -1)):
+                continue  # bigger than max_bytes (cut short), or no whole body in the answer
+            found[uid] = bytes(body), _aware(data.get(b"INTERNALDATE"))
+        return found, absent
+
     def fetch_header(self, ref: MessageRef) -> bytes:
         """The message's whole header block (``BODY.PEEK[HEADER]``: no flag changes), b"" if gone."""
         if self._selected is None or self._selected[0] != ref.folder or self._selected[1] != self.writable:

@@ -109,6 +109,16 @@ class Mailbox(Protocol):
         """The exact bytes the server stores for ``ref``, in pieces, and its arrival date when the
         protocol has one.  :raises MessageGoneError: no such message any more."""
 
+    def fetch_small(self, refs: Sequence[MessageRef], max_bytes: int) -> dict[int, tuple[bytes, datetime | None]]:
+        """The whole bytes (and arrival date) of those of ``refs``, all of one folder and
+        UIDVALIDITY, that are at most ``max_bytes`` long, by UID, with one command where the
+        protocol can (IMAP); never more than ``max_bytes`` held per message.  What is left out
+        (gone, bigger, or every ref where the protocol declines, as POP3 does: ``{}``) is fetched
+        with :meth:`fetch_stream`.
+
+        :raises MessageGoneError, MailConnectionError, MailboxError: nothing could be fetched.
+        """
+
     def fetch_header(self, ref: MessageRef) -> bytes:
         """The message's whole header block, read without changing it (the poll's sender check).
         :raises MessageGoneError: no such message any more (IMAP: b"")."""
