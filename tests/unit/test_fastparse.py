@@ -137,6 +137,12 @@ EDGE_CASES = {
                                           + b"\nbody\n", True),
     "header block longer than one read, no blank line": (b"Subject: x\n" + b"X: " + b"v" * 70000 + b"\nbody", True),
     "form feed and vertical tab in headers": (b"Subject: a\x0cb\x0bc\x1cd\nTo: e\n\nbody\n", True),
+    "only a continuation line, without a line end": (b" folded", True),
+    "misplaced From, headers to the end without a line end": (b"Subject: x\nFrom nobody\nTo: y", True),
+    "empty and blank values, folded, CRLF": (b"Subject:\r\n b\r\nTo: \t\r\nX:\r\n\r\nbody\r\n", True),
+    "missing separator at a line with a colon": (b"Subject: x\nnot a header: y\nbody\n", True),
+    "missing separator in a part, CRLF": (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX: 1\r\n"
+                                          b"body\r\n--b--\r\n", True),
 }
 
 

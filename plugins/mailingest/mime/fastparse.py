@@ -26,7 +26,9 @@ from email.message import Message
 from email.policy import EmailPolicy, Policy
 
 #: the feed parser's header line test (``email.feedparser.headerRE``), on bytes
-_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
+_HEADER_LINE = rb"(?:From |[\041-\071\073-\176]*:|[\t ])"
+#: a run of header lines, each to its ``\n`` (the last one may end the region without one)
+_HEADER_BLOCK = re.compile(rb"(?:%s[^\n]*\n?)*" % _HEADER_LINE)
 #: a carriage return that ends a line on its own (one regex pass: 8x faster than counting CR
 #: and CRLF)
 _LONE_CR = re.compile(rb"\r(?!\n)")
@@ -117,22 +119,29 @@ class _Builder:
 
     def _headers(self, msg: Message, start: int, end: int) -> int:
         """Read the header lines of the entity at *start* as the feed parser does (the same
-        defects); returns where its body starts."""
+        defects); returns where its body starts.  The header block is found by one regular
+        expression and made text in one piece; its lines are taken without their ``\n``."""
         data = self.data
-        lines: list[str] = []
-        pos = start
-        while pos < end:
+        pos = _HEADER_BLOCK.match(data, start, end).end()  # type: ignore[union-attr]  # matches ""
+        block = _text(data, start, pos)
+        if pos < end:
             newline = data.find(b"\n", pos, end)
             line_end = end if newline < 0 else newline + 1
             if line_end - pos <= 2 and data[pos:line_end] in (b"\n", b"\r\n"):
                 pos = line_end  # the blank line between headers and body
-                break
-            if not _HEADER_LINE.match(data, pos, line_end):
-                # the line is the body's first: the feed parser notes the missing blank line
+            else:  # the line is the body's first: the feed parser notes the missing blank line
                 self.policy.handle_defect(msg, errors.MissingHeaderBodySeparatorDefect())
-                break
-            lines.append(_text(data, pos, line_end))
-            pos = line_end
+        lines = block.split("\n")
+        if not lines[-1]:  # the block ends with a line end (or is empty)
+            lines.pop()
+            last_eol = True
+        else:
+            last_eol = False
+        count = len(lines)
+
+        def whole(number: int) -> str:  # a line with its line end, as the feed parser has it
+            return lines[number] + "\n" if last_eol or number < count - 1 else lines[number]
+
         # each header's lines; None for a line that ends the header before it and starts none
         # (a misplaced From line, a line with no name): a continuation line after it is a defect
         fields: list[list[str] | None] = []
@@ -140,7 +149,7 @@ class _Builder:
             if line[0] in " \t":
                 last = fields[-1] if fields else None
                 if last is None:
-                    self.policy.handle_defect(msg, errors.FirstHeaderLineIsContinuationDefect(line))
+                    self.policy.handle_defect(msg, errors.FirstHeaderLineIsContinuationDefect(whole(number)))
                     continue
                 last.append(line)
                 continue
@@ -148,9 +157,9 @@ class _Builder:
                 if number == 0:
                     msg.set_unixfrom(line.rstrip("\r\n"))
                     continue
-                if number == len(lines) - 1:  # the feed parser gives it back to the body
+                if number == count - 1:  # the feed parser gives it back to the body
                     raise Irregular("From line at the end of the headers")
-                msg.defects.append(errors.MisplacedEnvelopeHeaderDefect(line))
+                msg.defects.append(errors.MisplacedEnvelopeHeaderDefect(whole(number)))
                 fields.append(None)
                 continue
             if line.startswith(":"):
@@ -159,18 +168,15 @@ class _Builder:
                 continue
             fields.append([line])
         if type(self.policy).header_source_parse is not EmailPolicy.header_source_parse:
-            for field in fields:
+            for field in fields:  # the policy's own reading, of the lines with their line ends
                 if field is not None:
-                    msg.set_raw(*self.policy.header_source_parse(field))
+                    msg.set_raw(*self.policy.header_source_parse([text + "\n" for text in field]))
             return pos
         set_raw = msg.set_raw
         for field in fields:  # EmailPolicy.header_source_parse, one call fewer per header
             if field is not None:
-                name, value = field[0].split(":", 1)
-                value = value.lstrip(" \t")
-                if len(field) > 1:
-                    value += "".join(field[1:])
-                set_raw(name, value.rstrip("\r\n"))
+                name, value = (field[0] if len(field) == 1 else "\n".join(field)).split(":", 1)
+                set_raw(name, value.lstrip(" \t").rstrip("\r\n"))
         return pos
 
     def _multipart(self, msg: Message, digest: bool, body: int, end: int, depth: int, closed: bool) -> None:

@@ -39,21 +39,25 @@ class RememberedLookups(Message):
         headers = self._headers  # type: ignore[attr-defined]
         policy = self.policy
         memo = self.__dict__.get(_GET_MEMO)
-        if memo is None:
-            memo = self.__dict__[_GET_MEMO] = {}
-        known = memo.get(name)
-        if known is not None:
-            seen, length, position, entry, seen_policy, value = known
-            if (seen is headers and len(headers) == length and seen_policy is policy
-                    and (position < 0 or headers[position] is entry)):
-                return failobj if position < 0 else value
+        # one check of the list, its length and the policy for every name remembered
+        if memo is None or memo[0] is not headers or memo[1] != len(headers) or memo[2] is not policy:
+            memo = self.__dict__[_GET_MEMO] = (headers, len(headers), policy, {})
+        else:
+            known = memo[3].get(name)
+            if known is not None:
+                position, entry, value = known
+                if position < 0:
+                    return failobj
+                if headers[position] is entry:
+                    return value
+        names: dict[str, tuple[int, Any, Any]] = memo[3]
         lower = name.lower()
         for position, entry in enumerate(headers):
             if entry[0].lower() == lower:
                 value = policy.header_fetch_parse(*entry)
-                memo[name] = (headers, len(headers), position, entry, policy, value)
+                names[name] = (position, entry, value)
                 return value
-        memo[name] = (headers, len(headers), -1, None, policy, None)
+        names[name] = (-1, None, None)
         return failobj
 
     def get_content_type(self) -> str:
@@ -80,14 +84,15 @@ class RememberedLookups(Message):
         memo = self.__dict__.get(_PARAM_MEMO)
         if memo is None:
             memo = self.__dict__[_PARAM_MEMO] = {}
-        key = (header.lower(), param.lower(), unquote)
+        key = (header, param, unquote)  # as asked: another spelling is remembered apart
         known = memo.get(key)
         if known is not None and known[0] is value:
             found = known[1]
         else:
             found = _MISSING
+            wanted = param.lower()
             for name, text in self._get_params_preserve(failobj, header):  # type: ignore[attr-defined]
-                if name.lower() == key[1]:
+                if name.lower() == wanted:
                     found = _unquoted(text) if unquote else text
                     break
             memo[key] = (value, found)
