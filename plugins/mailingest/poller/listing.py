@@ -117,7 +117,9 @@ def list_imap_folder(mailbox: Mailbox, folder: str, known: FolderState | None, c
         if known.uidvalidity == uidvalidity:
             above = known.last_uid
             held = dict(known.held)
-            pending = dict(known.pending) if reannounce else {}
+            # the committed record itself: an idle cycle neither copies nor compares its entries
+            # (O(1) whatever the mailbox); record() and _imap_due_again() make a new dict to change it
+            pending = known.pending if reannounce else {}
         elif on_uidvalidity_change == "skip":
             logger.warning("%s folder %r: UIDVALIDITY changed from %d to %d (folder recreated); "
                            "mailUidValidityChange skip: its %d present messages are NOT announced",
@@ -150,7 +152,8 @@ def list_imap_folder(mailbox: Mailbox, folder: str, known: FolderState | None, c
         now = time.time() if now is None else now
         next_due = known.next_due if known is not None and known.uidvalidity == uidvalidity else None
         if pending and (next_due is None or now >= next_due):
-            repeat, next_due = _imap_due_again(mailbox, folder, uidvalidity, criteria, reannounce, pending, now, limit)
+            repeat, next_due, pending = _imap_due_again(mailbox, folder, uidvalidity, criteria, reannounce,
+                                                        pending, now, limit)
         if announce or repeat:
             pending = record(pending, [r.uid for r in announce], [r.uid for r, _ in repeat], now,
                              f"{account_display} folder {folder!r}")
@@ -163,22 +166,25 @@ def list_imap_folder(mailbox: Mailbox, folder: str, known: FolderState | None, c
 
 def _imap_due_again(mailbox: Mailbox, folder: str, uidvalidity: int, criteria: str, policy: ReannouncePolicy,
                     pending: dict[int, Announced], now: float,
-                    limit: int) -> tuple[list[tuple[MessageRef, float]], float]:
-    """The due messages that still match ``criteria`` (``pending`` loses those that no longer
-    do), and when the next of the others is due."""
+                    limit: int) -> tuple[list[tuple[MessageRef, float]], float, dict[int, Announced]]:
+    """The due messages that still match ``criteria``, when the next of the others is due, and
+    ``pending`` without those that no longer match (a new dict when any left: ``pending`` is the
+    committed state's, never changed in place)."""
     due, next_due = policy.due(pending, now)
     if limit and len(due) > limit:
         due, next_due = due[:limit], now  # the rest is due at the next cycle
     if not due:
-        return [], next_due
+        return [], next_due, pending
     matching = {ref.uid for ref in mailbox.search(folder, f"UID {due[0]}:{due[-1]} {criteria}")}
     again = [MessageRef(folder=folder, uid=uid, uidvalidity=uidvalidity) for uid in due if uid in matching]
     refs = list(mailbox.fetch_refs(again)) if again else []
     fetched = {ref.uid for ref in refs}
-    for uid in due:
-        if uid not in fetched:  # downloaded (no longer matching) or expunged: nothing left to heal
+    gone = [uid for uid in due if uid not in fetched]  # downloaded (no longer matching) or expunged
+    if gone:
+        pending = dict(pending)
+        for uid in gone:
             del pending[uid]
-    return [(ref, now - pending[ref.uid].at) for ref in refs], next_due
+    return [(ref, now - pending[ref.uid].at) for ref in refs], next_due, pending
 
 
 def list_pop3_maildrop(mailbox: Mailbox, known: set[str], since: Since | None, max_size: int,
