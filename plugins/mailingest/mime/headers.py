@@ -28,14 +28,14 @@ import functools
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from email.errors import HeaderDefect, HeaderParseError, MessageError
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.policy import Compat32, EmailPolicy
 
 from mailingest.mime.lookups import MEMOS, RememberedLookups
-from mailingest.mime.plainfields import plain_header
+from mailingest.mime.plainfields import PlainHeader, plain_header
 
 #: Exceptions the email package raises from header accessors on broken input.
 HEADER_ERRORS = (HeaderParseError, MessageError, ValueError, LookupError, TypeError, AttributeError,
@@ -471,23 +471,11 @@ def _plain_text(value: str) -> str | None:
     return value[:semicolon + 1] + " " + "; ".join(params)
 
 
-class _PlainParameterized(str):
+class _PlainParameterized(PlainHeader):
     """A Content-Type/-Disposition header read as :py:func:`_plain_text` says (the standard
     library takes type, disposition and parameters from that text), without the header
     registry's parse (50 µs a header, a quarter of the decode), which is made only if
     something asks for more (``params``, ``content_type``, ``fold``...)."""
-
-    defects: tuple[HeaderDefect, ...] = ()
-    name: str
-    _source: str
-    _factory: Callable[[str, str], object]
-
-    def __new__(cls, name: str, value: str, text: str, factory: Callable[[str, str], object]) -> _PlainParameterized:
-        self = super().__new__(cls, text)
-        self.name = name
-        self._source = value
-        self._factory = factory
-        return self
 
     @property
     def content_disposition(self) -> object:
@@ -498,14 +486,6 @@ class _PlainParameterized(str):
 
     def __reduce__(self) -> tuple[object, ...]:  # copy and pickle: the factory is POLICY's
         return _plain_parameterized, (self.name, self._source, str(self))
-
-    def __getattr__(self, attr: str) -> object:  # only for what the text alone does not give
-        if attr.startswith("__") or attr in ("_factory", "_parsed", "_source"):
-            raise AttributeError(attr)
-        parsed = self.__dict__.get("_parsed")
-        if parsed is None:
-            parsed = self.__dict__["_parsed"] = self._factory(self.name, self._source)
-        return getattr(parsed, attr)
 
 
 def _plain_parameterized(name: str, source: str, text: str) -> _PlainParameterized:
