@@ -2,9 +2,11 @@
 (``instances 1``) works through 10,000 messages (quick: 100), one of them much larger than the
 rest (10 MB; quick: 1 MB) half way through, while its resident memory is sampled.
 
-Reported: the RSS once a tenth of the messages is done (the baseline, before the large one),
-the RSS at the end, and the peak (``VmHWM``).  Targets: flat (the end within 20 MB of the
-baseline) and a peak within the baseline plus 1.5× the largest message.
+Reported: the RSS once a tenth of the messages is done (before the large one), the RSS at the
+end, the steady peak (``VmHWM`` before the large message: what the subscriber needs for the
+ordinary ones, its working buffers included, the constant of the target) and the peak.  Targets:
+flat (the end within 20 MB of the RSS after a tenth) and a peak within the steady peak plus 1.5×
+the largest message.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ ANNOUNCED_PER_MESSAGE = 5
 #: the end may be this much above the baseline and still count as flat
 FLAT_MB = 20.0
 PEAK_FACTOR = 1.5
+#: the steady peak is read this many messages before the large one (sr3 passes of up to `batch`)
+STEADY_MARGIN = 500
 
 
 def _status(pid: int) -> dict[str, int]:
@@ -104,13 +108,18 @@ def run(ctx: BenchContext) -> list[Row]:
     base = next((rss for done, rss, _hwm in samples if done >= n // 10), samples[0][1]) / 1024
     end = samples[-1][1] / 1024
     peak = max(hwm for _done, _rss, hwm in samples) / 1024
-    allowed = base + PEAK_FACTOR * mb(len(largest))
+    before_large = n // 2 - min(STEADY_MARGIN, n // 10)
+    steady = max((hwm for done, _rss, hwm in samples if done < before_large), default=samples[0][2]) / 1024
+    allowed = steady + PEAK_FACTOR * mb(len(largest))
     flat = end <= base + FLAT_MB
     target = ("flat: met" if flat else "flat: **missed**") + (
-        f"; peak ≤ {base:.0f} + {PEAK_FACTOR:g} × {mb(len(largest)):.0f} MB: "
+        f"; peak ≤ {steady:.0f} + {PEAK_FACTOR:g} × {mb(len(largest)):.0f} MB: "
         + ("met" if peak <= allowed else f"**missed by {peak - allowed:.0f} MB**"))
     return [Row(title, size,
-                f"peak {peak:.0f} MB; {base:.0f} MB after {n // 10:,} messages, {end:.0f} MB at the end",
-                f"largest message {mb(len(largest)):.1f} MB", f"{(peak - base) / mb(len(largest)):.1f}× largest",
-                target, f"{len(samples)} samples of VmRSS/VmHWM every 0.5 s; ratio = (peak − RSS after a tenth) / "
-                f"largest message; {total / result.elapsed:.0f} msg/s.")]
+                f"peak {peak:.0f} MB, {steady:.0f} MB before the large message; {base:.0f} MB after {n // 10:,} "
+                f"messages, {end:.0f} MB at the end",
+                f"largest message {mb(len(largest)):.1f} MB", f"{(peak - steady) / mb(len(largest)):.1f}× largest",
+                target, f"{len(samples)} samples of VmRSS/VmHWM every 0.5 s; ratio = (peak − steady peak) / largest "
+                f"message, the steady peak being VmHWM {before_large:,} messages in (the constant: the working "
+                f"buffers of ordinary passes, e.g. a pass's prefetched small messages); flat = end − RSS after a "
+                f"tenth; {total / result.elapsed:.0f} msg/s.")]
