@@ -18,9 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
 
 from . import process
 from .debian import ensure_packages
@@ -106,8 +109,11 @@ class DnsmasqServer(process.ManagedServer):
             self._process.stop()
 
     def _ready(self) -> bool:
+        """It answers a query over UDP, as the resolvers under test ask (a TCP connection alone
+        was accepted while a restarted dnsmasq still let the first UDP lookup time out)."""
+        query = dns.message.make_query(f"ready.{self.zones[0] if self.zones else 'test'}", "TXT")
         try:
-            with socket.create_connection((self.host, self.port), timeout=1):
-                return True
-        except OSError:
+            dns.query.udp(query, self.host, timeout=0.5, port=self.port)
+        except (OSError, dns.exception.DNSException):
             return False
+        return True
