@@ -292,8 +292,7 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
 
         :raises MessageGoneError: the folder's UIDVALIDITY changed or the UID no longer exists.
         """
-        if self._selected is None or self._selected[0] != ref.folder or self._selected[1] != self.writable:
-            self._examine_for_download(ref)
+        self._open_for_download(ref)
         first = self._fetch_part(ref, 0, chunk_size)
         if first is None:
             # The kept session may not have seen the message arrive, or the folder may have been
@@ -340,8 +339,7 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
         first = refs[0]
         if any((ref.folder, ref.uidvalidity) != (first.folder, first.uidvalidity) for ref in refs):
             raise ValueError("fetch_small takes the refs of one folder and UIDVALIDITY")
-        if self._selected is None or self._selected[0] != first.folder or self._selected[1] != self.writable:
-            self._examine_for_download(first)
+        self._open_for_download(first)
         uids = sorted({ref.uid for ref in refs})
         found, absent = self._fetch_whole(uids, max_bytes)
         if absent:
@@ -375,8 +373,7 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
 
     def fetch_header(self, ref: MessageRef) -> bytes:
         """The message's whole header block (``BODY.PEEK[HEADER]``: no flag changes), b"" if gone."""
-        if self._selected is None or self._selected[0] != ref.folder or self._selected[1] != self.writable:
-            self._examine_for_download(ref)
+        self._open_for_download(ref)
         try:
             answer = self.client.fetch([ref.uid], [b"BODY.PEEK[HEADER]"])
         except (IMAPClientAbortError, OSError) as exc:
@@ -406,6 +403,12 @@ class ImapMailbox(MailboxBase[imapclient.IMAPClient]):
             if key.startswith(b"BODY[]"):
                 return (bytes(value) if value is not None else b""), _aware(data.get(b"INTERNALDATE"))
         return None
+
+    def _open_for_download(self, ref: MessageRef) -> None:
+        """Open ``ref``'s folder (checking its UIDVALIDITY) unless it is the one open, in this
+        session's mode, already."""
+        if self._selected is None or self._selected[0] != ref.folder or self._selected[1] != self.writable:
+            self._examine_for_download(ref)
 
     def _examine_for_download(self, ref: MessageRef) -> None:
         try:
