@@ -126,10 +126,13 @@ class TrustGate:
 
     @staticmethod
     def _forget_unannounced(listing: Listing, keys: set[object]) -> None:
-        """Messages not announced are not waiting for a download: mailReannounceAfter leaves them."""
+        """Messages not announced are not waiting for a download: mailReannounceAfter leaves them.
+        The IMAP record is replaced, never changed in place: it may be the committed state's own
+        (an idle listing keeps it as it is)."""
+        state = listing.imap_state
+        if state is not None and not keys.isdisjoint(state.pending):
+            state.pending = {uid: entry for uid, entry in state.pending.items() if uid not in keys}
         for key in keys:
-            if listing.imap_state is not None:
-                listing.imap_state.pending.pop(key, None)  # type: ignore[call-overload]
             listing.pop3_pending.pop(key, None)  # type: ignore[call-overload]
 
     # -- counting and logging -----------------------------------------------------------------
