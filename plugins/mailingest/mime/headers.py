@@ -786,20 +786,6 @@ def candidates(data: bytes, declared: str | None = None, hints: Iterable[str] = 
 
 
 # -- parsed messages ---------------------------------------------------------------------------
-def charset_hints(msg: Message) -> list[str]:
-    """Charsets declared anywhere in *msg*, most frequent first: the best guess for unlabelled
-    8-bit header bytes (only names of usable text codecs)."""
-    counts: dict[str, int] = {}
-    for sub in msg.walk():
-        try:
-            charset = sub.get_content_charset()
-        except HEADER_ERRORS:
-            charset = None
-        if charset and charset not in ("us-ascii", "ascii") and text_codec(charset):
-            counts[charset] = counts.get(charset, 0) + 1
-    return sorted(counts, key=lambda c: -counts[c])
-
-
 def part_info(part: Message, hints: Sequence[str],
               defects: list[str]) -> tuple[str | None, str | None, str | None]:
     """(original file name, disposition, Content-ID) of *part*; the name is the

@@ -1,13 +1,12 @@
 """The charset hints of every message level of a parsed tree, from one walk over it.
 
-:py:func:`mailingest.mime.headers.charset_hints` walks a message and asks every part below it
-for its charset.  The decoder needs the hints of each message level (the top message and
-every attached message inside it), so a tree with attached messages was walked once per
-level, and the parts of a deep one asked again at each level above them.  :py:class:`TreeHints`
-walks the tree once, keeping each part's usable charset in walk order; the parts below a
-message are a contiguous run of that order, so the hints of any message in the tree are a
-count over its run, in the same order ``charset_hints`` gives (most frequent first, ties in
-the order first seen).
+A message's charset hints are the usable charsets (:py:func:`usable_charset`) its parts
+declare, most frequent first, ties in the order first seen: the best guess for unlabelled 8-bit
+header bytes.  The decoder needs the hints of each message level (the top message and every
+attached message inside it); walking each level would ask the parts of a deep tree again at
+each level above them.  :py:class:`TreeHints` walks the tree once, keeping each part's usable
+charset in walk order; the parts below a message are a contiguous run of that order, so the
+hints of any message in the tree are a count over its run.
 
 Most messages never need the hints (they are read only when a header, a file name or a
 uuencoded name holds bytes no declared charset decodes): the walk is made, and a level's hints
@@ -24,7 +23,7 @@ from mailingest.mime.headers import HEADER_ERRORS, text_codec
 
 
 class TreeHints:
-    """``charset_hints`` of every message in the tree of *root*, from one walk (iterative: no
+    """The charset hints of every message in the tree of *root*, from one walk (iterative: no
     recursion however deep the tree), made when first needed."""
 
     def __init__(self, root: Message) -> None:
@@ -44,7 +43,7 @@ class TreeHints:
                 runs[id(part)] = (part, starts.pop(id(part)), len(self._charsets))
                 continue
             starts[id(part)] = len(self._charsets)
-            self._charsets.append(_usable_charset(part))
+            self._charsets.append(usable_charset(part))
             stack.append((part, True))
             if part.is_multipart():
                 children: list[Message] = part.get_payload()  # type: ignore[assignment]
@@ -95,7 +94,8 @@ class LazyHints(Sequence[str]):
         return "LazyHints(%r)" % (self._hints if self._hints is not None else "not read yet")
 
 
-def _usable_charset(part: Message) -> str | None:
+def usable_charset(part: Message) -> str | None:
+    """The charset *part* declares when it names a text codec other than ASCII; else None."""
     try:
         charset = part.get_content_charset()
     except HEADER_ERRORS:
