@@ -2,7 +2,9 @@
 against the same notices through ``callback mailingest.download`` (instances 1); row 2b does
 both again while another process keeps the disk busy (:mod:`bench.diskload`); row 2c runs the
 floor alone at ``instances 4``: the most messages per second any sr3 subscriber (one post per
-message) reaches on this machine, whatever its plugins do, which rows 3 and 4a compare with.
+message) reaches on this machine, whatever its plugins do, which rows 3 and 4a compare with; row
+2d is the floor that posts five notices per message, as the whole pipeline does (row 3b): what
+sr3's posting alone costs, with no mailingest code.
 
 Both subscribers get the very notices the mailingest poll published (captured once, queued
 with pika before the subscriber starts) and post every message they accept; time runs from the
@@ -33,7 +35,37 @@ def run(ctx: BenchContext) -> list[Row]:
     return [pair(ctx, "2. per-message cost: mailingest.download vs sr3 floor (null download), instances 1", ""),
             pair(ctx, "2b. per-message cost on a busy disk: mailingest.download vs sr3 floor, instances 1, while "
                       "another process writes and fsyncs", "-busy"),
-            parallel_floor(ctx)]
+            parallel_floor(ctx),
+            five_posts_floor(ctx)]
+
+
+#: the notices the whole pipeline posts per message of the bench (the .eml, body.txt, body.html,
+#: the attachment, metadata.json), as ``bench/plugins/nullannounce.py`` posts them
+PIPELINE_POSTS = 5
+
+
+def five_posts_floor(ctx: BenchContext) -> Row:
+    """Row 2d: the floor at instances 1 with ``callback nullannounce`` after the null download
+    (four more posts per message, nothing decoded or written), on the notices of row 2, against
+    row 2's floor (times)."""
+    n = ctx.messages
+    result = run_subscriber(ctx, ctx.sr3_home("floor5"), "floor5", ["nulldownload", "nullannounce"], instances=1,
+                            preload=ctx.results["floor_notices"], expected=n * PIPELINE_POSTS)
+    ours_ms = result.elapsed / n * 1000 if result.elapsed else None
+    ctx.results["floor_ms_five_posts"] = ours_ms
+    floor_ms = ctx.results.get("floor_ms")
+    return Row(
+        scenario=f"2d. sr3 floor posting {PIPELINE_POSTS} notices per message (as the whole pipeline does), "
+                 "instances 1",
+        size=f"{n} × {ctx.pool_bytes / n / 1000:.0f} KB",
+        ours=f"{ours_ms:.2f} ms/msg" if ours_ms else "did not finish",
+        comparison=f"{floor_ms:.2f} ms/msg (one post, row 2)" if floor_ms else "—",
+        ratio=ratio(ours_ms, floor_ms),
+        note=("the same notices as row 2 through a subscriber whose download does nothing and whose after_work "
+              f"adds {PIPELINE_POSTS - 1} notices per message (bench/plugins/nullannounce.py): sr3's own cost of "
+              "the pipeline's posts (JSON, publish and one `tx_commit` round trip per notice in sr3 3.3.1), no "
+              "mailingest plugin at all; row 3b's target is 2× row 2; times, lower is better"
+              + ("" if result.elapsed else "; did not finish: " + _tail(result.log))))
 
 
 def parallel_floor(ctx: BenchContext) -> Row:
