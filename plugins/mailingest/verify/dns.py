@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from mailingest.errors import ConfigError
 from mailingest.trust.dmarc import LookupTempError
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +55,10 @@ class TxtResolver:
     """TXT records by name.  :param servers: ``host[:port]`` items; empty: /etc/resolv.conf."""
 
     def __init__(self, servers: Sequence[str] = (), timeout: float = 5.0) -> None:
+        # dnspython costs ~20 ms to import: only a poll that screens senders loads it, when it starts
+        import dns.nameserver
+        import dns.resolver
+
         if servers:
             resolver = dns.resolver.Resolver(configure=False)
             resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port)
@@ -67,7 +70,7 @@ class TxtResolver:
                 raise ConfigError(f"no DNS resolver configured ({exc}): set mailDnsServers") from None
         resolver.timeout = timeout
         resolver.lifetime = timeout
-        self._resolver = resolver
+        self._resolver: dns.resolver.Resolver = resolver
         self.timeout = timeout
         self._cache: dict[str, tuple[float, list[str]]] = {}
         self._failed: str | None = None
@@ -98,6 +101,10 @@ class TxtResolver:
         return records
 
     def _ask(self, name: str) -> tuple[list[str], float]:
+        import dns.exception
+        import dns.name
+        import dns.resolver
+
         try:
             answer = self._resolver.resolve(dns.name.from_text(name), "TXT", raise_on_no_answer=False,
                                             search=False)

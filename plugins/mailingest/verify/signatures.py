@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import dkim
-from dkim.canonicalization import CanonicalizationPolicy
-
 from mailingest.trust.dmarc import LookupTempError
 from mailingest.trust.verdict import SignatureResult
 from mailingest.verify.dns import TxtResolver
@@ -47,6 +44,8 @@ class _KeyLookup:
         self.bad_key: str | None = None
 
     def __call__(self, name: bytes, timeout: float = 5) -> bytes | None:
+        import dkim
+
         try:
             text = name.decode("ascii").rstrip(".")
         except UnicodeDecodeError:
@@ -84,6 +83,8 @@ def _text(value: Any) -> str:
 
 def verify_dkim(message: bytes, resolver: TxtResolver) -> list[SignatureResult]:
     """One result per DKIM-Signature (the first :data:`MAX_SIGNATURES`)."""
+    import dkim  # with dnspython, ~25 ms: loaded by the first message screened, not by every sr3 start
+
     lookup = _KeyLookup(resolver)
     try:
         verifier = dkim.DKIM(message, logger=_Quiet(), minkey=MIN_KEY_BITS, timeout=resolver.timeout)
@@ -110,6 +111,8 @@ def verify_dkim(message: bytes, resolver: TxtResolver) -> list[SignatureResult]:
 def _whole_body(verifier: Any) -> tuple:
     """A verified signature with ``l=`` shorter than the body vouches for only part of it: whatever
     follows was added after signing (by anyone), so it does not authenticate the message."""
+    from dkim.canonicalization import CanonicalizationPolicy
+
     fields = getattr(verifier, "signature_fields", None) or {}
     if b"l" not in fields:
         return "pass", ""
@@ -122,6 +125,8 @@ def _whole_body(verifier: Any) -> tuple:
 
 def verify_arc(message: bytes, resolver: TxtResolver) -> SignatureResult | None:
     """The ARC chain's validation (``pass``, ``fail``, ``temperror``), None without ARC headers."""
+    import dkim
+
     lookup = _KeyLookup(resolver)
     try:
         verifier = dkim.ARC(message, logger=_Quiet(), minkey=MIN_KEY_BITS, timeout=resolver.timeout)
