@@ -27,14 +27,12 @@ import os
 import stat
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from typing import TYPE_CHECKING, Any
 
 from mailingest.errors import ConfigError
+
+if TYPE_CHECKING:  # cryptography.x509 costs ~10 ms to import: loaded when a key or certificate is read
+    from cryptography import x509
 
 #: lifetime of an assertion we sign (Entra accepts up to 10 min of clock skew; Google at most 1 h)
 ASSERTION_LIFETIME = 600
@@ -57,16 +55,22 @@ class SigningKey:
 
     @property
     def algorithm(self) -> str:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         return "ES256" if isinstance(self.private_key, ec.EllipticCurvePrivateKey) else "RS256"
 
     @property
     def thumbprint(self) -> str:
         """The certificate's SHA-1 thumbprint in hex, as Entra shows it (empty without certificate)."""
+        from cryptography.hazmat.primitives import hashes
+
         return self.certificate.fingerprint(hashes.SHA1()).hex().upper() if self.certificate else ""  # noqa: S303
 
     def headers(self) -> dict[str, str]:
         headers = {"typ": "JWT"}
         if self.certificate is not None:
+            from cryptography.hazmat.primitives import hashes
+
             digest = self.certificate.fingerprint(hashes.SHA1())  # noqa: S303 - x5t is SHA-1 by definition
             headers["x5t"] = _b64url(digest)
         if self.key_id:
@@ -130,6 +134,10 @@ def private_key_from_pem(data: bytes, origin: str) -> Any:
     """
     if b"PRIVATE KEY-----" not in data:
         raise ConfigError(f"{origin} holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -150,6 +158,8 @@ def certificate_from_pem(data: bytes, origin: str) -> x509.Certificate:
     start = data.find(b"-----BEGIN CERTIFICATE-----")
     if start < 0:
         raise ConfigError(f"{origin} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificate(data[start:])
     except ValueError:
@@ -210,6 +220,8 @@ def check_pair(signing_key: SigningKey) -> None:
     """:raises ConfigError: the key is not the certificate's (a copy-and-paste slip made at rotation)."""
     if signing_key.certificate is None:
         return
+    from cryptography.hazmat.primitives import serialization
+
     ours = signing_key.private_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     theirs = signing_key.certificate.public_key().public_bytes(
