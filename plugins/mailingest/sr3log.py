@@ -20,8 +20,6 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mailingest.mailbox.imap import IMAPCLIENT_LOGGERS, imapclient_level_asked
-
 SR3_LOG = "sarracenia.flowcb.log"
 _MARKERS = (" ok: ", " relPath: ")
 
@@ -70,14 +68,21 @@ class ImapclientQuiet(logging.Filter):
 
     @classmethod
     def install(cls) -> ImapclientQuiet:
+        # here, not at the top: the IMAP code loads imapclient, which a decode never needs
+        from mailingest.mailbox.imap import IMAPCLIENT_LOGGERS
+
         quiet = cls()
         for name in IMAPCLIENT_LOGGERS:
             logging.getLogger(name).addFilter(quiet)
         return quiet
 
     def remove(self) -> None:
+        from mailingest.mailbox.imap import IMAPCLIENT_LOGGERS
+
         for name in IMAPCLIENT_LOGGERS:
             logging.getLogger(name).removeFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from mailingest.mailbox.imap import imapclient_level_asked
+
         return record.levelno >= imapclient_level_asked(record.name)
