@@ -246,3 +246,13 @@ def test_only_the_first_16_smime_parts_of_a_message_are_opened_the_rest_kept_wit
     decoded = decode_bytes(raw, formats=formats(material))
     assert verdicts(decoded) == ["decrypted"] * MAX_SMIME_PARTS + ["skipped"] * (40 - MAX_SMIME_PARTS)
     assert sum(p.filename == "smime.p7m" for p in decoded.parts) == 40
+
+
+def test_the_signers_certificates_are_read_by_cryptographys_public_pkcs7_reader_itself():
+    """smime.py takes the reader from the compiled binding (sparing the import of
+    cryptography's serialization package): it must be the very function the public API names."""
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    from mailingest.mime.smime import pkcs7_certificates_reader
+
+    assert pkcs7_certificates_reader() is pkcs7.load_der_pkcs7_certificates

@@ -39,7 +39,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -228,18 +228,33 @@ def _signer(der: bytes) -> x509.Certificate | None:
     """The signer's certificate among those the signed-data carries: the one that issued no
     other (a leaf); None when there is none or the blob is unreadable."""
     from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.serialization import pkcs7
 
     try:
         with warnings.catch_warnings():  # "falling back to parsing as BER" on odd input
             warnings.simplefilter("ignore")
-            certs = pkcs7.load_der_pkcs7_certificates(der)
+            certs = pkcs7_certificates_reader()(der)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
     issuers = {c.issuer.rfc4514_string() for c in certs if c.issuer != c.subject}
     leaves = [c for c in certs if c.subject.rfc4514_string() not in issuers]
     found = leaves or certs
     return found[0] if found else None
+
+
+def pkcs7_certificates_reader() -> Callable[[bytes], list[x509.Certificate]]:
+    """``cryptography``'s ``pkcs7.load_der_pkcs7_certificates``, taken from the compiled binding
+    that its public module re-exports it from: reading a signer's certificate then does not load
+    ``cryptography.hazmat.primitives.serialization`` (SSH keys, ciphers, ...), ~15 ms of every
+    process's first signed message.  The public module is the fallback; a unit test holds the
+    two to be one function."""
+    try:
+        from cryptography.hazmat.bindings._rust import pkcs7 as compiled
+
+        return compiled.load_der_pkcs7_certificates
+    except (ImportError, AttributeError):  # pragma: no cover - a cryptography laid out otherwise
+        from cryptography.hazmat.primitives.serialization import pkcs7
+
+        return pkcs7.load_der_pkcs7_certificates
 
 
 def _classify(ran: subprocess.CompletedProcess[bytes]) -> str:
