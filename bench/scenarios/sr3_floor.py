@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
+from bench import passes
 from bench.context import BenchContext, mb
 from bench.diskload import busy_disk
 from bench.report import Row, ratio, target_check
@@ -101,11 +103,13 @@ def pair(ctx: BenchContext, title: str, variant: str) -> Row:
     bodies = capture_notices(ctx, account, "capture" + variant)
     if not variant:
         ctx.results["floor_notices"] = bodies  # row 2c replays them
+    clocks = {name: ctx.work / f"passclock-{name}{variant}.jsonl" for name in ("floor", "download")}
     with busy_disk(ctx.work / "diskload") if variant else contextlib.nullcontext():
-        floor = run_subscriber(ctx, ctx.sr3_home("floor" + variant), "floor" + variant, ["nulldownload"],
-                               instances=1, preload=bodies, expected=n)
+        floor = run_subscriber(ctx, ctx.sr3_home("floor" + variant), "floor" + variant, ["nulldownload", "passclock"],
+                               instances=1, preload=bodies, expected=n, extra=passes.clock_to(clocks["floor"]))
         ours = run_subscriber(ctx, ctx.sr3_home("download" + variant, account), "download" + variant,
-                              ["mailingest.download"], instances=1, preload=bodies, expected=n)
+                              ["mailingest.download", "passclock"], instances=1, preload=bodies, expected=n,
+                              extra=passes.clock_to(clocks["download"]))
     files = len(list(ours.directory.rglob("*.eml")))
     floor_ms = floor.elapsed / n * 1000 if floor.elapsed else None
     ours_ms = ours.elapsed / n * 1000 if ours.elapsed else None
@@ -122,6 +126,7 @@ def pair(ctx: BenchContext, title: str, variant: str) -> Row:
         if raw_ms and not variant:
             note += f" (a bare per-message UID FETCH costs {raw_ms:.2f} ms)"
         note += f"; {mb(ctx.pool_bytes) / ours.elapsed:.1f} MB/s." if ours.elapsed else "."
+    note += _passes_note(clocks)
     return Row(
         scenario=title,
         size=f"{n} × {ctx.pool_bytes / n / 1000:.0f} KB",
@@ -129,6 +134,20 @@ def pair(ctx: BenchContext, title: str, variant: str) -> Row:
         target=target_check(cost, TARGET, at_least=False, label="× floor"),
         note=note + ("" if ours.elapsed else " mailingest.download did not finish: " + _tail(ours.log)),
     )
+
+
+def _passes_note(clocks: dict[str, Path]) -> str:
+    """Where each subscriber's pass goes (medians of :func:`bench.passes.summary`): the floor works
+    part of its ``sleep`` (0.1 s) and sleeps the rest, so waiting for a CPU costs it nothing until
+    that slack is gone, where every millisecond of it lengthens a pass that has none."""
+    parts = []
+    for name, label in (("floor", "floor"), ("download", "mailingest")):
+        figures = passes.summary(clocks[name], _batch())
+        if figures is None:
+            continue
+        waited = f", {figures['runqueue']:.0f} ms waiting for a CPU" if "runqueue" in figures else ""
+        parts.append(f"{label} {figures['period']:.0f} ms ({figures['cpu']:.0f} ms CPU{waited})")
+    return f" Per pass of {_batch()} notices (medians, the flow's thread): " + "; ".join(parts) + "." if parts else ""
 
 
 def _batch() -> int:
