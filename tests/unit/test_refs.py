@@ -3,6 +3,8 @@
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailingest.atomic import write_atomically
 from mailingest.mailbox.account import parse_mail_url
@@ -25,6 +27,16 @@ from mailingest.mailbox.refs import TOKEN_MAX, MessageRef, parse_notice_fields, 
 )
 def test_safe_token_keeps_plain_names_and_escapes_everything_else(name, token):
     assert safe_token(name) == token
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09_+@-.=~/ é\udcff"), max_size=40), st.booleans())
+def test_a_token_spells_every_byte_of_its_name_plainly_or_escaped_whatever_the_name(name, keep_dots):
+    raw = name.encode("utf-8", "surrogateescape")
+    plain = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+@-"
+    spelled = "".join(
+        chr(byte) if byte in plain or (keep_dots and byte == ord(".") and 0 < i < len(raw) - 1) else f"={byte:02X}"
+        for i, byte in enumerate(raw)) or "=00"
+    assert safe_token(name, keep_dots=keep_dots) == spelled
 
 
 def test_distinct_names_never_share_a_token():

@@ -32,6 +32,9 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 _SAFE = re.compile(rb"[A-Za-z0-9_+@\-]")
+#: names that are their own token: safe bytes, with inner dots (keep_dots) or without any
+_PLAIN = {True: re.compile(r"[A-Za-z0-9_+@\-](?:[A-Za-z0-9_+@\-.]*[A-Za-z0-9_+@\-])?"),
+          False: re.compile(r"[A-Za-z0-9_+@\-]+")}
 _HEADER_TEXT_MAX = 998
 #: Raw header characters read to produce at most _HEADER_TEXT_MAX decoded ones (an encoded-word
 #: takes about 4 raw characters per decoded one, 12 for a 4-byte UTF-8 character in Q).
@@ -48,6 +51,8 @@ _HASH_HEX = 16
 def safe_token(name: str, keep_dots: bool = True) -> str:
     """A file-name-safe spelling of ``name`` (see module doc), reversible up to
     :data:`TOKEN_MAX` bytes; with ``keep_dots`` false, dots are escaped as well."""
+    if len(name) <= TOKEN_MAX and _PLAIN[keep_dots].fullmatch(name):
+        return name  # the common case (host, user, INBOX, most UIDLs) without a pass per byte
     out = []
     raw = name.encode("utf-8", "surrogateescape")
     for index, byte in enumerate(raw):
