@@ -3,7 +3,7 @@
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailingest.atomic import write_atomically
@@ -113,6 +113,31 @@ def test_summary_headers_are_decoded_and_dates_iso():
     headers = summary_headers(block)
     assert headers == {"messageId": "<abc@example.com>", "subject": "日本語",
                        "from": "Jürgen <j@example.com>", "date": "2026-11-21T12:00:00+01:00"}
+
+
+_FIELD_LINES = st.sampled_from([b"Subject: a\r\n", b"subject:  b \r\n", b"From:\tx <x@y>\n", b"Date: Sat, 21 Nov 2026\r\n",
+                                b"Message-ID: <m@x>\r\n", b" folded\r\n", b"\tfolded\n", b"X-Other: y\r\n", b" \r\n",
+                                b"Subject: =?utf-8?q?J=C3=BCrgen?=\r\n", b"Subject: \xff\xfe\r\n", b"Date:\r\n"])
+_SPECIAL_LINES = st.sampled_from([b"\r\n", b"From nobody\r\n", b": empty name\r\n", b"No colon\r\n", b"Bad Name: z\r\n",
+                                  b"lone\rCR: q\r\n"])
+#: header blocks: mostly lines a server sends, some that the email parser treats specially, some noise
+_HEADER_LINES = st.lists(st.one_of(_FIELD_LINES, _FIELD_LINES, _FIELD_LINES, _FIELD_LINES, _SPECIAL_LINES,
+                                   st.binary(max_size=12)), max_size=8).map(b"".join)
+_HEADER_BLOCKS = st.one_of(_HEADER_LINES, st.tuples(_FIELD_LINES.filter(lambda line: line[:1] not in b" \t"),
+                                                    _HEADER_LINES).map(b"".join))
+
+
+@settings(max_examples=300)
+@given(_HEADER_BLOCKS)
+def test_the_fields_of_a_header_block_are_those_the_email_parser_reads(block):
+    from email import policy
+    from email.parser import BytesHeaderParser
+
+    from mailingest.mailbox.refs import _plain_fields
+
+    fields = _plain_fields(block.decode("ascii", "surrogateescape"))
+    if fields is not None:  # None: left to the parser itself
+        assert fields == list(BytesHeaderParser(policy=policy.compat32).parsebytes(block).raw_items())
 
 
 def test_summary_headers_survive_garbage():
