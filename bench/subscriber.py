@@ -125,8 +125,7 @@ def run_subscriber(ctx: BenchContext, home: Sr3Home, name: str, callbacks: list[
             if feed is None:
                 raise ValueError("give preload or feed")
             feed_started = feed(stack)
-            wait_depth(url, queue, notices, max(120.0, notices * 0.1))
-            feed_seconds = time.monotonic() - feed_started
+            feed_seconds = wait_depth(url, queue, notices, max(120.0, notices * 0.1)) - feed_started
         sr3.start()
         started = wait_first_taken(url, queue, notices, 120, sr3.alive)
         if started is None:

@@ -3,6 +3,8 @@
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailingest.atomic import write_atomically
 from mailingest.mailbox.account import parse_mail_url
@@ -25,6 +27,16 @@ from mailingest.mailbox.refs import TOKEN_MAX, MessageRef, parse_notice_fields, 
 )
 def test_safe_token_keeps_plain_names_and_escapes_everything_else(name, token):
     assert safe_token(name) == token
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09_+@-.=~/ é\udcff"), max_size=40), st.booleans())
+def test_a_token_spells_every_byte_of_its_name_plainly_or_escaped_whatever_the_name(name, keep_dots):
+    raw = name.encode("utf-8", "surrogateescape")
+    plain = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+@-"
+    spelled = "".join(
+        chr(byte) if byte in plain or (keep_dots and byte == ord(".") and 0 < i < len(raw) - 1) else f"={byte:02X}"
+        for i, byte in enumerate(raw)) or "=00"
+    assert safe_token(name, keep_dots=keep_dots) == spelled
 
 
 def test_distinct_names_never_share_a_token():
@@ -101,6 +113,31 @@ def test_summary_headers_are_decoded_and_dates_iso():
     headers = summary_headers(block)
     assert headers == {"messageId": "<abc@example.com>", "subject": "日本語",
                        "from": "Jürgen <j@example.com>", "date": "2026-11-21T12:00:00+01:00"}
+
+
+_FIELD_LINES = st.sampled_from([b"Subject: a\r\n", b"subject:  b \r\n", b"From:\tx <x@y>\n", b"Date: Sat, 21 Nov 2026\r\n",
+                                b"Message-ID: <m@x>\r\n", b" folded\r\n", b"\tfolded\n", b"X-Other: y\r\n", b" \r\n",
+                                b"Subject: =?utf-8?q?J=C3=BCrgen?=\r\n", b"Subject: \xff\xfe\r\n", b"Date:\r\n"])
+_SPECIAL_LINES = st.sampled_from([b"\r\n", b"From nobody\r\n", b": empty name\r\n", b"No colon\r\n", b"Bad Name: z\r\n",
+                                  b"lone\rCR: q\r\n"])
+#: header blocks: mostly lines a server sends, some that the email parser treats specially, some noise
+_HEADER_LINES = st.lists(st.one_of(_FIELD_LINES, _FIELD_LINES, _FIELD_LINES, _FIELD_LINES, _SPECIAL_LINES,
+                                   st.binary(max_size=12)), max_size=8).map(b"".join)
+_HEADER_BLOCKS = st.one_of(_HEADER_LINES, st.tuples(_FIELD_LINES.filter(lambda line: line[:1] not in b" \t"),
+                                                    _HEADER_LINES).map(b"".join))
+
+
+@settings(max_examples=300)
+@given(_HEADER_BLOCKS)
+def test_the_fields_of_a_header_block_are_those_the_email_parser_reads(block):
+    from email import policy
+    from email.parser import BytesHeaderParser
+
+    from mailingest.mailbox.refs import _plain_fields
+
+    fields = _plain_fields(block.decode("ascii", "surrogateescape"))
+    if fields is not None:  # None: left to the parser itself
+        assert fields == list(BytesHeaderParser(policy=policy.compat32).parsebytes(block).raw_items())
 
 
 def test_summary_headers_survive_garbage():

@@ -19,6 +19,7 @@ A :class:`MailAccount` never shows its secrets: ``repr``/``str``/``display`` nam
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import urllib.parse
@@ -79,9 +80,10 @@ class MailAccount:
     def __str__(self) -> str:
         return self.display
 
-    @property
+    @functools.cached_property
     def path_dir(self) -> str:
-        """The account's part of every relPath: ``<host>[+<port>]/<user>`` (see :mod:`mailingest.mailbox.refs`)."""
+        """The account's part of every relPath: ``<host>[+<port>]/<user>`` (see :mod:`mailingest.mailbox.refs`);
+        computed once per account, not once per notice."""
         return account_dir(self.host, self.port, SCHEMES[self.scheme][1], self.username)
 
 

@@ -28,10 +28,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from typing import Any
 
 _SAFE = re.compile(rb"[A-Za-z0-9_+@\-]")
+#: names that are their own token: safe bytes, with inner dots (keep_dots) or without any
+_PLAIN = {True: re.compile(r"[A-Za-z0-9_+@\-](?:[A-Za-z0-9_+@\-.]*[A-Za-z0-9_+@\-])?"),
+          False: re.compile(r"[A-Za-z0-9_+@\-]+")}
 _HEADER_TEXT_MAX = 998
 #: Raw header characters read to produce at most _HEADER_TEXT_MAX decoded ones (an encoded-word
 #: takes about 4 raw characters per decoded one, 12 for a 4-byte UTF-8 character in Q).
@@ -48,6 +51,8 @@ _HASH_HEX = 16
 def safe_token(name: str, keep_dots: bool = True) -> str:
     """A file-name-safe spelling of ``name`` (see module doc), reversible up to
     :data:`TOKEN_MAX` bytes; with ``keep_dots`` false, dots are escaped as well."""
+    if len(name) <= TOKEN_MAX and _PLAIN[keep_dots].fullmatch(name):
+        return name  # the common case (host, user, INBOX, most UIDLs) without a pass per byte
     out = []
     raw = name.encode("utf-8", "surrogateescape")
     for index, byte in enumerate(raw):
@@ -126,7 +131,7 @@ def parse_notice_fields(mail: Any) -> MessageRef:
         raise ValueError(f"notice 'mail' field lacks uid/uidvalidity: {exc}") from None
 
 
-_HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)  # fast: the poll parses 4 headers per message
+_HEADER_PARSER = HeaderParser(policy=policy.compat32)  # for the blocks _plain_fields leaves to it
 
 
 def _decoded(value: str) -> str:
@@ -145,13 +150,52 @@ def _decoded(value: str) -> str:
     return decode_raw(to_bytes(value))
 
 
+#: a field name as the email parser takes it (``email.feedparser.headerRE``)
+_FIELD_NAME = re.compile(r"[\041-\071\073-\176]+")
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
+def _plain_fields(text: str) -> list[tuple[str, str]] | None:
+    """``(name, raw value)`` of each field of a plain header block, exactly as the email parser's
+    ``raw_items()`` gives them (policy compat32), without its line-by-line feed machinery; None
+    for a block the parser would treat specially (a line without a field name or colon, a first
+    line that is a continuation, a lone CR): the parser then reads it."""
+    if "\r" in text and _LONE_CR.search(text):
+        return None
+    fields: list[tuple[str, str]] = []
+    name = ""
+    value: list[str] = []
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        ending = "\n" if index < len(lines) - 1 else ""
+        if line in ("", "\r"):  # the blank line that ends the headers (or the end of the block)
+            break
+        if line[0] in " \t":
+            if not name:
+                return None
+            value.append(line + ending)
+            continue
+        if name:
+            fields.append((name, "".join(value).rstrip("\r\n")))
+        name, colon, rest = line.partition(":")
+        if not colon or not _FIELD_NAME.fullmatch(name):
+            return None
+        value = [(rest + ending).lstrip(" \t")]
+    if name:
+        fields.append((name, "".join(value).rstrip("\r\n")))
+    return fields
+
+
 def summary_headers(header_block: bytes) -> dict[str, str]:
     """Message-ID, Subject, From and Date, decoded (RFC 2047) and length-capped, from raw headers."""
-    parsed = _HEADER_PARSER.parsebytes(header_block)
+    source = header_block.decode("ascii", "surrogateescape")  # 8-bit bytes survive as surrogates
+    fields = _plain_fields(source)
+    if fields is None:
+        fields = list(_HEADER_PARSER.parsestr(source).raw_items())
     wanted = {"messageId": "Message-ID", "subject": "Subject", "from": "From", "date": "Date"}
     out: dict[str, str] = {}
     raw: dict[str, str] = {}
-    for name, value in parsed.raw_items():  # raw strings: 8-bit bytes survive as surrogates
+    for name, value in fields:
         raw.setdefault(name.lower(), value)
     for key, name in wanted.items():
         found = raw.get(name.lower())
