@@ -204,6 +204,9 @@ class _SafeParams:
 
     def get_param(self, param, failobj=None, header="content-type", unquote=True):  # type: ignore[no-untyped-def]
         try:
+            found = self.get(header, _ABSENT)  # type: ignore[attr-defined]
+            if type(found) is _PlainParameterized:  # its parameters follow from its text alone
+                return found.param(param, failobj, unquote)
             value = super().get_param(param, failobj, header, unquote)  # type: ignore[misc]
         except HEADER_ERRORS:
             return failobj
@@ -484,8 +487,37 @@ class _PlainParameterized(PlainHeader):
             return self.__getattr__("content_disposition")
         return self.split(";", 1)[0].strip().lower()
 
+    def param(self, param: str, failobj: object = None, unquote: bool = True) -> object:
+        """``Message.get_param(param, failobj, header, unquote)`` of a message whose *header*
+        is this one: the first item (the type or disposition) answers ``""``, a parameter its
+        value (``unquote=False``: in double quotes, as ``email.utils.decode_params`` leaves it),
+        any other name *failobj*.  The parameters are read once per header object, which the
+        policy shares between the parts and messages with the same value."""
+        params = self.__dict__.get("_params")
+        if params is None:
+            params = self.__dict__["_params"] = _plain_params(self._source)
+        value = params.get(param.lower())
+        if value is None:
+            return failobj
+        first, text = value
+        return text if unquote or first else '"%s"' % text
+
     def __reduce__(self) -> tuple[object, ...]:  # copy and pickle: the factory is POLICY's
         return _plain_parameterized, (self.name, self._source, str(self))
+
+
+def _plain_params(value: str) -> dict[str, tuple[bool, str]]:
+    """The items the standard library's parameter split (``Message._get_params_preserve``)
+    makes of the header text :py:func:`_plain_text` gives for *value*, by lower-cased name,
+    the first of a name kept (as ``get_param`` finds it): the first item (before any ``;``)
+    as ``(True, "")``, each parameter as ``(False, its value)`` (a token, or a quoted string's
+    content, which holds no backslash or double quote)."""
+    semicolon = value.find(";")
+    params = {(value if semicolon < 0 else value[:semicolon]).strip().lower(): (True, "")}
+    if semicolon >= 0:
+        for name, token, quoted in _PLAIN_PARAMS.findall(value, semicolon):
+            params.setdefault(name.lower(), (False, token or quoted))
+    return params
 
 
 def _plain_parameterized(name: str, source: str, text: str) -> _PlainParameterized:
@@ -819,12 +851,19 @@ def part_info(part: Message, hints: Sequence[str],
 def _raw_filename(part: Message, hints: Sequence[str]) -> str | None:
     """Re-read filename/name from the raw headers with the compat32 parameter parser."""
     for header, param in (("content-disposition", "filename"), ("content-type", "name")):
-        raw = raw_header(part, header)
-        if raw is None or "name" not in raw.lower():  # no (file)name parameter to find
-            continue
-        scratch = _RawMessage(policy=_RAW)
-        scratch[header] = _params_cleaned(header, _unfold(raw), HeaderBudget())
-        value = scratch.get_param(param, None, header)
+        parsed = part.get(header)
+        value: object
+        if type(parsed) is _PlainParameterized:
+            # read from the same raw header cleaned the same way (_parse): the parameter the
+            # compat32 parser below would find, without reading the header again
+            value = parsed.param(param)
+        else:
+            raw = raw_header(part, header)
+            if raw is None or "name" not in raw.lower():  # no (file)name parameter to find
+                continue
+            scratch = _RawMessage(policy=_RAW)
+            scratch[header] = _params_cleaned(header, _unfold(raw), HeaderBudget())
+            value = scratch.get_param(param, None, header)
         if isinstance(value, tuple):  # RFC 2231: (charset, language, %-decoded text as Latin-1)
             charset, _lang, text = value
             try:
@@ -832,7 +871,7 @@ def _raw_filename(part: Message, hints: Sequence[str]) -> str | None:
             except UnicodeEncodeError:
                 data = to_bytes(text)
             return decode_raw(data, hints, declared=charset or None)
-        if value:
+        if isinstance(value, str) and value:
             return decode_raw(to_bytes(value), hints)
     return None
 
