@@ -186,3 +186,21 @@ def test_every_part_of_every_corpus_message_reads_as_the_standard_library() -> N
 def test_header_blocks_read_in_one_piece_are_the_feed_parsers(head: str) -> None:
     for body in ("", "\nbody\n", "\r\nbody\r\n"):
         assert assert_same_tree_or_irregular((head + body).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.sampled_from("a=?\x1b\ufffd\ud800\udcff\u00e9 ")) | st.text())
+def test_ascii_text_is_cleaned_and_judged_as_by_the_regular_expressions(text: str) -> None:
+    assert headers.clean(text) == headers._SURROGATE.sub("\ufffd", text)
+    assert headers.looks_broken(text) == ("\ufffd" in text or "\x1b" in text or ("=?" in text and "?=" in text)
+                                          or headers._SURROGATE.search(text) is not None)
+
+
+@pytest.mark.parametrize("content_type, disposition", [
+    ('text/plain; name="=?utf-8?q?a?="', "attachment"),  # one of the two left to the registry
+    ("text/plain", 'attachment; filename="=?utf-8?q?b?="'),
+    ("text/plain; name*=utf-8''c", "attachment; filename=d"),
+    (None, "inline"), (None, None), ("text/plain; name=e", None),
+])
+def test_a_file_name_is_the_standard_librarys_whichever_header_is_plain(content_type, disposition):
+    assert_reads_as_the_standard_library(message_with(content_type, disposition))

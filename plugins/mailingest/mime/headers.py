@@ -29,6 +29,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from email import utils as _email_utils
 from email.errors import HeaderDefect, HeaderParseError, MessageError
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
@@ -103,6 +104,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def clean(text: str) -> str:
     """*text* with every lone surrogate (an undecoded byte, or a codec's half pair) replaced by
     U+FFFD: safe for UTF-8 files, names and JSON."""
+    if type(text) is str and text.isascii():  # no surrogate: the same object, as re.sub gives it
+        return text
     return _SURROGATE.sub("\ufffd", text)
 
 
@@ -258,6 +261,19 @@ class _SafeParams:
             # what the standard library does for an unknown charset
             return payload.encode("ascii", "surrogateescape").decode("ascii", "replace")
 
+    def get_filename(self, failobj=None):  # type: ignore[no-untyped-def]
+        """``Message.get_filename``; from the header objects alone when Content-Disposition and
+        Content-Type are each absent or of the plain shape."""
+        disposition = self.get("content-disposition", _ABSENT)  # type: ignore[attr-defined]
+        ctype = self.get("content-type", _ABSENT)  # type: ignore[attr-defined]
+        if ((disposition is _ABSENT or type(disposition) is _PlainParameterized)
+                and (ctype is _ABSENT or type(ctype) is _PlainParameterized)):
+            found = disposition.file_name("filename") if disposition is not _ABSENT else None
+            if found is None and ctype is not _ABSENT:
+                found = ctype.file_name("name")
+            return failobj if found is None else found
+        return super().get_filename(failobj)  # type: ignore[misc]
+
     def get_boundary(self, failobj=None):  # type: ignore[no-untyped-def]
         boundary = super().get_boundary(failobj)  # type: ignore[misc]
         if isinstance(boundary, str) and len(boundary) > MAX_BOUNDARY:
@@ -269,6 +285,10 @@ class _SafeParams:
         return boundary
 
     def get_content_charset(self, failobj=None):  # type: ignore[no-untyped-def]
+        ctype = self.get("content-type", _ABSENT)  # type: ignore[attr-defined]
+        if type(ctype) is _PlainParameterized:  # ASCII text: Message.get_content_charset's result
+            charset = ctype.param("charset", _ABSENT)
+            return failobj if charset is _ABSENT else charset.lower()  # type: ignore[attr-defined]
         try:
             return super().get_content_charset(failobj)  # type: ignore[misc]
         except HEADER_ERRORS:
@@ -502,6 +522,19 @@ class _PlainParameterized(PlainHeader):
         first, text = value
         return text if unquote or first else '"%s"' % text
 
+    def file_name(self, param: str) -> str | None:
+        """What ``Message.get_filename`` makes of parameter *param* of this header (its value
+        without the quotes or angle brackets ``email.utils.collapse_rfc2231_value`` takes off,
+        and without blanks at either end); None when the header has no such parameter."""
+        names = self.__dict__.get("_file_names")
+        if names is None:
+            names = self.__dict__["_file_names"] = {}
+        found = names.get(param, _ABSENT)
+        if found is _ABSENT:
+            value = self.param(param)
+            found = names[param] = None if value is None else _email_utils.collapse_rfc2231_value(str(value)).strip()
+        return found  # type: ignore[return-value]
+
     def __reduce__(self) -> tuple[object, ...]:  # copy and pickle: the factory is POLICY's
         return _plain_parameterized, (self.name, self._source, str(self))
 
@@ -684,6 +717,8 @@ _ENCODED_WORD = re.compile(r"=\?([^?]*)\?([qQbB])\?([^?]*(?:\?(?!=)[^?]*){0,3})\
 
 def looks_broken(text: str) -> bool:
     """True when a decoded header still shows undecoded bytes, escapes or encoded-words."""
+    if text.isascii():  # no U+FFFD, no surrogate
+        return "\x1b" in text or ("=?" in text and "?=" in text)
     return ("\ufffd" in text or "\x1b" in text or ("=?" in text and "?=" in text)
             or _SURROGATE.search(text) is not None)
 
