@@ -234,7 +234,8 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
         elif part.kind == "tnef-body":  # body.rtf, body.html, body.txt (body-2.txt beside the mail's own)
             name, reserved = "body" + extension_for(part.content_type), False
         else:
-            name, reserved = safe_name(part.filename, fallback_name(index, part.content_type)), False
+            # the fallback made only when needed (safe_name gives it back when no name is left)
+            name, reserved = safe_name(part.filename, "") or fallback_name(index, part.content_type), False
         written, sha256, digest = _write_hashed(target, name, part.data, settings.identity, reserved)
         files.append((target.join(written), part.kind, part.filename,
                       part.content_type, part.disposition, part.content_id, digest, len(part.data)))
