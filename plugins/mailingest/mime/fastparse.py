@@ -144,9 +144,12 @@ class _Builder:
             # every line starts a header or continues one: one regular expression reads the fields
             # as the loop below does (name before the first colon, the value without the blanks
             # after it and without the line ends closing it)
-            set_raw = msg.set_raw
-            for name, value in _FIELD.findall(block):
-                set_raw(name, value.rstrip("\r\n"))
+            fields = [(name, value.rstrip("\r\n")) for name, value in _FIELD.findall(block)]
+            if type(msg).set_raw is Message.set_raw:  # what set_raw does, one list extension
+                msg._headers.extend(fields)  # type: ignore[attr-defined]
+            else:
+                for name, value in fields:
+                    msg.set_raw(name, value)
             return pos
         lines = block.split("\n")
         if not lines[-1]:  # the block ends with a line end (or is empty)
