@@ -105,7 +105,10 @@ def leaf_data(part: Message, *, stream: bool) -> bytes | memoryview | DecodedStr
     span = part.payload_span() if isinstance(part, HardenedMessage) else None
     if declared == "base64":
         if span is None:
-            clean: bytes | DecodedStream | None = _clean_base64(part.get_payload())
+            # ASCII text is what get_payload() gives (it decodes only text holding undecoded bytes)
+            text = part.__dict__.get("_text") if isinstance(part, HardenedMessage) else None
+            clean: bytes | DecodedStream | None = _clean_base64(
+                text if type(text) is str and text.isascii() else part.get_payload())
         else:
             raw, start, end = span
             clean = _clean_base64_span(raw, start, end, stream)
