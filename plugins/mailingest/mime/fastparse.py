@@ -144,11 +144,11 @@ class _Builder:
             # every line starts a header or continues one: one regular expression reads the fields
             # as the loop below does (name before the first colon, the value without the blanks
             # after it and without the line ends closing it)
-            fields = [(name, value.rstrip("\r\n")) for name, value in _FIELD.findall(block)]
+            read = [(name, value.rstrip("\r\n")) for name, value in _FIELD.findall(block)]
             if type(msg).set_raw is Message.set_raw:  # what set_raw does, one list extension
-                msg._headers.extend(fields)  # type: ignore[attr-defined]
+                msg._headers.extend(read)  # type: ignore[attr-defined]
             else:
-                for name, value in fields:
+                for name, value in read:
                     msg.set_raw(name, value)
             return pos
         lines = block.split("\n")
