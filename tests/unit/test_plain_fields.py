@@ -18,7 +18,7 @@ from mailingest.mime.plainfields import PlainHeader, plain_header
 from tests.unit.test_fastparse import _corpus
 
 REGISTRY = HeaderRegistry()
-NAMES = ("from", "to", "cc", "date", "subject", "message-id")
+NAMES = ("from", "to", "cc", "date", "subject", "message-id", "content-id")
 
 
 def assert_same_reading(name: str, value: str) -> bool:
@@ -151,7 +151,7 @@ def test_a_plain_header_copies_and_pickles_as_the_same_reading() -> None:
 
 def test_the_decoders_policy_reads_plain_summary_headers_without_the_registry() -> None:
     msg = parse(b"From: A <a@b.org>\nTo: c@d.org\nDate: Mon, 20 Nov 1995 19:12:08 -0500\nSubject: hi\n"
-                b"Message-ID: <x@y>\n\nbody\n")
+                b"Message-ID: <x@y>\nContent-ID: <part1@y>\n\nbody\n")
     for name in NAMES:
         if name != "cc":
             assert isinstance(msg[name], PlainHeader)

@@ -128,6 +128,54 @@ def test_a_detached_signature_over_altered_content_is_tampered(pki, material):
     assert verdicts(decoded) == ["tampered"]
 
 
+@needs_openssl
+def test_detached_signatures_checked_during_the_walk_give_the_verdicts_of_checks_made_in_place(pki, material):
+    """openssl checks a detached signature in a thread while the walk goes on: the verdicts,
+    their order and their fields are those of Smime.verify_detached, and no check outlives
+    the decode."""
+    import re
+    import threading
+
+    outer = pki_mod.detached_signed(pki.signer)
+    tampered = pki_mod.detached_signed(pki.signer, tamper=True)
+    raw = (b"Content-Type: multipart/mixed; boundary=outer\n\n--outer\n" + outer + b"\n--outer\n"
+           + tampered + b"\n--outer--\n")
+    smime = formats(material)
+    before = threading.active_count()
+    decoded = decode_bytes(raw, formats=smime)
+    assert threading.active_count() == before
+    assert verdicts(decoded) == ["good", "tampered"]
+    in_place = []
+    real_start = Smime.start_detached
+
+    class Done:
+        def __init__(self, verdict):
+            self.verdict = verdict
+
+        def result(self):
+            return self.verdict
+
+    try:
+        Smime.start_detached = lambda self, content, signature: Done(self.verify_detached(content, signature))
+        in_place = [dict(v) for v in decode_bytes(raw, formats=smime).smime]
+    finally:
+        Smime.start_detached = real_start
+    def comparable(verdict):  # OpenSSL starts its messages with the address of its thread
+        return [(k, re.sub(r"\b[0-9A-F]{8,16}:error:", ":error:", v) if isinstance(v, str) else v)
+                for k, v in dict(verdict).items()]
+
+    assert [comparable(d) for d in in_place] == [comparable(d) for d in decoded.smime]  # fields in order
+
+
+def test_a_failing_background_check_fails_the_decode_as_a_check_in_place_did(pki, material, monkeypatch):
+    def broken(self, content, signature, signer):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Smime, "_detached", broken)
+    with pytest.raises(OSError, match="No space left"):
+        decode_bytes(pki_mod.detached_signed(pki.signer), formats=formats(material))
+
+
 # -- encrypted ----------------------------------------------------------------------------------------
 def test_an_encrypted_message_is_decrypted_with_the_configured_key(pki, material):
     decoded = decode_bytes(pki_mod.encrypted(pki.recipient), formats=formats(material))

@@ -42,17 +42,17 @@ def test_a_second_decode_of_the_same_message_gets_its_own_directory(tmp_path):
 
 
 def test_a_failure_part_way_leaves_neither_a_parts_nor_a_staging_directory(tmp_path, monkeypatch):
-    real_write_all = layout._write_all
+    real_write_rows = layout._write_rows
 
     def write_then_fail(decoded, target, *args):
         target.write("first.bin", b"x")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(layout, "_write_all", write_then_fail)
+    monkeypatch.setattr(layout, "_write_rows", write_then_fail)
     with pytest.raises(OSError, match="No space left"):
         decode_file(str(eml(tmp_path)))
     assert os.listdir(tmp_path) == ["1.2.eml"]
-    monkeypatch.setattr(layout, "_write_all", real_write_all)
+    monkeypatch.setattr(layout, "_write_rows", real_write_rows)
 
 
 def test_a_dead_writers_staging_directory_is_swept_and_a_live_ones_is_kept(tmp_path):
@@ -86,11 +86,13 @@ def test_moving_the_published_files_keeps_every_field_of_each() -> None:
     import dataclasses
 
     values = {f.name: "x-%s" % f.name for f in dataclasses.fields(layout.WrittenFile)}
-    written = layout.WrittenFile(**{**values, "path": "/s/.tmp/a/b.txt"})  # type: ignore[arg-type]
-    result = layout.DecodeResult("x.eml", "/s/.tmp", (written,), (), None)
-    moved = layout._relocated(result, "/s/.tmp", "/s/x.parts")
+    row = tuple({**values, "path": "/s/.tmp/a/b.txt"}.values())
+    outside = tuple({**values, "path": "/s/.tmpx/c.txt"}.values())
+    decoded = layout.decode_bytes(b"Subject: x\n\nbody\n")
+    moved = layout._result(decoded, "x.eml", [row, outside], [], "decoded", layout._Moved("/s/.tmp", "/s/x.parts"))
     assert moved.directory == "/s/x.parts"
-    assert moved.files == (dataclasses.replace(written, path="/s/x.parts/a/b.txt"),)
+    assert moved.files == (dataclasses.replace(layout.WrittenFile(*row), path="/s/x.parts/a/b.txt"),
+                           layout.WrittenFile(*outside))
 
 
 def test_each_file_written_carries_its_size_on_disk(tmp_path) -> None:

@@ -40,6 +40,12 @@ MAX_DEPTH = 32
 LAZY_PAYLOAD = 64 * 1024
 
 
+#: one header of a block in which every line starts a header (a name, then a colon) or
+#: continues one (a blank first): its name, and its value from the first character after the
+#: blanks that follow the colon, continuation lines included, up to the line end closing it
+_FIELD = re.compile(r"([\041-\071\073-\176]*):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
+
+
 class Irregular(Exception):
     """The message needs the feed parser (a defect to record, or a rule not followed here)."""
 
@@ -84,6 +90,8 @@ class _Builder:
     def __init__(self, data: bytes, policy: Policy) -> None:
         self.data = data
         self.policy = policy
+        #: the policy reads a header's lines as EmailPolicy does (the fields may be read in one piece)
+        self.plain_fields = type(policy).header_source_parse is EmailPolicy.header_source_parse
         factory = policy.message_factory
         if factory is None:  # pragma: no cover - the decoder's policies all name one
             raise Irregular("policy without a message factory")
@@ -131,6 +139,18 @@ class _Builder:
                 pos = line_end  # the blank line between headers and body
             else:  # the line is the body's first: the feed parser notes the missing blank line
                 self.policy.handle_defect(msg, errors.MissingHeaderBodySeparatorDefect())
+        if (self.plain_fields and block[:1] not in (" ", "\t", ":") and not block.startswith("From ")
+                and "\nFrom " not in block and "\n:" not in block):
+            # every line starts a header or continues one: one regular expression reads the fields
+            # as the loop below does (name before the first colon, the value without the blanks
+            # after it and without the line ends closing it)
+            read = [(name, value.rstrip("\r\n")) for name, value in _FIELD.findall(block)]
+            if type(msg).set_raw is Message.set_raw:  # what set_raw does, one list extension
+                msg._headers.extend(read)  # type: ignore[attr-defined]
+            else:
+                for name, value in read:
+                    msg.set_raw(name, value)
+            return pos
         lines = block.split("\n")
         if not lines[-1]:  # the block ends with a line end (or is empty)
             lines.pop()

@@ -29,6 +29,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from email import utils as _email_utils
 from email.errors import HeaderDefect, HeaderParseError, MessageError
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
@@ -103,6 +104,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def clean(text: str) -> str:
     """*text* with every lone surrogate (an undecoded byte, or a codec's half pair) replaced by
     U+FFFD: safe for UTF-8 files, names and JSON."""
+    if type(text) is str and text.isascii():  # no surrogate: the same object, as re.sub gives it
+        return text
     return _SURROGATE.sub("\ufffd", text)
 
 
@@ -204,6 +207,9 @@ class _SafeParams:
 
     def get_param(self, param, failobj=None, header="content-type", unquote=True):  # type: ignore[no-untyped-def]
         try:
+            found = self.get(header, _ABSENT)  # type: ignore[attr-defined]
+            if type(found) is _PlainParameterized:  # its parameters follow from its text alone
+                return found.param(param, failobj, unquote)
             value = super().get_param(param, failobj, header, unquote)  # type: ignore[misc]
         except HEADER_ERRORS:
             return failobj
@@ -255,6 +261,19 @@ class _SafeParams:
             # what the standard library does for an unknown charset
             return payload.encode("ascii", "surrogateescape").decode("ascii", "replace")
 
+    def get_filename(self, failobj=None):  # type: ignore[no-untyped-def]
+        """``Message.get_filename``; from the header objects alone when Content-Disposition and
+        Content-Type are each absent or of the plain shape."""
+        disposition = self.get("content-disposition", _ABSENT)  # type: ignore[attr-defined]
+        ctype = self.get("content-type", _ABSENT)  # type: ignore[attr-defined]
+        if ((disposition is _ABSENT or type(disposition) is _PlainParameterized)
+                and (ctype is _ABSENT or type(ctype) is _PlainParameterized)):
+            found = disposition.file_name("filename") if disposition is not _ABSENT else None
+            if found is None and ctype is not _ABSENT:
+                found = ctype.file_name("name")
+            return failobj if found is None else found
+        return super().get_filename(failobj)  # type: ignore[misc]
+
     def get_boundary(self, failobj=None):  # type: ignore[no-untyped-def]
         boundary = super().get_boundary(failobj)  # type: ignore[misc]
         if isinstance(boundary, str) and len(boundary) > MAX_BOUNDARY:
@@ -266,6 +285,10 @@ class _SafeParams:
         return boundary
 
     def get_content_charset(self, failobj=None):  # type: ignore[no-untyped-def]
+        ctype = self.get("content-type", _ABSENT)  # type: ignore[attr-defined]
+        if type(ctype) is _PlainParameterized:  # ASCII text: Message.get_content_charset's result
+            charset = ctype.param("charset", _ABSENT)
+            return failobj if charset is _ABSENT else charset.lower()  # type: ignore[attr-defined]
         try:
             return super().get_content_charset(failobj)  # type: ignore[misc]
         except HEADER_ERRORS:
@@ -484,8 +507,50 @@ class _PlainParameterized(PlainHeader):
             return self.__getattr__("content_disposition")
         return self.split(";", 1)[0].strip().lower()
 
+    def param(self, param: str, failobj: object = None, unquote: bool = True) -> object:
+        """``Message.get_param(param, failobj, header, unquote)`` of a message whose *header*
+        is this one: the first item (the type or disposition) answers ``""``, a parameter its
+        value (``unquote=False``: in double quotes, as ``email.utils.decode_params`` leaves it),
+        any other name *failobj*.  The parameters are read once per header object, which the
+        policy shares between the parts and messages with the same value."""
+        params = self.__dict__.get("_params")
+        if params is None:
+            params = self.__dict__["_params"] = _plain_params(self._source)
+        value = params.get(param.lower())
+        if value is None:
+            return failobj
+        first, text = value
+        return text if unquote or first else '"%s"' % text
+
+    def file_name(self, param: str) -> str | None:
+        """What ``Message.get_filename`` makes of parameter *param* of this header (its value
+        without the quotes or angle brackets ``email.utils.collapse_rfc2231_value`` takes off,
+        and without blanks at either end); None when the header has no such parameter."""
+        names = self.__dict__.get("_file_names")
+        if names is None:
+            names = self.__dict__["_file_names"] = {}
+        found = names.get(param, _ABSENT)
+        if found is _ABSENT:
+            value = self.param(param)
+            found = names[param] = None if value is None else _email_utils.collapse_rfc2231_value(str(value)).strip()
+        return found  # type: ignore[return-value]
+
     def __reduce__(self) -> tuple[object, ...]:  # copy and pickle: the factory is POLICY's
         return _plain_parameterized, (self.name, self._source, str(self))
+
+
+def _plain_params(value: str) -> dict[str, tuple[bool, str]]:
+    """The items the standard library's parameter split (``Message._get_params_preserve``)
+    makes of the header text :py:func:`_plain_text` gives for *value*, by lower-cased name,
+    the first of a name kept (as ``get_param`` finds it): the first item (before any ``;``)
+    as ``(True, "")``, each parameter as ``(False, its value)`` (a token, or a quoted string's
+    content, which holds no backslash or double quote)."""
+    semicolon = value.find(";")
+    params = {(value if semicolon < 0 else value[:semicolon]).strip().lower(): (True, "")}
+    if semicolon >= 0:
+        for name, token, quoted in _PLAIN_PARAMS.findall(value, semicolon):
+            params.setdefault(name.lower(), (False, token or quoted))
+    return params
 
 
 def _plain_parameterized(name: str, source: str, text: str) -> _PlainParameterized:
@@ -652,6 +717,8 @@ _ENCODED_WORD = re.compile(r"=\?([^?]*)\?([qQbB])\?([^?]*(?:\?(?!=)[^?]*){0,3})\
 
 def looks_broken(text: str) -> bool:
     """True when a decoded header still shows undecoded bytes, escapes or encoded-words."""
+    if text.isascii():  # no U+FFFD, no surrogate
+        return "\x1b" in text or ("=?" in text and "?=" in text)
     return ("\ufffd" in text or "\x1b" in text or ("=?" in text and "?=" in text)
             or _SURROGATE.search(text) is not None)
 
@@ -819,12 +886,19 @@ def part_info(part: Message, hints: Sequence[str],
 def _raw_filename(part: Message, hints: Sequence[str]) -> str | None:
     """Re-read filename/name from the raw headers with the compat32 parameter parser."""
     for header, param in (("content-disposition", "filename"), ("content-type", "name")):
-        raw = raw_header(part, header)
-        if raw is None or "name" not in raw.lower():  # no (file)name parameter to find
-            continue
-        scratch = _RawMessage(policy=_RAW)
-        scratch[header] = _params_cleaned(header, _unfold(raw), HeaderBudget())
-        value = scratch.get_param(param, None, header)
+        parsed = part.get(header)
+        value: object
+        if type(parsed) is _PlainParameterized:
+            # read from the same raw header cleaned the same way (_parse): the parameter the
+            # compat32 parser below would find, without reading the header again
+            value = parsed.param(param)
+        else:
+            raw = raw_header(part, header)
+            if raw is None or "name" not in raw.lower():  # no (file)name parameter to find
+                continue
+            scratch = _RawMessage(policy=_RAW)
+            scratch[header] = _params_cleaned(header, _unfold(raw), HeaderBudget())
+            value = scratch.get_param(param, None, header)
         if isinstance(value, tuple):  # RFC 2231: (charset, language, %-decoded text as Latin-1)
             charset, _lang, text = value
             try:
@@ -832,7 +906,7 @@ def _raw_filename(part: Message, hints: Sequence[str]) -> str | None:
             except UnicodeEncodeError:
                 data = to_bytes(text)
             return decode_raw(data, hints, declared=charset or None)
-        if value:
+        if isinstance(value, str) and value:
             return decode_raw(to_bytes(value), hints)
     return None
 

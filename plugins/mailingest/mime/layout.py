@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from mailingest.atomic import temp_name
 from mailingest.mime.containers import Formats
@@ -144,28 +144,54 @@ def _write_staged(decoded: DecodedMail, parent: OutputDir, eml_name: str, settin
     overhead = len(os.path.basename(temp_name(parent.join(""))).encode("utf-8"))
     staging_name = os.path.basename(temp_name(parent.join(truncate(final_name, MAX_NAME_BYTES - overhead))))
     staging = parent.mkdir_staging(staging_name)
-    written = _write_all(decoded, staging, eml_name, settings, mail)
+    rows, defects, status = _write_rows(decoded, staging, eml_name, settings, mail)
     staging_path = staging.path
     published = parent.publish(staging, final_name)
-    return _relocated(written, staging_path, parent.join(published))
+    return _result(decoded, eml_name, rows, defects, status, _Moved(staging_path, parent.join(published)))
 
 
-def _relocated(result: DecodeResult, old: str, new: str) -> DecodeResult:
-    def moved(path: str) -> str:
-        return new + path[len(old):] if path == old or path.startswith(old + os.sep) else path
+class _Moved:
+    """Paths under a directory renamed from *old* to *new*, as they are now."""
 
-    return replace(result, directory=moved(result.directory),
-                   files=tuple(WrittenFile(moved(f.path), f.kind, f.original_name, f.content_type, f.disposition,
-                                           f.content_id, f.digest, f.size)  # replace() costs 3x per file
-                               for f in result.files))
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.new = old, new
+        self._inside = old + os.sep
+
+    def __call__(self, path: str) -> str:
+        if path == self.old or path.startswith(self._inside):
+            return self.new + path[len(self.old):]
+        return path
+
+
+#: what :py:func:`_write_message` records of each file: :py:class:`WrittenFile`'s fields in order
+_Row = tuple[str, str, "str | None", "str | None", "str | None", "str | None", "bytes | None", "int | None"]
 
 
 def _write_all(decoded: DecodedMail, target: OutputDir, eml_name: str,
                settings: DecodeSettings, mail: Mapping[str, object] | None) -> DecodeResult:
-    files: list[WrittenFile] = []
+    rows, defects, status = _write_rows(decoded, target, eml_name, settings, mail)
+    return _result(decoded, eml_name, rows, defects, status, None, target.path)
+
+
+def _write_rows(decoded: DecodedMail, target: OutputDir, eml_name: str, settings: DecodeSettings,
+                mail: Mapping[str, object] | None) -> tuple[list[_Row], list[str], str]:
+    """Write *decoded* into *target*: (a row per file written, the defects, the status)."""
+    rows: list[_Row] = []
     defects: list[str] = []
-    status = _write_message(decoded, target, eml_name, settings, mail, "", files, defects)
-    return DecodeResult(eml_name, target.path, tuple(files), tuple(defects), decoded.message_id,
+    status = _write_message(decoded, target, eml_name, settings, mail, "", rows, defects)
+    return rows, defects, status
+
+
+def _result(decoded: DecodedMail, eml_name: str, rows: list[_Row], defects: list[str], status: str,
+            moved: _Moved | None, directory: str = "") -> DecodeResult:
+    """The :py:class:`DecodeResult` of the files in *rows*, each made once, at the path it
+    has after *moved* (a staging directory renamed): no second object per file."""
+    if moved is not None:
+        directory = moved.new
+        files = tuple(WrittenFile(moved(row[0]), *row[1:]) for row in rows)
+    else:
+        files = tuple(WrittenFile(*row) for row in rows)
+    return DecodeResult(eml_name, directory, files, tuple(defects), decoded.message_id,
                         status, tuple(_bounds(decoded, "")), tuple(_verdicts(decoded, "")))
 
 
@@ -189,7 +215,7 @@ def _bounds(decoded: DecodedMail, prefix: str) -> list[str]:
 
 
 def _write_message(decoded: DecodedMail, target: OutputDir, source: str, settings: DecodeSettings,
-                   mail: Mapping[str, object] | None, prefix: str, files: list[WrittenFile],
+                   mail: Mapping[str, object] | None, prefix: str, files: list[_Row],
                    defects: list[str]) -> str:
     """Write one message level into *target*; recurse into attached messages.  Returns the
     level's status: ``partial`` when it or a message attached to it hit a bound."""
@@ -208,10 +234,11 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
         elif part.kind == "tnef-body":  # body.rtf, body.html, body.txt (body-2.txt beside the mail's own)
             name, reserved = "body" + extension_for(part.content_type), False
         else:
-            name, reserved = safe_name(part.filename, fallback_name(index, part.content_type)), False
+            # the fallback made only when needed (safe_name gives it back when no name is left)
+            name, reserved = safe_name(part.filename, "") or fallback_name(index, part.content_type), False
         written, sha256, digest = _write_hashed(target, name, part.data, settings.identity, reserved)
-        files.append(WrittenFile(target.join(written), part.kind, part.filename,
-                                 part.content_type, part.disposition, part.content_id, digest, len(part.data)))
+        files.append((target.join(written), part.kind, part.filename,
+                      part.content_type, part.disposition, part.content_id, digest, len(part.data)))
         entry = _entry(part, written, sha256)
         if part.not_decoded:
             entry["status"] = "raw" if part.kind == "raw" else "not-decoded"
@@ -238,12 +265,27 @@ def _write_message(decoded: DecodedMail, target: OutputDir, source: str, setting
         meta["smime"] = [dict(v) for v in decoded.smime]
     data = metadata_json(meta).encode("utf-8", "backslashreplace")
     target.write(meta_name, data, reserved=True)
-    files.append(WrittenFile(target.join(meta_name), "metadata", None, "application/json",
-                             digest=_digest(settings.identity, data), size=len(data)))
+    files.append((target.join(meta_name), "metadata", None, "application/json", None, None,
+                  _digest(settings.identity, data), len(data)))
     return status
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # indent=None: the C encoder
+_TEXT = json.encoder.encode_basestring  # what _JSON.encode does with a str
+#: ``_JSON.encode`` without its per-call set-up (a new C encoder object per value): the C
+#: encoder made once with _JSON's settings; no check for circular references (metadata.json
+#: is a tree of dicts, lists and scalars built here)
+_ENCODER = (json.encoder.c_make_encoder(None, _JSON.default, _TEXT, None, _JSON.key_separator,  # type: ignore[attr-defined]
+                                        _JSON.item_separator, False, False, True)
+            if getattr(json.encoder, "c_make_encoder", None) is not None else None)
+
+
+def _json(value: object) -> str:
+    if type(value) is str:
+        return _TEXT(value)  # type: ignore[no-any-return]
+    if _ENCODER is None:  # pragma: no cover - CPython has the C encoder
+        return _JSON.encode(value)
+    return "".join(_ENCODER(value, 0))
 
 
 def metadata_json(meta: Mapping[str, object]) -> str:
@@ -253,10 +295,10 @@ def metadata_json(meta: Mapping[str, object]) -> str:
     lines = []
     for key, value in meta.items():
         if isinstance(value, list) and value:
-            items = ",\n  ".join(_JSON.encode(item) for item in value)
-            lines.append(" %s: [\n  %s\n ]" % (_JSON.encode(key), items))
+            items = ",\n  ".join([_json(item) for item in value])
+            lines.append(" %s: [\n  %s\n ]" % (_TEXT(key), items))
         else:
-            lines.append(" %s: %s" % (_JSON.encode(key), _JSON.encode(value)))
+            lines.append(" %s: %s" % (_TEXT(key), _json(value)))
     return "{\n%s\n}\n" % ",\n".join(lines)
 
 

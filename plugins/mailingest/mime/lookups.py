@@ -41,7 +41,7 @@ class RememberedLookups(Message):
         memo = self.__dict__.get(_GET_MEMO)
         # one check of the list, its length and the policy for every name remembered
         if memo is None or memo[0] is not headers or memo[1] != len(headers) or memo[2] is not policy:
-            memo = self.__dict__[_GET_MEMO] = (headers, len(headers), policy, {})
+            memo = self.__dict__[_GET_MEMO] = (headers, len(headers), policy, {}, _first_positions(headers))
         else:
             known = memo[3].get(name)
             if known is not None:
@@ -51,14 +51,14 @@ class RememberedLookups(Message):
                 if headers[position] is entry:
                     return value
         names: dict[str, tuple[int, Any, Any]] = memo[3]
-        lower = name.lower()
-        for position, entry in enumerate(headers):
-            if entry[0].lower() == lower:
-                value = policy.header_fetch_parse(*entry)
-                names[name] = (position, entry, value)
-                return value
-        names[name] = (-1, None, None)
-        return failobj
+        position = memo[4].get(name.lower(), -1)
+        if position < 0:
+            names[name] = (-1, None, None)
+            return failobj
+        entry = headers[position]
+        value = policy.header_fetch_parse(*entry)
+        names[name] = (position, entry, value)
+        return value
 
     def get_content_type(self) -> str:
         """``Message.get_content_type``: the type before the first ``;``, lower-cased, when it
@@ -97,6 +97,17 @@ class RememberedLookups(Message):
                     break
             memo[key] = (value, found)
         return failobj if found is _MISSING else found
+
+
+def _first_positions(headers: list[tuple[str, str]]) -> dict[str, int]:
+    """Each lower-cased header name -> the position of its first entry: one pass over the
+    list for every name asked of it (the first look-up of a name scanned the list)."""
+    positions: dict[str, int] = {}
+    for position, entry in enumerate(headers):
+        lower = entry[0].lower()
+        if lower not in positions:
+            positions[lower] = position
+    return positions
 
 
 def _unquoted(value: Any) -> Any:

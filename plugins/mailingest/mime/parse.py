@@ -21,12 +21,15 @@ from dataclasses import dataclass, field, replace
 from email.errors import MessageError, MissingHeaderBodySeparatorDefect
 from email.feedparser import FeedParser
 from email.message import EmailMessage, Message
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailingest.errors import DecodeLimitError, MimeError
 from mailingest.mime import containers, fastparse, headers, payloads
 from mailingest.mime.hints import TreeHints
 from mailingest.mime.spans import RawSpans
+
+if TYPE_CHECKING:
+    from mailingest.mime.smime import Verification
 
 _BODY_TEXT = "body-text"
 _BODY_HTML = "body-html"
@@ -163,9 +166,13 @@ def decode_bytes(raw: bytes, limits: DecodeLimits = DecodeLimits(), *,
               % limits.max_parts)
     with headers.active_budget() as budget:  # one header budget for the whole decode
         while True:
+            walker = _Walker(limits, uuencode, crlf, formats)
             try:
-                msg = parse(head)
-                decoded = _Walker(limits, uuencode, crlf, formats).message(msg, 0, "", RawSpans(head, msg))
+                try:
+                    msg = parse(head)
+                    decoded = walker.message(msg, 0, "", RawSpans(head, msg))
+                finally:
+                    walker.settle()  # every verdict filled in; no check outlives the decode
                 break
             except RecursionError as exc:
                 # nested deeper than the parser (or the standard library's tree walks) can follow:
@@ -227,6 +234,9 @@ class _Walker:
         self.container_bounds: list[str] = []
         #: S/MIME parts that may still be opened in this message (each runs openssl)
         self.smime_left = containers.MAX_SMIME_PARTS
+        #: detached signatures being checked (in threads of their own) and the verdict each
+        #: fills in: :py:meth:`settle` waits for them
+        self.verifying: list[tuple[dict[str, Any], Verification]] = []
         self.uuencode = uuencode
         self.crlf = crlf
         #: the charset hints of the tree being walked (an attached message parsed from its
@@ -236,6 +246,12 @@ class _Walker:
         self.decoded = 0
         #: the bound (max_parts, max_decoded_bytes) that ended decoding: the rest is kept raw
         self.exhausted: str | None = None
+
+    def settle(self) -> None:
+        """Wait for the signature checks started during the walk; fill in their verdicts."""
+        verifying, self.verifying = self.verifying, []
+        for verdict, check in verifying:
+            verdict.update(check.result())
 
     def _fits(self, size: int) -> bool:
         """Charge *size* decoded bytes; False (and decoding ends) when over the bound."""

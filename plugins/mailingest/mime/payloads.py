@@ -105,7 +105,10 @@ def leaf_data(part: Message, *, stream: bool) -> bytes | memoryview | DecodedStr
     span = part.payload_span() if isinstance(part, HardenedMessage) else None
     if declared == "base64":
         if span is None:
-            clean: bytes | DecodedStream | None = _clean_base64(part.get_payload())
+            # ASCII text is what get_payload() gives (it decodes only text holding undecoded bytes)
+            text = part.__dict__.get("_text") if isinstance(part, HardenedMessage) else None
+            clean: bytes | DecodedStream | None = _clean_base64(
+                text if type(text) is str and text.isascii() else part.get_payload())
         else:
             raw, start, end = span
             clean = _clean_base64_span(raw, start, end, stream)
@@ -117,6 +120,19 @@ def leaf_data(part: Message, *, stream: bool) -> bytes | memoryview | DecodedStr
             return DecodedStream(raw, start, end, "quoted-printable")
         if declared not in _DECODED_CTES:  # get_payload(decode=True): the bytes as they are
             return memoryview(raw)[start:end]
+    if declared not in _DECODED_CTES and cte not in _DECODED_CTES:
+        # get_payload(decode=True) of a payload the transfer encoding leaves as it is: the
+        # parser's text encoded back, i.e. the bytes as they came (without its surrogate test
+        # and second copy); a payload still in the raw message is those bytes already
+        if span is not None:
+            raw, start, end = span
+            return raw[start:end]
+        payload = part.__dict__.get("_text") if isinstance(part, HardenedMessage) else None
+        if type(payload) is str:
+            try:
+                return payload.encode("ascii", "surrogateescape")
+            except UnicodeEncodeError:  # text the parser did not make: the standard library's way
+                pass
     data = part.get_payload(decode=True)
     if not isinstance(data, bytes):
         return b""

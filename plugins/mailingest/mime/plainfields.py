@@ -1,5 +1,5 @@
-"""From, To, Cc, Date, Subject and Message-ID in their plain shapes, read without the header
-registry's parse tree.
+"""From, To, Cc, Date, Subject and Message-ID (and each part's Content-ID) in their plain shapes,
+read without the header registry's parse tree.
 
 The decoder reads six summary headers of every message and attached message.  The standard
 library's header registry builds a full parse tree for each (its tokenizer is pure Python):
@@ -13,8 +13,8 @@ result follows from the text alone:
   string's content as it is) and its text their ``str`` joined by ``", "``;
 * a Date: the registry's ``datetime`` is ``email.utils.parsedate_to_datetime`` of the text and
   its text ``email.utils.format_datetime`` of that; only the parse tree of that text is skipped;
-* a Subject of printable ASCII and blanks without ``=?``, and a Message-ID ``<dot-atom@dot-atom>``
-  between blanks: the registry's text is the value itself.
+* a Subject or Content-ID of printable ASCII and blanks without ``=?``, and a Message-ID
+  ``<dot-atom@dot-atom>`` between blanks: the registry's text is the value itself.
 
 Anything else gets the registry's parse (:py:func:`plain_header` returns None).  The object
 returned is the text with the attributes the decoder reads (``addresses``, ``datetime``,
@@ -45,6 +45,8 @@ _PRINTABLE = re.compile(r"[ \t!-~]*+")
 _WORD_BREAKS = re.compile(r"[ \t]++")
 
 _ADDRESSES = frozenset({"from", "to", "cc"})
+#: headers the registry reads as unstructured text (Content-ID has no class of its own there)
+_UNSTRUCTURED = frozenset({"subject", "content-id"})
 
 
 class PlainHeader(str):
@@ -93,7 +95,7 @@ def plain_header(name: str, value: str, factory: Callable[[str, str], object]) -
         return _date(name, value, factory)
     if "=?" in value or not _PRINTABLE.fullmatch(value):
         return None
-    if lower == "subject" or (lower == "message-id" and _MESSAGE_ID.fullmatch(value)):
+    if lower in _UNSTRUCTURED or (lower == "message-id" and _MESSAGE_ID.fullmatch(value)):
         return PlainHeader(name, value, value, factory)
     return None
 

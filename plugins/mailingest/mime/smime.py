@@ -38,6 +38,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,18 +143,31 @@ class Smime:
     def verify_detached(self, content: bytes, signature: bytes) -> dict[str, Any]:
         """The verdict on a ``multipart/signed`` part: *content* is the first part's bytes as
         they came (headers included, line ends made CRLF here), *signature* the decoded .p7s."""
+        return self._detached(content, signature, _described_signer(signature))
+
+    def start_detached(self, content: bytes, signature: bytes) -> Verification:
+        """:py:meth:`verify_detached`, its openssl runs made in a thread of its own while the
+        caller goes on (the decoder walks the rest of the message meanwhile); the verdict is
+        :py:meth:`Verification.result`.  The signer is read here, in the caller's thread: it
+        silences a warning, and the warning filters are not thread-safe."""
+        return Verification(self._detached, content, signature, _described_signer(signature))
+
+    def _detached(self, content: bytes, signature: bytes, signer: dict[str, Any] | None) -> dict[str, Any]:
         verdict: dict[str, Any] = {"type": "detached-signature"}
         canonical = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         with tempfile.TemporaryDirectory(prefix="mailingest-smime-") as work:
             sig = _put(work, "sig.der", signature)
-            verdict.update(self._verify(work, sig, _put(work, "content", canonical), signature))
+            verdict.update(self._verify(work, sig, _put(work, "content", canonical), signature,
+                                        signer=signer, signer_read=True))
         return verdict
 
-    def _verify(self, work: str, sig: str, content: str | None, der: bytes) -> dict[str, Any]:
+    def _verify(self, work: str, sig: str, content: str | None, der: bytes, *,
+                signer: dict[str, Any] | None = None, signer_read: bool = False) -> dict[str, Any]:
+        """*signer*: the signer's description (:py:func:`_described_signer` of *der*), if *signer_read*."""
         found: dict[str, Any] = {}
-        signer = _signer(der)
-        if signer is not None:
-            found["signer"] = describe(signer)
+        described = signer if signer_read else _described_signer(der)
+        if described is not None:
+            found["signer"] = described
         args = ["-verify", "-binary", "-inform", "DER", "-in", sig, "-out", os.devnull]
         if content is not None:
             args += ["-content", content]
@@ -222,6 +236,38 @@ def describe(cert: x509.Certificate) -> dict[str, Any]:
             "notBefore": cert.not_valid_before_utc.isoformat(), "notAfter": cert.not_valid_after_utc.isoformat(),
             "validNow": cert.not_valid_before_utc <= datetime.datetime.now(datetime.timezone.utc)
             <= cert.not_valid_after_utc}
+
+
+def _described_signer(der: bytes) -> dict[str, Any] | None:
+    """What metadata.json says about the signer of *der* (:py:func:`describe`), None when none is found."""
+    signer = _signer(der)
+    return describe(signer) if signer is not None else None
+
+
+class Verification:
+    """``function(*args)`` run in a daemon thread; :py:meth:`result` waits for it and gives its
+    result (or raises what it raised).  openssl runs in a child process: the thread waits on
+    it without holding the interpreter."""
+
+    def __init__(self, function: Callable[..., dict[str, Any]], *args: Any) -> None:
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True,
+                                        name="mailingest-smime-verify")
+        self._thread.start()
+
+    def _run(self, function: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
+        try:
+            self._result = function(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> dict[str, Any]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
 def _signer(der: bytes) -> x509.Certificate | None:
