@@ -31,7 +31,8 @@ names: all by default) becomes a notice of its own, appended to ``worklist.ok`` 
 under ``post_baseDir`` and ``baseUrl`` = ``post_baseUrl``.  Two extra fields let a later stage
 (examples/subscribe/attachments-csv.conf) tie a file to its message:
 
-* ``mailParent``: ``{"relPath", "identity", "mail"}`` of the .eml notice (``mail`` copied as is);
+* ``mailParent``: ``{"relPath", "identity", "mail"}`` of the .eml notice (``mail`` copied as is;
+  one copy per message, shared by its files' notices: read-only, as sr3's posting treats it);
 * ``mailPart``: ``{"kind", "originalName", "contentType", "disposition", "contentId"}``.
 
 The .eml notice is published too, with ``mailDecode = {"status": "decoded", "files": N,
@@ -303,8 +304,10 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
     def _announce(self, parent: sarracenia.Message, result: DecodeResult,
                   mail: Any) -> list[sarracenia.Message]:
         notices = []
-        origin = {"relPath": parent.get("relPath"), "identity": parent.get("identity"),
-                  "mail": mail}
+        # one copy per message, shared by its files' notices: sr3 only reads nested fields
+        # (its putNewMessage copies a notice shallowly and deletes top-level keys only)
+        origin = copy.deepcopy({"relPath": parent.get("relPath"), "identity": parent.get("identity"),
+                                "mail": mail})
         for written in result.files:
             if written.kind not in self.announced_kinds:
                 continue
@@ -313,7 +316,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                 logger.error("%s: wrote %s but could not announce it", _identity(parent),
                              written.path)
                 continue
-            notice["mailParent"] = copy.deepcopy(origin)
+            notice["mailParent"] = origin
             notice["mailPart"] = written.describe()
             notices.append(notice)
         self.metrics["filesAnnounced"] += len(notices)

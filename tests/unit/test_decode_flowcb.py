@@ -362,3 +362,44 @@ def test_with_mail_decode_fsync_off_nothing_is_synced(base, monkeypatch):
     wl = worklist(downloaded(o, base, "INBOX/1700000000.101.eml", sample()))
     load(o).after_work(wl)
     assert len(wl.ok) == 4 and groups == []
+
+
+#: fields that differ from one call to the next whoever builds the notice
+RUN_TIMES = ("pubTime",)
+
+
+@pytest.mark.parametrize("method", ["sha512", "md5", "cod,sha512", "arbitrary"])
+def test_each_file_notice_is_field_for_field_what_sr3_builds_for_the_same_file(base, method):
+    o = options(base)
+    o.identity_method = method
+    if method == "arbitrary":
+        o.identity_arbitrary_value = "x"
+    parent = downloaded(o, base, "INBOX/1700000000.101.eml", sample(("a.csv", "b.csv")))
+    wl = worklist(parent)
+    load(o).after_work(wl)
+    assert len(wl.ok) == 5
+    for notice in wl.ok[1:]:
+        path = os.path.join(str(base), notice["relPath"])
+        lstat = sarracenia.stat(path)
+        by_info = sarracenia.Message.fromFileInfo(path, o, lstat)
+        by_data = sarracenia.Message.fromFileData(path, o, lstat)
+        ours = {k: v for k, v in notice.items() if k not in ("mailParent", "mailPart")}
+        assert set(ours) == set(by_data) == set(by_info) | {"identity"}
+        for key in set(by_data) - set(RUN_TIMES):
+            assert ours[key] == by_data[key], key
+        for key in set(by_info) - set(RUN_TIMES):
+            assert ours[key] == by_info[key], key
+
+
+def test_the_files_of_one_message_share_one_copy_of_its_parent_apart_from_the_eml_notice(base):
+    o = options(base)
+    parent = downloaded(o, base, "INBOX/1700000000.101.eml", sample(("a.csv",)))
+    wl = worklist(parent)
+    load(o).after_work(wl)
+    parents = [m["mailParent"] for m in wl.ok[1:]]
+    assert all(p is parents[0] for p in parents)
+    parent["mail"]["uid"] = 999
+    parent["identity"]["value"] = "changed"
+    assert parents[0]["mail"] == IMAP_MAIL
+    assert parents[0]["identity"] != parent["identity"]
+    assert parents[0]["mail"] is not parent["mail"]
