@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import gc
 import logging
 import os
 from dataclasses import replace
@@ -143,6 +144,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     # -- the journal of pending decodes ---------------------------------------------------------
     def on_start(self) -> None:
+        freeze_loaded_heap()
         self._take_over_orphans()
 
     def on_housekeeping(self) -> None:
@@ -332,6 +334,18 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         notice["identity"] = {"method": self.o.identity_method,
                               "value": base64.b64encode(written.digest).decode("ascii")}
         return notice
+
+
+def freeze_loaded_heap() -> None:
+    """Move the objects alive once sr3 and the plugins are loaded (sr3's configuration, the
+    modules, the decoder's tables) out of the cyclic garbage collector's reach (:py:func:`gc.freeze`),
+    after one full collection: they live as long as the process, yet every oldest-generation
+    collection would walk them all again (~20 ms each in a decode subscriber, about one per
+    1,000 messages).  Process-wide, once per worker: what is allocated later is collected as
+    before; only garbage cycles already present at start-up (none after the collection) would
+    be kept (docs/design.md, "Decode: ...")."""
+    gc.collect()
+    gc.freeze()
 
 
 def check_callback_order(callbacks: list[str]) -> None:

@@ -5,9 +5,12 @@ when it is first imported, so they are pointed at a private temporary directory 
 test module imports it (conftest.py is imported first).
 """
 
+import gc
 import os
 import shutil
 import tempfile
+
+import pytest
 
 _HOME = tempfile.mkdtemp(prefix="mailingest-unit-")
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
@@ -18,3 +21,11 @@ os.makedirs(os.environ["XDG_CACHE_HOME"], exist_ok=True)
 
 def pytest_unconfigure(config):
     shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen_heap():
+    """A decode worker's ``on_start`` freezes the heap (``gc.freeze``): give it back to the
+    collector after each test, so a test process collects as usual."""
+    yield
+    gc.unfreeze()

@@ -403,3 +403,18 @@ def test_the_files_of_one_message_share_one_copy_of_its_parent_apart_from_the_em
     assert parents[0]["mail"] == IMAP_MAIL
     assert parents[0]["identity"] != parent["identity"]
     assert parents[0]["mail"] is not parent["mail"]
+
+
+def test_a_decode_worker_freezes_the_heap_loaded_at_start_and_collects_what_comes_later(base):
+    import gc
+
+    cb = load(options(base))
+    gc.unfreeze()
+    cb.on_start()
+    assert gc.get_freeze_count() > 0
+    frozen = gc.get_freeze_count()
+    cycle: list[object] = []
+    cycle.append(cycle)
+    del cycle
+    assert gc.collect() >= 1
+    assert gc.get_freeze_count() == frozen
