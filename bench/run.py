@@ -44,7 +44,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default="",
                         help="comma-separated scenarios: " + ", ".join(BY_NAME))
     parser.add_argument("--output", default=str(REPO / "docs" / "performance.md"), help="markdown file to write")
-    parser.add_argument("--work", default=None, help="scratch directory (default: a new temp dir, removed)")
+    parser.add_argument("--work", default=None,
+                        help="keep this run's servers' files, sr3 homes and logs in a new directory under DIR "
+                             "(a fresh one per run: nothing of an earlier run, sr3 state or files, is taken up); "
+                             "default: a temp dir, removed at the end")
     parser.add_argument("--broker", default=None, metavar="URL",
                         help="use this running RabbitMQ (amqp://USER:PASSWORD@HOST:PORT/) instead of starting "
                              "a private one, e.g. the test suite's; its figures then share that broker")
@@ -105,9 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # PYTHONDONTWRITEBYTECODE would have every sr3 flow and `mailingest decode` process compile it
     # again (~0.1 s each), which is no part of what is measured.
     compileall.compile_dir(str(REPO / "plugins"), quiet=1)
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="mailingest-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    work.chmod(0o755)  # Dovecot's mail user must traverse it when run as root
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+        Path(args.work).chmod(0o755)  # Dovecot's mail user must traverse it when run as root
+    work = Path(tempfile.mkdtemp(prefix="mailingest-bench-", dir=args.work))
+    work.chmod(0o755)
     started = time.monotonic()
     notes = report.machine_notes(sys.version.split()[0])
     ctx = BenchContext(work=work, messages=messages, quick=args.quick, broker_url=args.broker)
@@ -115,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = run_scenarios(ctx, _split(args.only))
     finally:
         ctx.close()
-        if not args.work:
+        if args.work:
+            logger.info("this run's files, sr3 homes and logs: %s", work)
+        else:
             shutil.rmtree(work, ignore_errors=True)
     seconds = time.monotonic() - started
     output = Path(args.output)
