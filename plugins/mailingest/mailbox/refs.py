@@ -31,6 +31,8 @@ from email import policy
 from email.parser import HeaderParser
 from typing import Any
 
+from mailingest.mime.fastparse import plain_fields
+
 _SAFE = re.compile(rb"[A-Za-z0-9_+@\-]")
 #: names that are their own token: safe bytes, with inner dots (keep_dots) or without any
 _PLAIN = {True: re.compile(r"[A-Za-z0-9_+@\-](?:[A-Za-z0-9_+@\-.]*[A-Za-z0-9_+@\-])?"),
@@ -150,40 +152,17 @@ def _decoded(value: str) -> str:
     return decode_raw(to_bytes(value))
 
 
-#: a field name as the email parser takes it (``email.feedparser.headerRE``)
-_FIELD_NAME = re.compile(r"[\041-\071\073-\176]+")
-_LONE_CR = re.compile(r"\r(?!\n)")
+#: the blank line that ends a header block (or an empty block): what follows is no header
+_BLANK_LINE = re.compile(r"(?:\A|(?<=\n))\r?(?:\n|\Z)")
 
 
 def _plain_fields(text: str) -> list[tuple[str, str]] | None:
-    """``(name, raw value)`` of each field of a plain header block, exactly as the email parser's
-    ``raw_items()`` gives them (policy compat32), without its line-by-line feed machinery; None
-    for a block the parser would treat specially (a line without a field name or colon, a first
-    line that is a continuation, a lone CR): the parser then reads it."""
-    if "\r" in text and _LONE_CR.search(text):
-        return None
-    fields: list[tuple[str, str]] = []
-    name = ""
-    value: list[str] = []
-    lines = text.split("\n")
-    for index, line in enumerate(lines):
-        ending = "\n" if index < len(lines) - 1 else ""
-        if line in ("", "\r"):  # the blank line that ends the headers (or the end of the block)
-            break
-        if line[0] in " \t":
-            if not name:
-                return None
-            value.append(line + ending)
-            continue
-        if name:
-            fields.append((name, "".join(value).rstrip("\r\n")))
-        name, colon, rest = line.partition(":")
-        if not colon or not _FIELD_NAME.fullmatch(name):
-            return None
-        value = [(rest + ending).lstrip(" \t")]
-    if name:
-        fields.append((name, "".join(value).rstrip("\r\n")))
-    return fields
+    """``(name, raw value)`` of each field of the header block *text* (up to its blank line), as
+    the email parser's ``raw_items()`` gives them (policy compat32), read by the decoder's
+    :py:func:`~mailingest.mime.fastparse.plain_fields`; None for a block the parser treats
+    specially: the parser then reads it."""
+    blank = _BLANK_LINE.search(text)
+    return plain_fields(text[:blank.start()] if blank else text)
 
 
 def summary_headers(header_block: bytes) -> dict[str, str]:

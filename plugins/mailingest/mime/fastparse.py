@@ -43,7 +43,23 @@ LAZY_PAYLOAD = 64 * 1024
 #: one header of a block in which every line starts a header (a name, then a colon) or
 #: continues one (a blank first): its name, and its value from the first character after the
 #: blanks that follow the colon, continuation lines included, up to the line end closing it
-_FIELD = re.compile(r"([\041-\071\073-\176]*):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
+_FIELD = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
+#: a header block of such lines only, each header a name of its own (no envelope ``From `` line,
+#: no line without a name or a colon, no continuation first)
+_PLAIN_BLOCK = re.compile(r"(?:[\041-\071\073-\176]+:[^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z))*")
+_LONE_CR_TEXT = re.compile(r"\r(?!\n)")
+
+
+def plain_fields(block: str) -> list[tuple[str, str]] | None:
+    """``(name, raw value)`` of each header of *block* (header lines, without the blank line that
+    ends them), as the email parser reads them (``header_source_parse`` of compat32 and of
+    ``EmailPolicy`` alike: the name before the first colon, the value without the blanks after
+    the colon and without the line ends closing it), in one regular expression instead of its
+    line-by-line feed.  None when a line neither starts a header with a name of its own nor
+    continues one, or a carriage return stands alone: the parser has rules of its own for those."""
+    if not _PLAIN_BLOCK.fullmatch(block) or ("\r" in block and _LONE_CR_TEXT.search(block)):
+        return None
+    return [(name, value.rstrip("\r\n")) for name, value in _FIELD.findall(block)]
 
 
 class Irregular(Exception):
@@ -139,12 +155,9 @@ class _Builder:
                 pos = line_end  # the blank line between headers and body
             else:  # the line is the body's first: the feed parser notes the missing blank line
                 self.policy.handle_defect(msg, errors.MissingHeaderBodySeparatorDefect())
-        if (self.plain_fields and block[:1] not in (" ", "\t", ":") and not block.startswith("From ")
-                and "\nFrom " not in block and "\n:" not in block):
-            # every line starts a header or continues one: one regular expression reads the fields
-            # as the loop below does (name before the first colon, the value without the blanks
-            # after it and without the line ends closing it)
-            read = [(name, value.rstrip("\r\n")) for name, value in _FIELD.findall(block)]
+        # every line starts a header or continues one: the fields read as the loop below reads them
+        read = plain_fields(block) if self.plain_fields else None
+        if read is not None:
             if type(msg).set_raw is Message.set_raw:  # what set_raw does, one list extension
                 msg._headers.extend(read)  # type: ignore[attr-defined]
             else:
