@@ -57,6 +57,9 @@ mailDecodeFsync     flag   True        fsync each pass's files and directories t
                                        announced (off: faster, not safe against a power loss)
 mailDecodeAnnounce  str    all         which files written get a notice: all, none, or some of
                                        bodies, attachments, metadata (comma-separated)
+mailDecodeProcess   str    auto        decode in a process of its own beside the worker: on, off,
+                                       auto (on when ``instances`` leaves a core free); the
+                                       announcements then go out one pass later
 mailDecodeTnef      flag   True        unpack winmail.dat (application/ms-tnef) into its files
 mailDecodeTnefKeep  flag   False       also write winmail.dat itself when it was fully unpacked
 mailDecodeSmime     flag   True        open S/MIME parts (unwrap signed, decrypt, verify)
@@ -97,17 +100,19 @@ import sarracenia
 from sarracenia.flowcb import FlowCB
 
 from mailingest.atomic import remove_stale_temps, sync_together
+from mailingest.decodeprocess import DecodeProcess, DecodeProcessError, Job, Outcome, decode_job, durable_paths
 from mailingest.errors import ConfigError, MimeError
-from mailingest.mime.decoded import find_decoded
 from mailingest.mime.journal import Batch, DecodeJournal
-from mailingest.mime.layout import DecodeResult, WrittenFile, decode_file
-from mailingest.settings import DecodeFlowSettings, declare_decode_options
+from mailingest.mime.layout import DecodeResult, WrittenFile
+from mailingest.settings import DecodeFlowSettings, declare_decode_options, decode_process_wanted
 from mailingest.sr3log import DecodedFilesQuiet
 
 logger = logging.getLogger(__name__)
 
 #: the journal of pending decodes, in the subscriber's sr3 cache directory (beside its retry queues)
 JOURNAL_DIR = "mailingest-pending-decodes"
+#: how often a worker starts its decode process again after it died, before it decodes on its own
+PROCESS_RESTARTS = 3
 
 
 class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
@@ -135,8 +140,22 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                                      fsync=self.settings.fsync)
         self._taken_over: list[Batch] = []
         self._posted_clears: list[str] = []
+        # mailDecodeProcess: the decode process (started by on_start), the .eml notices handed to
+        # it in the last pass (announced in the next), and the journal batches they belong to
+        self.use_process = decode_process_wanted(getattr(self.o, "mailDecodeProcess", "auto"),
+                                                 int(getattr(self.o, "instances", 1) or 1), _cpus())
+        self.process: DecodeProcess | None = None
+        self._process_restarts = PROCESS_RESTARTS
+        self._held: list[sarracenia.Message] = []
+        self._held_clears: list[str] = []
 
     def on_stop(self) -> None:
+        """Stop the decode process.  sr3 runs a last pass before this (without taking notices),
+        which announced what the process still held; anything held now is in the journal, and the
+        next start announces it."""
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
         self.quiet.remove()
 
     def metricsReport(self) -> dict[str, int]:
@@ -146,6 +165,22 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
     def on_start(self) -> None:
         freeze_loaded_heap()
         self._take_over_orphans()
+        if self.use_process and self.process is None:
+            self._start_process()
+
+    def _start_process(self) -> None:
+        process = DecodeProcess(self.write_settings_for_process(), logging.getLogger("mailingest").getEffectiveLevel())
+        try:
+            process.start()
+        except DecodeProcessError as exc:
+            logger.error("%s: this worker decodes in its own process instead", exc)
+            return
+        self.process = process
+        logger.info("decoding in a process of its own (pid %s, mailDecodeProcess)", process.pid)
+
+    def write_settings_for_process(self) -> Any:
+        """The decode process writes as this worker would, and syncs each batch if ``mailDecodeFsync``."""
+        return replace(self.write_settings, fsync=self.settings.fsync)
 
     def on_housekeeping(self) -> None:
         self._take_over_orphans()
@@ -182,13 +217,23 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     # -- decoding -------------------------------------------------------------------------------
     def after_work(self, worklist: Any) -> None:
-        announced: list[sarracenia.Message] = []
-        fresh = set()
-        for msg in worklist.ok:
-            if "post_failures" in msg or not _is_eml(msg):
-                continue
-            fresh.add(_eml_path(msg))
-            announced.extend(self._guarded(self._decode, msg))
+        """Decode the pass's new .eml files and add their notices to ``worklist.ok``.
+
+        With a decode process (``mailDecodeProcess``), the pass's .eml notices are taken out of
+        ``worklist.ok`` and handed to the process, and the next pass puts them back with their
+        files' notices; their journal batches are forgotten only after that pass has posted."""
+        recorded, self._posted_clears = self._posted_clears, []
+        released, announced = self._release_held()
+        pass_emls = [msg for msg in worklist.ok if "post_failures" not in msg and _is_eml(msg)]
+        fresh = {_eml_path(msg) for msg in pass_emls}
+        if pass_emls and self._hand_over(pass_emls):
+            held = {id(msg) for msg in pass_emls}
+            worklist.ok[:] = [msg for msg in worklist.ok if id(msg) not in held]
+            self._held_clears = recorded
+        else:
+            self._posted_clears.extend(recorded)
+            for msg in pass_emls:
+                announced.extend(self._guarded(self._decode, msg))
         for batch in self._taken_over:
             for entry in batch.entries:
                 if entry["path"] not in fresh:
@@ -197,10 +242,79 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             self._posted_clears.append(batch.path)
         self._taken_over = []
         self._make_durable()
+        worklist.ok.extend(released)
         worklist.ok.extend(announced)
         self.quiet.expect(announced)
         if not getattr(self.o, "post_broker", None):  # no after_post will come
             self._clear_done()
+
+    def _hand_over(self, msgs: list[sarracenia.Message]) -> bool:
+        """Hand *msgs* to the decode process; False: decode them here (no process, or it is gone)."""
+        if self.process is None:
+            return False
+        jobs = [Job(_eml_path(msg), msg["mail"] if isinstance(msg.get("mail"), dict) else None) for msg in msgs]
+        try:
+            self.process.submit(jobs)
+        except DecodeProcessError as exc:
+            self._process_died(exc, len(msgs))
+            return False
+        self._held = msgs
+        return True
+
+    def _release_held(self) -> tuple[list[sarracenia.Message], list[sarracenia.Message]]:
+        """The .eml notices handed over in the last pass, and their files' notices (decoded here
+        instead if the process died meanwhile)."""
+        if not self._held:
+            return [], []
+        held, self._held = self._held, []
+        # their journal batches are forgotten after this pass's post, not before
+        self._posted_clears.extend(self._held_clears)
+        self._held_clears = []
+        try:
+            outcomes = self.process.collect() if self.process is not None else None
+        except DecodeProcessError as exc:
+            self._process_died(exc, len(held))
+            outcomes = None
+        files: list[sarracenia.Message] = []
+        if outcomes is None or len(outcomes) != len(held):
+            for msg in held:
+                files.extend(self._guarded(self._decode, msg))
+            return held, files
+        for reason in {outcome.sync_error for outcome in outcomes if outcome.sync_error}:
+            logger.error("cannot make the decoded files of %d message(s) durable (%s): a power loss before the next "
+                         "sync may lose them; their announcements go out now", len(held), reason)
+        for msg, outcome in zip(held, outcomes):
+            files.extend(self._guarded(lambda msg, outcome=outcome: self._report(msg, outcome), msg))
+        return held, files
+
+    def _process_died(self, error: DecodeProcessError, messages: int) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+        if self._process_restarts > 0:
+            self._process_restarts -= 1
+            logger.error("%s: its %d message(s) are decoded here; starting a new decode process", error, messages)
+            self._start_process()
+        else:
+            logger.error("%s: its %d message(s) are decoded here, and so are all later ones (the decode process "
+                         "died %d times: see the lines above)", error, messages, PROCESS_RESTARTS + 1)
+
+    def _report(self, msg: sarracenia.Message, outcome: Outcome) -> list[sarracenia.Message]:
+        """Log what the decode process did with *msg* and return its files' notices."""
+        for fields in outcome.records:
+            record = logging.makeLogRecord(fields)
+            handler = logging.getLogger(record.name)
+            if handler.isEnabledFor(record.levelno):
+                handler.handle(record)
+        if outcome.unexpected is not None:
+            logger.error("%s: not decoded, unexpected error in the decode process:\n%s", _identity(msg),
+                         outcome.unexpected.rstrip())
+            _mark_not_decoded(msg, "unexpected error (see the subscriber log)")
+            self.metrics["notDecoded"] += 1
+            return []
+        if outcome.result is None:
+            return self._not_decoded(msg, outcome.error or "no result from the decode process")
+        return self._decoded(msg, outcome.result, outcome.reannounced)
 
     def _make_durable(self) -> None:
         """fsync the pass's files and directories as one group, before any of them is announced
@@ -257,37 +371,39 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                 on_start: Callable[[], None] | None = None) -> list[sarracenia.Message]:
         """Decode ``msg``'s .eml (``on_start`` is called just before a decode really begins: not
         for a message already decoded) and return the notices of what it wrote."""
-        path = os.path.join(msg["new_dir"], msg["new_file"])
         mail = msg.get("mail")
-        earlier = find_decoded(path, mail if isinstance(mail, dict) else None)
-        if earlier is not None:
-            logger.info("%s: already decoded into %s, announced again", _identity(msg),
-                        os.path.basename(earlier.directory))
-            self.metrics["reannounced"] += 1
-            self._pending_sync(earlier)  # its pass may have died before making it durable
-            return self._announced(msg, earlier, mail)
-        if on_start is not None:
-            on_start()
+        job = Job(os.path.join(msg["new_dir"], msg["new_file"]), mail if isinstance(mail, dict) else None)
         try:
-            result = decode_file(path, settings=self.write_settings,
-                                 mail=mail if isinstance(mail, dict) else None)
+            result, reannounced = decode_job(job, self.write_settings, on_start=on_start)
         except (MimeError, OSError) as exc:  # DecodeLimitError is a MimeError
-            logger.error("%s: not decoded, the .eml is kept as it is: %s", _identity(msg), exc)
-            _mark_not_decoded(msg, str(exc))
-            self.metrics["notDecoded"] += 1
-            return []
-        for defect in result.defects:
-            logger.warning("%s: MIME defect: %s", _identity(msg), defect)
-        self.metrics["defects"] += len(result.defects)
-        self.metrics["decoded"] += 1
-        self.metrics["filesWritten"] += len(result.files)
-        self._pending_sync(result)
-        return self._announced(msg, result, mail)
+            return self._not_decoded(msg, str(exc))
+        self._pending_sync(result)  # an earlier pass may have died before making it durable
+        return self._decoded(msg, result, reannounced)
+
+    def _not_decoded(self, msg: sarracenia.Message, reason: str) -> list[sarracenia.Message]:
+        logger.error("%s: not decoded, the .eml is kept as it is: %s", _identity(msg), reason)
+        _mark_not_decoded(msg, reason)
+        self.metrics["notDecoded"] += 1
+        return []
+
+    def _decoded(self, msg: sarracenia.Message, result: DecodeResult, reannounced: bool) -> list[sarracenia.Message]:
+        """Count and log a decode (or an earlier one found complete) and return its files' notices."""
+        if reannounced:
+            logger.info("%s: already decoded into %s, announced again", _identity(msg),
+                        os.path.basename(result.directory))
+            self.metrics["reannounced"] += 1
+        else:
+            for defect in result.defects:
+                logger.warning("%s: MIME defect: %s", _identity(msg), defect)
+            self.metrics["defects"] += len(result.defects)
+            self.metrics["decoded"] += 1
+            self.metrics["filesWritten"] += len(result.files)
+        return self._announced(msg, result, msg.get("mail"))
 
     def _pending_sync(self, result: DecodeResult) -> None:
-        self._unsynced_files.extend(f.path for f in result.files)
-        self._unsynced_dirs.update(os.path.dirname(f.path) for f in result.files)
-        self._unsynced_dirs.add(os.path.dirname(result.directory))
+        files, directories = durable_paths(result)
+        self._unsynced_files.extend(files)
+        self._unsynced_dirs.update(directories)
 
     def _announced(self, msg: sarracenia.Message, result: DecodeResult, mail: Any) -> list[sarracenia.Message]:
         notices = self._announce(msg, result, mail)
@@ -368,6 +484,14 @@ def identity_digest(method: Any) -> str | None:
     writing (``sha512``, ``md5``: sr3's value is the base64 of that digest); None for the others
     (``cod,...``, ``arbitrary``, ``random``, none), left to sr3."""
     return method if method in ("sha512", "md5") else None
+
+
+def _cpus() -> int:
+    """The cores this worker may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _is_eml(msg: sarracenia.Message) -> bool:

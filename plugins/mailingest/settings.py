@@ -107,6 +107,7 @@ DECODE_OPTIONS = (
     Option("mailDecodeUuencode", "flag", _DECODE_DEFAULTS.uuencode),
     Option("mailDecodeFsync", "flag", _DECODE_DEFAULTS.fsync),
     Option("mailDecodeAnnounce", "str", "all"),
+    Option("mailDecodeProcess", "str", "auto"),
     Option("mailDecodeTnef", "flag", True),
     Option("mailDecodeTnefKeep", "flag", False),
     Option("mailDecodeSmime", "flag", True),
@@ -322,6 +323,26 @@ def _smime_key_from_keyring(name: str | None) -> bytes | None:
                           "key and certificate with: keyring set %s %s < key-and-certificate.pem"
                           % (name, keystore.keyring_name(), SMIME_KEYRING_SERVICE, SMIME_KEYRING_SERVICE, name))
     return pem.encode("utf-8")
+
+
+#: the values of ``mailDecodeProcess``
+DECODE_PROCESS_CHOICES = ("auto", "on", "off")
+
+
+def decode_process_wanted(value: Any, instances: int, cpus: int) -> bool:
+    """Whether each worker decodes in a process of its own (``mailDecodeProcess``): ``on``,
+    ``off``, or ``auto`` (default): on when the subscriber's *instances* leave a core of the
+    machine's *cpus* free for it, off otherwise (every core already runs a worker: a second
+    process per worker would only add its start-up, its memory and the hand-over).
+
+    :raises ConfigError: another value.
+    """
+    word = str(value if value is not None else "auto").strip().lower()
+    if word not in DECODE_PROCESS_CHOICES:
+        raise ConfigError("mailDecodeProcess %s: use %s" % (value, ", ".join(DECODE_PROCESS_CHOICES)))
+    if word == "auto":
+        return instances < cpus
+    return word == "on"
 
 
 def declare_decode_options(options: Any) -> None:

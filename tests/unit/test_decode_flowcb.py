@@ -25,6 +25,9 @@ IMAP_MAIL = {"folder": "INBOX", "uidvalidity": 1700000000, "uid": 101, "size": 0
 
 
 def options(base, **settings):
+    """A decode subscriber's options; it decodes in its own process (the decode process has
+    specs of its own, tests/unit/test_decode_process.py) unless *settings* say otherwise."""
+    settings.setdefault("mailDecodeProcess", "off")
     o = sarracenia.config.no_file_config()
     o.component = "subscribe"
     o.config = "t"
@@ -143,7 +146,7 @@ def test_a_message_over_the_byte_bound_is_posted_as_not_decoded_with_one_clear_l
 
 
 def test_an_unexpected_error_is_contained_to_its_message(base, caplog, monkeypatch):
-    import mailingest.decode as decode_module
+    import mailingest.decodeprocess as decode_module
 
     o = options(base)
     bad = downloaded(o, base, "INBOX/1.1.eml", sample())

@@ -98,6 +98,11 @@ class Smime:
             _load_trust(settings.trust_file)  # fail at start-up, not per message
         self.openssl = shutil.which(settings.openssl)
 
+    def __reduce__(self) -> tuple[Any, tuple[SmimeSettings]]:
+        """Pickled as its settings (the decode process loads the same files again): loaded keys
+        do not pickle."""
+        return (Smime, (self.settings,))
+
     # enveloped data --------------------------------------------------------------------------
     def decrypt(self, der: bytes) -> tuple[bytes | None, dict[str, Any]]:
         """Decrypt the enveloped-data *der*: ``(content or None, verdict)``."""
