@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.chmod(0o755)
     started = time.monotonic()
     notes = report.machine_notes(sys.version.split()[0])
+    notes["file create"] = report.create_cost(work)
     ctx = BenchContext(work=work, messages=messages, quick=args.quick, broker_url=args.broker)
     try:
         rows = run_scenarios(ctx, _split(args.only))
