@@ -108,8 +108,8 @@ def run(ctx: BenchContext) -> list[Row]:
     rows: list[Row] = []
     best: tuple[float, int] | None = None
     counts = QUICK_INSTANCES if ctx.quick else INSTANCES
-    runs = [(instances, "") for instances in counts] + (
-        [(counts[0], IN_WORKER), (counts[-1], ATTACHMENTS_ONLY)] if decode else [])
+    variants = ([] if ctx.quick else [(counts[0], IN_WORKER)]) + [(counts[-1], ATTACHMENTS_ONLY)]
+    runs = [(instances, "") for instances in counts] + (variants if decode else [])
     for instances, extra in runs:
         elapsed, poll_s, announced, emls, parts = run_one(ctx, instances, decode, extra)
         rate = n / elapsed if elapsed else None
