@@ -169,7 +169,9 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             self._start_process()
 
     def _start_process(self) -> None:
-        process = DecodeProcess(self.write_settings_for_process(), logging.getLogger("mailingest").getEffectiveLevel())
+        # the process writes as this worker would, and syncs each batch if mailDecodeFsync
+        settings = replace(self.write_settings, fsync=self.settings.fsync)
+        process = DecodeProcess(settings, logging.getLogger("mailingest").getEffectiveLevel())
         try:
             process.start()
         except DecodeProcessError as exc:
@@ -177,10 +179,6 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             return
         self.process = process
         logger.info("decoding in a process of its own (pid %s, mailDecodeProcess)", process.pid)
-
-    def write_settings_for_process(self) -> Any:
-        """The decode process writes as this worker would, and syncs each batch if ``mailDecodeFsync``."""
-        return replace(self.write_settings, fsync=self.settings.fsync)
 
     def on_housekeeping(self) -> None:
         self._take_over_orphans()

@@ -119,11 +119,6 @@ class DecodeProcess:
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None else None
 
-    @property
-    def pending(self) -> int:
-        """Jobs submitted and not collected yet."""
-        return self._submitted
-
     def start(self) -> None:
         """Start the child and hand it the settings.
 
@@ -238,10 +233,8 @@ class _Capture(logging.Handler):
                              "msg": record.getMessage(), "args": None, "pathname": record.pathname,
                              "filename": record.filename, "module": record.module, "lineno": record.lineno,
                              "funcName": record.funcName, "created": record.created, "msecs": record.msecs,
-                             "exc_text": self.format(record) if record.exc_info else None})
-
-    def format(self, record: logging.LogRecord) -> str:
-        return "".join(traceback.format_exception(*record.exc_info)) if record.exc_info else ""
+                             "exc_text": "".join(traceback.format_exception(*record.exc_info))
+                             if record.exc_info else None})
 
     def take(self) -> list[dict[str, Any]]:
         records, self.records = self.records, []
