@@ -99,7 +99,9 @@ def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_anno
     try:
         setup_subscriber(home, rabbitmq, tmp_path, "xs_decode_kill",
                          "flowCallback tests.sr3hold.HoldBeforeDecode\n"
-                         "callback mailingest.decode\nbatch 2\nprefetch 2\nlogLevel info\n"
+                         # the decode process (the default at instances 1 where a core is free), on
+                         # whatever the machine's cores: a kill also lands while it holds a pass
+                         "callback mailingest.decode\nmailDecodeProcess on\nbatch 2\nprefetch 2\nlogLevel info\n"
                          f"post_broker {post}\npost_exchange xs_decode_kill_parts\n"
                          f"post_baseDir {directory}\npost_baseUrl file:{directory}\n", name="dd")
         announce_all(home, rabbitmq, mail_account, "xs_decode_kill", TOTAL)
