@@ -133,7 +133,8 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self._unsynced_dirs: set[str] = set()
         self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
         self.metrics: dict[str, int] = {"decoded": 0, "partial": 0, "notDecoded": 0, "filesWritten": 0,
-                                        "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0}
+                                        "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0,
+                                        "decodeProcessDied": 0}
         # pending decodes (see mailingest.mime.journal): recorded before sr3 acknowledges a notice,
         # forgotten once the announcements are posted, taken over from a dead worker
         self.journal = DecodeJournal(os.path.join(str(getattr(self.o, "cfg_run_dir", ".")), JOURNAL_DIR),
@@ -286,6 +287,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         return held, files
 
     def _process_died(self, error: DecodeProcessError, messages: int) -> None:
+        self.metrics["decodeProcessDied"] += 1
         if self.process is not None:
             self.process.stop()
             self.process = None

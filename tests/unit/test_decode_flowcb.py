@@ -239,7 +239,8 @@ def test_metrics(base):
     cb = load(o)
     cb.after_work(worklist(downloaded(o, base, "INBOX/1.9.eml", sample())))
     assert cb.metricsReport() == {"decoded": 1, "partial": 0, "notDecoded": 0, "filesWritten": 3,
-                                  "filesAnnounced": 3, "defects": 0, "reannounced": 0, "recovered": 0}
+                                  "filesAnnounced": 3, "defects": 0, "reannounced": 0, "recovered": 0,
+                                  "decodeProcessDied": 0}
 
 
 @pytest.mark.parametrize("choice, announced", [

@@ -121,6 +121,7 @@ def test_a_killed_decode_process_costs_nothing_the_worker_decodes_and_starts_ano
                   and r.levelno == logging.ERROR]
         assert "pid %d" % old in line and "killed by signal 9" in line and "new decode process" in line
         assert cb.process is not None and cb.process.pid != old
+        assert cb.metricsReport()["decodeProcessDied"] == 1
         third, fourth = worklist(*messages(o, base, 1)), worklist()
         cb.after_work(third)
         cb.after_work(fourth)
