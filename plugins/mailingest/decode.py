@@ -271,11 +271,14 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self._held_clears = []
         try:
             outcomes = self.process.collect() if self.process is not None else None
+            if outcomes is not None and len(outcomes) != len(held):
+                raise DecodeProcessError("the decode process (pid %s) answered %d outcomes for %d messages"
+                                         % (self.process.pid if self.process else None, len(outcomes), len(held)))
         except DecodeProcessError as exc:
             self._process_died(exc, len(held))
             outcomes = None
         files: list[sarracenia.Message] = []
-        if outcomes is None or len(outcomes) != len(held):
+        if outcomes is None:
             for msg in held:
                 files.extend(self._guarded(self._decode, msg))
             return held, files

@@ -130,6 +130,22 @@ def test_a_killed_decode_process_costs_nothing_the_worker_decodes_and_starts_ano
         cb.on_stop()
 
 
+def test_an_answer_that_does_not_match_the_pass_is_taken_for_a_dead_process(base, tmp_path, caplog):
+    o, cb = worker(base, tmp_path)
+    try:
+        cb.after_work(worklist(*messages(o, base, 2)))
+        old, real_collect = cb.process, cb.process.collect
+        old.collect = lambda: real_collect()[:1]
+        second = worklist()
+        with caplog.at_level(logging.ERROR):
+            cb.after_work(second)
+        assert len(second.ok) == 2 * 5  # both decoded by the worker itself
+        assert any("answered 1 outcomes for 2 messages" in r.getMessage() for r in caplog.records)
+        assert cb.process is not old and cb.metricsReport()["decodeProcessDied"] == 1
+    finally:
+        cb.on_stop()
+
+
 def test_signals_to_the_workers_group_or_terminal_leave_the_decode_process_to_its_worker(base, tmp_path):
     o, cb = worker(base, tmp_path)
     try:
