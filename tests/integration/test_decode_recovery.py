@@ -3,6 +3,9 @@
 and restarted.  sr3 acknowledges a notice before `after_work`, where the decode runs; without
 the pending-decode journal a kill there leaves an .eml that nothing ever decodes or announces.
 
+Once, the worker's decode process (`mailDecodeProcess`) is killed alone first: the worker decodes
+the pass it held itself and starts another.
+
 At the end every .eml has one complete parts directory (metadata.json matches the files by size
 and SHA-256) and every file in it was announced (checked with an independent pika consumer on
 the subscriber's post exchange)."""
@@ -13,6 +16,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import signal
 import time
 from pathlib import Path
 
@@ -124,6 +129,8 @@ def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_anno
                                                                      or not worker.alive()),
                                timeout=60, what="the restarted worker to make progress")
                 assert worker.alive(), worker.log_text()[-3000:]
+                if kills == 1:
+                    kill_decode_process(worker)
                 if not held:
                     time.sleep(rng.uniform(0.0, 0.3))
                 kill_minus_nine(worker)
@@ -172,6 +179,23 @@ def test_a_worker_killed_at_random_moments_leaves_every_message_decoded_and_anno
             notice = by_rel[str(part.relative_to(directory))][-1]
             assert notice["size"] == part.stat().st_size
             assert notice["mailParent"]["relPath"] == rel
+
+
+DECODE_PROCESS = re.compile(r"decoding in a process of its own \(pid (\d+)")
+
+
+def kill_decode_process(worker) -> None:
+    """SIGKILL the worker's decode process alone, and wait until the worker has started another
+    (it decodes the pass the dead one held itself: the messages must all arrive all the same)."""
+    wait_until(lambda: DECODE_PROCESS.search(worker.log_text()) or not worker.alive(), timeout=30,
+               what="the worker's decode process")
+    found = DECODE_PROCESS.search(worker.log_text())
+    assert found, worker.log_text()[-3000:]
+    os.kill(int(found.group(1)), signal.SIGKILL)
+    wait_until(lambda: len(DECODE_PROCESS.findall(worker.log_text())) > 1 or not worker.alive(), timeout=60,
+               what="the worker to start a new decode process")
+    assert worker.alive(), worker.log_text()[-3000:]
+    assert "starting a new decode process" in worker.log_text()
 
 
 def expected_rel_paths(directory: Path) -> set[str]:
