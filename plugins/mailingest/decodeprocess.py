@@ -132,7 +132,7 @@ class DecodeProcess:
                 [sys.executable, "-m", MODULE, str(jobs_read), str(outcomes_write), str(os.getpid())],
                 pass_fds=(jobs_read, outcomes_write), env=env, stdin=subprocess.DEVNULL, close_fds=True,
                 start_new_session=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: no pass_fds (not POSIX)
             for fd in (jobs_read, jobs_write, outcomes_read, outcomes_write):
                 os.close(fd)
             raise DecodeProcessError("cannot start a decode process (%s -m %s): %s" % (sys.executable, MODULE, exc)) \
