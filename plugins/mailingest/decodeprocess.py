@@ -126,7 +126,9 @@ class DecodeProcess:
         """
         jobs_read, jobs_write = os.pipe()
         outcomes_read, outcomes_write = os.pipe()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
+        # the worker's own import path, and not the current directory (which `-m` would put first:
+        # a stray email.py there must not shadow the standard library; Python 3.11+)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path), PYTHONSAFEPATH="1")
         try:
             self._child = subprocess.Popen(
                 [sys.executable, "-m", MODULE, str(jobs_read), str(outcomes_write), str(os.getpid())],

@@ -266,3 +266,18 @@ def test_without_on_start_a_worker_decodes_in_its_own_process(base):
     wl = worklist(*messages(o, base, 1))
     cb.after_work(wl)
     assert cb.process is None and len(wl.ok) == 5
+
+
+def test_a_stray_module_in_the_workers_directory_does_not_shadow_the_decoders_imports(tmp_path, monkeypatch):
+    (tmp_path / "email.py").write_text("raise ImportError('the stray email.py was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    process = DecodeProcess(DecodeSettings(fsync=False))
+    process.start()
+    try:
+        eml = tmp_path / "m.eml"
+        eml.write_bytes(sample())
+        process.submit([Job(str(eml))])
+        [outcome] = process.collect()
+    finally:
+        process.stop()
+    assert outcome.result is not None and outcome.error is None and outcome.unexpected is None
