@@ -99,8 +99,8 @@ from typing import Any, Callable
 import sarracenia
 from sarracenia.flowcb import FlowCB
 
-from mailingest.atomic import remove_stale_temps, sync_together
-from mailingest.decodeprocess import DecodeProcess, DecodeProcessError, Job, Outcome, decode_job, durable_paths
+from mailingest.atomic import remove_stale_temps
+from mailingest.decodeprocess import DecodeProcess, DecodeProcessError, DurableGroup, Job, Outcome, decode_job
 from mailingest.errors import ConfigError, MimeError
 from mailingest.mime.journal import Batch, DecodeJournal
 from mailingest.mime.layout import DecodeResult, WrittenFile
@@ -129,8 +129,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         #: (:py:meth:`_make_durable`); each file's sr3 identity taken while it is written
         self.write_settings = replace(self.settings, fsync=False,
                                       identity=identity_digest(getattr(self.o, "identity_method", None)))
-        self._unsynced_files: list[str] = []
-        self._unsynced_dirs: set[str] = set()
+        self._unsynced = DurableGroup()
         self.quiet = DecodedFilesQuiet.install()  # one log line per message, not per file
         self.metrics: dict[str, int] = {"decoded": 0, "partial": 0, "notDecoded": 0, "filesWritten": 0,
                                         "filesAnnounced": 0, "defects": 0, "reannounced": 0, "recovered": 0,
@@ -171,8 +170,8 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
 
     def _start_process(self) -> None:
         # the process writes as this worker would, and syncs each batch if mailDecodeFsync
-        settings = replace(self.write_settings, fsync=self.settings.fsync)
-        process = DecodeProcess(settings, logging.getLogger("mailingest").getEffectiveLevel())
+        process = DecodeProcess(self.write_settings, sync=self.settings.fsync,
+                                log_level=logging.getLogger("mailingest").getEffectiveLevel())
         try:
             process.start()
         except DecodeProcessError as exc:
@@ -251,9 +250,8 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         """Hand *msgs* to the decode process; False: decode them here (no process, or it is gone)."""
         if self.process is None:
             return False
-        jobs = [Job(_eml_path(msg), msg["mail"] if isinstance(msg.get("mail"), dict) else None) for msg in msgs]
         try:
-            self.process.submit(jobs)
+            self.process.submit([_job(msg) for msg in msgs])
         except DecodeProcessError as exc:
             self._process_died(exc, len(msgs))
             return False
@@ -271,9 +269,10 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         self._held_clears = []
         try:
             outcomes = self.process.collect() if self.process is not None else None
-            if outcomes is not None and len(outcomes) != len(held):
-                raise DecodeProcessError("the decode process (pid %s) answered %d outcomes for %d messages"
-                                         % (self.process.pid if self.process else None, len(outcomes), len(held)))
+            if outcomes is not None and [o.path for o in outcomes] != [_job(msg).path for msg in held]:
+                raise DecodeProcessError("the decode process (pid %s) answered %d outcomes for %d messages, not one "
+                                         "per message in order" % (self.process.pid if self.process else None,
+                                                                   len(outcomes), len(held)))
         except DecodeProcessError as exc:
             self._process_died(exc, len(held))
             outcomes = None
@@ -325,15 +324,14 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         Until then a process crash loses nothing (the data is in the page cache) and a power loss
         is covered by the journal of pending decodes, which is cleared only after posting
         (docs/decode.md, "What a killed worker leaves behind")."""
-        files, directories = self._unsynced_files, self._unsynced_dirs
-        self._unsynced_files, self._unsynced_dirs = [], set()
-        if not self.settings.fsync or not (files or directories):
+        group, self._unsynced = self._unsynced, DurableGroup()
+        if not self.settings.fsync:
             return
         try:
-            sync_together(files, sorted(directories, key=len, reverse=True))
+            group.sync()
         except OSError as exc:
             logger.error("cannot make %d decoded file(s) durable (%s): a power loss before the next sync may "
-                         "lose them; their announcements go out now", len(files), exc)
+                         "lose them; their announcements go out now", len(group.files), exc)
 
     def _guarded(self, decode: Any, item: Any) -> list[sarracenia.Message]:
         try:
@@ -374,13 +372,11 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                 on_start: Callable[[], None] | None = None) -> list[sarracenia.Message]:
         """Decode ``msg``'s .eml (``on_start`` is called just before a decode really begins: not
         for a message already decoded) and return the notices of what it wrote."""
-        mail = msg.get("mail")
-        job = Job(os.path.join(msg["new_dir"], msg["new_file"]), mail if isinstance(mail, dict) else None)
         try:
-            result, reannounced = decode_job(job, self.write_settings, on_start=on_start)
+            result, reannounced = decode_job(_job(msg), self.write_settings, on_start=on_start)
         except (MimeError, OSError) as exc:  # DecodeLimitError is a MimeError
             return self._not_decoded(msg, str(exc))
-        self._pending_sync(result)  # an earlier pass may have died before making it durable
+        self._unsynced.add(result)  # an earlier pass may have died before making it durable
         return self._decoded(msg, result, reannounced)
 
     def _not_decoded(self, msg: sarracenia.Message, reason: str) -> list[sarracenia.Message]:
@@ -402,11 +398,6 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             self.metrics["decoded"] += 1
             self.metrics["filesWritten"] += len(result.files)
         return self._announced(msg, result, msg.get("mail"))
-
-    def _pending_sync(self, result: DecodeResult) -> None:
-        files, directories = durable_paths(result)
-        self._unsynced_files.extend(files)
-        self._unsynced_dirs.update(directories)
 
     def _announced(self, msg: sarracenia.Message, result: DecodeResult, mail: Any) -> list[sarracenia.Message]:
         notices = self._announce(msg, result, mail)
@@ -495,6 +486,12 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _job(msg: sarracenia.Message) -> Job:
+    """The decode of *msg*'s .eml, in the worker or in its decode process."""
+    mail = msg.get("mail")
+    return Job(os.path.join(msg["new_dir"], msg["new_file"]), mail if isinstance(mail, dict) else None)
 
 
 def _is_eml(msg: sarracenia.Message) -> bool:

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from mailingest.atomic import sync_together
@@ -94,21 +94,40 @@ def decode_job(job: Job, settings: DecodeSettings,
     return decode_file(job.path, settings=settings, mail=job.mail), False
 
 
-def durable_paths(result: DecodeResult) -> tuple[list[str], set[str]]:
-    """The files and directories to fsync so that *result* survives a power loss."""
-    files = [written.path for written in result.files]
-    directories = {os.path.dirname(path) for path in files}
-    directories.add(os.path.dirname(result.directory))
-    return files, directories
+class DurableGroup:
+    """The files and directories of some decodes, made durable together (:meth:`sync`): the
+    worker's pass in its own process, a batch in the decode process."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.directories: set[str] = set()
+
+    def add(self, result: DecodeResult) -> None:
+        """What *result* needs synced to survive a power loss: its files, their directories, and
+        the directory its parts directory was renamed into."""
+        for written in result.files:
+            self.files.append(written.path)
+            self.directories.add(os.path.dirname(written.path))
+        self.directories.add(os.path.dirname(result.directory))
+
+    def sync(self) -> None:
+        """fsync the files, then the directories, deepest first (:func:`sync_together`).
+
+        :raises OSError: the group is not durable.
+        """
+        if self.files or self.directories:
+            sync_together(self.files, sorted(self.directories, key=len, reverse=True))
 
 
 # -- the worker's side ----------------------------------------------------------------------------
 class DecodeProcess:
     """The worker's handle on its decode process: :meth:`submit` a pass, :meth:`collect` it later."""
 
-    def __init__(self, settings: DecodeSettings, log_level: int = logging.INFO) -> None:
-        #: the decoder's settings; ``fsync`` here means: make each batch durable before answering
+    def __init__(self, settings: DecodeSettings, *, sync: bool = True, log_level: int = logging.INFO) -> None:
+        #: how the child writes each file (``settings.fsync`` per file, as given)
         self.settings = settings
+        #: make each batch durable together before answering (``mailDecodeFsync``)
+        self.sync = sync
         self.log_level = log_level
         self._child: subprocess.Popen[bytes] | None = None
         self._to_child: IO[bytes] | None = None
@@ -145,7 +164,7 @@ class DecodeProcess:
                 os.close(outcomes_write)
         self._to_child = os.fdopen(jobs_write, "wb")
         self._from_child = os.fdopen(outcomes_read, "rb")
-        self._send((self.settings, self.log_level))
+        self._send((self.settings, self.sync, self.log_level))
 
     def submit(self, jobs: list[Job]) -> None:
         """Hand one pass's jobs to the child (collect the previous pass first).
@@ -245,8 +264,7 @@ class _Capture(logging.Handler):
 
 def serve(jobs_in: IO[bytes], outcomes_out: IO[bytes]) -> None:
     """The child's loop: settings first, then one batch of jobs after another until end of input."""
-    settings, level = pickle.load(jobs_in)
-    unsynced = replace_fsync(settings)
+    settings, sync, level = pickle.load(jobs_in)
     capture = _Capture()
     root = logging.getLogger()
     root.handlers[:] = [capture]
@@ -256,8 +274,8 @@ def serve(jobs_in: IO[bytes], outcomes_out: IO[bytes]) -> None:
             jobs: list[Job] = pickle.load(jobs_in)
         except EOFError:
             return
-        outcomes = [_run(job, unsynced, capture) for job in jobs]
-        if settings.fsync:
+        outcomes = [_run(job, settings, capture) for job in jobs]
+        if sync:
             _make_durable(outcomes)
         pickle.dump(outcomes, outcomes_out, protocol=pickle.HIGHEST_PROTOCOL)
         outcomes_out.flush()
@@ -275,23 +293,13 @@ def _run(job: Job, settings: DecodeSettings, capture: _Capture) -> Outcome:
     return outcome
 
 
-def replace_fsync(settings: DecodeSettings) -> DecodeSettings:
-    """Files are written unsynced and made durable as one group per batch (:func:`_make_durable`)."""
-    return replace(settings, fsync=False) if settings.fsync else settings
-
-
 def _make_durable(outcomes: list[Outcome]) -> None:
-    files: list[str] = []
-    directories: set[str] = set()
+    group = DurableGroup()
     for outcome in outcomes:
         if outcome.result is not None:
-            more_files, more_directories = durable_paths(outcome.result)
-            files.extend(more_files)
-            directories.update(more_directories)
-    if not files and not directories:
-        return
+            group.add(outcome.result)
     try:
-        sync_together(files, sorted(directories, key=len, reverse=True))
+        group.sync()
     except OSError as exc:
         for outcome in outcomes:
             outcome.sync_error = str(exc)

@@ -322,7 +322,7 @@ def test_the_smime_and_tnef_options_apply_and_a_bad_key_file_fails_at_start(base
 
 
 def test_a_pass_makes_its_files_and_directories_durable_together_before_they_are_announced(base, monkeypatch):
-    import mailingest.decode as decode_module
+    import mailingest.decodeprocess as decode_module
 
     groups = []
     monkeypatch.setattr(decode_module, "sync_together",
@@ -341,7 +341,7 @@ def test_a_pass_makes_its_files_and_directories_durable_together_before_they_are
 
 
 def test_with_mail_decode_fsync_off_nothing_is_synced(base, monkeypatch):
-    import mailingest.decode as decode_module
+    import mailingest.decodeprocess as decode_module
 
     groups = []
     monkeypatch.setattr(decode_module, "sync_together", lambda *args: groups.append(args))

@@ -49,6 +49,14 @@ def gone(pid: int, within: float = 20.0) -> bool:
     return False
 
 
+def two_passes(cb, *msgs):
+    """A pass that hands *msgs* over, and the next, empty one that announces them."""
+    first, second = worklist(*msgs), worklist()
+    cb.after_work(first)
+    cb.after_work(second)
+    return first, second
+
+
 def comparable(notice):
     """A notice's fields that do not depend on when it was built."""
     return {k: v for k, v in notice.items() if k not in ("pubTime", "mtime", "atime", "_deleteOnPost")}
@@ -64,11 +72,8 @@ def messages(o, base, count=3):
 def test_a_pass_is_handed_over_and_announced_in_the_next_pass_as_in_the_workers_own_process(base, tmp_path):
     o, cb = worker(base, tmp_path)
     try:
-        first = worklist(*messages(o, base))
-        cb.after_work(first)
-        assert first.ok == []  # handed over: nothing of it is posted in this pass
-        second = worklist()
-        cb.after_work(second)
+        first, second = two_passes(cb, *messages(o, base))
+        assert first.ok == []  # handed over: nothing of it is posted in that pass
     finally:
         cb.on_stop()
     inline_base = tmp_path / "inline"
@@ -122,9 +127,7 @@ def test_a_killed_decode_process_costs_nothing_the_worker_decodes_and_starts_ano
         assert "pid %d" % old in line and "killed by signal 9" in line and "new decode process" in line
         assert cb.process is not None and cb.process.pid != old
         assert cb.metricsReport()["decodeProcessDied"] == 1
-        third, fourth = worklist(*messages(o, base, 1)), worklist()
-        cb.after_work(third)
-        cb.after_work(fourth)
+        third, fourth = two_passes(cb, *messages(o, base, 1))
         assert third.ok == [] and len(fourth.ok) == 5
     finally:
         cb.on_stop()
@@ -151,14 +154,10 @@ def test_signals_to_the_workers_group_or_terminal_leave_the_decode_process_to_it
     try:
         pid = cb.process.pid
         assert os.getsid(pid) != os.getsid(0) and os.getpgid(pid) != os.getpgid(0)
-        first, second = worklist(*messages(o, base, 1)), worklist()
-        cb.after_work(first)
-        cb.after_work(second)  # the process has answered: it is past its start-up
+        two_passes(cb, *messages(o, base, 1))  # the process has answered: it is past its start-up
         os.kill(pid, signal.SIGTERM)
         os.kill(pid, signal.SIGINT)
-        third, fourth = worklist(*messages(o, base, 2)[1:]), worklist()
-        cb.after_work(third)
-        cb.after_work(fourth)
+        _third, fourth = two_passes(cb, *messages(o, base, 2)[1:])
         assert len(fourth.ok) == 5 and cb.process.pid == pid
     finally:
         cb.on_stop()
@@ -201,7 +200,7 @@ def test_the_decode_processs_log_records_are_logged_by_the_worker_under_their_ow
 
 
 def test_a_decode_process_decodes_a_batch_and_reports_the_parsers_defects(tmp_path):
-    process = DecodeProcess(DecodeSettings(fsync=False), logging.DEBUG)
+    process = DecodeProcess(DecodeSettings(fsync=False), sync=False, log_level=logging.DEBUG)
     process.start()
     try:
         eml = tmp_path / "m.eml"
@@ -241,8 +240,7 @@ def test_smime_keys_reach_the_decode_process(base, tmp_path):
     o, cb = worker(base, tmp_path, mailSmimeKeyFile=str(key))
     try:
         sealed = downloaded(o, base, "INBOX/1.1.eml", smime_pki.encrypted(pki.recipient))
-        cb.after_work(worklist(sealed))
-        cb.after_work(worklist())
+        two_passes(cb, sealed)
     finally:
         cb.on_stop()
     assert [v["verdict"] for v in sealed["mailDecode"]["smime"]] == ["decrypted"]
@@ -271,7 +269,7 @@ def test_without_on_start_a_worker_decodes_in_its_own_process(base):
 def test_a_stray_module_in_the_workers_directory_does_not_shadow_the_decoders_imports(tmp_path, monkeypatch):
     (tmp_path / "email.py").write_text("raise ImportError('the stray email.py was imported')\n")
     monkeypatch.chdir(tmp_path)
-    process = DecodeProcess(DecodeSettings(fsync=False))
+    process = DecodeProcess(DecodeSettings(fsync=False), sync=False)
     process.start()
     try:
         eml = tmp_path / "m.eml"
