@@ -99,6 +99,7 @@ from typing import Any, Callable
 import sarracenia
 from sarracenia.flowcb import FlowCB
 
+from mailingest import postbatch
 from mailingest.atomic import remove_stale_temps
 from mailingest.decodeprocess import DecodeProcess, DecodeProcessError, DurableGroup, Job, Outcome, decode_job
 from mailingest.errors import ConfigError, MimeError
@@ -122,6 +123,7 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         super().__init__(options, logger)
         check_callback_order(getattr(self.o, "plugins_late", None) or [])
         declare_decode_options(self.o)
+        postbatch.enable(self.o)  # sr3 posts the flow's notices many per AMQP transaction
         flow_settings = DecodeFlowSettings.from_options(self.o)
         self.settings = flow_settings.decode
         self.announced_kinds = flow_settings.announce
@@ -196,6 +198,11 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
             return
         if batch:
             self._posted_clears.append(batch)
+
+    def post(self, worklist: Any) -> None:
+        """sr3 has posted the pass's notices (its post callback runs first): commit what its
+        publishers hold (``mailPostBatch``, :mod:`mailingest.postbatch`)."""
+        postbatch.flush(worklist)
 
     def after_post(self, worklist: Any) -> None:
         """The pass's announcements are posted (or in sr3's post-retry queue): forget its batches."""

@@ -61,6 +61,7 @@ import sarracenia
 import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
+from mailingest import postbatch
 from mailingest.atomic import publish_together, remove_stale_temps, write_temp
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
 from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
@@ -139,6 +140,7 @@ class Download(FlowCB):
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
         declare_download_options(self.o)
+        postbatch.enable(self.o)  # sr3 posts the flow's notices many per AMQP transaction
         self.settings = DownloadSettings.from_options(self.o)
         self.action = self.settings.after_download
         self.metrics: dict[str, Any] = {"downloaded": 0, "bytes": 0, "gone": 0, "logins": 0, "failures": 0,
@@ -235,6 +237,11 @@ class Download(FlowCB):
         for msg in gone:
             msg.setReport(410, "message no longer on the mail server")
             worklist.rejected.append(msg)
+
+    def post(self, worklist: Any) -> None:
+        """sr3 has posted the pass's notices (its post callback runs first): commit what its
+        publishers hold (``mailPostBatch``, :mod:`mailingest.postbatch`)."""
+        postbatch.flush(worklist)
 
     def on_housekeeping(self) -> None:
         self.sessions.check_idle()

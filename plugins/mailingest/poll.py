@@ -75,6 +75,7 @@ import sarracenia
 import sarracenia.filemetadata
 from sarracenia.flowcb import FlowCB
 
+from mailingest import postbatch
 from mailingest.backoff import Backoff
 from mailingest.errors import MailConnectionError, MailError
 from mailingest.mailbox.account import MailAccount, parse_mail_url, resolve_account
@@ -119,6 +120,7 @@ class Poll(FlowCB):
     def __init__(self, options: Any) -> None:
         super().__init__(options, logger)
         declare_poll_options(self.o)
+        postbatch.enable(self.o)  # sr3 posts the flow's notices many per AMQP transaction
         declare(self.o, *TRUST_OPTIONS)
         self.settings = PollSettings.from_options(self.o)
         self.mail_url = parse_mail_url(self.settings.poll_url)
@@ -208,6 +210,11 @@ class Poll(FlowCB):
         self.metrics["lastPollSeconds"] = round(time.monotonic() - started, 3)
         logger.debug("poll cycle returned %d notice(s) in %.3f s", len(notices), self.metrics["lastPollSeconds"])
         return notices
+
+    def post(self, worklist: Any) -> None:
+        """sr3 has posted the pass's notices (its post callback runs first): commit what its
+        publishers hold (``mailPostBatch``, :mod:`mailingest.postbatch`)."""
+        postbatch.flush(worklist)
 
     def after_post(self, worklist: Any) -> None:
         """The notices of the last poll() are posted (or queued for retry): remember them.

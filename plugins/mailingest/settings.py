@@ -124,9 +124,13 @@ SESSION_BUDGET_OPTIONS = (
 )
 
 #: every option mailingest declares, by name
+#: how sr3 posts the flow's notices (every mailingest callback declares it: mailingest.postbatch)
+POST_BATCH = Option("mailPostBatch", "count", 1000)
+
 ALL_OPTIONS: dict[str, Option] = {spec.name: spec for spec in (*CONNECTION_OPTIONS, *POLL_OPTIONS,
                                                               *DOWNLOAD_OPTIONS, *DECODE_OPTIONS,
-                                                              *SESSION_BUDGET_OPTIONS, *TRUST_OPTIONS)}
+                                                              *SESSION_BUDGET_OPTIONS, *TRUST_OPTIONS,
+                                                              POST_BATCH)}
 
 
 def _value(options: Any, name: str) -> Any:
@@ -138,6 +142,20 @@ def declare(options: Any, *specs: Option) -> None:
     (:func:`mailingest.options.show_values_used`)."""
     opt.declare(options, *specs)
     opt.show_values_used(ALL_OPTIONS)
+
+
+# -- posting --------------------------------------------------------------------------------------
+
+def declare_post_batch(options: Any) -> int:
+    """Declare ``mailPostBatch`` and return it: the most notices sr3 posts in one AMQP transaction
+    (1 or 0: one transaction per notice, as sr3 itself does)."""
+    declare(options, POST_BATCH)
+    return post_batch(options)
+
+
+def post_batch(options: Any) -> int:
+    """``mailPostBatch`` as set (see :func:`declare_post_batch`), never below 1."""
+    return max(1, int(_value(options, POST_BATCH.name)))
 
 
 # -- connections ----------------------------------------------------------------------------------

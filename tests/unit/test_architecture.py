@@ -9,7 +9,7 @@ below, never one above:
 2. oauth2      ``oauth2/``
 3. protocol    ``mailbox/`` (accounts, IMAP/POP3 sessions, message identity)
 4. services    ``poller/`` (for the poll), ``fetcher/`` (for the download), ``verify/`` (DNS, DKIM, ARC)
-5. sr3 glue    ``poll``, ``download``, ``decode``, ``decodeprocess``, ``sr3log``, ``options``, ``screensettings``, ``cli/``,
+5. sr3 glue    ``poll``, ``download``, ``decode``, ``decodeprocess``, ``postbatch``, ``sr3log``, ``options``, ``screensettings``, ``cli/``,
                ``__main__``
 
 The pure modules import neither sarracenia nor the network, and only pure or foundation modules.
@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("protocol", ("mailingest.mailbox",)),
     ("services", ("mailingest.poller", "mailingest.fetcher", "mailingest.verify")),
     ("sr3 glue", ("mailingest.poll", "mailingest.download", "mailingest.decode", "mailingest.decodeprocess",
-                  "mailingest.sr3log",
+                  "mailingest.postbatch", "mailingest.sr3log",
                   "mailingest.options", "mailingest.settings", "mailingest.screensettings", "mailingest.cli",
                   "mailingest.__main__", "mailingest")),
 ]
