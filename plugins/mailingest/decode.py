@@ -59,7 +59,7 @@ mailDecodeAnnounce  str    all         which files written get a notice: all, no
                                        bodies, attachments, metadata (comma-separated)
 mailDecodeProcess   str    auto        decode in a process of its own beside the worker: on, off,
                                        auto (on when ``instances`` leaves a core free); the
-                                       announcements then go out one pass later
+                                       announcements then go out a pass or two later
 mailDecodeTnef      flag   True        unpack winmail.dat (application/ms-tnef) into its files
 mailDecodeTnefKeep  flag   False       also write winmail.dat itself when it was fully unpacked
 mailDecodeSmime     flag   True        open S/MIME parts (unwrap signed, decrypt, verify)
@@ -93,7 +93,8 @@ import copy
 import gc
 import logging
 import os
-from dataclasses import replace
+from collections import deque
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import sarracenia
@@ -101,7 +102,15 @@ from sarracenia.flowcb import FlowCB
 
 from mailingest import postbatch
 from mailingest.atomic import remove_stale_temps
-from mailingest.decodeprocess import DecodeProcess, DecodeProcessError, DurableGroup, Job, Outcome, decode_job
+from mailingest.decodeprocess import (
+    MAX_BATCHES,
+    DecodeProcess,
+    DecodeProcessError,
+    DurableGroup,
+    Job,
+    Outcome,
+    decode_job,
+)
 from mailingest.errors import ConfigError, MimeError
 from mailingest.mime.journal import Batch, DecodeJournal
 from mailingest.mime.layout import DecodeResult, WrittenFile
@@ -142,14 +151,13 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
                                      fsync=self.settings.fsync)
         self._taken_over: list[Batch] = []
         self._posted_clears: list[str] = []
-        # mailDecodeProcess: the decode process (started by on_start), the .eml notices handed to
-        # it in the last pass (announced in the next), and the journal batches they belong to
+        # mailDecodeProcess: the decode process (started by on_start), and the passes handed to
+        # it and not announced yet, oldest first
         self.use_process = decode_process_wanted(getattr(self.o, "mailDecodeProcess", "auto"),
                                                  int(getattr(self.o, "instances", 1) or 1), _cpus())
         self.process: DecodeProcess | None = None
         self._process_restarts = PROCESS_RESTARTS
-        self._held: list[sarracenia.Message] = []
-        self._held_clears: list[str] = []
+        self._held: deque[_Handed] = deque()
 
     def on_stop(self) -> None:
         """Stop the decode process.  sr3 runs a last pass before this (without taking notices),
@@ -225,16 +233,17 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         """Decode the pass's new .eml files and add their notices to ``worklist.ok``.
 
         With a decode process (``mailDecodeProcess``), the pass's .eml notices are taken out of
-        ``worklist.ok`` and handed to the process, and the next pass puts them back with their
-        files' notices; their journal batches are forgotten only after that pass has posted."""
+        ``worklist.ok`` and handed to the process, and a later pass puts them back with their
+        files' notices: the next pass that finds them decoded, at the latest the one that would
+        put more than :data:`MAX_BATCHES` passes in the process, or the next pass without new
+        .eml files.  Their journal batches are forgotten only after that pass has posted."""
         recorded, self._posted_clears = self._posted_clears, []
-        released, announced = self._release_held()
         pass_emls = [msg for msg in worklist.ok if "post_failures" not in msg and _is_eml(msg)]
+        released, announced = self._release_held(everything=not pass_emls)
         fresh = {_eml_path(msg) for msg in pass_emls}
-        if pass_emls and self._hand_over(pass_emls):
+        if pass_emls and self._hand_over(pass_emls, recorded):
             held = {id(msg) for msg in pass_emls}
             worklist.ok[:] = [msg for msg in worklist.ok if id(msg) not in held]
-            self._held_clears = recorded
         else:
             self._posted_clears.extend(recorded)
             for msg in pass_emls:
@@ -253,47 +262,63 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         if not getattr(self.o, "post_broker", None):  # no after_post will come
             self._clear_done()
 
-    def _hand_over(self, msgs: list[sarracenia.Message]) -> bool:
-        """Hand *msgs* to the decode process; False: decode them here (no process, or it is gone)."""
-        if self.process is None:
+    def _hand_over(self, msgs: list[sarracenia.Message], recorded: list[str]) -> bool:
+        """Hand *msgs* (recorded in the journal batches *recorded*) to the decode process; False:
+        decode them here (no process, or it is gone)."""
+        process = self.process
+        if process is None:
             return False
         try:
-            self.process.submit([_job(msg) for msg in msgs])
+            process.submit([_job(msg) for msg in msgs])
         except DecodeProcessError as exc:
             self._process_died(exc, len(msgs))
             return False
-        self._held = msgs
+        self._held.append(_Handed(msgs, recorded, process))
         return True
 
-    def _release_held(self) -> tuple[list[sarracenia.Message], list[sarracenia.Message]]:
-        """The .eml notices handed over in the last pass, and their files' notices (decoded here
-        instead if the process died meanwhile)."""
-        if not self._held:
-            return [], []
-        held, self._held = self._held, []
-        # their journal batches are forgotten after this pass's post, not before
-        self._posted_clears.extend(self._held_clears)
-        self._held_clears = []
+    def _release_held(self, everything: bool) -> tuple[list[sarracenia.Message], list[sarracenia.Message]]:
+        """The .eml notices of the passes handed over that are decoded, oldest first, and their
+        files' notices.  Waits for the oldest while :data:`MAX_BATCHES` passes are in the process,
+        and for all of them when *everything* (a pass without new .eml files, sr3's last pass)."""
+        released: list[sarracenia.Message] = []
+        files: list[sarracenia.Message] = []
+        while self._held:
+            oldest = self._held[0]
+            if not everything and len(self._held) < MAX_BATCHES and oldest.process is self.process \
+                    and not oldest.process.ready():
+                break
+            self._held.popleft()
+            # its journal batches are forgotten after this pass's post, not before
+            self._posted_clears.extend(oldest.journal_batches)
+            files.extend(self._collect(oldest))
+            released.extend(oldest.msgs)
+        return released, files
+
+    def _collect(self, handed: _Handed) -> list[sarracenia.Message]:
+        """The files' notices of a pass handed over (decoded here instead if its process died)."""
+        held = handed.msgs
         try:
-            outcomes = self.process.collect() if self.process is not None else None
+            if handed.process is not self.process:  # it died after this pass was handed over
+                raise DecodeProcessError("gone")
+            outcomes: list[Outcome] | None = handed.process.collect()
             if outcomes is not None and [o.path for o in outcomes] != [_job(msg).path for msg in held]:
                 raise DecodeProcessError("the decode process (pid %s) answered %d outcomes for %d messages, not one "
-                                         "per message in order" % (self.process.pid if self.process else None,
-                                                                   len(outcomes), len(held)))
+                                         "per message in order" % (handed.process.pid, len(outcomes), len(held)))
         except DecodeProcessError as exc:
-            self._process_died(exc, len(held))
+            if handed.process is self.process:
+                self._process_died(exc, sum(len(h.msgs) for h in self._held) + len(held))
             outcomes = None
         files: list[sarracenia.Message] = []
         if outcomes is None:
             for msg in held:
                 files.extend(self._guarded(self._decode, msg))
-            return held, files
+            return files
         for reason in {outcome.sync_error for outcome in outcomes if outcome.sync_error}:
             logger.error("cannot make the decoded files of %d message(s) durable (%s): a power loss before the next "
                          "sync may lose them; their announcements go out now", len(held), reason)
         for msg, outcome in zip(held, outcomes):
             files.extend(self._guarded(lambda msg, outcome=outcome: self._report(msg, outcome), msg))
-        return held, files
+        return files
 
     def _process_died(self, error: DecodeProcessError, messages: int) -> None:
         self.metrics["decodeProcessDied"] += 1
@@ -451,6 +476,16 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
         notice["identity"] = {"method": self.o.identity_method,
                               "value": base64.b64encode(written.digest).decode("ascii")}
         return notice
+
+
+@dataclass
+class _Handed:
+    """A pass's .eml notices handed to a decode process, the journal batches they are recorded in,
+    and that process."""
+
+    msgs: list[sarracenia.Message]
+    journal_batches: list[str]
+    process: DecodeProcess
 
 
 def freeze_loaded_heap() -> None:

@@ -2,12 +2,15 @@
 
 An sr3 worker runs its callbacks on one thread, so a decode in ``after_work`` waits for the
 download, and sr3's posting waits for the decode.  With a decode process, the worker hands each
-pass's .eml files to a child process of its own and takes the results one pass later: the child
+pass's .eml files to a child process of its own and takes the results a pass or two later: the child
 decodes (and makes the files durable) on another core while the worker downloads and posts.
 
-Protocol, over two private pipes: the worker writes one pickled list of :class:`Job` per pass and
-reads back one pickled list of :class:`Outcome` (one per job, same order) before it writes the
-next, so neither side ever blocks on a full pipe while the other waits for it.  The child:
+Protocol, over two private pipes: the worker writes one pickled list of :class:`Job` per pass, and
+the child answers each with one pickled list of :class:`Outcome` (one per job, same order).  Up to
+:data:`MAX_BATCHES` passes are in flight at once, so a pass the child is slow with does not stop
+the worker (it takes the answer a pass later); a thread of the worker reads the answers as they
+come, so the child never blocks on a full pipe while the worker blocks writing the next batch.
+The child:
 
 * decodes each job exactly as the worker would (:func:`decode_job`), then makes every file and
   directory of the batch durable together (``mailDecodeFsync``) before it answers: what the
@@ -29,9 +32,11 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: the child's command: this module run as a program (see :func:`main`)
 MODULE = "mailingest.decodeprocess"
+#: passes handed to the child and not yet collected, at most
+MAX_BATCHES = 2
 
 
 class DecodeProcessError(MailError):
@@ -132,7 +139,11 @@ class DecodeProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._to_child: IO[bytes] | None = None
         self._from_child: IO[bytes] | None = None
-        self._submitted = 0
+        #: the answers as the reader thread got them (a list of outcomes, or why there is none)
+        self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._reader: threading.Thread | None = None
+        self._in_flight = 0
+        self._failure: DecodeProcessError | None = None
 
     @property
     def pid(self) -> int | None:
@@ -164,60 +175,95 @@ class DecodeProcess:
                 os.close(outcomes_write)
         self._to_child = os.fdopen(jobs_write, "wb")
         self._from_child = os.fdopen(outcomes_read, "rb")
+        self._reader = threading.Thread(target=self._read_answers, args=(self._from_child,), daemon=True,
+                                        name="mailingest-decode-answers")
+        self._reader.start()
         self._send((self.settings, self.sync, self.log_level))
 
+    @property
+    def in_flight(self) -> int:
+        """Passes submitted and not collected yet."""
+        return self._in_flight
+
     def submit(self, jobs: list[Job]) -> None:
-        """Hand one pass's jobs to the child (collect the previous pass first).
+        """Hand one pass's jobs to the child (at most :data:`MAX_BATCHES` passes in flight).
 
         :raises DecodeProcessError: the child is gone.
         """
-        if self._submitted:
-            raise RuntimeError("collect() the previous pass before submitting another")
+        if self._in_flight >= MAX_BATCHES:
+            raise RuntimeError("collect() a pass before submitting more than %d" % MAX_BATCHES)
         self._send(jobs)
-        self._submitted = len(jobs)
+        self._in_flight += 1
+
+    def ready(self) -> bool:
+        """Whether the oldest pass in flight is answered (:meth:`collect` would not wait)."""
+        return self._in_flight > 0 and not self._answers.empty()
 
     def collect(self) -> list[Outcome]:
-        """Wait for the outcomes of the pass submitted last (in the order of its jobs).
+        """The outcomes of the oldest pass in flight (in the order of its jobs), once answered.
 
-        :raises DecodeProcessError: the child died before answering (its jobs are not decoded).
+        :raises DecodeProcessError: the child died before answering (its jobs, and those of any
+            later pass in flight, are not decoded).
         """
-        if not self._submitted:
+        if not self._in_flight:
             return []
-        if self._from_child is None:
-            raise DecodeProcessError("the decode process is not running")
-        self._submitted = 0
-        try:
-            outcomes = pickle.load(self._from_child)
-        except (EOFError, OSError) as exc:
-            raise DecodeProcessError("the decode process (pid %s) died before answering: %s"
-                                     % (self.pid, self._exit_status() or exc)) from exc
-        except Exception as exc:  # noqa: BLE001 (whatever unpickling raises: the stream is unusable)
-            raise DecodeProcessError("the decode process (pid %s) answered something unreadable (%s: %s)"
-                                     % (self.pid, type(exc).__name__, exc)) from exc
-        if not isinstance(outcomes, list):
-            raise DecodeProcessError("the decode process (pid %s) answered a %s, not a list of outcomes"
-                                     % (self.pid, type(outcomes).__name__))
-        return outcomes
+        self._in_flight -= 1
+        if self._failure is not None:
+            raise self._failure
+        answer = self._answers.get()
+        if isinstance(answer, BaseException):
+            self._failure = self._answer_failure(answer)
+            raise self._failure
+        return answer  # type: ignore[no-any-return]
+
+    def _read_answers(self, stream: IO[bytes]) -> None:
+        """The reader thread: each answer as it comes, until the child's output ends."""
+        while True:
+            try:
+                answer = pickle.load(stream)
+            except Exception as exc:  # noqa: BLE001 (end of input, a broken stream, or unreadable: all end it)
+                self._answers.put(exc)
+                return
+            if not isinstance(answer, list):
+                self._answers.put(TypeError("a %s, not a list of outcomes" % type(answer).__name__))
+                return
+            self._answers.put(answer)
+
+    def _answer_failure(self, exc: BaseException) -> DecodeProcessError:
+        if isinstance(exc, (EOFError, OSError, ValueError)):  # ValueError: read from a closed stream
+            return DecodeProcessError("the decode process (pid %s) died before answering: %s"
+                                      % (self.pid, self._exit_status() or exc))
+        if isinstance(exc, TypeError) and "not a list of outcomes" in str(exc):
+            return DecodeProcessError("the decode process (pid %s) answered %s" % (self.pid, exc))
+        return DecodeProcessError("the decode process (pid %s) answered something unreadable (%s: %s)"
+                                  % (self.pid, type(exc).__name__, exc))
 
     def stop(self) -> None:
         """End the child: close its input, so it exits once idle; kill it if it does not."""
         child, self._child = self._child, None
-        for stream in (self._to_child, self._from_child):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        reader, self._reader = self._reader, None
+        from_child = self._from_child
+        if self._to_child is not None:
+            try:
+                self._to_child.close()
+            except OSError:
+                pass
         self._to_child = self._from_child = None
-        self._submitted = 0
-        if child is None:
-            return
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            logger.warning("the decode process (pid %d) did not stop within 10 s: killed", child.pid)
-            child.kill()
-            child.wait()
+        self._in_flight = 0
+        if child is not None:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                logger.warning("the decode process (pid %d) did not stop within 10 s: killed", child.pid)
+                child.kill()
+                child.wait()
+        if reader is not None:
+            reader.join(timeout=10)  # the child's output has ended: it reads the end and stops
+        if from_child is not None:
+            try:
+                from_child.close()
+            except OSError:
+                pass
 
     def _send(self, payload: Any) -> None:
         if self._to_child is None:

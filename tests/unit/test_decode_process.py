@@ -1,5 +1,5 @@
 """Specification of the decode process (``mailDecodeProcess``): a worker decodes in a child process
-of its own, one pass behind, with the same files, notices and guarantees as in its own process.
+of its own, a pass or two behind, with the same files, notices and guarantees as in its own process.
 
 The children are real processes (``python -m mailingest.decodeprocess``), killed for real.
 """
@@ -279,3 +279,70 @@ def test_a_stray_module_in_the_workers_directory_does_not_shadow_the_decoders_im
     finally:
         process.stop()
     assert outcome.result is not None and outcome.error is None and outcome.unexpected is None
+
+
+def accepted_pass(cb, msgs):
+    """A pass as sr3 runs it: after_accept (journaled), then after_work with *msgs* downloaded."""
+    wl = worklist()
+    wl.incoming = list(msgs)
+    cb.after_accept(wl)
+    wl.ok, wl.incoming = wl.incoming, []
+    cb.after_work(wl)
+    return wl
+
+
+def pending_batches(o):
+    journal = os.path.join(o.cfg_run_dir, "mailingest-pending-decodes")
+    return sorted(n for n in os.listdir(journal) if n.endswith(".json"))
+
+
+def test_a_pass_the_process_is_still_decoding_does_not_hold_up_the_worker_it_is_announced_a_pass_later(base, tmp_path):
+    o, cb = worker(base, tmp_path)
+    batch = messages(o, base, 3)
+    try:
+        pid = cb.process.pid
+        os.kill(pid, signal.SIGSTOP)  # the process is busy (stopped) with whatever it is given
+        first = accepted_pass(cb, batch[:1])
+        cb.after_post(first)
+        second = accepted_pass(cb, batch[1:2])  # returns at once: the first pass is not decoded yet
+        cb.after_post(second)
+        assert first.ok == [] and second.ok == []
+        assert len(pending_batches(o)) == 2, "a pass is forgotten only once its announcements are posted"
+        os.kill(pid, signal.SIGCONT)
+        third = accepted_pass(cb, batch[2:])  # two passes in the process: waits for the oldest
+        assert [m["relPath"] for m in third.ok if m["relPath"].endswith(".eml")][:1] == [batch[0]["relPath"]]
+        cb.after_post(third)
+        last = worklist()
+        cb.after_work(last)  # a pass without new mail announces everything still in the process
+        cb.after_post(last)
+        announced = [m for wl in (third, last) for m in wl.ok]
+        emls = [m["relPath"] for m in announced if m["relPath"].endswith(".eml")]
+        assert emls == [m["relPath"] for m in batch]  # each once, in the order handed over
+        assert len(announced) == 3 * 5
+        assert pending_batches(o) == []
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        cb.on_stop()
+
+
+def test_a_process_that_dies_with_two_passes_in_it_costs_one_line_and_the_worker_decodes_both(base, tmp_path, caplog):
+    o, cb = worker(base, tmp_path)
+    batch = messages(o, base, 3)
+    try:
+        pid = cb.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        cb.after_work(worklist(*batch[:2]))
+        cb.after_work(worklist(batch[2]))
+        assert cb.process.in_flight == 2
+        os.kill(pid, signal.SIGKILL)
+        assert gone(pid)
+        last = worklist()
+        with caplog.at_level(logging.ERROR):
+            cb.after_work(last)
+        assert [m["relPath"] for m in last.ok if m["relPath"].endswith(".eml")] == [m["relPath"] for m in batch]
+        assert len(last.ok) == 3 * 5 and all(m["mailDecode"]["status"] == "decoded" for m in batch)
+        [line] = [r.getMessage() for r in caplog.records if "decode process" in r.getMessage()]
+        assert "pid %d" % pid in line and "its 3 message(s) are decoded here" in line
+        assert cb.metricsReport()["decodeProcessDied"] == 1 and cb.process.pid != pid
+    finally:
+        cb.on_stop()
