@@ -63,6 +63,7 @@ def subscriber_config(ctx: BenchContext, name: str, callbacks: list[str], instan
         f"broker {amqp}",
         f"exchange {exchange_for(name)}",
         f"queueName {queue_for(name)}",
+        *example_settings(),  # before subtopic: sr3 binds the queue with the settings read so far
         "subtopic #",
         f"instances {instances}",
         f"directory {directory}",
@@ -71,7 +72,6 @@ def subscriber_config(ctx: BenchContext, name: str, callbacks: list[str], instan
         f"post_exchange {exchange_for(name)}_out",
         f"post_baseDir {directory}",
         f"post_baseUrl file:{directory}",
-        *example_settings(),
         extra,
     ]
     return "\n".join(lines) + "\n"

@@ -161,7 +161,8 @@ def pipeline_row(ctx: BenchContext, ours_ms: float, decode: bool, extra: str = "
         target="" if extra else target_check(ours_ms / floor_ms if floor_ms else None, PIPELINE_TARGET,
                                              at_least=False, label="× floor"),
         note=("first notice taken → last announcement of the end-to-end run at instances 1 (its poll stage left "
-              "out), per message; the floor takes and posts each notice once, the pipeline posts 5 per message"
+              "out), per message; the floor takes and posts each notice once (one commit per notice, as sr3 does), "
+              "the pipeline posts 5 per message (one commit per pass, `mailPostBatch`)"
               + (f" (sr3 alone, posting 5 per message with no mailingest code: {five_posts_ms:.2f} ms/msg, row 2d)"
                  if five_posts_ms else "")
               + ("" if decode else "; no decode yet") + "; times, lower is better"))

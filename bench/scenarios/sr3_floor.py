@@ -117,7 +117,8 @@ def pair(ctx: BenchContext, title: str, variant: str) -> Row:
     ctx.results["download_ms" + variant.replace("-", "_")] = ours_ms
     cost = ours_ms / floor_ms if ours_ms and floor_ms else None
     raw_ms = ctx.results.get("raw_per_message_ms")
-    note = f"{files}/{n} .eml files written; both post every message."
+    note = (f"{files}/{n} .eml files written; both post every message (the floor commits each notice on its own, as "
+            "sr3 does; mailingest's flows one commit per pass, `mailPostBatch`).")
     if variant:
         note += (" A neighbour process writes 1 MiB blocks and fsyncs every 8 MiB throughout both runs "
                  "(bench/diskload.py).")
