@@ -97,6 +97,49 @@ def missed(rows: Sequence[Row]) -> str:
     return "\n".join(lines) if lines else "* none"
 
 
+#: a new work directory where creating a file costs more than this (ms) is not used (see :func:`work_directory`)
+CREATE_COST_LIMIT = 0.1
+#: new work directories tried at most before the cheapest is taken
+WORK_DIRECTORY_TRIES = 8
+
+
+def work_directory(parent: str | None) -> tuple[Path, str]:
+    """A new work directory under *parent* (or the system's temporary directory) where creating a
+    file costs what it costs on this file system, and the Machine section's note on it.
+
+    ext4 places a new directory in a block group of its choosing, and on this machine's file
+    system some groups are short of free inodes: creating a file there took 0.2-0.5 ms instead of
+    0.01-0.1 ms (the allocator searches other groups).  Every row that writes files (mailingest's
+    download and decode, fetchmail's MDA, ripmime) pays that for each file, the sr3 floor does
+    not, so the rows would measure where the directory landed.  A directory over
+    :data:`CREATE_COST_LIMIT` is kept aside while the next is made (so ext4 does not place the
+    next one in the same spot), then removed; after :data:`WORK_DIRECTORY_TRIES` the cheapest is
+    used.  The note gives the cost of the directory used and of those not used."""
+    tried: list[tuple[float, Path]] = []
+    try:
+        for _attempt in range(WORK_DIRECTORY_TRIES):
+            work = Path(tempfile.mkdtemp(prefix="mailingest-bench-", dir=parent))
+            tried.append((float("inf"), work))
+            work.chmod(0o755)  # Dovecot's mail user must traverse it when run as root
+            tried[-1] = (report.create_cost(work), work)
+            if tried[-1][0] <= CREATE_COST_LIMIT:
+                break
+    except BaseException:
+        for _cost, path in tried:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    cost, chosen = min(tried, key=lambda item: item[0])
+    for _cost, path in tried:
+        if path != chosen:
+            shutil.rmtree(path, ignore_errors=True)
+    note = f"{cost:.3f} ms (median of 200 empty files created in the work directory)"
+    others = [c for c, path in tried if path != chosen]
+    if others:
+        note += (f"; {len(others)} new work director{'y' if len(others) == 1 else 'ies'} tried first cost "
+                 + ", ".join(f"{c:.2f}" for c in others) + " ms and were not used (bench/run.py, work_directory)")
+    return chosen, note
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -111,11 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.work:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         Path(args.work).chmod(0o755)  # Dovecot's mail user must traverse it when run as root
-    work = Path(tempfile.mkdtemp(prefix="mailingest-bench-", dir=args.work))
-    work.chmod(0o755)
+    work, notes_on_work = work_directory(args.work)
     started = time.monotonic()
     notes = report.machine_notes(sys.version.split()[0])
-    notes["file create"] = report.create_cost(work)
+    notes["file create"] = notes_on_work
     ctx = BenchContext(work=work, messages=messages, quick=args.quick, broker_url=args.broker)
     try:
         rows = run_scenarios(ctx, _split(args.only))
