@@ -1,7 +1,11 @@
 """Free loopback ports for private test servers.
 
-The kernel picks an unused port (bind to port 0), then the port is *claimed* with a small
-file in a shared directory so that two processes (parallel test sessions, a benchmark next
+A port is taken below the kernel's ephemeral range (``ip_local_port_range``) when there is room
+there: the kernel hands ports of that range to every client socket (a TCP connection's source
+port, a DNS query's UDP socket), so a server stopped and started again on a port of that range
+could find it taken meanwhile (``Address already in use``: seen with dnsmasq restarted while the
+poll's resolver was sending queries).  A candidate is checked free for TCP and UDP, then
+*claimed* with a small file in a shared directory so that two processes (parallel test sessions, a benchmark next
 to a test run) never hand out the same port before the server has bound it.  Claims are
 kept for the life of the process, so a server restarted with :py:meth:`restart` finds its
 ports still reserved; they are dropped at exit, and claims of dead processes are reclaimed.
@@ -13,6 +17,7 @@ import atexit
 import errno
 import logging
 import os
+import random
 import socket
 import tempfile
 import threading
@@ -34,16 +39,46 @@ def free_port(host: str = LOOPBACK) -> int:
     :param host: the address the server will bind; loopback by default.
     :raises RuntimeError: if no port could be found and claimed.
     """
+    below = _below_ephemeral()
     for _ in range(_ATTEMPTS):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port: int = sock.getsockname()[1]
-        if _claim(port):
+        port = random.randrange(*below) if below else _kernel_port(host)
+        if _bindable(host, port) and _claim(port):
             return port
     raise RuntimeError(
         f"Could not find a free TCP port on {host} after {_ATTEMPTS} attempts; "
         f"check for leftover servers and stale claims in {CLAIM_DIR}"
     )
+
+
+#: the lowest port handed out below the ephemeral range (above the well-known and common ones)
+_LOWEST = 10000
+
+
+def _below_ephemeral() -> tuple[int, int] | None:
+    """``(lowest, first ephemeral port)`` when at least 1,000 ports lie between them, else None."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (_LOWEST, low) if low - _LOWEST >= 1000 else None
+
+
+def _kernel_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Nothing holds *port* on *host* for TCP or UDP now."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
