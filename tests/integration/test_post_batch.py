@@ -3,6 +3,7 @@ mailingest flow's notices many per AMQP transaction; what the broker routed is r
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,10 +56,24 @@ def notices(count: int, tmp_path: Path, options: Any) -> list[sarracenia.Message
     return made
 
 
+@contextlib.contextmanager
+def sr3_posting(rabbitmq, exchange: str, tmp_path: Path, **options: Any) -> Iterator[tuple[Any, Sr3Poster]]:
+    """A flow's options with a mailingest callback's ``mailPostBatch`` declared (as the callbacks
+    do when sr3 loads them), and sr3's post callback for them."""
+    o = flow_options(rabbitmq, exchange, tmp_path, **options)
+    batch = postbatch.enable(o)
+    sr3 = Sr3Poster(o, batch)
+    try:
+        yield o, sr3
+    finally:
+        sr3.close()
+
+
 class Sr3Poster:
     """sr3's post callback for *options*, as a flow loads it, with the real channel's commits counted."""
 
-    def __init__(self, options: Any) -> None:
+    def __init__(self, options: Any, batch: int) -> None:
+        self.batch = batch
         self.callback = Sr3Post(options)
         self.callback.on_start()
         self.poster = self.callback.posters[0]
@@ -102,67 +117,53 @@ def posted_names(collector: NoticeCollector) -> list[str]:
 
 def test_a_pass_goes_out_in_order_with_one_commit_per_chunk_of_mailPostBatch(rabbitmq, exchange, tmp_path):
     name, collector = exchange
-    o = flow_options(rabbitmq, name, tmp_path, mailPostBatch="3")
-    assert postbatch.enable(o) == 3
-    sr3 = Sr3Poster(o)
-    try:
+    with sr3_posting(rabbitmq, name, tmp_path, mailPostBatch="3") as (o, sr3):
+        assert sr3.batch == 3
         msgs = notices(7, tmp_path, o)
         worklist = sr3.post(msgs)
         assert sr3.commits == 3  # 3 + 3 at the chunk size, the last 1 at the end of the post
         assert worklist.ok == msgs and worklist.failed == []
         assert posted_names(collector) == [f"file-{i:03d}.txt" for i in range(7)]
         assert sr3.poster.metrics["txGoodCount"] == 7
-    finally:
-        sr3.close()
 
 
 def test_mailPostBatch_1_posts_as_sr3_does_one_commit_per_notice(rabbitmq, exchange, tmp_path):
     name, collector = exchange
-    o = flow_options(rabbitmq, name, tmp_path, mailPostBatch="1")
-    assert postbatch.enable(o) == 1
-    sr3 = Sr3Poster(o)
-    try:
+    with sr3_posting(rabbitmq, name, tmp_path, mailPostBatch="1") as (o, sr3):
+        assert sr3.batch == 1
         worklist = sr3.post(notices(4, tmp_path, o))
         assert sr3.commits == 4
         assert len(worklist.ok) == 4
         assert len(posted_names(collector)) == 4
-    finally:
-        sr3.close()
 
 
 def test_a_commit_the_broker_refuses_sends_the_notice_to_sr3s_post_retry_and_the_retry_posts_it_once(
         rabbitmq, exchange, tmp_path, caplog):
     name, collector = exchange
-    o = flow_options(rabbitmq, name, tmp_path)
-    postbatch.enable(o)
-    sr3 = Sr3Poster(o)
-    try:
-        msgs = notices(1, tmp_path, o)
-        _delete_exchange(rabbitmq.url, name)  # the publish goes out; the broker refuses it at the commit
-        worklist = sr3.post(msgs)
-        assert worklist.ok == [] and worklist.failed == msgs
-        assert msgs[0]["post_failures"] == [0] and "post_failures" in msgs[0]["_deleteOnPost"]
-        assert sr3.poster.metrics["txGoodCount"] == 0 and sr3.poster.metrics["txBadCount"] == 1
-        assert "cannot commit 1 notice(s)" in caplog.text and "NOT_FOUND" in caplog.text
-        assert f":{rabbitmq.password}@" not in caplog.text  # sr3's broker, printed without its password
+    with sr3_posting(rabbitmq, name, tmp_path) as (o, sr3):
+        try:
+            msgs = notices(1, tmp_path, o)
+            _delete_exchange(rabbitmq.url, name)  # the publish goes out; the broker refuses it at the commit
+            worklist = sr3.post(msgs)
+            assert worklist.ok == [] and worklist.failed == msgs
+            assert msgs[0]["post_failures"] == [0] and "post_failures" in msgs[0]["_deleteOnPost"]
+            assert sr3.poster.metrics["txGoodCount"] == 0 and sr3.poster.metrics["txBadCount"] == 1
+            assert "cannot commit 1 notice(s)" in caplog.text and "NOT_FOUND" in caplog.text
+            assert f":{rabbitmq.password}@" not in caplog.text  # sr3's broker, printed without its password
 
-        # what sr3's post retry does next: post the same notice again, to the publisher named
-        collector.close()
-        collector = NoticeCollector(rabbitmq.url, name)  # the exchange is back
-        retried = sr3.post(worklist.failed)
-        assert retried.failed == [] and retried.ok == msgs
-        assert posted_names(collector) == ["file-000.txt"]
-    finally:
-        collector.close()
-        sr3.close()
+            # what sr3's post retry does next: post the same notice again, to the publisher named
+            collector.close()
+            collector = NoticeCollector(rabbitmq.url, name)  # the exchange is back
+            retried = sr3.post(worklist.failed)
+            assert retried.failed == [] and retried.ok == msgs
+            assert posted_names(collector) == ["file-000.txt"]
+        finally:
+            collector.close()
 
 
 def test_every_notice_of_a_chunk_whose_commit_fails_goes_to_the_retry(rabbitmq, exchange, tmp_path, caplog):
     name, collector = exchange
-    o = flow_options(rabbitmq, name, tmp_path)
-    postbatch.enable(o)
-    sr3 = Sr3Poster(o)
-    try:
+    with sr3_posting(rabbitmq, name, tmp_path) as (o, sr3):
         def refused(*_args: Any, **_kwargs: Any) -> None:
             raise ConnectionResetError("connection reset by the broker")
 
@@ -176,17 +177,12 @@ def test_every_notice_of_a_chunk_whose_commit_fails_goes_to_the_retry(rabbitmq, 
         assert sr3.poster.connection is None  # closed: the next post connects anew
         again = sr3.post(worklist.failed)
         assert len(again.ok) == 5 and posted_names(collector) == [f"file-{i:03d}.txt" for i in range(5)]
-    finally:
-        sr3.close()
 
 
 def test_a_connection_that_breaks_with_commits_held_loses_them_to_the_retry_not_to_the_void(
         rabbitmq, exchange, tmp_path, caplog):
     name, collector = exchange
-    o = flow_options(rabbitmq, name, tmp_path)
-    postbatch.enable(o)
-    sr3 = Sr3Poster(o)
-    try:
+    with sr3_posting(rabbitmq, name, tmp_path) as (o, sr3):
         msgs = notices(6, tmp_path, o)
         first = SimpleNamespace(ok=msgs[:2], failed=[])
         sr3.callback.post(first)  # published, commits held
@@ -202,8 +198,6 @@ def test_a_connection_that_breaks_with_commits_held_loses_them_to_the_retry_not_
         failed_names = {m["relPath"].rsplit("/", 1)[-1] for m in worklist.failed}
         assert set(delivered).isdisjoint(failed_names)
         assert set(delivered) | failed_names == {f"file-{i:03d}.txt" for i in range(6)}
-    finally:
-        sr3.close()
 
 
 def _delete_exchange(url: str, exchange: str) -> None:
