@@ -297,17 +297,16 @@ class Decode(FlowCB):  # type: ignore[misc]  # sarracenia has no type hints
     def _collect(self, handed: _Handed) -> list[sarracenia.Message]:
         """The files' notices of a pass handed over (decoded here instead if its process died)."""
         held = handed.msgs
-        try:
-            if handed.process is not self.process:  # it died after this pass was handed over
-                raise DecodeProcessError("gone")
-            outcomes: list[Outcome] | None = handed.process.collect()
-            if outcomes is not None and [o.path for o in outcomes] != [_job(msg).path for msg in held]:
-                raise DecodeProcessError("the decode process (pid %s) answered %d outcomes for %d messages, not one "
-                                         "per message in order" % (handed.process.pid, len(outcomes), len(held)))
-        except DecodeProcessError as exc:
-            if handed.process is self.process:
+        outcomes: list[Outcome] | None = None
+        if handed.process is self.process:  # else it died after this pass was handed over
+            try:
+                outcomes = handed.process.collect()
+                if [o.path for o in outcomes] != [_job(msg).path for msg in held]:
+                    raise DecodeProcessError("the decode process (pid %s) answered %d outcomes for %d messages, not "
+                                             "one per message in order" % (handed.process.pid, len(outcomes), len(held)))
+            except DecodeProcessError as exc:
                 self._process_died(exc, sum(len(h.msgs) for h in self._held) + len(held))
-            outcomes = None
+                outcomes = None
         files: list[sarracenia.Message] = []
         if outcomes is None:
             for msg in held:

@@ -139,8 +139,8 @@ class DecodeProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._to_child: IO[bytes] | None = None
         self._from_child: IO[bytes] | None = None
-        #: the answers as the reader thread got them (a list of outcomes, or why there is none)
-        self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: the answers as the reader thread got them: (answer, None), or (None, why the output ended)
+        self._answers: queue.SimpleQueue[tuple[Any, Exception | None]] = queue.SimpleQueue()
         self._reader: threading.Thread | None = None
         self._in_flight = 0
         self._failure: DecodeProcessError | None = None
@@ -210,33 +210,30 @@ class DecodeProcess:
         self._in_flight -= 1
         if self._failure is not None:
             raise self._failure
-        answer = self._answers.get()
-        if isinstance(answer, BaseException):
-            self._failure = self._answer_failure(answer)
+        answer, ended = self._answers.get()
+        if ended is not None or not isinstance(answer, list):
+            self._failure = self._answer_failure(answer, ended)
             raise self._failure
-        return answer  # type: ignore[no-any-return]
+        return answer
 
     def _read_answers(self, stream: IO[bytes]) -> None:
         """The reader thread: each answer as it comes, until the child's output ends."""
         while True:
             try:
-                answer = pickle.load(stream)
+                self._answers.put((pickle.load(stream), None))
             except Exception as exc:  # noqa: BLE001 (end of input, a broken stream, or unreadable: all end it)
-                self._answers.put(exc)
+                self._answers.put((None, exc))
                 return
-            if not isinstance(answer, list):
-                self._answers.put(TypeError("a %s, not a list of outcomes" % type(answer).__name__))
-                return
-            self._answers.put(answer)
 
-    def _answer_failure(self, exc: BaseException) -> DecodeProcessError:
-        if isinstance(exc, (EOFError, OSError, ValueError)):  # ValueError: read from a closed stream
+    def _answer_failure(self, answer: Any, ended: Exception | None) -> DecodeProcessError:
+        if ended is None:
+            return DecodeProcessError("the decode process (pid %s) answered a %s, not a list of outcomes"
+                                      % (self.pid, type(answer).__name__))
+        if isinstance(ended, (EOFError, OSError, ValueError)):  # ValueError: read from a closed stream
             return DecodeProcessError("the decode process (pid %s) died before answering: %s"
-                                      % (self.pid, self._exit_status() or exc))
-        if isinstance(exc, TypeError) and "not a list of outcomes" in str(exc):
-            return DecodeProcessError("the decode process (pid %s) answered %s" % (self.pid, exc))
+                                      % (self.pid, self._exit_status() or ended))
         return DecodeProcessError("the decode process (pid %s) answered something unreadable (%s: %s)"
-                                  % (self.pid, type(exc).__name__, exc))
+                                  % (self.pid, type(ended).__name__, ended))
 
     def stop(self) -> None:
         """End the child: close its input, so it exits once idle; kill it if it does not."""

@@ -144,10 +144,9 @@ def _put_holding_commit(poster: Any, message: Any, sr3_put: Callable[[], bool]) 
         if not posted and held is not None:
             held.broken()
         return posted
-    if held is None or held.channel is not channel:  # a new connection: the old one's losses stay recorded
-        fresh = _HeldCommits(poster, channel)
-        fresh.lost = held.lost if held is not None else []
-        held = _held[id(poster)] = fresh
+    if held is None:
+        held = _held[id(poster)] = _HeldCommits(poster)
+    held.channel = channel  # what was held on an earlier channel is in held.lost (broken() above)
     held.notices.append(message)
     if len(held.notices) >= _size and not held.commit():
         return False  # sr3 marks this one failed; the others of the transaction are in held.lost
@@ -169,11 +168,12 @@ class _ChannelHoldingCommits:
 
 
 class _HeldCommits:
-    """One publisher's open transaction: the notices published on *channel* since its last commit."""
+    """One publisher's open transaction: the notices published on :attr:`channel` since its last
+    commit, and those it lost in this pass."""
 
-    def __init__(self, poster: Any, channel: Any) -> None:
+    def __init__(self, poster: Any) -> None:
         self.poster = poster
-        self.channel = channel
+        self.channel: Any = None
         self.index = int(poster.o["publisher_index"])
         self.notices: list[Any] = []
         self.lost: list[Any] = []

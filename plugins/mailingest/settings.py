@@ -123,10 +123,10 @@ SESSION_BUDGET_OPTIONS = (
     Option("mailSessionBroker", "str", None),
 )
 
-#: every option mailingest declares, by name
 #: how sr3 posts the flow's notices (every mailingest callback declares it: mailingest.postbatch)
 POST_BATCH = Option("mailPostBatch", "count", 1000)
 
+#: every option mailingest declares, by name
 ALL_OPTIONS: dict[str, Option] = {spec.name: spec for spec in (*CONNECTION_OPTIONS, *POLL_OPTIONS,
                                                               *DOWNLOAD_OPTIONS, *DECODE_OPTIONS,
                                                               *SESSION_BUDGET_OPTIONS, *TRUST_OPTIONS,
@@ -150,11 +150,6 @@ def declare_post_batch(options: Any) -> int:
     """Declare ``mailPostBatch`` and return it: the most notices sr3 posts in one AMQP transaction
     (1 or 0: one transaction per notice, as sr3 itself does)."""
     declare(options, POST_BATCH)
-    return post_batch(options)
-
-
-def post_batch(options: Any) -> int:
-    """``mailPostBatch`` as set (see :func:`declare_post_batch`), never below 1."""
     return max(1, int(_value(options, POST_BATCH.name)))
 
 

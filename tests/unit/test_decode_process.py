@@ -7,6 +7,8 @@ The children are real processes (``python -m mailingest.decodeprocess``), killed
 import json
 import logging
 import os
+import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import time
 
 import pytest
 
-from mailingest.decodeprocess import DecodeProcess, Job
+from mailingest.decodeprocess import DecodeProcess, DecodeProcessError, Job
 from mailingest.errors import ConfigError
 from mailingest.mime.layout import DecodeSettings
 from mailingest.settings import decode_process_wanted
@@ -346,3 +348,19 @@ def test_a_process_that_dies_with_two_passes_in_it_costs_one_line_and_the_worker
         assert cb.metricsReport()["decodeProcessDied"] == 1 and cb.process.pid != pid
     finally:
         cb.on_stop()
+
+
+@pytest.mark.parametrize("answer, ended, said", [
+    ({"not": "outcomes"}, None, "answered a dict, not a list of outcomes"),
+    (None, pickle.UnpicklingError("invalid load key"), "answered something unreadable (UnpicklingError"),
+    (None, EOFError("Ran out of input"), "died before answering"),
+])
+def test_an_answer_that_is_no_list_of_outcomes_or_no_answer_at_all_is_a_dead_process(answer, ended, said):
+    process = DecodeProcess(DecodeSettings())
+    process._in_flight = 1
+    process._answers.put((answer, ended))
+    with pytest.raises(DecodeProcessError, match=re.escape(said)):
+        process.collect()
+    process._in_flight = 1
+    with pytest.raises(DecodeProcessError, match=re.escape(said)):  # and stays so: nothing more is read
+        process.collect()

@@ -20,7 +20,7 @@ def notice(name: str, **fields: Any) -> dict[str, Any]:
 def lost_on(index: int, *notices: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
     poster = SimpleNamespace(o={"publisher_index": index, "broker": "amqp://feeder@broker/"},
                              metrics={"txGoodCount": 10, "txBadCount": 0})
-    held = postbatch._HeldCommits(poster, channel=object())
+    held = postbatch._HeldCommits(poster)
     return [(held, n) for n in notices]
 
 
