@@ -25,6 +25,9 @@ callback hold their commits, and one commit per publisher goes to the broker eve
 * Every callback sees the worklists it sees without this: ``after_work`` runs before the post,
   ``after_post`` gets the posted notices in ``worklist.ok`` and the failed ones in
   ``worklist.failed``.
+* While a publisher holds commits its socket is corked (``TCP_CORK``): the publishes leave in
+  full segments instead of one small segment each (a system call that also wakes the broker per
+  notice), and the socket is uncorked before each commit, which so carries them all out.
 * Nothing else is touched: a publisher that is not sr3's post callback's (no
   ``publisher_index``), one that is not connected (``putNewMessage`` then connects anew and
   commits that notice itself), or an sr3 whose ``putNewMessage`` does not commit, posts as
@@ -36,6 +39,7 @@ callback hold their commits, and one commit per publisher goes to the broker eve
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -147,6 +151,8 @@ def _put_holding_commit(poster: Any, message: Any, sr3_put: Callable[[], bool]) 
     if held is None:
         held = _held[id(poster)] = _HeldCommits(poster)
     held.channel = channel  # what was held on an earlier channel is in held.lost (broken() above)
+    if not held.notices:
+        held.cork()
     held.notices.append(message)
     if len(held.notices) >= _size and not held.commit():
         return False  # sr3 marks this one failed; the others of the transaction are in held.lost
@@ -177,6 +183,8 @@ class _HeldCommits:
         self.index = int(poster.o["publisher_index"])
         self.notices: list[Any] = []
         self.lost: list[Any] = []
+        #: the socket corked while publishes are held (None: not corked)
+        self.corked: socket.socket | None = None
 
     def commit(self) -> bool:
         """Commit the held publishes; on failure they are lost (:attr:`lost`) and the publisher
@@ -185,6 +193,7 @@ class _HeldCommits:
             return True
         notices, self.notices = self.notices, []
         try:
+            self.uncork()
             self.channel.tx_commit()
         except Exception as exc:  # any failed commit loses the transaction: retried as sr3 retries a post
             logger.error("cannot commit %d notice(s) to %s (%s): they are queued for sr3's post retry",
@@ -196,11 +205,26 @@ class _HeldCommits:
 
     def broken(self) -> None:
         """The connection broke with publishes held: they are lost."""
+        self.uncork()
         if self.notices:
             logger.error("the connection to %s broke with %d notice(s) posted but not committed: they are queued "
                          "for sr3's post retry", _broker(self.poster), len(self.notices))
             self.lost.extend(self.notices)
             self.notices = []
+
+    def cork(self) -> None:
+        """Hold this publisher's small writes in the kernel until :meth:`uncork` (``TCP_CORK``;
+        nothing happens where the transport has no such socket)."""
+        transport = getattr(getattr(self.poster, "connection", None), "transport", None)
+        sock = getattr(transport, "sock", None)
+        if sock is not None and _set_cork(sock, True):
+            self.corked = sock
+
+    def uncork(self) -> None:
+        """Send what the kernel holds (before a commit, or when the connection broke)."""
+        sock, self.corked = self.corked, None
+        if sock is not None:
+            _set_cork(sock, False)
 
     def count_failed(self) -> None:
         """sr3 counted a lost notice as posted (``txGoodCount``) when it was published."""
@@ -214,6 +238,19 @@ class _HeldCommits:
             self.poster.close()
         except Exception as exc:  # closing a broken connection may fail again: nothing more to do
             logger.debug("closing the publisher after a failed commit: %s", exc)
+
+
+def _set_cork(sock: Any, on: bool) -> bool:
+    """Cork or uncork a TCP socket; False where that cannot be done (not TCP, closed, not Linux)."""
+    option = getattr(socket, "TCP_CORK", None)
+    if option is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, 1 if on else 0)
+    except (OSError, ValueError) as exc:  # closed (ValueError for an SSL socket), or not TCP
+        logger.debug("cannot %s the publisher's socket: %s", "cork" if on else "uncork", exc)
+        return False
+    return True
 
 
 def _broker(poster: Any) -> str:

@@ -4,6 +4,7 @@ mailingest flow's notices many per AMQP transaction; what the broker routed is r
 from __future__ import annotations
 
 import contextlib
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +126,24 @@ def test_a_pass_goes_out_in_order_with_one_commit_per_chunk_of_mailPostBatch(rab
         assert worklist.ok == msgs and worklist.failed == []
         assert posted_names(collector) == [f"file-{i:03d}.txt" for i in range(7)]
         assert sr3.poster.metrics["txGoodCount"] == 7
+
+
+def test_held_publishes_wait_in_a_corked_socket_and_the_commit_uncorks_it_so_all_arrive(rabbitmq, exchange, tmp_path):
+    name, collector = exchange
+    with sr3_posting(rabbitmq, name, tmp_path, mailPostBatch="4") as (o, sr3):
+        msgs = notices(6, tmp_path, o)
+        worklist = SimpleNamespace(ok=msgs, failed=[])
+        sr3.callback.post(worklist)  # 4 committed at the chunk size, 2 held
+        sock = sr3.poster.connection.transport.sock
+        assert corked(sock), "the socket should hold the 2 publishes of the open transaction"
+        postbatch.flush(worklist)
+        assert not corked(sock)
+        assert sr3.commits == 2 and worklist.failed == []
+        assert posted_names(collector) == [f"file-{i:03d}.txt" for i in range(6)]
+
+
+def corked(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK))
 
 
 def test_mailPostBatch_1_posts_as_sr3_does_one_commit_per_notice(rabbitmq, exchange, tmp_path):
