@@ -18,8 +18,10 @@ For each notice published by :mod:`mailingest.poll` the callback:
    default ``mirror off`` the relPath's ``<host>/<user>/<folder>`` directories are kept by
    ``after_accept``, so accounts sharing a directory never collide), sets mtime to INTERNALDATE
    and makes the notice's ``size`` and ``identity`` (checksum) true for the bytes written;
-5. makes the pass's files durable as one group once the pass's last fetch is done (fsyncs
-   together, renames onto ``new_file``, one fsync per directory: docs/design.md);
+5. makes the pass's files durable in groups (fsyncs together, renames onto ``new_file``, one
+   fsync per directory: docs/design.md): a full group (64 messages or 64 MiB) in a thread of its
+   own while the pass's next messages are fetched, the rest once the pass's last fetch is done,
+   and waits for all of them before download() returns for the pass's last message;
 6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.fetcher.actions`)
    for each file now durable: the flag actions (``seen``, ``flag``) with one ``UID STORE`` for
    the group's messages of each folder, ``move`` and ``delete`` message by message.
@@ -53,7 +55,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +107,32 @@ class _Fetched:
 
 #: what _download returns for a message fetched and waiting in the group
 _PENDING = "pending"
+
+
+@dataclass
+class _Syncing:
+    """A full group being made durable in the background (:py:meth:`Download._sync_in_background`)."""
+
+    group: list[_Fetched]
+    failures: Future[dict[str, OSError]]
+
+
+_background: ThreadPoolExecutor | None = None
+_background_pid = 0
+
+
+def _durability_thread() -> ThreadPoolExecutor:
+    """The thread that makes full groups durable while the worker fetches on (one per process:
+    a forked child starts its own)."""
+    global _background, _background_pid
+    if _background is None or _background_pid != os.getpid():
+        _background = ThreadPoolExecutor(1, thread_name_prefix="mailingest-durable")
+        _background_pid = os.getpid()
+    return _background
+
+
+def _publish(group: Sequence[_Fetched]) -> dict[str, OSError]:
+    return publish_together([(f.tmp, f.final) for f in group])
 
 
 def _message_dirs(directory: str, depth: int = 3) -> Iterator[str]:
@@ -165,6 +194,8 @@ class Download(FlowCB):
         self._worklist: Any = None
         #: messages fetched into temp files, made durable together before any server action
         self._group: list[_Fetched] = []
+        #: full groups of this pass being made durable in the background (no action before they are)
+        self._syncing: list[_Syncing] = []
         #: the pass's small messages fetched with one command, until each one's download() writes it
         self.prefetch = Prefetch(self._will_fetch)
 
@@ -177,19 +208,21 @@ class Download(FlowCB):
 
     def download(self, msg: sarracenia.Message, options: Any = None) -> bool:
         """Fetch *msg* into its temp file.  The durability work (fsync, rename, directory fsync)
-        and then the server actions are done for the whole group of messages fetched in this
-        pass at once, when the last message of the pass that will be fetched has been (sr3
-        acknowledges the pass's notices only after its last download returns), or when the group
-        is full."""
+        is done in groups: a full group in the background while the next messages are fetched;
+        when the last message of the pass that will be fetched has been, the rest, after which
+        every group of the pass is waited for and only then are the server actions done (sr3
+        acknowledges the pass's notices only after its last download returns)."""
         try:
             outcome = self._download(msg)
         except Exception:  # outermost guard: log once, let sr3 retry
             logger.exception("unexpected error downloading %s", msg.get("relPath"))
             outcome = False
-        if self._group and (self._group_full() or not self._more_to_fetch(msg)):
+        if (self._group or self._syncing) and not self._more_to_fetch(msg):
             published = self._publish_group(current=msg)
             if outcome == _PENDING:
                 return any(done is msg for done in published)
+        elif self._group and self._group_full():
+            self._sync_in_background()
         return bool(outcome)
 
     def after_accept(self, worklist: Any) -> None:
@@ -223,8 +256,8 @@ class Download(FlowCB):
     def after_work(self, worklist: Any) -> None:
         """Commit deletions applied at close (POP3); notices whose message is gone leave the flow as rejected (410).
         With mailSessionMax, log out at the end of each batch: the slot goes to a worker that waits."""
-        if self._group:  # the notice expected last was not handed to download() (sr3 skipped it)
-            logger.info("making %d download(s) durable at the end of the pass", len(self._group))
+        if self._group or self._syncing:  # the notice expected last was not handed to download() (sr3 skipped it)
+            logger.info("making %d download(s) durable at the end of the pass", self._unpublished())
             self._publish_group()
         self.prefetch.clear()
         self._commit_deferred_deletes()
@@ -260,7 +293,7 @@ class Download(FlowCB):
             logger.info("removed %d partial download(s) left by a stopped worker in %s", removed, directory)
 
     def on_stop(self) -> None:
-        if self._group:
+        if self._group or self._syncing:
             self._publish_group()
         self.prefetch.clear()
         self._commit_deferred_deletes()
@@ -298,7 +331,7 @@ class Download(FlowCB):
                 self.metrics["failures"] += 1
                 return False
             self._sweep(msg["new_dir"])
-        if any(f.final == final_path for f in self._group):  # the same message twice in one pass
+        if any(f.final == final_path for f in self._unpublished_fetches()):  # the same message twice in one pass
             self._publish_group()
         if self._already_complete(final_path, ref, msg):
             logger.info("%s is already in %s (a repeated notice): not fetched again", where, final_path)
@@ -344,14 +377,35 @@ class Download(FlowCB):
         return (len(self._group) >= GROUP_MAX_MESSAGES
                 or sum(f.msg.get("size", 0) for f in self._group) >= GROUP_MAX_BYTES)
 
+    def _sync_in_background(self) -> None:
+        """Start making the full group durable (:py:func:`mailingest.atomic.publish_together`) in
+        the durability thread; the worker fetches the pass's next messages meanwhile.  No server
+        action is taken for it before :py:meth:`_publish_group` has waited for it."""
+        group, self._group = self._group, []
+        self._syncing.append(_Syncing(group, _durability_thread().submit(_publish, group)))
+
+    def _unpublished_fetches(self) -> Iterator[_Fetched]:
+        for syncing in self._syncing:
+            yield from syncing.group
+        yield from self._group
+
+    def _unpublished(self) -> int:
+        return sum(1 for _fetched in self._unpublished_fetches())
+
     def _publish_group(self, current: sarracenia.Message | None = None) -> list[sarracenia.Message]:
         """Make the group's files durable together (one sync of all temp files, the renames,
-        one fsync per directory: :py:func:`mailingest.atomic.publish_together`), then, for each
-        file now durable, and only then, apply ``mailAfterDownload``.  Returns the messages done.
+        one fsync per directory: :py:func:`mailingest.atomic.publish_together`), wait for the
+        groups being made durable in the background, then, for each file now durable, and only
+        then, apply ``mailAfterDownload``.  Returns the messages done.
         A message that failed here other than *current* (whose download() is still running)
         already went to sr3 as downloaded: it is moved to ``worklist.failed`` (retried later)."""
-        group, self._group = self._group, []
-        failed = publish_together([(f.tmp, f.final) for f in group])
+        syncing, self._syncing = self._syncing, []
+        last, self._group = self._group, []
+        failed = _publish(last) if last else {}
+        wait([background.failures for background in syncing])  # all of them, even if one raised
+        for background in syncing:
+            failed.update(background.failures.result())
+        group = [fetched for background in syncing for fetched in background.group] + last
         flagged = self._flag_group([f for f in group if f.final not in failed])
         done = []
         for fetched in group:

@@ -361,6 +361,42 @@ def test_a_group_is_made_durable_before_the_pass_ends_when_it_is_full(worker, tm
     assert groups == [1, 1]
 
 
+def test_a_full_group_is_made_durable_in_the_background_and_nothing_is_marked_before_every_group_is(
+        worker, tmp_path, server, monkeypatch):
+    import threading
+
+    import mailingest.download as download_module
+
+    real = download_module.publish_together
+    first_group_may_finish = threading.Event()
+    seen: list[tuple[str, list[str], list]] = []
+
+    def publish(pairs):
+        if threading.current_thread() is not threading.main_thread():
+            assert first_group_may_finish.wait(10)
+        seen.append((threading.current_thread().name, [os.path.basename(final) for _tmp, final in pairs],
+                     list(server.changes)))
+        return real(pairs)
+
+    monkeypatch.setattr(download_module, "GROUP_MAX_MESSAGES", 2)
+    monkeypatch.setattr(download_module, "publish_together", publish)
+    server.deliver(raw=RAW)  # UID 103
+    server.changes.clear()
+    msgs = [notice(tmp_path, uid) for uid in (101, 102, 103)]
+    worklist = types.SimpleNamespace(incoming=list(msgs), ok=[], failed=[], rejected=[], directories_ok=[])
+    worker.after_accept(worklist)
+    assert worker.download(msgs[0]) is True and worker.download(msgs[1]) is True  # a full group: syncing
+    assert server.changes == [] and seen == []  # its durability is held up, nothing marked
+    threading.Timer(0.05, first_group_may_finish.set).start()
+    assert worker.download(msgs[2]) is True  # the last: waits for the first group too
+    assert [(names, changes) for _thread, names, changes in sorted(seen, key=lambda s: s[1])] == [
+        (["7.101.eml", "7.102.eml"], []), (["7.103.eml"], [])]
+    assert {thread for thread, _names, _changes in seen} == {"MainThread", "mailingest-durable_0"}
+    assert server.changes == [("add_flags", uid, True) for uid in (101, 102, 103)]  # after all, one STORE
+    assert all((tmp_path / ACCOUNT_DIR / "INBOX" / f"7.{uid}.eml").read_bytes() == server.folders["INBOX"][uid].raw
+               for uid in (101, 102, 103))
+
+
 def test_a_group_left_open_because_sr3_skipped_the_last_notice_is_made_durable_in_after_work(worker, tmp_path, server):
     msgs = [notice(tmp_path, 101), notice(tmp_path, 102)]
     worklist = types.SimpleNamespace(incoming=list(msgs), ok=[], failed=[], rejected=[], directories_ok=[])
