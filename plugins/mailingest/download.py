@@ -24,7 +24,7 @@ For each notice published by :mod:`mailingest.poll` the callback:
    and waits for all of them before download() returns for the pass's last message;
 6. only then runs ``mailAfterDownload`` (default ``seen``; see :mod:`mailingest.fetcher.actions`)
    for each file now durable: the flag actions (``seen``, ``flag``) with one ``UID STORE`` for
-   the group's messages of each folder, ``move`` and ``delete`` message by message.
+   the pass's messages of each folder, ``move`` and ``delete`` message by message.
    POP3 deletions are committed (QUIT) at the end of each batch.
 
 A repeated notice (the poll's ``mailReannounceAfter``, a redelivery) whose final file already
