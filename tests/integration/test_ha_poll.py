@@ -92,6 +92,9 @@ def test_the_vip_moving_between_two_nodes_mid_cycle_and_back_announces_every_mes
         home = make_home(tmp_path / name, rabbitmq, mail_account)
         home.write_config("poll", "p", node_config(rabbitmq, mail_account))
         homes[name] = home
+    for name in ("a", "b"):  # B's queue exists before A announces (else only when B's consumer connects)
+        declared = homes[name].run("declare", "poll/p")
+        assert declared.returncode == 0, declared.stderr
     collector = Collectors(rabbitmq.url, [EXCHANGE])
     deliver(mail_account, 0, 50)
     a_host.add_address(VIP)
@@ -151,8 +154,9 @@ def test_with_post_exchange_split_the_passive_node_follows_every_exchange_and_ta
         home = make_home(tmp_path / name, rabbitmq, mail_account)
         home.write_config("poll", "p", node_config(rabbitmq, mail_account, split=split))
         homes.append(home)
-    declared = homes[0].run("declare", "poll/p")
-    assert declared.returncode == 0, declared.stderr
+    for home in homes:  # the exchanges, and B's queue before A announces
+        declared = home.run("declare", "poll/p")
+        assert declared.returncode == 0, declared.stderr
     collectors = Collectors(rabbitmq.url, [f"{EXCHANGE}{i:02d}" for i in range(split)])
     deliver(mail_account, 0, 20)
     a_host.add_address(VIP)
