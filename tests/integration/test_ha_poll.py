@@ -10,6 +10,7 @@ that was down the whole time starts from the state the last active node handed o
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -161,8 +162,10 @@ def test_with_post_exchange_split_the_passive_node_follows_every_exchange_and_ta
     deliver(mail_account, 0, 20)
     a_host.add_address(VIP)
     try:
-        with homes[0].foreground("poll/p", prefix=a_host.prefix) as a, \
-                homes[1].foreground("poll/p", prefix=b_host.prefix) as b:
+        with contextlib.ExitStack() as nodes:
+            b = nodes.enter_context(homes[1].foreground("poll/p", prefix=b_host.prefix))
+            b.wait_for_log("follows every exchange of post_exchangeSplit", timeout=120)  # before A announces
+            a = nodes.enter_context(homes[0].foreground("poll/p", prefix=a_host.prefix))
             unique_notices(collectors, 20)
             assert all(c.drain() for c in collectors.collectors), "notices on every split exchange"
             wait_until(lambda: last_uid(homes[1]) == 20, timeout=120, what="the passive node to follow both exchanges")
