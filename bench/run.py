@@ -98,11 +98,9 @@ def missed(rows: Sequence[Row]) -> str:
     return "\n".join(lines) if lines else "* none"
 
 
-#: a new work directory where creating a file costs more than this (ms) is not used (see :func:`work_directory`)
-CREATE_COST_LIMIT = 0.1
-#: how long freed inodes slow the allocator after a sync (ext4 without a journal skips an inode
-#: freed less than 60 s ago, 360 s while its inode table block is not yet written back)
-FREED_INODES_AGE_OUT = 65.0
+#: a new work directory where creating a file costs more than this (ms) is not used (see
+#: :func:`work_directory`): 0.018-0.033 ms on this machine's ext4 away from fresh deletions
+CREATE_COST_LIMIT = 0.04
 #: new work directories tried at most before the cheapest is taken
 WORK_DIRECTORY_TRIES = 8
 
@@ -114,28 +112,21 @@ def work_directory(parent: str | None, *, quick: bool = False) -> tuple[Path, st
     Every row that writes files (mailingest's download and decode, fetchmail's MDA, ripmime) pays
     the file creation once per file, the sr3 floor does not, so a slow creation would show in one
     side of the ratios only.  On this machine's ext4 (no journal), the inode allocator skips every
-    inode freed in the last 60 s (360 s while its inode table block is dirty), one buffer lookup
-    each (``recently_deleted`` in fs/ext4/ialloc.c): right after a job deleted thousands of files
-    (an earlier bench's or test run's clean-up), creating a file near them took 0.2-0.5 ms instead
-    of ~0.03 ms, and a profile of the pipeline's worker put a quarter of its CPU there.  So the
-    file system is synced first, after which every inode freed before the run ages out within
-    60 s, and the run waits :data:`FREED_INODES_AGE_OUT` before it measures anything (a probe
-    cannot tell: it lands in a block group of its own; in a run started a minute after a
-    clean-clone test run it read 0.065 ms, and the download's pass then took 88 ms of CPU per 100
-    messages against 61 ms in runs on a quiet file system).  Then the cost is measured
-    (:func:`report.create_cost`, which deletes nothing); a directory over
-    :data:`CREATE_COST_LIMIT` means ext4 placed it in a crowded block group: another is made
-    beside it (up to :data:`WORK_DIRECTORY_TRIES`) and the cheapest is used.  Directories not
+    inode freed in the last 60 s, or 360 s while its inode table block is dirty (which it is as
+    soon as a file is created beside it), at one buffer look-up each (``recently_deleted`` in
+    fs/ext4/ialloc.c): near the thousands of files an earlier run or test suite deleted in the last
+    minutes, creating a file took 0.06-0.5 ms instead of 0.02-0.03 ms, and a profile of the
+    pipeline's worker put a quarter of its CPU there.  Waiting that out would take six minutes;
+    ext4 places each new directory in a block group of its choosing, and the rows' directories
+    are made inside this one, near it.  So the cost of creating a file is measured here
+    (:func:`report.create_cost`, which deletes nothing), and a directory over
+    :data:`CREATE_COST_LIMIT` is kept aside while another is made (so ext4 does not place it in
+    the same spot), up to :data:`WORK_DIRECTORY_TRIES`; the cheapest is used.  Directories not
     used are removed at the end of the run (:func:`remove_later`), not now: deleting them would
-    slow the run's own file creation.
-    The quick mode (the test suite's) neither syncs nor waits."""
-    waited = 0.0
+    slow the run's own file creation.  In full mode the file system is synced first (what an
+    earlier job left to write back would otherwise share the disk with the rows' fsyncs)."""
     if not quick:
         os.sync()
-        logger.info("waiting %.0f s for inodes freed before this run to age out (bench/run.py, work_directory)",
-                    FREED_INODES_AGE_OUT)
-        time.sleep(FREED_INODES_AGE_OUT)
-        waited = FREED_INODES_AGE_OUT
     tried: list[tuple[float, Path]] = []
     for _attempt in range(WORK_DIRECTORY_TRIES):
         work = Path(tempfile.mkdtemp(prefix="mailingest-bench-", dir=parent))
@@ -149,12 +140,10 @@ def work_directory(parent: str | None, *, quick: bool = False) -> tuple[Path, st
         if path != chosen:
             remove_later(path)
     note = f"{cost:.3f} ms (median of 200 empty files created in the work directory)"
-    if waited:
-        note += f", after a sync and {waited:.0f} s for inodes freed before the run to age out"
     others = [c for c, path in tried if path != chosen]
     if others:
         note += (f"; {len(others)} new work director{'y' if len(others) == 1 else 'ies'} tried first cost "
-                 + ", ".join(f"{c:.2f}" for c in others) + " ms and were not used (bench/run.py, work_directory)")
+                 + ", ".join(f"{c:.3f}" for c in others) + " ms and were not used (bench/run.py, work_directory)")
     return chosen, note
 
 
