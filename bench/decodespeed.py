@@ -61,9 +61,7 @@ def in_process(files: list[Path], scratch: Path) -> tuple[float, float]:
     from mailingest.mime.layout import DecodeSettings, decode_file
 
     settings = DecodeSettings(fsync=False)
-    out = scratch / "inproc"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = Path(tempfile.mkdtemp(prefix="inproc-", dir=scratch))  # nothing deleted before it is timed
     wall, cpu = time.perf_counter(), time.process_time()
     for i, f in enumerate(files):
         try:
@@ -93,9 +91,7 @@ def _children_cpu() -> float:
 
 def cli(plugins: str, files: list[Path], scratch: Path) -> tuple[float, float]:
     """(wall, CPU) seconds of one ``mailingest decode`` process over *files* (row 7a)."""
-    out = scratch / "cli"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = Path(tempfile.mkdtemp(prefix="cli-", dir=scratch))  # nothing deleted before it is timed
     links = linked(files, scratch / "in")
     started, cpu = time.perf_counter(), _children_cpu()
     subprocess.run([sys.executable, "-m", "mailingest", "decode", "-q", "--force", "--no-fsync", "-o", str(out),
@@ -105,8 +101,7 @@ def cli(plugins: str, files: list[Path], scratch: Path) -> tuple[float, float]:
 
 def ripmime(files: list[Path], scratch: Path) -> tuple[float, float]:
     """(wall, CPU) seconds of ``ripmime`` run once per message."""
-    out = scratch / "ripmime"
-    shutil.rmtree(out, ignore_errors=True)
+    out = Path(tempfile.mkdtemp(prefix="ripmime-", dir=scratch))  # nothing deleted before it is timed
     binary = shutil.which("ripmime") or "ripmime"
     started, cpu = time.perf_counter(), _children_cpu()
     for i, f in enumerate(files):

@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,9 +79,12 @@ print(time.perf_counter() - started)
 
 
 def _fresh(directory: Path) -> Path:
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    return directory
+    """A new directory for one round's output, beside *directory*: an earlier round's output is
+    left in place (the work directory goes at the end of the run), because on this machine's ext4
+    (no journal) files created right after thousands were deleted nearby cost up to 10× as much
+    to create (bench/run.py, ``work_directory``), and each side would pay for the round before."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=directory.name + "-", dir=directory.parent))
 
 
 def ours_throughput(ctx: BenchContext, files: list[Path]) -> float:
