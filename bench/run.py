@@ -105,9 +105,10 @@ CREATE_COST_LIMIT = 0.04
 WORK_DIRECTORY_TRIES = 8
 
 
-def work_directory(parent: str | None, *, quick: bool = False) -> tuple[Path, str]:
+def work_directory(parent: str | None, *, quick: bool = False) -> tuple[Path, str, list[Path]]:
     """A new work directory under *parent* (or the system's temporary directory) where creating a
-    file costs what it costs on this file system, and the Machine section's note on it.
+    file costs what it costs on this file system, the Machine section's note on it, and the
+    directories tried and not used.
 
     Every row that writes files (mailingest's download and decode, fetchmail's MDA, ripmime) pays
     the file creation once per file, the sr3 floor does not, so a slow creation would show in one
@@ -122,7 +123,7 @@ def work_directory(parent: str | None, *, quick: bool = False) -> tuple[Path, st
     (:func:`report.create_cost`, which deletes nothing), and a directory over
     :data:`CREATE_COST_LIMIT` is kept aside while another is made (so ext4 does not place it in
     the same spot), up to :data:`WORK_DIRECTORY_TRIES`; the cheapest is used.  Directories not
-    used are removed at the end of the run (:func:`remove_later`), not now: deleting them would
+    used are for the caller to remove at the end of the run, not now: deleting them would
     slow the run's own file creation.  In full mode the file system is synced first (what an
     earlier job left to write back would otherwise share the disk with the rows' fsyncs)."""
     if not quick:
@@ -136,23 +137,12 @@ def work_directory(parent: str | None, *, quick: bool = False) -> tuple[Path, st
         if cost <= CREATE_COST_LIMIT:
             break
     cost, chosen = min(tried, key=lambda item: item[0])
-    for _cost, path in tried:
-        if path != chosen:
-            remove_later(path)
     note = f"{cost:.3f} ms (median of 200 empty files created in the work directory)"
     others = [c for c, path in tried if path != chosen]
     if others:
         note += (f"; {len(others)} new work director{'y' if len(others) == 1 else 'ies'} tried first cost "
                  + ", ".join(f"{c:.3f}" for c in others) + " ms and were not used (bench/run.py, work_directory)")
-    return chosen, note
-
-
-#: directories to remove once the run is over
-_LEFT_FOR_LATER: list[Path] = []
-
-
-def remove_later(path: Path) -> None:
-    _LEFT_FOR_LATER.append(path)
+    return chosen, note, [path for _cost, path in tried if path != chosen]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.work:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         Path(args.work).chmod(0o755)  # Dovecot's mail user must traverse it when run as root
-    work, notes_on_work = work_directory(args.work, quick=args.quick)
+    work, notes_on_work, unused = work_directory(args.work, quick=args.quick)
     started = time.monotonic()
     notes = report.machine_notes(sys.version.split()[0])
     notes["file create"] = notes_on_work
@@ -182,8 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info("this run's files, sr3 homes and logs: %s", work)
         else:
             shutil.rmtree(work, ignore_errors=True)
-        for unused in _LEFT_FOR_LATER:
-            shutil.rmtree(unused, ignore_errors=True)
+        for path in unused:
+            shutil.rmtree(path, ignore_errors=True)
     seconds = time.monotonic() - started
     output = Path(args.output)
     analysis = kept_analysis(output) or "(to be written after a full run)"

@@ -171,8 +171,8 @@ def sync_together(files: Iterable[str], directories: Iterable[str] = ()) -> None
 SYNC_THREADS = 16
 
 
-_sync_pool: ThreadPoolExecutor | None = None
-_sync_pool_pid = 0
+#: this process's kept thread pools, by name: (the pid that started them, the pool)
+_pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
 
 def _fsync_all(fds: list[int]) -> None:
@@ -187,14 +187,19 @@ def _fsync_all(fds: list[int]) -> None:
 def _threads() -> ThreadPoolExecutor:
     """The process's fsync threads, started on first use and kept: a subscriber syncs a group
     in every pass, and starting up to SYNC_THREADS threads each time cost it more CPU than the
-    fsyncs on a fast disk.  A forked child starts its own (threads do not survive a fork)."""
-    global _sync_pool, _sync_pool_pid
+    fsyncs on a fast disk."""
+    return process_pool("mailingest-fsync", SYNC_THREADS)
+
+
+def process_pool(name: str, workers: int) -> ThreadPoolExecutor:
+    """This process's thread pool *name* (its threads' name prefix), started on first use and kept.
+    A forked child starts its own (threads do not survive a fork)."""
     from concurrent.futures import ThreadPoolExecutor  # here: a `mailingest decode` with --no-fsync never loads it
 
-    if _sync_pool is None or _sync_pool_pid != os.getpid():
-        _sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="mailingest-fsync")
-        _sync_pool_pid = os.getpid()
-    return _sync_pool
+    kept = _pools.get(name)
+    if kept is None or kept[0] != os.getpid():
+        kept = _pools[name] = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix=name))
+    return kept[1]
 
 
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,7 @@ import sarracenia.identity
 from sarracenia.flowcb import FlowCB
 
 from mailingest import postbatch
-from mailingest.atomic import publish_together, remove_stale_temps, write_temp
+from mailingest.atomic import process_pool, publish_together, remove_stale_temps, write_temp
 from mailingest.errors import ConfigError, MailConnectionError, MailError, MessageGoneError
 from mailingest.fetcher.diskwait import DirectoryWait, LocalWriteError, make_directory
 from mailingest.fetcher.prefetch import Prefetch
@@ -115,20 +115,6 @@ class _Syncing:
 
     group: list[_Fetched]
     failures: Future[dict[str, OSError]]
-
-
-_background: ThreadPoolExecutor | None = None
-_background_pid = 0
-
-
-def _durability_thread() -> ThreadPoolExecutor:
-    """The thread that makes full groups durable while the worker fetches on (one per process:
-    a forked child starts its own)."""
-    global _background, _background_pid
-    if _background is None or _background_pid != os.getpid():
-        _background = ThreadPoolExecutor(1, thread_name_prefix="mailingest-durable")
-        _background_pid = os.getpid()
-    return _background
 
 
 def _publish(group: Sequence[_Fetched]) -> dict[str, OSError]:
@@ -379,10 +365,10 @@ class Download(FlowCB):
 
     def _sync_in_background(self) -> None:
         """Start making the full group durable (:py:func:`mailingest.atomic.publish_together`) in
-        the durability thread; the worker fetches the pass's next messages meanwhile.  No server
+        the process's durability thread; the worker fetches the pass's next messages meanwhile.  No server
         action is taken for it before :py:meth:`_publish_group` has waited for it."""
         group, self._group = self._group, []
-        self._syncing.append(_Syncing(group, _durability_thread().submit(_publish, group)))
+        self._syncing.append(_Syncing(group, process_pool("mailingest-durable", 1).submit(_publish, group)))
 
     def _unpublished_fetches(self) -> Iterator[_Fetched]:
         for syncing in self._syncing:
